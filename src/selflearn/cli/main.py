@@ -1,0 +1,171 @@
+"""The ``selflearn`` command. It parses, calls the library, prints, and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from selflearn import __version__
+from selflearn.errors import SelflearnError
+from selflearn.logs.formats import FORMATS
+from selflearn.store.export import export_turns
+from selflearn.store.importer import import_files
+from selflearn.store.stats import store_stats
+from selflearn.store.store import STORE_VERSION, Store, default_store_path
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="selflearn",
+    help="The self-learning layer for conversational assistants: find defects in interaction logs "
+    "and learn to fix them without annotation.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+out = Console()
+err = Console(stderr=True)
+
+StoreOpt = Annotated[
+    Path,
+    typer.Option("--store", envvar="SELFLEARN_STORE", help="Store file (DuckDB).", show_default=True),
+]
+
+
+def _fail(exc: SelflearnError) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(exc.exit_code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"selflearn {__version__} (store version {STORE_VERSION})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """The self-learning layer for conversational assistants."""
+
+
+@app.command("import")
+def import_cmd(
+    files: Annotated[list[Path], typer.Argument(help="Log files: .jsonl[.gz], .csv[.gz], .parquet, or Rasa exports.")],
+    store: StoreOpt = default_store_path(),
+    fmt: Annotated[
+        str | None, typer.Option("--format", help=f"Read every file as this format ({'|'.join(FORMATS)}); "
+                                 "default: from each file's name.")
+    ] = None,
+    quarantine: Annotated[
+        Path | None, typer.Option(help="Where rejected records go (JSONL, appended). Default: next to the store.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+) -> None:
+    """Validate and import interaction logs. Bad records are quarantined with a reason, never dropped.
+
+    Each file is imported atomically, and importing the same file twice adds nothing. Exits non-zero only
+    when nothing at all could be imported.
+    """
+    try:
+        with Store(store) as st, Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err, transient=True, disable=as_json,
+        ) as bar:
+            task = bar.add_task("importing", total=None)
+
+            def tick(path: str, n: int) -> None:
+                bar.update(task, advance=n, description=f"importing {Path(path).name}")
+
+            report = import_files(st, files, fmt=fmt, quarantine_path=quarantine, progress=tick)
+    except SelflearnError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+    else:
+        table = Table("file", "format", "imported", "duplicates", "quarantined", "seconds", title="import")
+        for f in report.files:
+            table.add_row(f.path, f.format or "-", str(f.imported), str(f.duplicates), str(f.quarantined),
+                          f"{f.seconds:.2f}")
+        out.print(table)
+        for f in report.files:
+            if f.error:
+                err.print(f"[red]error:[/red] {f.error}", highlight=False, soft_wrap=True)
+        out.print(f"imported {report.imported}, duplicates {report.duplicates}, quarantined {report.quarantined}"
+                  + (f" (reasons in {report.quarantine_path})" if report.quarantined else ""), highlight=False)
+    if not report.ok:
+        raise typer.Exit(2)
+
+
+@app.command("export")
+def export_cmd(
+    output: Annotated[Path, typer.Argument(help="Output file: .jsonl, .jsonl.gz or .parquet.")],
+    store: StoreOpt = default_store_path(),
+    fmt: Annotated[str | None, typer.Option("--format", help="jsonl|parquet; default: from the name.")] = None,
+) -> None:
+    """Write every turn in the store to a file (JSONL in the log format, or flat Parquet)."""
+    try:
+        with Store(store, read_only=True) as st:
+            n = export_turns(st, output, fmt)
+    except SelflearnError as exc:
+        raise _fail(exc) from exc
+    out.print(f"exported {n} turns to {output}", highlight=False)
+
+
+@app.command("stats")
+def stats_cmd(
+    store: StoreOpt = default_store_path(),
+    top: Annotated[int, typer.Option(min=1, help="How many intents and device types to list.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as one JSON object.")] = False,
+) -> None:
+    """Counts, date range, top intents and devices, and feedback-signal counts."""
+    try:
+        with Store(store, read_only=True) as st:
+            s = store_stats(st, top=top)
+    except SelflearnError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(s))
+        return
+    summary = Table("", "", title=f"store {s['store']}", show_header=False)
+    for key in ("turns", "sessions", "users", "devices", "first_turn", "last_turn", "turns_without_nlu",
+                "imports", "quarantined_total"):
+        summary.add_row(key.replace("_", " "), str(s[key]))
+    for key, value in s["feedback"].items():
+        summary.add_row(f"feedback: {key.replace('_', ' ')}", str(value))
+    out.print(summary)
+    for key, title in (("top_intents", "intent"), ("top_device_types", "device type")):
+        table = Table(title, "turns", title=f"top {title}s")
+        for row in s[key]:
+            table.add_row(str(row["name"]), str(row["turns"]))
+        out.print(table)
+
+
+@app.command("migrate")
+def migrate_cmd(store: StoreOpt = default_store_path()) -> None:
+    """Upgrade a store written by an older selflearn to this version's layout (one transaction)."""
+    try:
+        if not Path(store).exists():
+            err.print(f"[red]error:[/red] {store}: no store at this path; fix: check --store", highlight=False)
+            raise typer.Exit(2)
+        with Store(store) as st:
+            out.print(f"{store} is at store version {st.version}", highlight=False)
+    except SelflearnError as exc:
+        raise _fail(exc) from exc
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Every exception selflearn raises on purpose.
+
+Each one subclasses a built-in (so ``except ValueError`` keeps working for callers
+that do not know selflearn) and :class:`SelflearnError` (so the CLI and the service
+can map all of them to an exit code or a 4xx in one place). Messages follow one
+shape, built by :func:`explain`: the offending value, the rule it breaks, the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SelflearnError",
+    "InvalidInputError",
+    "UnreadableInputError",
+    "StoreVersionError",
+    "StoreBusyError",
+    "explain",
+]
+
+
+def explain(value: object, rule: str, fix: str) -> str:
+    """One line: ``<value>: <rule>; fix: <fix>``. Long values are shortened."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > 120:
+        text = text[:117] + "..."
+    return f"{text}: {rule}; fix: {fix}"
+
+
+class SelflearnError(Exception):
+    """Base class of selflearn's own errors; ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class InvalidInputError(SelflearnError, ValueError):
+    """A value given by the user (option, file content, request) breaks a rule."""
+
+    exit_code = 2
+
+
+class UnreadableInputError(SelflearnError, OSError):
+    """A path that cannot be opened or is not the format its name claims."""
+
+    exit_code = 2
+
+
+class StoreVersionError(SelflearnError, RuntimeError):
+    """The store was written by another version of selflearn and cannot be used as is."""
+
+    exit_code = 3
+
+
+class StoreBusyError(SelflearnError, RuntimeError):
+    """Another process holds the store's write lock."""
+
+    exit_code = 4

@@ -1,0 +1,312 @@
+"""Import log files into the store: validate every record, keep the good, quarantine the bad.
+
+Guarantees, per file:
+
+* **Atomic**: a file is one transaction. A crash, ``kill -9`` or Ctrl-C mid-file
+  leaves the store exactly as before that file (earlier files stay imported).
+* **Idempotent**: a turn is identified by ``(session_id, turn_index)``; importing
+  the same turn again counts it as a duplicate and adds nothing. The same id with
+  *different* content is a conflict and goes to quarantine.
+* **Nothing silently dropped**: every record is imported, counted as a duplicate,
+  or written to the quarantine JSONL with its file, line and a one-line reason.
+* **Streaming**: files are read in batches; memory does not grow with file size.
+
+Validation is two-tier (see :mod:`selflearn.logs.fastcheck`): a msgspec type
+compiled from the schema accepts clean records at C speed, and pydantic decides
+every other record and explains the ones it rejects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+from pydantic import BaseModel, ValidationError
+
+from selflearn.errors import SelflearnError, explain
+from selflearn.logs.fastcheck import compile_fast_type
+from selflearn.logs.formats import Batch, detect_format, read_batches
+from selflearn.logs.messages import describe_validation_error
+from selflearn.logs.schema import Turn
+from selflearn.store.columns import COLUMNS, FLAT_OBJECTS, projection_sql, same_content_sql
+from selflearn.store.store import Store
+
+__all__ = ["FileReport", "ImportReport", "import_files", "default_quarantine_path"]
+
+_FAST = compile_fast_type(Turn.model_json_schema())
+_COLS = ", ".join(c.name for c in COLUMNS)
+
+
+@dataclass
+class FileReport:
+    path: str
+    format: str = ""
+    imported: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    error: str | None = None  # the whole file could not be read
+    seconds: float = 0.0
+
+
+@dataclass
+class ImportReport:
+    files: list[FileReport] = field(default_factory=list)
+    quarantine_path: str | None = None
+
+    @property
+    def imported(self) -> int:
+        return sum(f.imported for f in self.files)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(f.duplicates for f in self.files)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(f.quarantined for f in self.files)
+
+    @property
+    def ok(self) -> bool:
+        """True when at least one record was accepted (imported or already present)."""
+        return self.imported + self.duplicates > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "imported": self.imported,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+            "quarantine_path": self.quarantine_path,
+            "files": [asdict(f) for f in self.files],
+        }
+
+
+def default_quarantine_path(store_path: Path) -> Path:
+    return store_path.with_name(store_path.name.removesuffix(".duckdb") + ".quarantine.jsonl")
+
+
+def _extras(model: BaseModel) -> dict[str, Any]:
+    """Extra fields of a validated turn, nested like the record, for the objects stored as columns."""
+    out: dict[str, Any] = dict(model.model_extra or {})
+    for name in FLAT_OBJECTS:
+        sub = getattr(model, name)
+        if sub is not None and sub.model_extra:
+            out[name] = dict(sub.model_extra)
+    return out
+
+
+class _FileImport:
+    """One file's import, inside one transaction on the store's write connection."""
+
+    def __init__(self, con: Any, import_id: int, source: str, quarantine: Any) -> None:
+        self.con = con
+        self.import_id = import_id
+        self.source = source
+        self.quarantine = quarantine
+        self.report = FileReport(path=source)
+        con.execute("CREATE OR REPLACE TEMP TABLE touched_sessions (session_id VARCHAR PRIMARY KEY)")
+
+    def reject(self, position: int, original: bytes | str, reason: str) -> None:
+        text = original.decode("utf-8", "replace") if isinstance(original, bytes) else original
+        self.quarantine.write(
+            json.dumps({"file": self.source, "line": position, "reason": reason, "record": text}) + "\n"
+        )
+        self.report.quarantined += 1
+
+    def slow(self, items: Iterable[tuple[int, bytes]], staged: list[tuple[int, str, str | None]]) -> None:
+        """Let pydantic decide; stage what it accepts in canonical form, quarantine the rest."""
+        for position, raw in items:
+            try:
+                model = Turn.model_validate_json(raw)
+            except ValidationError as exc:
+                self.reject(position, raw, describe_validation_error(exc))
+                continue
+            extra = _extras(model)
+            staged.append((position, model.model_dump_json(), json.dumps(extra) if extra else None))
+
+    def add(self, batch: Batch, originals: dict[int, bytes]) -> None:
+        for position, original, reason in batch.problems:
+            self.reject(position, original, reason)
+        staged: list[tuple[int, str, str | None]] = []
+        rejected_fast: list[tuple[int, bytes]] = []
+        decode = _FAST.decode
+        for position, raw in zip(batch.positions, batch.records, strict=True):
+            try:
+                decode(raw)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                rejected_fast.append((position, raw))
+            else:
+                staged.append((position, raw.decode("utf-8"), None))
+        self.slow(rejected_fast, staged)
+        if not staged:
+            return
+        self._store(staged, originals)
+
+    def _stage(self, staged: list[tuple[int, str, str | None]]) -> None:
+        positions, raws, extras = zip(*staged, strict=True)
+        table = pa.table(
+            {"line_no": pa.array(positions, pa.int64()), "raw": pa.array(raws, pa.string()),
+             "extra": pa.array(extras, pa.string())}
+        )
+        self.con.register("stage_arrow", table)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE proj AS {projection_sql('stage_arrow')}")
+        self.con.unregister("stage_arrow")
+
+    def _store(self, staged: list[tuple[int, str, str | None]], originals: dict[int, bytes]) -> None:
+        con = self.con
+        self._stage(staged)
+        # A timestamp the fast path let through but DuckDB cannot read (e.g. 2026-02-30): pydantic decides.
+        unread = [r[0] for r in con.execute("SELECT line_no FROM proj WHERE ts IS NULL").fetchall()]
+        if unread:
+            redo: list[tuple[int, str, str | None]] = []
+            self.slow(((p, originals[p]) for p in unread), redo)
+            keep = [s for s in staged if s[0] not in set(unread)] + redo
+            if not keep:
+                return
+            self._stage(keep)
+        # Classify: new, duplicate (same id, same content) or conflict (same id, other content).
+        same_stored = same_content_sql("f", "t")
+        same_first = same_content_sql("f", "g")
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE verdict AS
+               WITH ranked AS (
+                 SELECT *, row_number() OVER (PARTITION BY session_id, turn_index ORDER BY line_no) AS nth FROM proj)
+               SELECT f.line_no, f.session_id, f.turn_index, f.ts,
+                 CASE WHEN t.session_id IS NOT NULL AND {same_stored} THEN 'duplicate'
+                      WHEN t.session_id IS NOT NULL THEN 'conflict_store'
+                      WHEN f.nth > 1 AND {same_first} THEN 'duplicate'
+                      WHEN f.nth > 1 THEN 'conflict_file'
+                      ELSE 'new' END AS verdict,
+                 g.line_no AS first_line
+               FROM ranked f
+               LEFT JOIN turns t USING (session_id, turn_index)
+               LEFT JOIN (SELECT * FROM ranked WHERE nth = 1) g
+                 ON f.nth > 1 AND g.session_id = f.session_id AND g.turn_index = f.turn_index"""
+        )
+        # Order: a new turn must not be earlier than a lower-index turn of its session (stored or new),
+        # nor later than a higher-index turn already stored.
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE disorder AS
+               WITH cand AS (SELECT * FROM verdict WHERE verdict = 'new'),
+               others AS (
+                 SELECT session_id, turn_index, ts, true AS stored FROM turns
+                 WHERE session_id IN (SELECT session_id FROM cand)
+                 UNION ALL SELECT session_id, turn_index, ts, false FROM cand)
+               SELECT c.line_no, arg_max(o.turn_index, o.ts) AS other_index, max(o.ts) AS other_ts, 'before' AS kind
+               FROM cand c JOIN others o ON o.session_id = c.session_id AND o.turn_index < c.turn_index AND o.ts > c.ts
+               GROUP BY c.line_no
+               UNION ALL
+               SELECT c.line_no, arg_min(o.turn_index, o.ts), min(o.ts), 'after'
+               FROM cand c JOIN others o ON o.session_id = c.session_id AND o.stored
+                    AND o.turn_index > c.turn_index AND o.ts < c.ts
+               GROUP BY c.line_no"""
+        )
+        bad = con.execute(
+            """SELECT v.line_no, v.session_id, v.turn_index, v.verdict, v.first_line,
+                      strftime(v.ts, '%Y-%m-%dT%H:%M:%S.%fZ'), d.other_index,
+                      strftime(d.other_ts, '%Y-%m-%dT%H:%M:%S.%fZ'), d.kind
+               FROM verdict v LEFT JOIN (SELECT * FROM disorder QUALIFY row_number() OVER (PARTITION BY line_no) = 1) d
+                 USING (line_no)
+               WHERE v.verdict LIKE 'conflict%' OR d.line_no IS NOT NULL"""
+        ).fetchall()
+        for line_no, sid, idx, verdict, first_line, ts, other_idx, other_ts, kind in bad:
+            turn = f"turn ({sid!r}, {idx})"
+            if verdict == "conflict_store":
+                reason = explain(turn, "is already stored (earlier in this file or by an earlier import) with "
+                                 "different content; (session_id, turn_index) must be unique",
+                                 "give the turn a new session_id or turn_index, or fix the earlier record")
+            elif verdict == "conflict_file":
+                reason = explain(turn, f"appears again with different content (first at line {first_line})",
+                                 "keep one version of the turn")
+            else:
+                rel = "earlier" if kind == "before" else "later"
+                reason = explain(
+                    f"{turn} at {ts}",
+                    f"is {rel} than turn {other_idx} of the same session at {other_ts}; "
+                    "timestamps must not decrease with turn_index",
+                    "fix the timestamps or the turn_index order",
+                )
+            self.reject(line_no, originals[line_no], reason)
+        con.execute(
+            f"""INSERT INTO turns SELECT {_COLS}, extra, {int(self.import_id)} FROM proj
+                WHERE line_no IN (SELECT line_no FROM verdict WHERE verdict = 'new')
+                  AND line_no NOT IN (SELECT line_no FROM disorder)"""
+        )
+        counts = dict(con.execute("SELECT verdict, count(*) FROM verdict GROUP BY ALL").fetchall())
+        n_disorder = con.execute("SELECT count(DISTINCT line_no) FROM disorder").fetchone()[0]
+        self.report.imported += counts.get("new", 0) - n_disorder
+        self.report.duplicates += counts.get("duplicate", 0)
+        con.execute(
+            """INSERT OR IGNORE INTO touched_sessions SELECT DISTINCT session_id FROM verdict
+               WHERE verdict = 'new'"""
+        )
+
+    def finish(self, started: datetime, fmt: str) -> None:
+        con = self.con
+        con.execute("DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM touched_sessions)")
+        con.execute(
+            """INSERT INTO sessions
+               SELECT session_id, arg_min(user_id, turn_index), arg_min(device_id, turn_index), min(ts), max(ts),
+                      count(*)
+               FROM turns WHERE session_id IN (SELECT session_id FROM touched_sessions) GROUP BY session_id"""
+        )
+        r = self.report
+        con.execute(
+            "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [self.import_id, self.source, fmt, started, datetime.now(UTC), r.imported, r.duplicates, r.quarantined],
+        )
+        con.execute("DROP TABLE IF EXISTS proj; DROP TABLE IF EXISTS verdict; DROP TABLE IF EXISTS disorder")
+
+
+def import_files(
+    store: Store,
+    paths: Iterable[str | Path],
+    *,
+    fmt: str | None = None,
+    quarantine_path: str | Path | None = None,
+    batch_size: int = 50_000,
+    progress: Callable[[str, int], None] | None = None,
+) -> ImportReport:
+    """Import each file atomically. File-level problems are reported, never raised."""
+    qpath = Path(quarantine_path) if quarantine_path else default_quarantine_path(store.path)
+    report = ImportReport(quarantine_path=str(qpath))
+    for p in paths:
+        path = Path(p)
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        part = qpath.with_name(qpath.name + f".{os.getpid()}.part")
+        file_report = FileReport(path=str(path))
+        try:
+            file_fmt = fmt or detect_format(path)
+            file_report.format = file_fmt
+            part.parent.mkdir(parents=True, exist_ok=True)
+            with part.open("w", encoding="utf-8") as qfile, store.transaction() as con:
+                import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM imports").fetchone()[0]
+                job = _FileImport(con, import_id, str(path), qfile)
+                job.report.format = file_fmt
+                for batch in read_batches(path, file_fmt, batch_size):
+                    originals = dict(zip(batch.positions, batch.records, strict=True))
+                    job.add(batch, originals)
+                    if progress:
+                        progress(str(path), len(batch))
+                job.finish(started, file_fmt)
+                file_report = job.report
+            # Committed: now (and only now) the file's quarantined records join the quarantine file.
+            if file_report.quarantined:
+                with qpath.open("a", encoding="utf-8") as out, part.open(encoding="utf-8") as src:
+                    for line in src:
+                        out.write(line)
+        except SelflearnError as exc:
+            file_report = FileReport(path=str(path), format=file_report.format, error=str(exc))
+        finally:
+            part.unlink(missing_ok=True)
+        file_report.seconds = round(time.perf_counter() - t0, 3)
+        report.files.append(file_report)
+    return report

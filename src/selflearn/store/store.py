@@ -1,0 +1,165 @@
+"""The embedded store: one DuckDB file holding turns, sessions and, later, learned artefacts.
+
+One :class:`Store` object owns the file's only write connection (DuckDB also
+refuses a second writing process); readers take their own cursor with
+:meth:`Store.reader`. The file carries a ``store_version``; opening an older one
+for writing migrates it in one transaction, opening it read-only fails with the
+command that migrates it, and a newer one is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from selflearn.errors import StoreBusyError, StoreVersionError, UnreadableInputError, explain
+from selflearn.store.columns import turns_ddl
+
+__all__ = ["Store", "STORE_VERSION", "MIGRATIONS", "DEFAULT_STORE", "default_store_path"]
+
+DEFAULT_STORE = "selflearn.duckdb"
+
+
+def default_store_path() -> Path:
+    """``$SELFLEARN_STORE`` if set, else ``./selflearn.duckdb``."""
+    return Path(os.environ.get("SELFLEARN_STORE") or DEFAULT_STORE)
+
+
+def _v1(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(turns_ddl())
+    con.execute(
+        """CREATE TABLE sessions (
+             session_id VARCHAR PRIMARY KEY, user_id VARCHAR NOT NULL, device_id VARCHAR NOT NULL,
+             started_at TIMESTAMPTZ NOT NULL, ended_at TIMESTAMPTZ NOT NULL, n_turns INTEGER NOT NULL)"""
+    )
+    con.execute(
+        """CREATE TABLE imports (
+             import_id BIGINT PRIMARY KEY, source VARCHAR NOT NULL, format VARCHAR NOT NULL,
+             started_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ NOT NULL,
+             imported BIGINT NOT NULL, duplicates BIGINT NOT NULL, quarantined BIGINT NOT NULL)"""
+    )
+
+
+#: ``MIGRATIONS[i]`` turns a store of version ``i`` into version ``i + 1`` (0 = empty file).
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1]
+STORE_VERSION = len(MIGRATIONS)
+
+
+class Store:
+    """A selflearn store file. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, path: str | Path | None = None, *, read_only: bool = False) -> None:
+        self.path = Path(path) if path is not None else default_store_path()
+        self.read_only = read_only
+        self._con = self._connect()
+        try:
+            self._check_version()
+        except BaseException:
+            self._con.close()
+            raise
+
+    # -- opening --------------------------------------------------------------------
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self.read_only and not self.path.exists():
+            raise UnreadableInputError(
+                explain(str(self.path), "no store at this path", "import logs first (`selflearn import FILE`) or pass --store")
+            )
+        if not self.read_only and self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(str(self.path), read_only=self.read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreBusyError(
+                    explain(str(self.path), "another process has this store open for writing",
+                            "wait for it to finish, or use another --store")
+                ) from exc
+            raise UnreadableInputError(
+                explain(str(self.path), f"cannot open as a DuckDB store ({exc})", "pass the path of a selflearn store")
+            ) from exc
+        except duckdb.Error as exc:
+            raise UnreadableInputError(
+                explain(str(self.path), f"not a DuckDB store ({exc})", "pass the path of a selflearn store")
+            ) from exc
+        return con
+
+    def _version(self) -> int:
+        has_meta = self._con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
+        ).fetchone()[0]
+        if not has_meta:
+            n_tables = self._con.execute("SELECT count(*) FROM information_schema.tables").fetchone()[0]
+            if n_tables:
+                raise StoreVersionError(
+                    explain(str(self.path), "this DuckDB file has tables but is not a selflearn store",
+                            "pass another --store path")
+                )
+            return 0
+        row = self._con.execute("SELECT value FROM meta WHERE key = 'store_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _check_version(self) -> None:
+        version = self._version()
+        if version > STORE_VERSION:
+            raise StoreVersionError(
+                explain(f"store version {version}", f"this selflearn reads store versions up to {STORE_VERSION}",
+                        "upgrade selflearn (pip install -U selflearn)")
+            )
+        if version < STORE_VERSION:
+            if self.read_only:
+                raise StoreVersionError(
+                    explain(f"store version {version}", f"this selflearn needs store version {STORE_VERSION}",
+                            f"run `selflearn migrate --store {self.path}`")
+                )
+            self.migrate(version)
+
+    def migrate(self, from_version: int) -> None:
+        """Apply every migration after ``from_version`` in one transaction (all or nothing)."""
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            if from_version == 0:
+                self._con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
+            for step in MIGRATIONS[from_version:]:
+                step(self._con)
+            self._con.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('store_version', ?)", [str(len(MIGRATIONS))]
+            )
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+
+    @property
+    def version(self) -> int:
+        return self._version()
+
+    # -- access ---------------------------------------------------------------------
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own for reading (safe to use from another thread)."""
+        return self._con.cursor()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The write connection inside one transaction: committed on success, rolled back on any error."""
+        if self.read_only:
+            raise PermissionError(f"{self.path} was opened read-only")
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            yield self._con
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
