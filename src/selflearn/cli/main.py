@@ -17,7 +17,7 @@ from selflearn.logs.formats import FORMATS
 from selflearn.store.export import export_turns
 from selflearn.store.importer import import_files
 from selflearn.store.stats import store_stats
-from selflearn.store.store import STORE_VERSION, Store, default_store_path
+from selflearn.store.store import DEFAULT_STORE, STORE_VERSION, Store
 
 __all__ = ["app", "main"]
 
@@ -61,7 +61,7 @@ def _root(
 @app.command("import")
 def import_cmd(
     files: Annotated[list[Path], typer.Argument(help="Log files: .jsonl[.gz], .csv[.gz], .parquet, or Rasa exports.")],
-    store: StoreOpt = default_store_path(),
+    store: StoreOpt = Path(DEFAULT_STORE),
     fmt: Annotated[
         str | None, typer.Option("--format", help=f"Read every file as this format ({'|'.join(FORMATS)}); "
                                  "default: from each file's name.")
@@ -109,7 +109,7 @@ def import_cmd(
 @app.command("export")
 def export_cmd(
     output: Annotated[Path, typer.Argument(help="Output file: .jsonl, .jsonl.gz or .parquet.")],
-    store: StoreOpt = default_store_path(),
+    store: StoreOpt = Path(DEFAULT_STORE),
     fmt: Annotated[str | None, typer.Option("--format", help="jsonl|parquet; default: from the name.")] = None,
 ) -> None:
     """Write every turn in the store to a file (JSONL in the log format, or flat Parquet)."""
@@ -123,7 +123,7 @@ def export_cmd(
 
 @app.command("stats")
 def stats_cmd(
-    store: StoreOpt = default_store_path(),
+    store: StoreOpt = Path(DEFAULT_STORE),
     top: Annotated[int, typer.Option(min=1, help="How many intents and device types to list.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print as one JSON object.")] = False,
 ) -> None:
@@ -151,7 +151,7 @@ def stats_cmd(
 
 
 @app.command("migrate")
-def migrate_cmd(store: StoreOpt = default_store_path()) -> None:
+def migrate_cmd(store: StoreOpt = Path(DEFAULT_STORE)) -> None:
     """Upgrade a store written by an older selflearn to this version's layout (one transaction)."""
     try:
         if not Path(store).exists():

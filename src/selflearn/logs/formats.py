@@ -248,18 +248,28 @@ def _csv(path: Path, batch_size: int) -> Iterator[Batch]:
 
 
 def _parquet(path: Path, batch_size: int) -> Iterator[Batch]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(str(path))
     except FileNotFoundError as exc:
         raise UnreadableInputError(explain(str(path), "does not exist", "check the path")) from exc
-    except OSError as exc:
+    except (OSError, pa.ArrowException) as exc:
         raise UnreadableInputError(
             explain(str(path), f"is not a Parquet file ({exc})", "rename it to match its content, or pass --format")
         ) from exc
     row = 0
-    for rb in pf.iter_batches(batch_size=batch_size):
+    batches = pf.iter_batches(batch_size=batch_size)
+    while True:
+        try:
+            rb = next(batches)
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException) as exc:
+            raise UnreadableInputError(
+                explain(str(path), f"unreadable after row {row} ({exc})", "re-export the file")
+            ) from exc
         batch = Batch()
         for record in rb.to_pylist():
             row += 1

@@ -140,7 +140,7 @@ class _FileImport:
         for position, raw in zip(batch.positions, batch.records, strict=True):
             try:
                 decode(raw)
-            except (msgspec.ValidationError, msgspec.DecodeError):
+            except (msgspec.DecodeError, ValueError):  # ValueError: invalid UTF-8
                 rejected_fast.append((position, raw))
             else:
                 staged.append((position, raw.decode("utf-8"), None))

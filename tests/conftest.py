@@ -1,0 +1,89 @@
+"""Shared fixtures: one thread for native libraries, a turn factory, a fresh store."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+
+from selflearn.store.store import Store  # noqa: E402
+
+BASE_TURN: dict[str, Any] = {
+    "schema_version": 1,
+    "session_id": "s1",
+    "turn_index": 0,
+    "timestamp": "2026-03-02T08:15:00Z",
+    "user_id": "u-7f3a",
+    "device_id": "kitchen-echo",
+    "device": {"type": "speaker", "has_screen": False, "state": {"oven": "on", "volume": 6}, "location": "kitchen"},
+    "utterance": {
+        "text": "play we don't talk anymore",
+        "asr_confidence": 0.87,
+        "nbest": [{"text": "play we don't talk anymore", "confidence": 0.87},
+                  {"text": "play we don't talk about bruno", "confidence": 0.09}],
+    },
+    "nlu": {
+        "domain": "music",
+        "intent": "music_play",
+        "slots": [{"name": "song_name", "value": "we don't talk anymore"}],
+        "confidence": 0.93,
+        "top_k": [{"intent": "music_play", "confidence": 0.93}, {"intent": "audio_volume_up", "confidence": 0.03}],
+    },
+    "entity_resolution": {
+        "status": "resolved",
+        "entities": [{"slot": "song_name", "value": "we don't talk anymore", "resolved_id": "song:8812",
+                      "resolved_value": "We Don't Talk Anymore", "score": 0.98, "candidates": 2}],
+    },
+    "response": {"status": "success", "text": "Playing We Don't Talk Anymore", "action": "music_play"},
+    "latency_ms": 640.5,
+    "feedback": {"barge_in": False, "explicit": None},
+}
+
+
+def make_turn(**overrides: Any) -> dict[str, Any]:
+    """A valid turn; keyword arguments replace top-level fields (None removes one)."""
+    turn = copy.deepcopy(BASE_TURN)
+    for key, value in overrides.items():
+        if value is None:
+            turn.pop(key, None)
+        else:
+            turn[key] = value
+    return turn
+
+
+def session(session_id: str, n: int, start_minute: int = 0, **overrides: Any) -> list[dict[str, Any]]:
+    return [
+        make_turn(session_id=session_id, turn_index=i, timestamp=f"2026-03-02T08:{start_minute + i:02d}:00Z",
+                  **overrides)
+        for i in range(n)
+    ]
+
+
+def write_jsonl(path: Path, records: list[Any]) -> Path:
+    with path.open("w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store(tmp_path / "test.duckdb") as st:
+        yield st
+
+
+def count(st: Store, table: str = "turns") -> int:
+    return st.reader().execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def quarantined(st: Store) -> list[dict[str, Any]]:
+    from selflearn.store.importer import default_quarantine_path
+
+    path = default_quarantine_path(st.path)
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

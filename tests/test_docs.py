@@ -1,0 +1,28 @@
+"""Docs generated from code are up to date, and the documented example record is valid."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from selflearn.docs import render
+from selflearn.logs.schema import Turn
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_generated_docs_are_current():
+    stale = [str(p) for p, text in render(DOCS).items() if p.read_text(encoding="utf-8") != text]
+    assert not stale, f"stale: {stale}; run `make docs` and commit"
+
+
+def test_log_format_example_record_is_valid():
+    text = (DOCS / "log-format.md").read_text()
+    example = re.search(r"## A record\n\n```json\n(.*?)```", text, re.S).group(1)
+    Turn.model_validate_json(example)
+
+
+def test_json_schema_file_parses_and_names_every_top_level_field():
+    schema = json.loads((DOCS / "log-schema.json").read_text())
+    assert set(schema["properties"]) == set(Turn.model_fields)

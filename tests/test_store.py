@@ -1,0 +1,76 @@
+"""Store versioning and migrations."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from selflearn.errors import StoreVersionError
+from selflearn.store import store as store_mod
+from selflearn.store.store import STORE_VERSION, Store
+
+
+def test_new_store_is_at_current_version(tmp_path):
+    with Store(tmp_path / "s.duckdb") as st:
+        assert st.version == STORE_VERSION
+        tables = {r[0] for r in st.reader().execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert {"meta", "turns", "sessions", "imports"} <= tables
+
+
+def test_newer_store_is_refused_with_upgrade_hint(tmp_path):
+    db = tmp_path / "s.duckdb"
+    Store(db).close()
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'store_version'")
+    con.close()
+    with pytest.raises(StoreVersionError, match="store version 99.*upgrade selflearn"):
+        Store(db)
+
+
+def test_older_store_is_migrated_on_write_and_named_on_read(tmp_path, monkeypatch):
+    db = tmp_path / "s.duckdb"
+    Store(db).close()  # a store of today's version ...
+
+    def add_labels(con):  # ... and a future migration that adds a table
+        con.execute("CREATE TABLE labels (session_id VARCHAR, turn_index INTEGER, label VARCHAR)")
+
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, add_labels])
+    monkeypatch.setattr(store_mod, "STORE_VERSION", STORE_VERSION + 1)
+    with pytest.raises(StoreVersionError, match=f"run `selflearn migrate --store {db}`"):
+        Store(db, read_only=True)
+    with Store(db) as st:
+        assert st.version == STORE_VERSION + 1
+        assert st.reader().execute("SELECT count(*) FROM labels").fetchone()[0] == 0
+
+
+def test_a_failing_migration_changes_nothing(tmp_path, monkeypatch):
+    db = tmp_path / "s.duckdb"
+    Store(db).close()
+
+    def broken(con):
+        con.execute("CREATE TABLE half_done (x INTEGER)")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, broken])
+    monkeypatch.setattr(store_mod, "STORE_VERSION", STORE_VERSION + 1)
+    with pytest.raises(RuntimeError, match="boom"):
+        Store(db)
+    con = duckdb.connect(str(db))
+    assert con.execute("SELECT value FROM meta").fetchone()[0] == str(STORE_VERSION)
+    assert not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name='half_done'").fetchone()[0]
+    con.close()
+
+
+def test_foreign_duckdb_file_is_refused(tmp_path):
+    db = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE customers (id INTEGER)")
+    con.close()
+    with pytest.raises(StoreVersionError, match="not a selflearn store"):
+        Store(db)
+
+
+def test_store_path_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFLEARN_STORE", str(tmp_path / "env.duckdb"))
+    with Store() as st:
+        assert st.path == tmp_path / "env.duckdb"
