@@ -102,6 +102,8 @@ def test_import_export_round_trip_jsonl_and_parquet(store, tmp_path):
     records[3]["feedback"] = {"barge_in": True, "explicit": "negative", "prompted": True, "comment": "no"}
     records[4]["timestamp"] = "2026-03-02T10:04:00.123456+02:00"  # stored in UTC
     records[5]["utterance"] = {"text": ""}
+    records[6]["entity_resolution"] = {"status": "ambiguous", "entities": [  # explicit nulls inside a list
+        {"slot": "place_name", "value": "nearest", "resolved_id": None, "score": 0.4, "candidates": 4}]}
     import_files(store, [write_jsonl(tmp_path / "in.jsonl", records)])
 
     out_jsonl, out_gz, out_pq = tmp_path / "out.jsonl", tmp_path / "out.jsonl.gz", tmp_path / "out.parquet"

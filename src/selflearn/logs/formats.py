@@ -189,9 +189,10 @@ def nest_flat_record(row: dict[str, Any], *, cells_are_text: bool) -> dict[str, 
             _deep_merge(record, value)
             continue
         kind = _KINDS.get(column, "json" if cells_are_text else "string")
-        value = _coerce(kind, value)
-        if kind == "json" and isinstance(value, list) and value and not cells_are_text:
+        if isinstance(value, list):  # a native Parquet list: struct elements carry None for absent fields
             value = [_plain(v) for v in value]
+        else:
+            value = _coerce(kind, value)
         target = record
         *parents, leaf = column.split(".")
         for part in parents:

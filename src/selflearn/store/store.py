@@ -71,7 +71,9 @@ class Store:
         if not self.read_only and self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            con = duckdb.connect(str(self.path), read_only=self.read_only)
+            # A bounded buffer pool: big imports spill to disk instead of growing the process.
+            con = duckdb.connect(str(self.path), read_only=self.read_only,
+                                 config={"memory_limit": os.environ.get("SELFLEARN_MEMORY_LIMIT", "512MB")})
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreBusyError(
