@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -105,7 +104,6 @@ def main() -> None:
     res["seconds"] = round(res["seconds"], 2)
     res["peak_rss_mb"] = round(res["peak_rss_mb"])
     print(json.dumps(res))
-    _ = resource  # (the child measures its own peak RSS)
 
 
 if __name__ == "__main__":
