@@ -10,6 +10,13 @@ from selflearn.store import store as store_mod
 from selflearn.store.store import STORE_VERSION, Store
 
 
+def _sql(db, statement: str) -> None:
+    """Change a store file behind selflearn's back, as another tool would."""
+    con = duckdb.connect(str(db))
+    con.execute(statement)
+    con.close()
+
+
 def test_new_store_is_at_current_version(tmp_path):
     with Store(tmp_path / "s.duckdb") as st:
         assert st.version == STORE_VERSION
@@ -20,9 +27,7 @@ def test_new_store_is_at_current_version(tmp_path):
 def test_newer_store_is_refused_with_upgrade_hint(tmp_path):
     db = tmp_path / "s.duckdb"
     Store(db).close()
-    con = duckdb.connect(str(db))
-    con.execute("UPDATE meta SET value = '99' WHERE key = 'store_version'")
-    con.close()
+    _sql(db, "UPDATE meta SET value = '99' WHERE key = 'store_version'")
     with pytest.raises(StoreVersionError, match="store version 99.*upgrade selflearn"):
         Store(db)
 
@@ -63,9 +68,7 @@ def test_a_failing_migration_changes_nothing(tmp_path, monkeypatch):
 
 def test_foreign_duckdb_file_is_refused(tmp_path):
     db = tmp_path / "other.duckdb"
-    con = duckdb.connect(str(db))
-    con.execute("CREATE TABLE customers (id INTEGER)")
-    con.close()
+    _sql(db, "CREATE TABLE customers (id INTEGER)")
     with pytest.raises(StoreVersionError, match="not a selflearn store"):
         Store(db)
 

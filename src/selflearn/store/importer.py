@@ -167,7 +167,8 @@ class _FileImport:
         if unread:
             redo: list[tuple[int, str, str | None]] = []
             self.slow(((p, originals[p]) for p in unread), redo)
-            keep = [s for s in staged if s[0] not in set(unread)] + redo
+            unread_set = set(unread)
+            keep = [s for s in staged if s[0] not in unread_set] + redo
             if not keep:
                 return
             self._stage(keep)
