@@ -114,8 +114,12 @@ def export_cmd(
 ) -> None:
     """Write every turn in the store to a file (JSONL in the log format, or flat Parquet)."""
     try:
-        with Store(store, read_only=True) as st:
-            n = export_turns(st, output, fmt)
+        with Store(store, read_only=True) as st, Progress(
+            TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err, transient=True,
+        ) as bar:
+            task = bar.add_task("exporting", total=None)
+            n = export_turns(st, output, fmt, progress=lambda k: bar.update(task, advance=k))
     except SelflearnError as exc:
         raise _fail(exc) from exc
     out.print(f"exported {n} turns to {output}", highlight=False)
