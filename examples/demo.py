@@ -2,12 +2,18 @@
 
 Runs the real CLI as a user would: import two logs (one of our format, one Rasa export) into a fresh
 store, show the quarantine, print the store's statistics, export to Parquet, and re-import the export to
-show that nothing is added twice. Later issues grow this into simulate -> learn -> A/B -> report.
+show that nothing is added twice. Then the simulated world: build it from the shared SLURP sentences and
+ASR corpus (once; reused afterwards), simulate 2,000 users for 14 days, import the logs (zero quarantined),
+and run two A/B tests on identical traffic: a no-op rewriter (identical arms) and a naive example rewriter.
+
+    python examples/demo.py [--shared ../shared/data]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +33,9 @@ def run(*args: str) -> None:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shared", type=Path, default=Path(os.environ.get("SHARED", ROOT.parent / "shared" / "data")))
+    args = ap.parse_args()
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()
     store = str(OUT / "selflearn.duckdb")
@@ -40,7 +49,23 @@ def main() -> None:
     run("stats", "--store", store)
     run("export", str(OUT / "turns.parquet"), "--store", store)
     run("import", str(OUT / "turns.parquet"), "--store", store)
+    world(args.shared.resolve(), store)
     print(f"\nDone. Store: {store}. Next: `selflearn stats --store {store} --json`.")
+
+
+def world(shared: Path, store: str) -> None:
+    slurp, asr = shared / "slurp", shared / "asr" / "slurp_asr.jsonl"
+    if not asr.exists():
+        print(f"\n(no ASR corpus at {asr}: skipping the simulated world; pass --shared DIR)")
+        return
+    wd = str(ROOT / "world")  # built once, reused by later demos and by `selflearn simulate`
+    run("world", "build", "--world", wd, "--sentences", str(slurp / "devel.jsonl"), "--sentences", str(slurp / "test.jsonl"),
+        "--asr-corpus", str(asr))
+    sim = OUT / "sim"
+    run("simulate", "--world", wd, "--users", "2000", "--days", "14", "--seed", "0", "--out", str(sim))
+    run("import", str(sim / "logs.jsonl"), "--store", store)
+    run("ab", "--world", wd, "--rewriter", "noop", "--users", "2000", "--days", "14")
+    run("ab", "--world", wd, "--rewriter", "examples.rewriters:StripFillers", "--users", "2000", "--days", "14")
 
 
 if __name__ == "__main__":

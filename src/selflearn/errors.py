@@ -14,6 +14,8 @@ __all__ = [
     "UnreadableInputError",
     "StoreVersionError",
     "StoreBusyError",
+    "NotFittedError",
+    "ChannelUnavailableError",
     "explain",
 ]
 
@@ -54,3 +56,15 @@ class StoreBusyError(SelflearnError, RuntimeError):
     """Another process holds the store's write lock."""
 
     exit_code = 4
+
+
+class NotFittedError(SelflearnError, AttributeError):
+    """A model was used before ``fit`` or ``load``."""
+
+    exit_code = 2
+
+
+class ChannelUnavailableError(SelflearnError, RuntimeError):
+    """espeak-ng, sox or the Whisper model is missing on this machine."""
+
+    exit_code = 5

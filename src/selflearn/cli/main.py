@@ -7,55 +7,24 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from selflearn import __version__
 from selflearn.errors import SelflearnError
 from selflearn.logs.formats import FORMATS
 from selflearn.store.export import export_turns
 from selflearn.store.importer import import_files
 from selflearn.store.stats import store_stats
-from selflearn.store.store import DEFAULT_STORE, STORE_VERSION, Store
+from selflearn.store.store import DEFAULT_STORE, Store
+
+from .app import app, err, fail, out
 
 __all__ = ["app", "main"]
-
-app = typer.Typer(
-    name="selflearn",
-    help="The self-learning layer for conversational assistants: find defects in interaction logs "
-    "and learn to fix them without annotation.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
-)
-out = Console()
-err = Console(stderr=True)
 
 StoreOpt = Annotated[
     Path,
     typer.Option("--store", envvar="SELFLEARN_STORE", help="Store file (DuckDB).", show_default=True),
 ]
-
-
-def _fail(exc: SelflearnError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(exc.exit_code)
-
-
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"selflearn {__version__} (store version {STORE_VERSION})")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
-    ] = False,
-) -> None:
-    """The self-learning layer for conversational assistants."""
 
 
 @app.command("import")
@@ -88,7 +57,7 @@ def import_cmd(
 
             report = import_files(st, files, fmt=fmt, quarantine_path=quarantine, progress=tick)
     except SelflearnError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if as_json:
         out.print_json(json.dumps(report.as_dict()))
     else:
@@ -121,7 +90,7 @@ def export_cmd(
             task = bar.add_task("exporting", total=None)
             n = export_turns(st, output, fmt, progress=lambda k: bar.update(task, advance=k))
     except SelflearnError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     out.print(f"exported {n} turns to {output}", highlight=False)
 
 
@@ -136,7 +105,7 @@ def stats_cmd(
         with Store(store, read_only=True) as st:
             s = store_stats(st, top=top)
     except SelflearnError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if as_json:
         out.print_json(json.dumps(s))
         return
@@ -164,7 +133,10 @@ def migrate_cmd(store: StoreOpt = Path(DEFAULT_STORE)) -> None:
         with Store(store) as st:
             out.print(f"{store} is at store version {st.version}", highlight=False)
     except SelflearnError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
+
+
+from . import world  # noqa: E402,F401  (registers simulate, ab, asr-channel, world)
 
 
 def main() -> None:

@@ -1,0 +1,161 @@
+"""CLI commands of the simulated world: simulate, ab, world build, asr-channel.
+They parse, call selflearn.world.run, print, and map errors to exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from selflearn.errors import SelflearnError
+from selflearn.world.run import ensure_world, run_ab, run_channel, simulate_to
+from selflearn.world.simulate import SimConfig
+
+from .app import app, err, fail, out
+
+__all__ = ["world_app"]
+
+world_app = typer.Typer(help="Build and inspect the simulated world.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(world_app, name="world")
+
+WorldOpt = Annotated[Path, typer.Option("--world", envvar="SELFLEARN_WORLD", help="World directory (built on first use).")]
+SentencesOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--sentences", envvar="SELFLEARN_SENTENCES", help="SLURP-format sentence file(s); needed to build a world."),
+]
+AsrOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--asr-corpus", envvar="SELFLEARN_ASR_CORPUS", help="ASR-corpus file(s) (what the recogniser heard); needed to build a world."),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Traffic seed: same seed, same logs.")]
+UsersOpt = Annotated[int, typer.Option("--users", help="Number of simulated users.")]
+DaysOpt = Annotated[int, typer.Option("--days", help="Number of simulated days.")]
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True)
+
+
+def _world(world: Path, sentences, asr, max_sentences=None, epochs=4, world_seed=0):
+    with _progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def tick(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        w, built = ensure_world(world, sentences=sentences, asr_corpus=asr, max_sentences=max_sentences, nlu_epochs=epochs, world_seed=world_seed, progress=tick)
+    if built:
+        err.print(f"built the world in {w.stats['build_seconds']} s → {world}")
+    return w
+
+
+@world_app.command("build")
+def build_cmd(
+    sentences: SentencesOpt = None,
+    asr_corpus: AsrOpt = None,
+    world: WorldOpt = Path("world"),
+    world_seed: Annotated[int, typer.Option(help="Seed of the world (NLU split, catalogues, wordings).")] = 0,
+    epochs: Annotated[int, typer.Option(help="NLU fine-tuning epochs.")] = 4,
+    max_sentences: Annotated[int | None, typer.Option(help="Use a random subset of this many sentences (smaller, faster worlds).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the build statistics as JSON.")] = False,
+) -> None:
+    """Build a world once: train its NLU on part of the sentences and run every wording through ASR, NLU and
+    entity resolution. Rebuilt only when its inputs change."""
+    try:
+        w = _world(world, sentences, asr_corpus, max_sentences, epochs, world_seed)
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    out.print_json(json.dumps(w.stats)) if as_json else out.print(w.stats)
+
+
+@app.command("simulate")
+def simulate_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory: logs.jsonl here, hidden truth under truth/.")] = Path("sim-out"),
+    world: WorldOpt = Path("world"),
+    sentences: SentencesOpt = None,
+    asr_corpus: AsrOpt = None,
+    users: UsersOpt = 2000,
+    days: DaysOpt = 14,
+    seed: SeedOpt = 0,
+    rewriter: Annotated[str | None, typer.Option(help="Rewriter between ASR and NLU: 'module:attr' or an http(s) URL.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+) -> None:
+    """Simulate users talking to the assistant; write logs (importable with `selflearn import`) and the
+    hidden truth, stored apart."""
+    try:
+        w = _world(world, sentences, asr_corpus)
+        with _progress() as bar:
+            task = bar.add_task("simulate (turns)", total=None)
+            summary = simulate_to(out_dir, world, w, SimConfig(users=users, days=days, seed=seed), rewriter=rewriter, progress=lambda n: bar.update(task, completed=n))
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        out.print(f"{summary['turns']:,} turns, {summary['goals']:,} goals, {summary['users']} users × {summary['days']} days; "
+                  f"defect rate {summary['defect_rate']:.1%}\nlogs:  {summary['logs']}\ntruth: {summary['truth']} (evaluation only)")
+
+
+@app.command("ab")
+def ab_cmd(
+    rewriter: Annotated[str, typer.Option("--rewriter", help="Treatment rewriter: 'module:attr', an http(s) URL, or 'noop'.")],
+    control: Annotated[str | None, typer.Option(help="Control rewriter (default: none).")] = None,
+    world: WorldOpt = Path("world"),
+    sentences: SentencesOpt = None,
+    asr_corpus: AsrOpt = None,
+    users: UsersOpt = 2000,
+    days: DaysOpt = 14,
+    seed: SeedOpt = 0,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples (over users).")] = 2000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+) -> None:
+    """Run control and treatment on identical traffic (same users, goals and ASR draws) and compare the
+    first-attempt defect rate and the goal failure rate, with bootstrap 95% CIs."""
+    try:
+        w = _world(world, sentences, asr_corpus)
+        res = run_ab(world, w, SimConfig(users=users, days=days, seed=seed), treatment=rewriter, control=control, n_boot=n_boot)
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(res))
+        return
+    t = Table(title=f"A/B on {res['goals']:,} goals ({users} users × {days} days, seed {seed})")
+    for c in ("metric", "control", "treatment", "relative reduction [95% CI]"):
+        t.add_column(c)
+    t.add_row("first-attempt defect rate", f"{res['control_defect_rate']:.2%}", f"{res['treatment_defect_rate']:.2%}",
+              f"{res['relative_reduction']:+.1%} [{res['ci_low']:+.1%}, {res['ci_high']:+.1%}]")
+    t.add_row("goal failure rate", f"{res['control_goal_failure_rate']:.2%}", f"{res['treatment_goal_failure_rate']:.2%}",
+              f"{res['goal_failure_relative_reduction']:+.1%} [{res['goal_failure_ci_low']:+.1%}, {res['goal_failure_ci_high']:+.1%}]")
+    for fp, v in res["failure_points"].items():
+        t.add_row(f"  first attempts failing at {fp}" if fp != "correct" else "  first attempts correct", f"{v['control']:.2%}", f"{v['treatment']:.2%}", "")
+    out.print(t)
+    out.print(f"wins {res['wins']}, losses {res['losses']}, rewrites served {res['treatment_rewrites']}")
+
+
+@app.command("asr-channel")
+def asr_channel_cmd(
+    out_file: Annotated[Path, typer.Option("--out", help="Where the ASR-corpus rows go (JSONL).")],
+    sentences: Annotated[Path | None, typer.Option("--sentences", help="SLURP-format sentences to speak.")] = None,
+    text: Annotated[list[str] | None, typer.Option("--text", help="A sentence to speak (repeatable).")] = None,
+    condition: Annotated[str | None, typer.Option(help="A named condition (us_clean, us_f_noisy, gb_rp, hi_accent) or a new name.")] = None,
+    voice: Annotated[str | None, typer.Option(help="espeak-ng voice, e.g. en-us, en-gb-x-rp, hi.")] = None,
+    rate: Annotated[int, typer.Option(help="Speaking rate, words per minute.")] = 160,
+    snr: Annotated[float | None, typer.Option(help="Pink-noise SNR in dB (default: clean).")] = None,
+    speaker_embeddings: Annotated[bool, typer.Option(help="Add a resemblyzer speaker embedding to every 5th row.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Only the first N sentences.")] = None,
+) -> None:
+    """Produce ASR-corpus rows the way ../shared/data/asr was made: espeak-ng speaks, 16 kHz, Whisper tiny.en int8 listens."""
+    try:
+        with _progress() as bar:
+            task = bar.add_task("speak + recognise", total=None)
+            n = run_channel(out_file, sentences=sentences, texts=text, condition=condition, voice=voice, rate=rate, snr_db=snr,
+                            speaker_embeddings=speaker_embeddings, limit=limit, progress=lambda a, b: bar.update(task, completed=a, total=b))
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    out.print(f"{n} rows → {out_file}")

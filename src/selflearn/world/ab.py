@@ -1,0 +1,120 @@
+"""A/B harness: control and treatment rewriters on identical traffic.
+
+Both arms simulate the same users, goals and acoustic draws. A fixed turn
+removes the rephrases that would have followed it, so the arms are compared on
+goals: the first attempt's defect rate, and the share of goals never fulfilled.
+Confidence intervals come from a bootstrap over users (turns of one user are
+not independent).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidInputError, explain
+from .build import World
+from .rewriter import Rewriter
+from .simulate import FAILURE_POINTS, SimConfig, Simulator
+
+__all__ = ["ab_test", "relative_reduction_ci"]
+
+
+@dataclass
+class _Arm:
+    goals: list[tuple]
+    turns: int
+    defective_turns: int
+    rewrites: int
+
+
+def _run(world: World, config: SimConfig, rewriter: Rewriter | None, nlu_loader) -> _Arm:
+    sim = Simulator(world, config, nlu_loader=nlu_loader)
+    counts = [0, 0]
+
+    def count(turn: dict, truth: dict) -> None:
+        counts[0] += 1
+        counts[1] += truth["defective"]
+
+    goals = sim.run(rewriter, count)
+    return _Arm(goals, counts[0], counts[1], sim.rewrites)
+
+
+def relative_reduction_ci(users: np.ndarray, control: np.ndarray, treatment: np.ndarray, *, n_users: int, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float, float, float, float]:
+    """Rates, relative reduction and its 95% percentile CI, resampling users.
+
+    ``control``/``treatment`` are 0/1 per goal, ``users`` the goal's user index.
+    Returns (control rate, treatment rate, reduction, ci_low, ci_high, p_boot_le_0).
+    """
+    n_goals = np.bincount(users, minlength=n_users).astype(float)
+    c = np.bincount(users, weights=control, minlength=n_users)
+    t = np.bincount(users, weights=treatment, minlength=n_users)
+    cr, tr = c.sum() / n_goals.sum(), t.sum() / n_goals.sum()
+    red = (cr - tr) / cr if cr > 0 else 0.0
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(n_users, np.full(n_users, 1.0 / n_users), size=n_boot).astype(float)
+    bc, bt = draws @ c, draws @ t
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reds = np.where(bc > 0, (bc - bt) / bc, 0.0)
+    lo, hi = np.percentile(reds, [2.5, 97.5])
+    return float(cr), float(tr), float(red), float(lo), float(hi), float((reds <= 0).mean())
+
+
+def ab_test(
+    world: World,
+    config: SimConfig,
+    treatment: Rewriter,
+    *,
+    control: Rewriter | None = None,
+    n_boot: int = 2000,
+    nlu_loader: Callable | None = None,
+) -> dict:
+    """Run both arms and compare them. Returns one JSON-ready dict."""
+    if n_boot < 100:
+        raise InvalidInputError(explain(f"n_boot={n_boot}", "must be at least 100 for a 95% interval", "use the default 2000"))
+    a = _run(world, config, control, nlu_loader)
+    b = _run(world, config, treatment, nlu_loader)
+    if len(a.goals) != len(b.goals) or any(x[0] != y[0] for x, y in zip(a.goals, b.goals)):
+        raise RuntimeError("the two arms saw different goals; the simulator lost its paired randomness")
+    users = np.array([g[0] for g in a.goals], dtype=np.int64)
+    first_c = np.array([g[1] for g in a.goals], dtype=float)
+    first_t = np.array([g[1] for g in b.goals], dtype=float)
+    fail_c = np.array([g[2] for g in a.goals], dtype=float)
+    fail_t = np.array([g[2] for g in b.goals], dtype=float)
+    cr, tr, red, lo, hi, _ = relative_reduction_ci(users, first_c, first_t, n_users=config.users, n_boot=n_boot, seed=config.seed)
+    gcr, gtr, gred, glo, ghi, _ = relative_reduction_ci(users, fail_c, fail_t, n_users=config.users, n_boot=n_boot, seed=config.seed + 1)
+    fp_c = Counter(g[3] for g in a.goals)
+    fp_t = Counter(g[3] for g in b.goals)
+    n = len(a.goals)
+    changed = int(np.sum(first_c != first_t))
+    return {
+        "turns": n,
+        "goals": n,
+        "users": config.users,
+        "days": config.days,
+        "seed": config.seed,
+        "control_defect_rate": cr,
+        "treatment_defect_rate": tr,
+        "relative_reduction": red,
+        "ci_low": lo,
+        "ci_high": hi,
+        "control_goal_failure_rate": gcr,
+        "treatment_goal_failure_rate": gtr,
+        "goal_failure_relative_reduction": gred,
+        "goal_failure_ci_low": glo,
+        "goal_failure_ci_high": ghi,
+        "wins": int(np.sum((first_c == 1) & (first_t == 0))),
+        "losses": int(np.sum((first_c == 0) & (first_t == 1))),
+        "first_attempts_changed": changed,
+        "control_turns_total": a.turns,
+        "treatment_turns_total": b.turns,
+        "control_defective_turns": a.defective_turns,
+        "treatment_defective_turns": b.defective_turns,
+        "treatment_rewrites": b.rewrites,
+        "failure_points": {
+            fp: {"control": fp_c.get(fp, 0) / n, "treatment": fp_t.get(fp, 0) / n} for fp in FAILURE_POINTS if fp != "false_wake"
+        },
+    }

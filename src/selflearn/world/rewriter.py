@@ -1,0 +1,74 @@
+"""The rewriter hook between ASR and NLU.
+
+Any object with a ``rewrite`` method can be plugged in, or the URL of a rewrite
+service that speaks the ``POST /v1/rewrite`` protocol (issue 5's service).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import urllib.error
+import urllib.request
+from typing import Protocol, runtime_checkable
+
+from ..errors import InvalidInputError, explain
+
+__all__ = ["Rewriter", "NoOpRewriter", "HttpRewriter", "load_rewriter"]
+
+
+@runtime_checkable
+class Rewriter(Protocol):
+    def rewrite(self, utterance: str, *, user_id: str, device: dict, context: dict) -> str | None:
+        """Return a replacement for ``utterance``, or None to pass it through."""
+
+
+class NoOpRewriter:
+    """Passes everything through (the control arm)."""
+
+    def rewrite(self, utterance: str, *, user_id: str, device: dict, context: dict) -> str | None:
+        return None
+
+
+class HttpRewriter:
+    """Calls a rewrite service: POST {url} with {utterance, user_id, device, context},
+    reads {"rewrite": str | null}. Errors and timeouts pass the utterance through
+    (a rewriter must never take the assistant down) and are counted."""
+
+    def __init__(self, url: str, *, timeout_s: float = 1.0):
+        self.url = url
+        self.timeout_s = timeout_s
+        self.errors = 0
+
+    def rewrite(self, utterance: str, *, user_id: str, device: dict, context: dict) -> str | None:
+        body = json.dumps({"utterance": utterance, "user_id": user_id, "device": device, "context": context}).encode()
+        req = urllib.request.Request(self.url, data=body, headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                out = json.loads(resp.read())
+        except (OSError, ValueError, urllib.error.URLError):
+            self.errors += 1
+            return None
+        value = out.get("rewrite") if isinstance(out, dict) else None
+        return value if isinstance(value, str) and value.strip() else None
+
+
+def load_rewriter(spec: str | None) -> Rewriter:
+    """``None``/``noop`` → pass-through; ``http(s)://...`` → a service;
+    ``module:attribute`` → an object (or a zero-argument factory) with ``rewrite``."""
+    if spec is None or spec == "noop":
+        return NoOpRewriter()
+    if spec.startswith(("http://", "https://")):
+        return HttpRewriter(spec)
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise InvalidInputError(explain(f"rewriter={spec!r}", "must be 'noop', an http(s) URL or 'module:attribute'", "e.g. --rewriter mypkg.rewriters:MyRewriter"))
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInputError(explain(f"rewriter={spec!r}", f"must name an importable object ({exc})", "check the module path and PYTHONPATH")) from exc
+    if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "rewrite")):
+        obj = obj()
+    if not isinstance(obj, Rewriter):
+        raise InvalidInputError(explain(f"rewriter={spec!r}", "must have a rewrite(utterance, *, user_id, device, context) method", "implement that method"))
+    return obj

@@ -1,0 +1,381 @@
+"""Run the world: users pursue goals over simulated days through the assistant
+under test (wake word → ASR → [rewriter] → NLU → entity resolution → result),
+and react to what it does. Emits log turns (our schema) and hidden truth rows.
+
+Randomness is split so that runs with and without a rewriter see identical
+traffic: a user's schedule and goals come from a per-user stream, and each
+goal's acoustic draws and behaviour from a per-goal stream.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from rapidfuzz import fuzz
+
+from ..errors import InvalidInputError, explain
+from .build import World, interpret
+from .catalogue import CATALOGUE_TYPES
+from .population import User, make_users, mix
+from .rewriter import Rewriter
+
+__all__ = ["SimConfig", "Simulator", "FAILURE_POINTS"]
+
+FAILURE_POINTS = ("false_wake", "asr", "nlu", "entity_resolution", "result", "correct")
+ACT_AT = 0.35  # NLU confidence below which the assistant says it did not understand
+FALSE_WAKE_P = 0.02  # per session
+PROMPT_P = 0.04  # "Did I answer your question?" after an executed turn
+EPOCH = datetime(2026, 1, 5, tzinfo=timezone.utc)
+
+
+@dataclass
+class SimConfig:
+    users: int = 2000
+    days: int = 14
+    seed: int = 0
+    start: datetime = EPOCH
+
+    def check(self) -> None:
+        for name, v, lo in (("users", self.users, 1), ("days", self.days, 1)):
+            if not isinstance(v, int) or v < lo:
+                raise InvalidInputError(explain(f"{name}={v!r}", f"must be an integer >= {lo}", f"use e.g. --{name} 10"))
+
+
+class Simulator:
+    """``run(rewriter, on_turn)`` simulates every user; ``on_turn(turn, truth)`` gets
+    each log turn and its truth row, in time order within each user."""
+
+    def __init__(self, world: World, config: SimConfig, *, nlu_loader: Callable | None = None):
+        config.check()
+        self.world = world
+        self.config = config
+        self.nlu_loader = nlu_loader
+        self.users = make_users(world, config.users, config.seed)
+        self._catalogue = None
+        self._nlu = None
+        self._text_ids = None
+        self._goal_surfaces: dict[int, list[int]] = {}
+        for i, s in enumerate(world.surfaces):
+            self._goal_surfaces.setdefault(s["goal"], []).append(i)
+        self._pop_cum = []
+        acc = 0.0
+        for g in world.sentences:
+            acc += g["popularity"]
+            self._pop_cum.append(acc)
+        self._skill_fail = {}
+        r = random.Random(mix(config.seed, 99))
+        for g in world.sentences:
+            self._skill_fail.setdefault(g["intent"], r.choice((0.0, 0.0, 0.005, 0.01, 0.02)))
+        self._cond_ix = {c: i for i, c in enumerate(world.conditions)}
+        self._entity_ids = {(e["type"], e["name"]): e for e in world.entities if not e["id"].startswith("decoy")}
+        self.rewrites = 0
+
+    # -- outcome of one text for one goal -------------------------------------
+    def _interp_of_text(self, text: str) -> list:
+        if self._text_ids is None:
+            self._text_ids = {t: i for i, t in enumerate(self.world.texts)}
+        i = self._text_ids.get(text)
+        if i is not None:
+            return self.world.interp[i]
+        if self._nlu is None:
+            if self.nlu_loader is None:
+                raise InvalidInputError(explain("rewriter", "produced a text the world has not seen, and no NLU model is loaded", "simulate from a world directory"))
+            self._nlu = self.nlu_loader()
+            self._catalogue = self.world.catalogue()
+        res = interpret(self._nlu.predict([text])[0], self._catalogue, text)
+        self.world.texts.append(text)
+        self.world.interp.append(res)
+        self._text_ids[text] = len(self.world.texts) - 1
+        return res
+
+    def intended(self, user: User, goal: dict) -> list:
+        """Entity ids the user means for each catalogue slot of the goal."""
+        out = []
+        for t, v in goal["slots"]:
+            if t not in CATALOGUE_TYPES:
+                out.append(None)
+                continue
+            e = self._entity_ids.get((t, v))
+            if e is None:
+                out.append(None)
+            elif len(e["senses"]) > 1:
+                out.append(f"{e['id']}@{user.senses[e['id']]}")
+            elif e["senses"]:
+                out.append(f"{e['id']}@{e['senses'][0]}")
+            else:
+                out.append(e["id"])
+        return out
+
+    @staticmethod
+    def judge(goal: dict, intended: list, it: list) -> str:
+        """'' when the interpretation meets the goal, else the first component
+        (nlu / entity_resolution) that got it wrong on this text."""
+        intent, conf, _, slots, _, ents = it
+        if intent != goal["intent"] or conf < ACT_AT:
+            return "nlu"
+        by_type: dict[str, list[str]] = {}
+        for t, v in slots:
+            by_type.setdefault(t, []).append(v)
+        resolved = {(e[0], e[3]) for e in ents}
+        for (t, v), want in zip(goal["slots"], intended):
+            if want is not None and (t, want) in resolved:
+                continue  # entity resolution recovered whatever NLU tagged
+            said = by_type.get(t, ())
+            if want is None:
+                if v not in said and not any(fuzz.ratio(v, x) >= 80 for x in said):
+                    return "nlu"  # dates, times, amounts: taken as said, near enough is fine
+            elif v in said or any(fuzz.ratio(v, x) >= 90 for x in said):
+                return "entity_resolution"  # NLU found the words; resolution picked wrong
+            else:
+                return "nlu"
+        if any(e[2] == "unresolved" for e in ents):
+            return "nlu"  # a spurious slot the assistant could not resolve stops the action
+        return ""
+
+    # -- the run ---------------------------------------------------------------
+    def run(self, rewriter: Rewriter | None = None, on_turn: Callable[[dict, dict], None] | None = None) -> list[tuple]:
+        """Simulate all users; returns per goal (user idx, first attempt defective,
+        goal failed, first failure point, attempts)."""
+        goals_out: list[tuple] = []
+        for user in self.users:
+            self._run_user(user, rewriter, on_turn, goals_out)
+        return goals_out
+
+    def _run_user(self, user: User, rewriter, on_turn, goals_out) -> None:
+        cfg, w = self.config, self.world
+        plan = random.Random(mix(cfg.seed, user.idx, 1))
+        clock = cfg.start
+        session_no = goal_no = 0
+        for day in range(cfg.days):
+            n_sessions = _poisson(plan, user.sessions_per_day)
+            starts = sorted(
+                cfg.start + timedelta(days=day, hours=min(23.99, max(0.0, plan.gauss(plan.choice(user.peaks), 1.5))))
+                for _ in range(n_sessions)
+            )
+            for planned in starts:
+                t = max(planned, clock + timedelta(seconds=60))
+                device = user.devices[int(plan.random() * len(user.devices))]
+                n_goals = 1 + _geometric(plan, 0.45)
+                sid = f"{user.user_id}-s{session_no:04d}"
+                session_no += 1
+                turn_index = 0
+                if plan.random() < FALSE_WAKE_P:
+                    t, turn_index = self._false_wake(user, device, sid, t, plan, rewriter, on_turn)
+                for _ in range(n_goals):
+                    if plan.random() < user.habit:
+                        goal_ix = user.favourites[bisect.bisect(user.fav_cum, plan.random() * user.fav_cum[-1])]
+                    else:
+                        goal_ix = bisect.bisect(self._pop_cum, plan.random() * self._pop_cum[-1])
+                    goal_ix = min(goal_ix, len(w.sentences) - 1)
+                    t, turn_index = self._pursue(user, device, sid, t, turn_index, goal_ix, goal_no, rewriter, on_turn, goals_out)
+                    goal_no += 1
+                    t += timedelta(seconds=plan.uniform(15, 90))  # after a goal, a longer gap
+                clock = t
+
+    def _false_wake(self, user, device, sid, t, plan, rewriter, on_turn):
+        w = self.world
+        sf = int(plan.random() * len(w.surfaces))
+        cond = w.noisy_condition or user.condition
+        text_id, conf = w.heard[sf][self._cond_ix[cond]]
+        text = w.texts[text_id]
+        it = w.interp[text_id]
+        status, response = self._respond(it, False)
+        barge = plan.random() < 0.6
+        turn = self._turn(sid, 0, t, user, device, text, conf * 0.6, it, status, response, {"barge_in": barge})
+        truth = self._truth(sid, 0, user, None, None, [], True, "false_wake", None, 0, "false_wake", None, cond, "", False)
+        if on_turn:
+            on_turn(turn, truth)
+        return t + timedelta(seconds=plan.uniform(3, 10)), 1
+
+    def _pursue(self, user, device, sid, t, turn_index, goal_ix, goal_no, rewriter, on_turn, goals_out):
+        w = self.world
+        goal = w.sentences[goal_ix]
+        r = random.Random(mix(self.config.seed, user.idx, goal_no, 3))
+        intended = self.intended(user, goal)
+        surfaces = self._goal_surfaces[goal_ix]
+        plain = [s for s in surfaces if w.surfaces[s]["kind"] != "detail"]
+        surface = plain[0] if r.random() < 0.7 or len(plain) == 1 else r.choice(plain)
+        tried = {surface}
+        first_turn = turn_index
+        goal_id = f"{user.user_id}-g{goal_no:05d}"
+        first_fp, met, attempt, action = None, False, 0, "first"
+        while True:
+            if user.noise_p and r.random() < user.noise_p:
+                cond = w.noisy_condition  # a noisy room
+            elif action == "repeat" and r.random() < 0.5:
+                cond = user.careful
+            else:
+                cond = user.condition
+            text_id, conf = w.heard[surface][self._cond_ix[cond]]
+            text = w.texts[text_id]
+            nlu_text, rewritten = text, False
+            if rewriter is not None:
+                hour = t.hour
+                new = rewriter.rewrite(text, user_id=user.user_id, device=_device_ctx(device), context={"hour": hour, "session_id": sid, "turn_index": turn_index})
+                if new is not None and new != text:
+                    nlu_text, rewritten = " ".join(new.lower().split()), True
+                    self.rewrites += 1
+            it = self._interp_of_text(nlu_text) if rewritten else w.interp[text_id]
+            wrong = self.judge(goal, intended, it)
+            skill_failed = r.random() < self._skill_fail[goal["intent"]] or (not device["state"]["online"] and goal["scenario"] == "iot")
+            status, response = self._respond(it, skill_failed)
+            defective = bool(wrong) or status not in ("success", "unsupported")
+            if defective:
+                fp = self._failure_point(goal, intended, surface, nlu_text, wrong)
+            else:
+                fp = "correct"
+            if first_fp is None:
+                first_fp = fp
+            # the user's reaction
+            fb: dict = {"barge_in": False}
+            if status == "success" and r.random() < (user.p_barge if defective else 0.02):
+                fb["barge_in"] = True
+            if defective and r.random() < user.p_explicit:
+                fb.update(explicit="negative", comment="no that's not what i asked")
+            elif status in ("success", "unsupported") and not fb["barge_in"] and r.random() < PROMPT_P and r.random() < user.p_answer:
+                fb.update(explicit="negative" if defective else "positive", prompted=True, comment="no" if defective else "yes")
+            turn = self._turn(sid, turn_index, t, user, device, text, conf, it, status, response, fb, nlu_text if rewritten else None)
+            truth = self._truth(sid, turn_index, user, goal_id, goal, intended, defective, fp, first_turn if attempt else None, attempt, action, w.surfaces[surface]["kind"], cond, w.surfaces[surface]["text"], rewritten)
+            if on_turn:
+                on_turn(turn, truth)
+            turn_index += 1
+            t += timedelta(seconds=1.5 + r.uniform(0.5, 4.0))
+            if not defective:
+                met = True
+                break
+            attempt += 1
+            if attempt >= user.patience or r.random() < 0.15:
+                break  # abandon
+            # repeat, or rephrase; a wrong place gets its state added when the user can
+            detail = [s for s in surfaces if w.surfaces[s]["kind"] == "detail" and w.surfaces[s]["sense"] and any(i and i.endswith("@" + w.surfaces[s]["sense"]) for i in intended)]
+            others = [s for s in plain if s not in tried]
+            if fp == "entity_resolution" and detail and r.random() < 0.8:
+                surface, action = detail[0], "rephrase"
+            elif others and r.random() < user.p_rephrase:
+                surface, action = r.choice(others), "rephrase"
+            else:
+                action = "repeat"
+            tried.add(surface)
+            t += timedelta(seconds=r.uniform(1.0, 8.0))
+        goals_out.append((user.idx, first_fp != "correct", not met, first_fp, attempt + (1 if met else 0)))
+        return t, turn_index
+
+    def _failure_point(self, goal, intended, surface, nlu_text, wrong) -> str:
+        """The first component whose failure the assistant did not recover from:
+        ASR when its error changed what NLU understood or when the clean words
+        would have worked; else the component ``judge`` blamed; else the result."""
+        if not wrong:
+            return "result"
+        w = self.world
+        ref = w.ref_text[surface]
+        if nlu_text != w.texts[ref]:
+            clean, heard = w.interp[ref], self._interp_of_text(nlu_text)
+            if not self.judge(goal, intended, clean) or (heard[0], heard[3]) != (clean[0], clean[3]):
+                return "asr"
+        return wrong
+
+    @staticmethod
+    def _respond(it: list, skill_failed: bool) -> tuple[str, str]:
+        intent, conf, _, slots, _, ents = it
+        if intent == "unknown" or conf < ACT_AT:
+            return "failure", "Sorry, I didn't get that."
+        missing = [e for e in ents if e[2] == "unresolved"]
+        if missing:
+            return "failure", f"Sorry, I couldn't find {missing[0][1]}."
+        if skill_failed:
+            return "failure", "Sorry, something went wrong. Please try again later."
+        if intent == "general_quirky":
+            return "unsupported", "Sorry, I can't help with that yet."
+        what = ", ".join(e[4] for e in ents if e[4]) or ", ".join(v for _, v in slots)
+        return "success", f"OK, {intent.replace('_', ' ')}" + (f": {what}." if what else ".")
+
+    def _turn(self, sid, ti, t, user, device, text, conf, it, status, response, fb, rewrite=None) -> dict:
+        intent, nconf, top, slots, er_status, ents = it
+        utt = {"text": text, "asr_confidence": round(conf, 3)}
+        if rewrite is not None:
+            utt["rewrite"] = rewrite
+        turn = {
+            "schema_version": 1,
+            "session_id": sid,
+            "turn_index": ti,
+            "timestamp": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "user_id": user.user_id,
+            "device_id": device["device_id"],
+            "device": {"type": device["type"], "has_screen": device["has_screen"], "state": device["state"], "location": device["location"]},
+            "utterance": utt,
+            "nlu": {
+                "domain": intent.split("_", 1)[0],
+                "intent": intent,
+                "slots": [{"name": n, "value": v} for n, v in slots],
+                "confidence": nconf,
+                "top_k": [{"intent": a, "confidence": b} for a, b in top],
+            },
+            "entity_resolution": {
+                "status": er_status,
+                "entities": [
+                    {"slot": e[0], "value": e[1], "resolved_id": e[3], "resolved_value": e[4], "score": min(1.0, e[5]), "candidates": e[6]}
+                    for e in ents
+                ],
+            },
+            "response": {"status": status, "text": response, "action": intent if status == "success" else None},
+            "latency_ms": round(250 + 500 * ((ti * 7919 + len(text) * 104729) % 1000) / 1000, 1),
+            "feedback": fb,
+        }
+        return turn
+
+    @staticmethod
+    def _truth(sid, ti, user, goal_id, goal, intended, defective, fp, rephrase_of, attempt, action, kind, cond, reference, rewritten) -> dict:
+        return {
+            "session_id": sid,
+            "turn_index": ti,
+            "user_id": user.user_id,
+            "goal_id": goal_id,
+            "goal_slurp_id": goal["slurp_id"] if goal else None,
+            "true_intent": goal["intent"] if goal else None,
+            "true_slots": json.dumps(goal["slots"]) if goal else "[]",
+            "intended_entities": json.dumps([i for i in intended if i]),
+            "defective": defective,
+            "failure_point": fp,
+            "rephrase_of": rephrase_of,
+            "attempt": attempt,
+            "action": action,
+            "surface_kind": kind,
+            "condition": cond,
+            "reference_text": reference,
+            "rewritten": rewritten,
+        }
+
+
+def _device_ctx(device: dict) -> dict:
+    return {"type": device["type"], "has_screen": device["has_screen"], "location": device["location"]}
+
+
+def _poisson(r: random.Random, lam: float) -> int:
+    # Knuth; lam is small (sessions per day)
+    import math
+
+    limit, k, p = math.exp(-lam), 0, 1.0
+    while True:
+        p *= r.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+def _geometric(r: random.Random, p: float) -> int:
+    k = 0
+    while r.random() < p:
+        k += 1
+    return k
+
+
+def load_nlu_for(world_dir: Path):
+    from .nlu import JointNLU
+
+    return lambda: JointNLU.load(world_dir / "nlu")
