@@ -58,7 +58,7 @@ def realism_report(world: World, run_dir: Path, corpus_rows: dict | None = None)
         """
     ).fetchone()
     fb = con.execute(
-        f"""select avg(feedback.barge_in::int), avg((feedback.explicit = 'negative' and not coalesce(feedback.prompted, false))::int),
+        f"""select avg(feedback.barge_in::int), avg(coalesce(feedback.explicit = 'negative' and not coalesce(feedback.prompted, false), false)::int),
                    avg(coalesce(feedback.prompted, false)::int), count(distinct user_id), count(distinct session_id)
             from read_json_auto('{logs}', format='newline_delimited')"""
     ).fetchone()

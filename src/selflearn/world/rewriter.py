@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import sys
 import urllib.error
 import urllib.request
 from typing import Protocol, runtime_checkable
@@ -55,7 +57,8 @@ class HttpRewriter:
 
 def load_rewriter(spec: str | None) -> Rewriter:
     """``None``/``noop`` → pass-through; ``http(s)://...`` → a service;
-    ``module:attribute`` → an object (or a zero-argument factory) with ``rewrite``."""
+    ``module:attribute`` → an object (or a zero-argument factory) with ``rewrite``; the
+    working directory is importable, as with uvicorn."""
     if spec is None or spec == "noop":
         return NoOpRewriter()
     if spec.startswith(("http://", "https://")):
@@ -63,12 +66,17 @@ def load_rewriter(spec: str | None) -> Rewriter:
     module, _, attr = spec.partition(":")
     if not module or not attr:
         raise InvalidInputError(explain(f"rewriter={spec!r}", "must be 'noop', an http(s) URL or 'module:attribute'", "e.g. --rewriter mypkg.rewriters:MyRewriter"))
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like uvicorn: modules in the working directory import
     try:
         obj = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
         raise InvalidInputError(explain(f"rewriter={spec!r}", f"must name an importable object ({exc})", "check the module path and PYTHONPATH")) from exc
     if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "rewrite")):
-        obj = obj()
+        try:
+            obj = obj()
+        except TypeError as exc:
+            raise InvalidInputError(explain(f"rewriter={spec!r}", f"a class or factory must be callable without arguments ({exc})", "point at an object, or give defaults")) from exc
     if not isinstance(obj, Rewriter):
         raise InvalidInputError(explain(f"rewriter={spec!r}", "must have a rewrite(utterance, *, user_id, device, context) method", "implement that method"))
     return obj

@@ -123,10 +123,13 @@ class Simulator:
         for t, v in slots:
             by_type.setdefault(t, []).append(v)
         resolved = {(e[0], e[3]) for e in ents}
+        places = {(e[0], e[3].split("@")[0]) for e in ents if e[3]}
         for (t, v), want in zip(goal["slots"], intended):
             if want is not None and (t, want) in resolved:
                 continue  # entity resolution recovered whatever NLU tagged
             said = by_type.get(t, ())
+            if want is not None and (t, want.split("@")[0]) in places:
+                return "entity_resolution"  # the right name, the wrong one of its namesakes
             if want is None:
                 if v not in said and not any(fuzz.ratio(v, x) >= 80 for x in said):
                     return "nlu"  # dates, times, amounts: taken as said, near enough is fine
