@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: any other torch spec pulls GBs of CUDA packages.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test]'
-	# optional: speaker embeddings in the ASR channel (resemblyzer's pins are stale, so --no-deps)
-	$(PY) -m pip install --quiet --no-deps resemblyzer==0.1.4
+	# optional: speaker embeddings in the ASR channel (resemblyzer's pins are stale, so --no-deps, last)
 	$(PY) -m pip install --quiet webrtcvad-wheels librosa
+	$(PY) -m pip install --quiet --no-deps resemblyzer==0.1.4
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -259,3 +259,48 @@ def test_cli_simulate_and_ab(world_dir, tmp_path):
     assert r.exit_code == 2 and "fix" in r.output
     r = runner.invoke(app, ["simulate", "--world", str(world_dir), "--users", "0", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "users=0" in r.output
+
+
+def test_saved_nlu_reloads_and_agrees_with_the_world_cache(world_dir, world):
+    from selflearn.world.build import interpret
+    from selflearn.world.nlu import JointNLU
+
+    nlu = JointNLU.load(world_dir / "nlu")
+    texts = world.texts[:64]
+    catalogue = world.catalogue()
+    again = [interpret(r, catalogue, t) for r, t in zip(nlu.predict(texts), texts)]
+    for a, b in zip(again, world.interp[:64]):
+        assert a[0] == b[0] and a[3] == b[3] and abs(a[1] - b[1]) < 1e-3
+    manifest = json.loads((world_dir / "manifest.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["stats"]["sentences"] == 400
+    assert json.loads((world_dir / "nlu" / "config.json").read_text())["format_version"] == 1
+
+
+def test_world_dir_errors_name_the_fix(tmp_path):
+    from selflearn.errors import InvalidInputError, StoreVersionError
+
+    with pytest.raises(InvalidInputError, match="--sentences and --asr-corpus"):
+        ensure_world(tmp_path / "nothing")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "manifest.json").write_text('{"format_version": 99}')
+    with pytest.raises(StoreVersionError, match="rebuild"):
+        World.load(tmp_path / "old")
+    with pytest.raises(InvalidInputError, match="given together"):
+        ensure_world(tmp_path / "x", sentences=[DATA / "sentences.jsonl"])
+
+
+@pytest.mark.skipif(not __import__("shutil").which("espeak-ng"), reason="espeak-ng is installed by .ci/run")
+def test_missing_corpus_rows_go_through_the_live_channel(tmp_path):
+    """A sentence the corpus lacks for a condition is spoken and recognised live, and cached."""
+    lines = (DATA / "sentences.jsonl").read_text().splitlines()[:12]
+    (tmp_path / "s.jsonl").write_text("\n".join(lines) + "\n")
+    first = json.loads(lines[0])["slurp_id"]
+    ids = {json.loads(x)["slurp_id"] for x in lines}
+    rows = [r for r in map(json.loads, (DATA / "asr.jsonl").read_text().splitlines())
+            if r["slurp_id"] in ids and r["condition"] == "us_clean" and r["slurp_id"] != first]
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    w, built = ensure_world(tmp_path / "w", sentences=[tmp_path / "s.jsonl"], asr_corpus=[tmp_path / "a.jsonl"], nlu_epochs=1)
+    assert built and w.stats["live_asr_rows"] == 1
+    cached = [json.loads(x) for x in (tmp_path / "w" / "live_asr.jsonl").read_text().splitlines()]
+    assert [(r["slurp_id"], r["condition"], r["voice"]) for r in cached] == [(first, "us_clean", "en-us")]
+    assert cached[0]["hypothesis"]
