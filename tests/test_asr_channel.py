@@ -52,3 +52,16 @@ def test_channel_produces_corpus_rows(tmp_path):
 def test_channel_rejects_unknown_condition_without_voice(tmp_path):
     r = CliRunner().invoke(app, ["asr-channel", "--out", str(tmp_path / "x.jsonl"), "--condition", "mars", "--text", "hi"])
     assert r.exit_code == 2 and "--voice" in r.output
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng is installed by .ci/run (apt-get install espeak-ng sox)")
+def test_speaker_embeddings_on_every_fifth_row(tmp_path):
+    from selflearn.world.run import run_channel
+
+    out = tmp_path / "rows.jsonl"
+    texts = ["turn on the radio", "what time is it", "call mom", "play jazz", "good morning", "set a timer"]
+    assert run_channel(out, texts=texts, condition="gb_rp", speaker_embeddings=True) == 6
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [("speaker_embedding" in r) for r in rows] == [True, False, False, False, False, True]
+    emb = np.array(rows[0]["speaker_embedding"])
+    assert emb.shape == (256,) and abs(np.linalg.norm(emb) - 1) < 0.01

@@ -43,6 +43,9 @@ def _encoder_path() -> str:
 def _build_module(n_intents: int, n_tags: int, encoder_dir: str):
     import torch
     from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     class Joint(torch.nn.Module):
         def __init__(self, pretrained: bool):

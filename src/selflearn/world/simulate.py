@@ -182,19 +182,33 @@ class Simulator:
                 clock = t
 
     def _false_wake(self, user, device, sid, t, plan, rewriter, on_turn):
+        """TV speech wakes the device: a random wording heard in the noisy condition."""
         w = self.world
         sf = int(plan.random() * len(w.surfaces))
         cond = w.noisy_condition or user.condition
         text_id, conf = w.heard[sf][self._cond_ix[cond]]
         text = w.texts[text_id]
-        it = w.interp[text_id]
+        new, it = self._rewrite(rewriter, text, user, device, t, sid, 0)
+        if new is None:
+            it = w.interp[text_id]
         status, response = self._respond(it, False)
         barge = plan.random() < 0.6
-        turn = self._turn(sid, 0, t, user, device, text, conf * 0.6, it, status, response, {"barge_in": barge})
-        truth = self._truth(sid, 0, user, None, None, [], True, "false_wake", None, 0, "false_wake", None, cond, "", False)
+        turn = self._turn(sid, 0, t, user, device, text, conf * 0.6, it, status, response, {"barge_in": barge}, new)
+        truth = self._truth(sid, 0, user, None, None, [], True, "false_wake", None, 0, "false_wake", None, cond, "", new is not None)
         if on_turn:
             on_turn(turn, truth)
         return t + timedelta(seconds=plan.uniform(3, 10)), 1
+
+    def _rewrite(self, rewriter, text, user, device, t, sid, turn_index):
+        """(the rewritten text, its interpretation), or (None, None) when passed through."""
+        if rewriter is None:
+            return None, None
+        new = rewriter.rewrite(text, user_id=user.user_id, device=_device_ctx(device), context={"hour": t.hour, "session_id": sid, "turn_index": turn_index})
+        if new is None or " ".join(new.lower().split()) in ("", text):
+            return None, None
+        self.rewrites += 1
+        new = " ".join(new.lower().split())
+        return new, self._interp_of_text(new)
 
     def _pursue(self, user, device, sid, t, turn_index, goal_ix, goal_no, rewriter, on_turn, goals_out):
         w = self.world
@@ -217,14 +231,11 @@ class Simulator:
                 cond = user.condition
             text_id, conf = w.heard[surface][self._cond_ix[cond]]
             text = w.texts[text_id]
-            nlu_text, rewritten = text, False
-            if rewriter is not None:
-                hour = t.hour
-                new = rewriter.rewrite(text, user_id=user.user_id, device=_device_ctx(device), context={"hour": hour, "session_id": sid, "turn_index": turn_index})
-                if new is not None and new != text:
-                    nlu_text, rewritten = " ".join(new.lower().split()), True
-                    self.rewrites += 1
-            it = self._interp_of_text(nlu_text) if rewritten else w.interp[text_id]
+            new, it = self._rewrite(rewriter, text, user, device, t, sid, turn_index)
+            rewritten = new is not None
+            nlu_text = new if rewritten else text
+            if not rewritten:
+                it = w.interp[text_id]
             wrong = self.judge(goal, intended, it)
             skill_failed = r.random() < self._skill_fail[goal["intent"]] or (not device["state"]["online"] and goal["scenario"] == "iot")
             status, response = self._respond(it, skill_failed)
