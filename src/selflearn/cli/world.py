@@ -126,14 +126,15 @@ def ab_cmd(
         out.print_json(json.dumps(res))
         return
     t = Table(title=f"A/B on {res['goals']:,} goals ({users} users × {days} days, seed {seed})")
-    for c in ("metric", "control", "treatment", "relative reduction [95% CI]"):
+    for c in ("metric", "control", "treatment", "reduction [95% CI]"):
         t.add_column(c)
     t.add_row("first-attempt defect rate", f"{res['control_defect_rate']:.2%}", f"{res['treatment_defect_rate']:.2%}",
               f"{res['relative_reduction']:+.1%} [{res['ci_low']:+.1%}, {res['ci_high']:+.1%}]")
     t.add_row("goal failure rate", f"{res['control_goal_failure_rate']:.2%}", f"{res['treatment_goal_failure_rate']:.2%}",
               f"{res['goal_failure_relative_reduction']:+.1%} [{res['goal_failure_ci_low']:+.1%}, {res['goal_failure_ci_high']:+.1%}]")
+    t.add_row("first attempts, by failure point", "", "", "")
     for fp, v in res["failure_points"].items():
-        t.add_row(f"  first attempts failing at {fp}" if fp != "correct" else "  first attempts correct", f"{v['control']:.2%}", f"{v['treatment']:.2%}", "")
+        t.add_row(f"  {fp}", f"{v['control']:.2%}", f"{v['treatment']:.2%}", "")
     out.print(t)
     out.print(f"wins {res['wins']}, losses {res['losses']}, rewrites served {res['treatment_rewrites']}")
 
