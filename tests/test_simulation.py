@@ -100,12 +100,14 @@ def test_each_user_behaviour_occurs_and_is_truthful(run):
     assert explicit and all(f["explicit"] == "negative" and r["defective"] for f, r in explicit)
     prompted = [(f, r) for f, r in fb if f.get("prompted")]
     assert prompted and all((f["explicit"] == "negative") == r["defective"] for f, r in prompted)
-    # rephrases and repeats point at the goal's first turn in the same session
+    # rephrases and repeats point at the previous attempt of the same goal; the chain ends at the first
     by_key = {(r["session_id"], r["turn_index"]): r for r in truth}
     for r in truth:
         if r["action"] in ("rephrase", "repeat"):
-            first = by_key[(r["session_id"], r["rephrase_of"])]
-            assert first["goal_id"] == r["goal_id"] and first["action"] == "first"
+            prev = by_key[(r["session_id"], r["rephrase_of"])]
+            assert prev["goal_id"] == r["goal_id"] and prev["attempt"] == r["attempt"] - 1 and prev["defective"]
+        else:
+            assert r["rephrase_of"] is None
     # abandonment: some goals end defective; success moves on after a longer gap than a retry
     last = {}
     for r in truth:

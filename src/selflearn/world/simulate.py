@@ -219,7 +219,6 @@ class Simulator:
         plain = [s for s in surfaces if w.surfaces[s]["kind"] != "detail"]
         surface = plain[0] if r.random() < 0.7 or len(plain) == 1 else r.choice(plain)
         tried = {surface}
-        first_turn = turn_index
         goal_id = f"{user.user_id}-g{goal_no:05d}"
         first_fp, met, attempt, action = None, False, 0, "first"
         while True:
@@ -255,7 +254,7 @@ class Simulator:
             elif status in ("success", "unsupported") and not fb["barge_in"] and r.random() < PROMPT_P and r.random() < user.p_answer:
                 fb.update(explicit="negative" if defective else "positive", prompted=True, comment="no" if defective else "yes")
             turn = self._turn(sid, turn_index, t, user, device, text, conf, it, status, response, fb, nlu_text if rewritten else None)
-            truth = self._truth(sid, turn_index, user, goal_id, goal, intended, defective, fp, first_turn if attempt else None, attempt, action, w.surfaces[surface]["kind"], cond, w.surfaces[surface]["text"], rewritten)
+            truth = self._truth(sid, turn_index, user, goal_id, goal, intended, defective, fp, turn_index - 1 if attempt else None, attempt, action, w.surfaces[surface]["kind"], cond, w.surfaces[surface]["text"], rewritten)
             if on_turn:
                 on_turn(turn, truth)
             turn_index += 1
