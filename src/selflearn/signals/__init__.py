@@ -1,0 +1,6 @@
+"""Feedback signals: what the logs say about each turn, without any truth."""
+
+from .feedback import SignalConfig, signals_sql
+from .compute import compute_signals, evaluate_defect_score
+
+__all__ = ["SignalConfig", "signals_sql", "compute_signals", "evaluate_defect_score"]
