@@ -1,0 +1,1 @@
+"""Precomputed rewrites: absorbing Markov chains over rephrase chains, the rewrite table."""
