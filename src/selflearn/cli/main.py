@@ -136,7 +136,7 @@ def migrate_cmd(store: StoreOpt = Path(DEFAULT_STORE)) -> None:
         raise fail(exc) from exc
 
 
-from . import world  # noqa: E402,F401  (registers simulate, ab, asr-channel, world)
+from . import rewrites, world  # noqa: E402,F401  (registers mine, rewrites, simulate, ab, asr-channel, world)
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ AsrOpt = Annotated[
 SeedOpt = Annotated[int, typer.Option("--seed", help="Traffic seed: same seed, same logs.")]
 UsersOpt = Annotated[int, typer.Option("--users", help="Number of simulated users.")]
 DaysOpt = Annotated[int, typer.Option("--days", help="Number of simulated days.")]
+FirstDayOpt = Annotated[int, typer.Option("--first-day", help="Start at this day: the same users, later traffic (e.g. the days after mining).")]
 
 
 def _progress() -> Progress:
@@ -82,6 +83,7 @@ def simulate_cmd(
     asr_corpus: AsrOpt = None,
     users: UsersOpt = 2000,
     days: DaysOpt = 14,
+    first_day: FirstDayOpt = 0,
     seed: SeedOpt = 0,
     rewriter: Annotated[str | None, typer.Option(help="Rewriter between ASR and NLU: 'module:attr' or an http(s) URL.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
@@ -92,7 +94,7 @@ def simulate_cmd(
         w = _world(world, sentences, asr_corpus)
         with _progress() as bar:
             task = bar.add_task("simulate (turns)", total=None)
-            summary = simulate_to(out_dir, world, w, SimConfig(users=users, days=days, seed=seed), rewriter=rewriter, progress=lambda n: bar.update(task, completed=n))
+            summary = simulate_to(out_dir, world, w, SimConfig(users=users, days=days, seed=seed, first_day=first_day), rewriter=rewriter, progress=lambda n: bar.update(task, completed=n))
     except SelflearnError as exc:
         raise fail(exc) from exc
     if as_json:
@@ -111,6 +113,7 @@ def ab_cmd(
     asr_corpus: AsrOpt = None,
     users: UsersOpt = 2000,
     days: DaysOpt = 14,
+    first_day: FirstDayOpt = 0,
     seed: SeedOpt = 0,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples (over users).")] = 2000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
@@ -119,7 +122,7 @@ def ab_cmd(
     first-attempt defect rate and the goal failure rate, with bootstrap 95% CIs."""
     try:
         w = _world(world, sentences, asr_corpus)
-        res = run_ab(world, w, SimConfig(users=users, days=days, seed=seed), treatment=rewriter, control=control, n_boot=n_boot)
+        res = run_ab(world, w, SimConfig(users=users, days=days, seed=seed, first_day=first_day), treatment=rewriter, control=control, n_boot=n_boot)
     except SelflearnError as exc:
         raise fail(exc) from exc
     if as_json:

@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import sys
+from pathlib import Path
 import urllib.error
 import urllib.request
 from typing import Protocol, runtime_checkable
@@ -56,13 +57,18 @@ class HttpRewriter:
 
 
 def load_rewriter(spec: str | None) -> Rewriter:
-    """``None``/``noop`` → pass-through; ``http(s)://...`` → a service;
+    """``None``/``noop`` → pass-through; ``http(s)://...`` → a service; ``*.parquet`` → a
+    rewrite table (`selflearn mine`);
     ``module:attribute`` → an object (or a zero-argument factory) with ``rewrite``; the
     working directory is importable, as with uvicorn."""
     if spec is None or spec == "noop":
         return NoOpRewriter()
     if spec.startswith(("http://", "https://")):
         return HttpRewriter(spec)
+    if spec.endswith(".parquet"):
+        from ..rewrites.table import TableRewriter
+
+        return TableRewriter.load(Path(spec))
     module, _, attr = spec.partition(":")
     if not module or not attr:
         raise InvalidInputError(explain(f"rewriter={spec!r}", "must be 'noop', an http(s) URL or 'module:attribute'", "e.g. --rewriter mypkg.rewriters:MyRewriter"))

@@ -40,9 +40,11 @@ class SimConfig:
     days: int = 14
     seed: int = 0
     start: datetime = EPOCH
+    #: simulate days [first_day, first_day + days): the same users, later traffic (e.g. after mining)
+    first_day: int = 0
 
     def check(self) -> None:
-        for name, v, lo in (("users", self.users, 1), ("days", self.days, 1)):
+        for name, v, lo in (("users", self.users, 1), ("days", self.days, 1), ("first_day", self.first_day, 0)):
             if not isinstance(v, int) or v < lo:
                 raise InvalidInputError(explain(f"{name}={v!r}", f"must be an integer >= {lo}", f"use e.g. --{name} 10"))
 
@@ -152,10 +154,11 @@ class Simulator:
 
     def _run_user(self, user: User, rewriter, on_turn, goals_out) -> None:
         cfg, w = self.config, self.world
-        plan = random.Random(mix(cfg.seed, user.idx, 1))
+        plan = random.Random(mix(cfg.seed, user.idx, 1, *((cfg.first_day,) if cfg.first_day else ())))
         clock = cfg.start
-        session_no = goal_no = 0
-        for day in range(cfg.days):
+        goal_no = cfg.first_day * 100_000  # goal streams and ids never repeat across periods
+        for day in range(cfg.first_day, cfg.first_day + cfg.days):
+            session_no = 0
             n_sessions = _poisson(plan, user.sessions_per_day)
             starts = sorted(
                 cfg.start + timedelta(days=day, hours=min(23.99, max(0.0, plan.gauss(plan.choice(user.peaks), 1.5))))
@@ -165,7 +168,7 @@ class Simulator:
                 t = max(planned, clock + timedelta(seconds=60))
                 device = user.devices[int(plan.random() * len(user.devices))]
                 n_goals = 1 + _geometric(plan, 0.45)
-                sid = f"{user.user_id}-s{session_no:04d}"
+                sid = f"{user.user_id}-d{day:03d}-s{session_no:02d}"
                 session_no += 1
                 turn_index = 0
                 if plan.random() < FALSE_WAKE_P:
@@ -219,7 +222,7 @@ class Simulator:
         plain = [s for s in surfaces if w.surfaces[s]["kind"] != "detail"]
         surface = plain[0] if r.random() < 0.7 or len(plain) == 1 else r.choice(plain)
         tried = {surface}
-        goal_id = f"{user.user_id}-g{goal_no:05d}"
+        goal_id = f"{user.user_id}-g{goal_no:07d}"
         first_fp, met, attempt, action = None, False, 0, "first"
         while True:
             if user.noise_p and r.random() < user.noise_p:

@@ -1,0 +1,87 @@
+"""CLI commands of the precomputed rewrites: mine, rewrites. Parse, call selflearn.rewrites.run, print."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from selflearn.errors import SelflearnError
+from selflearn.rewrites.run import explain_rewrite, list_rewrites, mine
+from selflearn.rewrites.table import MiningConfig
+from selflearn.signals import SignalConfig
+from selflearn.store.store import DEFAULT_STORE, Store
+
+from .app import app, err, fail, out
+
+__all__ = ["mine_cmd", "rewrites_cmd"]
+
+StoreOpt = Annotated[Path, typer.Option("--store", envvar="SELFLEARN_STORE", help="Store file (DuckDB).")]
+
+
+@app.command("mine")
+def mine_cmd(
+    store: StoreOpt = Path(DEFAULT_STORE),
+    out_file: Annotated[Path, typer.Option("--out", help="Where the rewrite table goes (Parquet).")] = Path("rewrites.parquet"),
+    window: Annotated[float, typer.Option(help="Seconds within which a next request can be a rephrase.")] = 45.0,
+    min_similarity: Annotated[float, typer.Option(help="How similar a next request must be to count as a rephrase.")] = 0.35,
+    min_support: Annotated[int, typer.Option(help="Turns of an utterance needed before it is rewritten.")] = 3,
+    min_probability: Annotated[float, typer.Option(help="Least probability that the rewrite's chains end in success.")] = 0.5,
+    max_direct_success: Annotated[float, typer.Option(help="Never rewrite an utterance that succeeds this often as it is.")] = 0.5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as one JSON object.")] = False,
+) -> None:
+    """Signals -> rephrase chains -> absorbing Markov chains -> rewrite table (Parquet and the store's
+    `rewrites` table)."""
+    try:
+        with Store(store) as st, err.status("mining") as status:
+            stats = mine(
+                st, out_file,
+                signals=SignalConfig(window_s=window, min_similarity=min_similarity),
+                mining=MiningConfig(min_support=min_support, min_probability=min_probability, max_direct_success=max_direct_success),
+                progress=lambda stage: status.update(f"mining: {stage}"),
+            )
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(stats))
+    else:
+        out.print(f"{stats['rewrites']:,} rewrites from {stats['signal_turns']:,} turns "
+                  f"({stats['utterances']:,} distinct utterances) in {stats['seconds']} s → {stats['table']}")
+
+
+@app.command("rewrites")
+def rewrites_cmd(
+    store: StoreOpt = Path(DEFAULT_STORE),
+    search: Annotated[str | None, typer.Option(help="Only rewrites whose utterance or rewrite contains this.")] = None,
+    explain_utterance: Annotated[str | None, typer.Option("--explain", help="Show one rewrite and the chains it came from.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List or search the mined rewrites, or explain one with the sessions it was learned from."""
+    try:
+        with Store(store, read_only=True) as st:
+            result = explain_rewrite(st, explain_utterance) if explain_utterance else list_rewrites(st, search=search, limit=limit)
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(result, default=str))
+        return
+    if explain_utterance:
+        rw = result["rewrite"]
+        out.print(f"{rw['utterance']!r} → {rw['rewrite']!r}: P(success via rewrite) {rw['probability']:.2f}, "
+                  f"as is {rw['self_probability']:.2f}; seen {rw['support']} times, {rw['rephrase_support']} followed by a rephrase")
+        for chain in result["chains"]:
+            out.print(f"\nsession {chain['session_id']}")
+            for t in chain["turns"]:
+                flags = ", ".join(k for k in ("barge_in", "explicit_negative", "rephrase_candidate") if t[k])
+                out.print(f"  [{t['turn_index']}] {t['asr_text']!r}  {t['response_status']}  defect score {t['defect_score']}  {flags}")
+        return
+    t = Table(title=f"{len(result)} rewrites" + (f" matching {search!r}" if search else ""))
+    for c in ("utterance", "rewrite", "P(success)", "as is", "support"):
+        t.add_column(c)
+    for r in result:
+        t.add_row(r["utterance"], r["rewrite"], f"{r['probability']:.2f}", f"{r['self_probability']:.2f}", str(r["support"]))
+    out.print(t)

@@ -1,0 +1,166 @@
+"""Mine the rewrite table from the store's signals, and serve it (`TableRewriter`).
+
+Each turn of the ``signals`` table becomes one edge of the chain graph: a rephrase candidate goes
+to the next utterance, a turn that looks fine (defect score below ``success_below``) to its own
+success, any other turn to FAIL. Counting edges is one DuckDB aggregation; solving is
+:mod:`selflearn.rewrites.markov`; filtering is vectorised.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import InvalidInputError, NotFittedError, explain
+from ..store.store import Store
+from .markov import best_rewrites, solve_absorbing
+
+__all__ = ["MiningConfig", "mine_rewrites", "TableRewriter", "TABLE_SCHEMA"]
+
+TABLE_SCHEMA = pa.schema(
+    [
+        ("utterance", pa.string()),
+        ("rewrite", pa.string()),
+        ("probability", pa.float64()),  # chains from `utterance` end in `rewrite`'s success
+        ("self_probability", pa.float64()),  # ... end in `utterance`'s own success
+        ("direct_success", pa.float64()),  # share of `utterance`'s turns that looked fine as they were
+        ("support", pa.int64()),  # turns of `utterance` seen
+        ("rephrase_support", pa.int64()),  # of which were followed by a rephrase
+    ]
+)
+
+
+@dataclass(frozen=True)
+class MiningConfig:
+    success_below: float = 0.5  # a turn with a lower defect score counts as a success
+    min_support: int = 3
+    min_probability: float = 0.5
+    max_direct_success: float = 0.5  # never rewrite an utterance that usually succeeds as it is
+    min_gain: float = 0.1  # rewrite only when it beats staying with the utterance by this much
+
+    def check(self) -> "MiningConfig":
+        for name in ("success_below", "min_probability", "max_direct_success", "min_gain"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise InvalidInputError(explain(f"{name}={v}", "must be in [0, 1]", "use a probability"))
+        if not isinstance(self.min_support, int) or self.min_support < 1:
+            raise InvalidInputError(explain(f"min_support={self.min_support!r}", "must be an integer >= 1", "use e.g. 3"))
+        return self
+
+
+_EDGES_SQL = """
+WITH e AS (
+  SELECT asr_text AS u,
+         CASE WHEN rephrase_candidate THEN 'next' WHEN defect_score < {success_below} THEN 'success' ELSE 'fail' END AS kind,
+         CASE WHEN rephrase_candidate THEN next_text END AS v
+  FROM signals WHERE asr_text <> ''
+)
+SELECT u, kind, v, count(*)::BIGINT AS n FROM e GROUP BY ALL
+"""
+
+
+def mine_rewrites(store: Store, config: MiningConfig | None = None, *, progress=None) -> tuple[pa.Table, dict]:
+    """Mine the rewrite table from the store's ``signals`` (run ``compute_signals`` first).
+    Returns (table, statistics)."""
+    c = (config or MiningConfig()).check()
+    say = progress or (lambda stage: None)
+    started = time.perf_counter()
+    con = store.reader()
+    if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'signals'").fetchall()[0][0]:
+        raise InvalidInputError(explain(str(store.path), "has no signals table", "run `selflearn mine` (it computes signals first)"))
+    say("aggregate chains")
+    cur = con.execute(_EDGES_SQL.format(success_below=float(c.success_below)))
+    rows = cur.fetchall()
+    texts: dict[str, int] = {}
+    for u, _, v, _ in rows:
+        texts.setdefault(u, len(texts))
+        if v is not None:
+            texts.setdefault(v, len(texts))
+    n_t = len(texts)
+    kinds = np.array([k for _, k, _, _ in rows])
+    u_id = np.array([texts[u] for u, _, _, _ in rows], dtype=np.int64)
+    v_id = np.array([texts[v] if v is not None else -1 for _, _, v, _ in rows], dtype=np.int64)
+    n = np.array([x for *_, x in rows], dtype=float)
+    # absorbing ids: success of utterance k is k; FAIL is n_t
+    dst = np.where(kinds == "next", v_id, np.where(kinds == "success", n_t + u_id, n_t + n_t))
+    say("solve")
+    chain = solve_absorbing(u_id, dst, n, n_transient=n_t, n_absorbing=n_t + 1)
+    success_of = np.arange(n_t)
+    utterance_of_success = np.concatenate([np.arange(n_t), [-1]])
+    u, v, p, p_self = best_rewrites(chain, success_of, utterance_of_success=utterance_of_success)
+    support = np.bincount(u_id, weights=n, minlength=n_t)
+    direct = np.bincount(u_id, weights=n * (kinds == "success"), minlength=n_t) / np.maximum(support, 1)
+    reph = np.bincount(u_id, weights=n * (kinds == "next"), minlength=n_t)
+    say("filter")
+    keep = (support[u] >= c.min_support) & (p >= c.min_probability) & (direct[u] <= c.max_direct_success) & (p >= p_self + c.min_gain)
+    names = np.array(list(texts), dtype=object)
+    table = pa.table(
+        {
+            "utterance": names[u[keep]].tolist(),
+            "rewrite": names[v[keep]].tolist(),
+            "probability": p[keep],
+            "self_probability": p_self[keep],
+            "direct_success": direct[u[keep]],
+            "support": support[u[keep]].astype(np.int64),
+            "rephrase_support": reph[u[keep]].astype(np.int64),
+        },
+        schema=TABLE_SCHEMA,
+    ).sort_by([("support", "descending"), ("utterance", "ascending")])
+    stats = {
+        "utterances": n_t,
+        "edges": len(rows),
+        "turns": int(n.sum()),
+        "candidates": int(u.size),
+        "rewrites": table.num_rows,
+        "unreachable_utterances": int(chain.unreachable.size),
+        "seconds": round(time.perf_counter() - started, 2),
+        "config": asdict(c),
+    }
+    return table, stats
+
+
+class TableRewriter:
+    """Serves a rewrite table: exact lookup of the (whitespace- and case-normalised) utterance."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path
+
+    def fit(self, table: pa.Table) -> "TableRewriter":
+        missing = {"utterance", "rewrite"} - set(table.column_names)
+        if missing:
+            raise InvalidInputError(explain(f"columns {sorted(table.column_names)}", f"a rewrite table needs {sorted(missing)}", "write it with `selflearn mine`"))
+        self.table_ = dict(zip((_norm(x) for x in table.column("utterance").to_pylist()), table.column("rewrite").to_pylist()))
+        return self
+
+    @classmethod
+    def load(cls, path: Path) -> "TableRewriter":
+        try:
+            table = pq.read_table(str(path))
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InvalidInputError(explain(str(path), f"must be a rewrite table in Parquet ({exc})", "pass the file `selflearn mine` wrote")) from exc
+        return cls(path).fit(table)
+
+    def rewrite(self, utterance: str, *, user_id: str = "", device: dict | None = None, context: dict | None = None) -> str | None:
+        if getattr(self, "table_", None) is None:
+            raise NotFittedError(explain("TableRewriter", "has no table", "fit(table) or TableRewriter.load(path)"))
+        return self.table_.get(_norm(utterance))
+
+    def __len__(self) -> int:
+        return len(getattr(self, "table_", {}))
+
+
+def _norm(text: str) -> str:
+    return " ".join(str(text).lower().split())
+
+
+def write_table(table: pa.Table, stats: dict, path: Path) -> None:
+    """Parquet with the mining statistics in the file's metadata."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {b"selflearn.mining": json.dumps(stats).encode()}
+    pq.write_table(table.replace_schema_metadata(meta), str(path))

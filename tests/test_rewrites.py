@@ -1,0 +1,135 @@
+"""Mining the rewrite table from hand-built sessions: each filter, the table rewriter, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import make_turn, write_jsonl
+from typer.testing import CliRunner
+
+from selflearn.cli.main import app
+from selflearn.errors import InvalidInputError, NotFittedError
+from selflearn.rewrites.run import explain_rewrite, list_rewrites, mine
+from selflearn.rewrites.table import MiningConfig, TableRewriter
+from selflearn.store.importer import import_files
+
+_n = [0]
+
+
+def _session(*steps):
+    """steps: (text, 'fail' | 'ok' | 'abandon'); a failed turn is barged in on, 5 s before the next."""
+    sid = f"s{_n[0]:03d}"
+    _n[0] += 1
+    out = []
+    for i, (text, how) in enumerate(steps):
+        out.append(make_turn(
+            session_id=sid, turn_index=i, timestamp=f"2026-03-02T{8 + _n[0] // 60:02d}:{_n[0] % 60:02d}:{5 * i:02d}Z",
+            utterance={"text": text, "asr_confidence": 0.9},
+            response={"status": "failure" if how == "abandon" else "success", "text": "ok", "action": None},
+            feedback={"barge_in": how == "fail"},
+        ))
+    return out
+
+
+@pytest.fixture
+def mined_store(store, tmp_path):
+    turns = []
+    for _ in range(3):  # a clear rewrite: support 3, always fixed by the rephrase
+        turns += _session(("play jaz", "fail"), ("play jazz music", "ok"))
+    turns += _session(("call jon", "fail"), ("call john", "ok"))  # support 1
+    for _ in range(2):  # fixed half the time, abandoned half the time: P = 0.5
+        turns += _session(("turn on lamp", "fail"), ("turn on the lamp", "ok"))
+        turns += _session(("turn on lamp", "abandon"))
+    for _ in range(2):  # works as is 2 of 5 times; the rephrase works the other 3: direct 0.4, P 0.6
+        turns += _session(("weather today", "ok"))
+    for _ in range(3):
+        turns += _session(("weather today", "fail"), ("what's the weather today", "ok"))
+    import_files(store, [write_jsonl(tmp_path / "t.jsonl", turns)])
+    return store
+
+
+def _mine(store, tmp_path, **cfg):
+    stats = mine(store, tmp_path / "rw.parquet", mining=MiningConfig(**cfg))
+    table = pq.read_table(tmp_path / "rw.parquet")
+    return stats, dict(zip(table.column("utterance").to_pylist(), table.column("rewrite").to_pylist())), table
+
+
+def test_default_filters(mined_store, tmp_path):
+    stats, rw, table = _mine(mined_store, tmp_path)
+    assert rw == {"play jaz": "play jazz music", "turn on lamp": "turn on the lamp", "weather today": "what's the weather today"}
+    row = {r["utterance"]: r for r in table.to_pylist()}["weather today"]
+    assert row["probability"] == pytest.approx(0.6) and row["self_probability"] == pytest.approx(0.4)
+    assert row["direct_success"] == pytest.approx(0.4) and row["support"] == 5 and row["rephrase_support"] == 3
+    assert stats["rewrites"] == 3 and json.loads(pq.read_metadata(tmp_path / "rw.parquet").metadata[b"selflearn.mining"])["rewrites"] == 3
+
+
+def test_min_support(mined_store, tmp_path):
+    assert "call jon" in _mine(mined_store, tmp_path, min_support=1)[1]
+    assert "play jaz" not in _mine(mined_store, tmp_path, min_support=4)[1]
+
+
+def test_min_probability(mined_store, tmp_path):
+    assert "turn on lamp" not in _mine(mined_store, tmp_path, min_probability=0.55)[1]
+
+
+def test_never_rewrite_what_usually_works(mined_store, tmp_path):
+    assert "weather today" not in _mine(mined_store, tmp_path, max_direct_success=0.3)[1]
+
+
+def test_min_gain(mined_store, tmp_path):
+    assert "weather today" not in _mine(mined_store, tmp_path, min_gain=0.3)[1]
+
+
+def test_store_table_list_search_and_explain(mined_store, tmp_path):
+    _mine(mined_store, tmp_path)
+    assert [r["utterance"] for r in list_rewrites(mined_store, search="LAMP")] == ["turn on lamp"]
+    ex = explain_rewrite(mined_store, "Play  Jaz")
+    assert ex["rewrite"]["rewrite"] == "play jazz music" and len(ex["chains"]) == 3
+    assert [t["asr_text"] for t in ex["chains"][0]["turns"]] == ["play jaz", "play jazz music"]
+    with pytest.raises(InvalidInputError, match="no rewrite"):
+        explain_rewrite(mined_store, "never said")
+
+
+def test_table_rewriter_round_trip_and_errors(mined_store, tmp_path):
+    _mine(mined_store, tmp_path)
+    rw = TableRewriter.load(tmp_path / "rw.parquet")
+    assert rw.rewrite("PLAY  jaz", user_id="u", device={}, context={}) == "play jazz music"
+    assert rw.rewrite("play jazz music") is None and len(rw) == 3
+    with pytest.raises(NotFittedError):
+        TableRewriter().rewrite("x")
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(InvalidInputError, match="Parquet"):
+        TableRewriter.load(tmp_path / "bad.parquet")
+
+
+@pytest.mark.parametrize("bad", [{"min_support": 0}, {"min_probability": 1.5}, {"max_direct_success": -1}])
+def test_bad_mining_config(bad):
+    with pytest.raises(InvalidInputError, match="fix"):
+        MiningConfig(**bad).check()
+
+
+def test_cli_mine_and_rewrites(mined_store, tmp_path):
+    path = str(mined_store.path)
+    mined_store.close()
+    runner = CliRunner()
+    r = runner.invoke(app, ["mine", "--store", path, "--out", str(tmp_path / "t.parquet"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["rewrites"] == 3
+    r = runner.invoke(app, ["rewrites", "--store", path, "--search", "jaz", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)[0]["rewrite"] == "play jazz music"
+    r = runner.invoke(app, ["rewrites", "--store", path, "--explain", "weather today"])
+    assert r.exit_code == 0 and "what's the weather today" in r.stdout
+    r = runner.invoke(app, ["mine", "--store", path, "--min-support", "0"])
+    assert r.exit_code == 2 and "min_support=0" in r.output
+    r = runner.invoke(app, ["rewrites", "--store", str(tmp_path / "none.duckdb")])
+    assert r.exit_code != 0 and "fix" in r.output
+
+
+def test_the_world_plugs_a_table_in_by_path(mined_store, tmp_path):
+    from selflearn.world.rewriter import load_rewriter
+
+    _mine(mined_store, tmp_path)
+    rw = load_rewriter(str(tmp_path / "rw.parquet"))
+    assert isinstance(rw, TableRewriter) and rw.rewrite("play jaz", user_id="u", device={}, context={}) == "play jazz music"
