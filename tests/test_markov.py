@@ -26,9 +26,9 @@ def test_several_absorbing_states():
     assert b[0] == pytest.approx([0.25, 0.375, 0.375])
     assert b[1] == pytest.approx([0.0, 0.5, 0.5])
     assert b.sum(axis=1) == pytest.approx([1, 1])
-    u, v, p, p_self = best_rewrites(chain, np.array([0, 1]), utterance_of_success=np.array([0, 1, -1]))
+    u, v, p, p_self, p_success = best_rewrites(chain, np.array([0, 1]), utterance_of_success=np.array([0, 1, -1]))
     assert list(u) == [0] and list(v) == [1]
-    assert p == pytest.approx([0.375]) and p_self == pytest.approx([0.25])
+    assert p == pytest.approx([0.375]) and p_self == pytest.approx([0.25]) and p_success == pytest.approx([0.625])
 
 
 def test_cycles_are_solved_exactly():

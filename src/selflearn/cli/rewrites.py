@@ -29,7 +29,8 @@ def mine_cmd(
     window: Annotated[float, typer.Option(help="Seconds within which a next request can be a rephrase.")] = 45.0,
     min_similarity: Annotated[float, typer.Option(help="How similar a next request must be to count as a rephrase.")] = 0.35,
     min_support: Annotated[int, typer.Option(help="Turns of an utterance needed before it is rewritten.")] = 3,
-    min_probability: Annotated[float, typer.Option(help="Least probability that the rewrite's chains end in success.")] = 0.5,
+    min_probability: Annotated[float, typer.Option(help="Least success probability of the rewrite (how often it works when said).")] = 0.6,
+    min_share: Annotated[float, typer.Option(help="Least share of the utterance's successful chains that end in the rewrite.")] = 0.5,
     max_direct_success: Annotated[float, typer.Option(help="Never rewrite an utterance that succeeds this often as it is.")] = 0.5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as one JSON object.")] = False,
 ) -> None:
@@ -40,7 +41,8 @@ def mine_cmd(
             stats = mine(
                 st, out_file,
                 signals=SignalConfig(window_s=window, min_similarity=min_similarity),
-                mining=MiningConfig(min_support=min_support, min_probability=min_probability, max_direct_success=max_direct_success),
+                mining=MiningConfig(min_support=min_support, min_probability=min_probability, min_share=min_share,
+                                    max_direct_success=max_direct_success),
                 progress=lambda stage: status.update(f"mining: {stage}"),
             )
     except SelflearnError as exc:
@@ -71,8 +73,9 @@ def rewrites_cmd(
         return
     if explain_utterance:
         rw = result["rewrite"]
-        out.print(f"{rw['utterance']!r} → {rw['rewrite']!r}: P(success via rewrite) {rw['probability']:.2f}, "
-                  f"as is {rw['self_probability']:.2f}; seen {rw['support']} times, {rw['rephrase_support']} followed by a rephrase")
+        out.print(f"{rw['utterance']!r} → {rw['rewrite']!r}: the rewrite works {rw['rewrite_success']:.0%} of the time, the utterance "
+                  f"{rw['direct_success']:.0%}; {rw['share']:.0%} of its successful chains end in the rewrite "
+                  f"(absorption probability {rw['probability']:.2f}); seen {rw['support']} times, {rw['rephrase_support']} followed by a rephrase")
         for chain in result["chains"]:
             out.print(f"\nsession {chain['session_id']}")
             for t in chain["turns"]:
@@ -80,8 +83,8 @@ def rewrites_cmd(
                 out.print(f"  [{t['turn_index']}] {t['asr_text']!r}  {t['response_status']}  defect score {t['defect_score']}  {flags}")
         return
     t = Table(title=f"{len(result)} rewrites" + (f" matching {search!r}" if search else ""))
-    for c in ("utterance", "rewrite", "P(success)", "as is", "support"):
+    for c in ("utterance", "rewrite", "works", "as is", "share", "support"):
         t.add_column(c)
     for r in result:
-        t.add_row(r["utterance"], r["rewrite"], f"{r['probability']:.2f}", f"{r['self_probability']:.2f}", str(r["support"]))
+        t.add_row(r["utterance"], r["rewrite"], f"{r['rewrite_success']:.0%}", f"{r['direct_success']:.0%}", f"{r['share']:.0%}", str(r["support"]))
     out.print(t)

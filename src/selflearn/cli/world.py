@@ -139,7 +139,10 @@ def ab_cmd(
     for fp, v in res["failure_points"].items():
         t.add_row(f"  {fp}", f"{v['control']:.2%}", f"{v['treatment']:.2%}", "")
     out.print(t)
-    out.print(f"wins {res['wins']}, losses {res['losses']}, rewrites served {res['treatment_rewrites']}")
+    ratio = f"{res['win_loss_ratio']:.1f}:1" if res["win_loss_ratio"] is not None else "no losses"
+    out.print(f"first attempts rewritten {res['first_attempts_rewritten']:,}: wins {res['wins']:,}, losses {res['losses']:,} "
+              f"({res['losses_broken']:,} broken, {res['losses_defective_another_way']:,} defective another way), win:loss {ratio}; "
+              f"rewrites served {res['treatment_rewrites']:,}")
 
 
 @app.command("asr-channel")

@@ -103,18 +103,19 @@ def solve_absorbing(src: np.ndarray, dst: np.ndarray, count: np.ndarray, *, n_tr
     return AbsorbingChain(cat(rows, np.int64), cat(cols, np.int64), cat(vals, float), n_transient, n_absorbing, unreachable)
 
 
-def best_rewrites(chain: AbsorbingChain, success_of: np.ndarray, *, utterance_of_success: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def best_rewrites(chain: AbsorbingChain, success_of: np.ndarray, *, utterance_of_success: np.ndarray) -> tuple[np.ndarray, ...]:
     """For every transient state, the success state (other than its own) it most likely ends in.
 
     ``success_of[u]`` is the absorbing id of u's own success (-1 if none); ``utterance_of_success[a]``
     is the transient id whose success absorbing state ``a`` is (-1 for FAIL). Returns (u, v, p_v,
-    p_self): the rewrite target v of u, the probability of ending in v's success, and of ending in
-    u's own success.
+    p_self, p_success): the rewrite target v of u, the probability of ending in v's success, in u's
+    own success, and in any success (so p_v / p_success is v's share of u's successful chains).
     """
     if chain.rows.size == 0:
         e = np.zeros(0, dtype=np.int64)
-        return e, e, np.zeros(0), np.zeros(0)
+        return e, e, np.zeros(0), np.zeros(0), np.zeros(0)
     target = utterance_of_success[chain.cols]
+    p_success = np.bincount(chain.rows, weights=chain.probs * (target >= 0), minlength=chain.n_transient)
     own = success_of[chain.rows] == chain.cols
     p_self = np.zeros(chain.n_transient)
     p_self[chain.rows[own]] = chain.probs[own]
@@ -126,4 +127,4 @@ def best_rewrites(chain: AbsorbingChain, success_of: np.ndarray, *, utterance_of
     first = np.ones(rows.size, dtype=bool)
     first[1:] = rows[1:] != rows[:-1]
     u = rows[first]
-    return u, tgt[first], probs[first], p_self[u]
+    return u, tgt[first], probs[first], p_self[u], p_success[u]

@@ -29,7 +29,9 @@ TABLE_SCHEMA = pa.schema(
         ("rewrite", pa.string()),
         ("probability", pa.float64()),  # chains from `utterance` end in `rewrite`'s success
         ("self_probability", pa.float64()),  # ... end in `utterance`'s own success
+        ("share", pa.float64()),  # of the chains from `utterance` that end in a success, the share ending in `rewrite`'s
         ("direct_success", pa.float64()),  # share of `utterance`'s turns that looked fine as they were
+        ("rewrite_success", pa.float64()),  # share of `rewrite`'s turns that looked fine
         ("support", pa.int64()),  # turns of `utterance` seen
         ("rephrase_support", pa.int64()),  # of which were followed by a rephrase
     ]
@@ -39,13 +41,14 @@ TABLE_SCHEMA = pa.schema(
 @dataclass(frozen=True)
 class MiningConfig:
     success_below: float = 0.5  # a turn with a lower defect score counts as a success
-    min_support: int = 3
-    min_probability: float = 0.5
+    min_support: int = 3  # turns of the utterance seen
+    min_probability: float = 0.6  # least success probability of the rewrite (how often it works when said)
+    min_share: float = 0.5  # least share of the utterance's successful chains that end in the rewrite
     max_direct_success: float = 0.5  # never rewrite an utterance that usually succeeds as it is
-    min_gain: float = 0.1  # rewrite only when it beats staying with the utterance by this much
+    min_gain: float = 0.2  # the rewrite must succeed this much more often than the utterance
 
     def check(self) -> "MiningConfig":
-        for name in ("success_below", "min_probability", "max_direct_success", "min_gain"):
+        for name in ("success_below", "min_probability", "min_share", "max_direct_success", "min_gain"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise InvalidInputError(explain(f"{name}={v}", "must be in [0, 1]", "use a probability"))
@@ -61,7 +64,7 @@ WITH e AS (
          CASE WHEN rephrase_candidate THEN next_text END AS v
   FROM signals WHERE asr_text <> ''
 )
-SELECT u, kind, v, count(*)::BIGINT AS n FROM e GROUP BY ALL
+SELECT u, kind, v, count(*)::BIGINT AS n FROM e GROUP BY ALL ORDER BY u, kind, v NULLS FIRST
 """
 
 
@@ -93,12 +96,19 @@ def mine_rewrites(store: Store, config: MiningConfig | None = None, *, progress=
     chain = solve_absorbing(u_id, dst, n, n_transient=n_t, n_absorbing=n_t + 1)
     success_of = np.arange(n_t)
     utterance_of_success = np.concatenate([np.arange(n_t), [-1]])
-    u, v, p, p_self = best_rewrites(chain, success_of, utterance_of_success=utterance_of_success)
+    u, v, p, p_self, p_success = best_rewrites(chain, success_of, utterance_of_success=utterance_of_success)
+    share = p / np.maximum(p_success, 1e-12)
     support = np.bincount(u_id, weights=n, minlength=n_t)
     direct = np.bincount(u_id, weights=n * (kinds == "success"), minlength=n_t) / np.maximum(support, 1)
     reph = np.bincount(u_id, weights=n * (kinds == "next"), minlength=n_t)
     say("filter")
-    keep = (support[u] >= c.min_support) & (p >= c.min_probability) & (direct[u] <= c.max_direct_success) & (p >= p_self + c.min_gain)
+    keep = (
+        (support[u] >= c.min_support)
+        & (direct[v] >= c.min_probability)
+        & (share >= c.min_share)
+        & (direct[u] <= c.max_direct_success)
+        & (direct[v] >= direct[u] + c.min_gain)
+    )
     names = np.array(list(texts), dtype=object)
     table = pa.table(
         {
@@ -106,7 +116,9 @@ def mine_rewrites(store: Store, config: MiningConfig | None = None, *, progress=
             "rewrite": names[v[keep]].tolist(),
             "probability": p[keep],
             "self_probability": p_self[keep],
+            "share": share[keep],
             "direct_success": direct[u[keep]],
+            "rewrite_success": direct[v[keep]],
             "support": support[u[keep]].astype(np.int64),
             "rephrase_support": reph[u[keep]].astype(np.int64),
         },

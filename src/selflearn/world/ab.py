@@ -86,6 +86,12 @@ def ab_test(
     fail_t = np.array([g[2] for g in b.goals], dtype=float)
     cr, tr, red, lo, hi, _ = relative_reduction_ci(users, first_c, first_t, n_users=config.users, n_boot=n_boot, seed=config.seed)
     gcr, gtr, gred, glo, ghi, _ = relative_reduction_ci(users, fail_c, fail_t, n_users=config.users, n_boot=n_boot, seed=config.seed + 1)
+    rewritten = np.array([g[5] for g in b.goals], dtype=bool)
+    same_fp = np.array([x[3] == y[3] for x, y in zip(a.goals, b.goals)], dtype=bool)
+    c_def, t_def = first_c == 1, first_t == 1
+    wins = int(np.sum(rewritten & c_def & ~t_def))
+    broken = int(np.sum(rewritten & ~c_def & t_def))
+    other_way = int(np.sum(rewritten & c_def & t_def & ~same_fp))
     fp_c = Counter(g[3] for g in a.goals)
     fp_t = Counter(g[3] for g in b.goals)
     n = len(a.goals)
@@ -106,8 +112,15 @@ def ab_test(
         "goal_failure_relative_reduction": gred,
         "goal_failure_ci_low": glo,
         "goal_failure_ci_high": ghi,
-        "wins": int(np.sum((first_c == 1) & (first_t == 0))),
-        "losses": int(np.sum((first_c == 0) & (first_t == 1))),
+        # a win turns a defective first attempt into a success; a loss breaks one that would have
+        # succeeded, or leaves it defective another way (a different failure point)
+        "wins": wins,
+        "losses": broken + other_way,
+        "losses_broken": broken,
+        "losses_defective_another_way": other_way,
+        "win_loss_ratio": wins / (broken + other_way) if broken + other_way else None,
+        "first_attempts_rewritten": int(rewritten.sum()),
+        "rewritten_still_defective_same_way": int(np.sum(rewritten & c_def & t_def & same_fp)),
         "first_attempts_changed": changed,
         "control_turns_total": a.turns,
         "treatment_turns_total": b.turns,

@@ -146,7 +146,7 @@ class Simulator:
     # -- the run ---------------------------------------------------------------
     def run(self, rewriter: Rewriter | None = None, on_turn: Callable[[dict, dict], None] | None = None) -> list[tuple]:
         """Simulate all users; returns per goal (user idx, first attempt defective,
-        goal failed, first failure point, attempts)."""
+        goal failed, first failure point, attempts, first attempt rewritten)."""
         goals_out: list[tuple] = []
         for user in self.users:
             self._run_user(user, rewriter, on_turn, goals_out)
@@ -247,7 +247,7 @@ class Simulator:
             else:
                 fp = "correct"
             if first_fp is None:
-                first_fp = fp
+                first_fp, first_rewritten = fp, rewritten
             # the user's reaction
             fb: dict = {"barge_in": False}
             if status == "success" and r.random() < (user.p_barge if defective else 0.02):
@@ -279,7 +279,7 @@ class Simulator:
                 action = "repeat"
             tried.add(surface)
             t += timedelta(seconds=r.uniform(1.0, 8.0))
-        goals_out.append((user.idx, first_fp != "correct", not met, first_fp, attempt + (1 if met else 0)))
+        goals_out.append((user.idx, first_fp != "correct", not met, first_fp, attempt + (1 if met else 0), first_rewritten))
         return t, turn_index
 
     def _failure_point(self, goal, intended, surface, nlu_text, wrong) -> str:
