@@ -53,7 +53,7 @@ def test_duplicate_edges_add_up_and_components_are_independent():
     assert b[0] == pytest.approx([0.5, 0.5, 0]) and b[1] == pytest.approx([0, 0, 1])
 
 
-def test_large_components_use_the_sparse_solver_and_agree():
+def test_large_components_use_the_sparse_series_and_agree():
     n = DENSE_UP_TO + 50  # a long chain u0 -> u1 -> ... -> u_{n-1} -> success, each step may fail
     edges = [(i, i + 1, 9) for i in range(n - 1)] + [(i, n + 1, 1) for i in range(n)] + [(n - 1, n, 9)]
     b = _solve(edges, n, 2).dense()
@@ -66,3 +66,21 @@ def test_large_components_use_the_sparse_solver_and_agree():
 def test_bad_edges_are_rejected(edges):
     with pytest.raises(ValueError):
         _solve(edges, 2, 2)
+
+
+def test_series_and_dense_solutions_agree_on_a_random_graph_with_cycles():
+    from selflearn.rewrites import markov
+
+    rng = np.random.default_rng(0)
+    n_t, n_a = 300, 120
+    src = rng.integers(0, n_t, 1500)
+    dst = np.where(rng.random(1500) < 0.5, rng.integers(0, n_t, 1500), n_t + rng.integers(0, n_a, 1500))
+    cnt = rng.integers(1, 5, 1500)
+    dense = solve_absorbing(src, dst, cnt, n_transient=n_t, n_absorbing=n_a).dense()
+    old = markov.DENSE_UP_TO
+    markov.DENSE_UP_TO = 10
+    try:
+        series = solve_absorbing(src, dst, cnt, n_transient=n_t, n_absorbing=n_a).dense()
+    finally:
+        markov.DENSE_UP_TO = old
+    assert np.abs(dense - series).max() < 1e-9

@@ -8,8 +8,9 @@ chain ends in each success. The best rewrite of u is the utterance v != u whose 
 most likely end in.
 
 Math only: pure functions on integer-coded edges, no I/O. The graph is split into weakly connected
-components and each is solved on its own (a sparse LU for large ones), so the fundamental matrix is
-never formed for the whole graph. Transient states that cannot reach any absorbing state (closed
+components and each is solved on its own: small ones exactly (dense solve), large ones by the
+sparse series B = sum_k Q^k R, so neither the fundamental matrix nor a dense B is ever formed for
+the whole graph. Transient states that cannot reach any absorbing state (closed
 cycles) are dropped first: their rows would make I - Q singular, and they have no rewrite anyway.
 """
 
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
-from scipy.sparse.linalg import splu
 
 __all__ = ["AbsorbingChain", "solve_absorbing", "best_rewrites"]
 
@@ -89,18 +89,38 @@ def solve_absorbing(src: np.ndarray, dst: np.ndarray, count: np.ndarray, *, n_tr
         if absorb.size == 0:
             continue
         qc = q[members][:, members]
-        rc = r_csc[:, absorb].tocsr()[members].toarray()
-        a = sp.identity(members.size, format="csc") - qc.tocsc()
         if members.size <= DENSE_UP_TO:
-            x = np.linalg.solve(a.toarray(), rc)
+            rc = r_csc[:, absorb].tocsr()[members].toarray()
+            x = np.linalg.solve(np.identity(members.size) - qc.toarray(), rc)
+            nz = np.nonzero(x > 1e-12)
+            rows.append(live_ids[members[nz[0]]])
+            cols.append(absorb[nz[1]])
+            vals.append(x[nz])
         else:
-            x = splu(a).solve(rc)
-        nz = np.nonzero(x > 1e-12)
-        rows.append(live_ids[members[nz[0]]])
-        cols.append(absorb[nz[1]])
-        vals.append(x[nz])
+            x = _series_solve(qc.tocsr(), r[members].tocsr())
+            rows.append(live_ids[members[x.row]])
+            cols.append(x.col)
+            vals.append(x.data)
     cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dtype=dt))
     return AbsorbingChain(cat(rows, np.int64), cat(cols, np.int64), cat(vals, float), n_transient, n_absorbing, unreachable)
+
+
+def _series_solve(q: sp.csr_matrix, r: sp.csr_matrix, *, tol: float = 1e-13, max_steps: int = 100_000) -> sp.coo_matrix:
+    """B = sum_k Q^k R with sparse products, for large components: chains are short, so the
+    terms stay sparse and their mass falls fast, while a dense (I - Q)^-1 R would need
+    members x absorbing memory. Stops when a term's mass is below ``tol``."""
+    total = r.copy()
+    term = r
+    for _ in range(max_steps):
+        term = (q @ term).tocsr()
+        term.data[term.data < tol * 1e-3] = 0
+        term.eliminate_zeros()
+        if term.nnz == 0 or term.sum() < tol:
+            break
+        total = total + term
+    out = total.tocoo()
+    keep = out.data > 1e-12
+    return sp.coo_matrix((out.data[keep], (out.row[keep], out.col[keep])), shape=out.shape)
 
 
 def best_rewrites(chain: AbsorbingChain, success_of: np.ndarray, *, utterance_of_success: np.ndarray) -> tuple[np.ndarray, ...]:
