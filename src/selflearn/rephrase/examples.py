@@ -1,0 +1,62 @@
+"""Rephrase-detection examples from the store: each turn with the turns that follow it, and weak
+labels from the feedback signals (never the truth).
+
+An example is an anchor turn and up to ``max_following`` later turns of its session within
+``window_s`` seconds, each with its time gap. The weak label names the following turn that is the
+anchor's rephrase, or none: when the anchor looks defective (defect score >= ``defect_at``) the
+first following turn within ``retry_s`` seconds is taken as the retry of the same request; when the
+anchor looks fine, there is no rephrase. Anchors in between are left unlabelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+__all__ = ["Example", "load_examples", "weak_label"]
+
+
+@dataclass(frozen=True)
+class Example:
+    session_id: str
+    turn_index: int
+    text: str
+    following: tuple[tuple[int, str, float], ...]  # (turn_index, text, gap in seconds)
+    defect_score: float
+
+
+def load_examples(con: duckdb.DuckDBPyConnection, *, max_following: int = 3, window_s: float = 120.0, where: str = "true") -> list[Example]:
+    """Examples for every turn of the ``signals`` table (run ``compute_signals`` first)."""
+    leads = ", ".join(
+        f"lead(turn_index, {k}) OVER w AS i{k}, lead(asr_text, {k}) OVER w AS t{k}, epoch(lead(ts, {k}) OVER w) - epoch(ts) AS g{k}"
+        for k in range(1, max_following + 1)
+    )
+    cur = con.execute(
+        f"""SELECT session_id, turn_index, asr_text, defect_score, {leads}
+            FROM signals WHERE {where}
+            WINDOW w AS (PARTITION BY session_id ORDER BY turn_index)
+            ORDER BY session_id, turn_index"""
+    )
+    out = []
+    for row in cur.fetchall():
+        sid, ti, text, score = row[:4]
+        following = []
+        for k in range(max_following):
+            i, t, g = row[4 + 3 * k : 7 + 3 * k]
+            if i is None or g > window_s:
+                break
+            following.append((int(i), t, float(g)))
+        out.append(Example(sid, int(ti), text, tuple(following), float(score)))
+    return out
+
+
+def weak_label(ex: Example, *, defect_at: float = 0.5, fine_below: float = 0.2, retry_s: float = 30.0) -> int | None:
+    """Index into ``ex.following`` of the weak rephrase, -1 for none, None for unlabelled."""
+    if ex.defect_score >= defect_at:
+        if ex.following and ex.following[0][2] <= retry_s:
+            return 0
+        return -1
+    if ex.defect_score < fine_below:
+        return -1
+    return None
