@@ -49,6 +49,8 @@ def mined_store(store, tmp_path):
         turns += _session(("weather today", "ok"))
     for _ in range(3):
         turns += _session(("weather today", "fail"), ("what's the weather today", "ok"))
+    for _ in range(3):  # two unrelated requests that both work (and differ enough for the baseline)
+        turns += _session(("what time is it", "ok"), ("turn the volume up to eleven", "ok"))
     import_files(store, [write_jsonl(tmp_path / "t.jsonl", turns)])
     return store
 
@@ -153,3 +155,17 @@ def test_mining_is_deterministic(mined_store, tmp_path):
     first = _mine(mined_store, tmp_path)[2]
     for _ in range(3):
         assert _mine(mined_store, tmp_path)[2].equals(first)
+
+
+def test_mining_with_a_rephrase_model(mined_store, tmp_path):
+    """Train the contextual model on the store's weak labels, then mine with its pairs instead."""
+    from selflearn.rewrites.run import train_rephrase_model
+
+    res = train_rephrase_model(mined_store, tmp_path / "m", examples=40, epochs=8, lr=1e-4)
+    assert res["weak_positives"] > 0 and (tmp_path / "m" / "config.json").exists()
+    stats = mine(mined_store, tmp_path / "rw.parquet", rephrase_model=tmp_path / "m")
+    assert stats["rephrases"] == "model"
+    n = mined_store.reader().execute("SELECT count(*) FROM rephrases").fetchall()[0][0]
+    assert 0 < n <= 20  # only turns that did not look successful are asked
+    rewrites = dict(zip(*(pq.read_table(tmp_path / "rw.parquet").column(c).to_pylist() for c in ("utterance", "rewrite"))))
+    assert rewrites.get("play jaz") == "play jazz music"

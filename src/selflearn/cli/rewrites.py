@@ -10,14 +10,14 @@ import typer
 from rich.table import Table
 
 from selflearn.errors import SelflearnError
-from selflearn.rewrites.run import explain_rewrite, list_rewrites, mine
+from selflearn.rewrites.run import explain_rewrite, list_rewrites, mine, train_rephrase_model
 from selflearn.rewrites.table import MiningConfig
 from selflearn.signals import SignalConfig
 from selflearn.store.store import DEFAULT_STORE, Store
 
 from .app import app, err, fail, out
 
-__all__ = ["mine_cmd", "rewrites_cmd"]
+__all__ = ["mine_cmd", "rewrites_cmd", "train_rephrase_cmd"]
 
 StoreOpt = Annotated[Path, typer.Option("--store", envvar="SELFLEARN_STORE", help="Store file (DuckDB).")]
 
@@ -32,6 +32,7 @@ def mine_cmd(
     min_probability: Annotated[float, typer.Option(help="Least success probability of the rewrite (how often it works when said).")] = 0.6,
     min_share: Annotated[float, typer.Option(help="Least share of the utterance's successful chains that end in the rewrite.")] = 0.5,
     max_direct_success: Annotated[float, typer.Option(help="Never rewrite an utterance that succeeds this often as it is.")] = 0.5,
+    rephrase_model: Annotated[Path | None, typer.Option(help="A contextual rephrase model (`selflearn train-rephrase`) instead of the pairwise baseline.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as one JSON object.")] = False,
 ) -> None:
     """Signals -> rephrase chains -> absorbing Markov chains -> rewrite table (Parquet and the store's
@@ -43,6 +44,7 @@ def mine_cmd(
                 signals=SignalConfig(window_s=window, min_similarity=min_similarity),
                 mining=MiningConfig(min_support=min_support, min_probability=min_probability, min_share=min_share,
                                     max_direct_success=max_direct_success),
+                rephrase_model=rephrase_model,
                 progress=lambda stage: status.update(f"mining: {stage}"),
             )
     except SelflearnError as exc:
@@ -88,3 +90,22 @@ def rewrites_cmd(
     for r in result:
         t.add_row(r["utterance"], r["rewrite"], f"{r['rewrite_success']:.0%}", f"{r['direct_success']:.0%}", f"{r['share']:.0%}", str(r["support"]))
     out.print(t)
+
+
+@app.command("train-rephrase")
+def train_rephrase_cmd(
+    store: StoreOpt = Path(DEFAULT_STORE),
+    out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path("rephrase-model"),
+    examples: Annotated[int, typer.Option(help="Weakly labelled examples to train on (half positive).")] = 4000,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 1,
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
+) -> None:
+    """Train the contextual rephrase model (MiniLM span prediction) on weak labels from the store's
+    feedback signals; no annotation needed. Use it with `selflearn mine --rephrase-model DIR`."""
+    try:
+        with Store(store) as st, err.status("training the rephrase model"):
+            res = train_rephrase_model(st, out_dir, examples=examples, epochs=epochs, seed=seed, threads=threads)
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    out.print(f"trained on {res['examples']:,} weak labels in {res['train_seconds']} s → {res['model']}")

@@ -27,16 +27,18 @@ class Example:
 
 
 def load_examples(con: duckdb.DuckDBPyConnection, *, max_following: int = 3, window_s: float = 120.0, where: str = "true") -> list[Example]:
-    """Examples for every turn of the ``signals`` table (run ``compute_signals`` first)."""
+    """Examples for the turns of the ``signals`` table that match ``where`` (SQL over its columns;
+    the following turns are always taken from the whole session). Run ``compute_signals`` first."""
     leads = ", ".join(
         f"lead(turn_index, {k}) OVER w AS i{k}, lead(asr_text, {k}) OVER w AS t{k}, epoch(lead(ts, {k}) OVER w) - epoch(ts) AS g{k}"
         for k in range(1, max_following + 1)
     )
     cur = con.execute(
-        f"""SELECT session_id, turn_index, asr_text, defect_score, {leads}
-            FROM signals WHERE {where}
-            WINDOW w AS (PARTITION BY session_id ORDER BY turn_index)
-            ORDER BY session_id, turn_index"""
+        f"""SELECT * EXCLUDE (keep) FROM (
+              SELECT session_id, turn_index, asr_text, defect_score, {leads}, ({where}) AS keep
+              FROM signals
+              WINDOW w AS (PARTITION BY session_id ORDER BY turn_index))
+            WHERE keep ORDER BY session_id, turn_index"""
     )
     out = []
     for row in cur.fetchall():

@@ -4,24 +4,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+
 from ..errors import InvalidInputError, explain
 from ..signals import SignalConfig, compute_signals
 from ..store.store import Store
-from .table import MiningConfig, mine_rewrites, write_table
+from .table import BASELINE_REPHRASES, MODEL_REPHRASES, MiningConfig, mine_rewrites, write_table
 
-__all__ = ["mine", "list_rewrites", "explain_rewrite"]
+__all__ = ["mine", "list_rewrites", "explain_rewrite", "detect_rephrases", "train_rephrase_model"]
 
 
-def mine(store: Store, out: Path, *, signals: SignalConfig | None = None, mining: MiningConfig | None = None, progress=None) -> dict:
-    """Compute signals, mine the rewrite table, write it to ``out`` (Parquet) and to the store's
-    ``rewrites`` table (both replaced). Returns the statistics."""
+def mine(store: Store, out: Path, *, signals: SignalConfig | None = None, mining: MiningConfig | None = None,
+         rephrase_model: Path | None = None, progress=None) -> dict:
+    """Compute signals, find rephrases (the pairwise baseline, or a trained contextual model),
+    mine the rewrite table, write it to ``out`` (Parquet) and to the store's ``rewrites`` table
+    (both replaced). Returns the statistics."""
     say = progress or (lambda stage: None)
     say("signals")
     n = compute_signals(store, signals)
     if n == 0:
         raise InvalidInputError(explain(str(store.path), "has no turns", "import logs first (`selflearn import FILE`)"))
-    table, stats = mine_rewrites(store, mining, progress=say)
+    source = BASELINE_REPHRASES
+    if rephrase_model is not None:
+        say("rephrases (model)")
+        detect_rephrases(store, rephrase_model, success_below=(mining or MiningConfig()).success_below)
+        source = MODEL_REPHRASES
+    table, stats = mine_rewrites(store, mining, rephrases=source, progress=say)
     stats["signal_turns"] = n
+    stats["rephrases"] = "model" if rephrase_model is not None else "pairwise baseline"
     say("write")
     write_table(table, stats, out)
     with store.transaction() as con:
@@ -30,6 +40,47 @@ def mine(store: Store, out: Path, *, signals: SignalConfig | None = None, mining
         con.unregister("_mined")
     stats["table"] = str(out)
     return stats
+
+
+def detect_rephrases(store: Store, model_dir: Path, *, success_below: float = 0.5, threads: int = 1) -> int:
+    """Run the contextual model on every turn that did not look successful (only those need a
+    rephrase edge) and store the pairs in the ``rephrases`` table. Returns the pair count."""
+    from ..rephrase import ContextualRephraseDetector, load_examples
+
+    model = ContextualRephraseDetector.load(model_dir, threads=threads)
+    examples = [e for e in load_examples(store.reader(), where=f"defect_score >= {float(success_below)}") if e.following]
+    found = [(e.session_id, e.turn_index, e.following[k][1]) for e, (k, _) in zip(examples, model.predict(examples)) if k >= 0]
+    table = pa.table({"session_id": [f[0] for f in found], "turn_index": pa.array([f[1] for f in found], pa.int32()),
+                      "rephrase": [f[2] for f in found]})
+    with store.transaction() as con:
+        con.register("_found", table)
+        con.execute("CREATE OR REPLACE TABLE rephrases AS SELECT * FROM _found")
+        con.unregister("_found")
+    return len(found)
+
+
+def train_rephrase_model(store: Store, out: Path, *, examples: int = 4000, epochs: int = 1, lr: float = 5e-5, seed: int = 0, threads: int = 1,
+                         signals: SignalConfig | None = None) -> dict:
+    """Train the contextual rephrase model on weak labels from the store's signals (no truth):
+    half weak positives, half weak negatives, sampled. Saves it to ``out``."""
+    import random
+
+    from ..rephrase import ContextualRephraseDetector, load_examples, weak_label
+
+    if examples < 2:
+        raise InvalidInputError(explain(f"examples={examples}", "must be >= 2", "use e.g. --examples 4000"))
+    compute_signals(store, signals)
+    labelled = [(e, weak_label(e)) for e in load_examples(store.reader()) if e.following]
+    pos = [x for x in labelled if x[1] is not None and x[1] >= 0]
+    neg = [x for x in labelled if x[1] == -1]
+    if not pos or not neg:
+        raise InvalidInputError(explain(f"{len(pos)} weak positives, {len(neg)} weak negatives", "training needs both", "import more logs"))
+    rng = random.Random(seed)
+    chosen = rng.sample(pos, min(len(pos), examples // 2)) + rng.sample(neg, min(len(neg), examples // 2))
+    model = ContextualRephraseDetector(epochs=epochs, lr=lr, batch_size=16, seed=seed, threads=threads).fit([e for e, _ in chosen], [lab for _, lab in chosen])
+    model.save(out)
+    return {"model": str(out), "examples": len(chosen), "weak_positives": len(pos), "weak_negatives": len(neg),
+            "train_seconds": round(model.train_seconds_, 1)}
 
 
 def _rows(cur) -> list[dict]:

@@ -21,7 +21,7 @@ from ..errors import InvalidInputError, NotFittedError, explain
 from ..store.store import Store
 from .markov import best_rewrites, solve_absorbing
 
-__all__ = ["MiningConfig", "mine_rewrites", "TableRewriter", "TABLE_SCHEMA"]
+__all__ = ["MiningConfig", "mine_rewrites", "TableRewriter", "TABLE_SCHEMA", "BASELINE_REPHRASES", "MODEL_REPHRASES"]
 
 TABLE_SCHEMA = pa.schema(
     [
@@ -58,18 +58,26 @@ class MiningConfig:
 
 
 _EDGES_SQL = """
-WITH e AS (
-  SELECT asr_text AS u,
-         CASE WHEN rephrase_candidate THEN 'next' WHEN defect_score < {success_below} THEN 'success' ELSE 'fail' END AS kind,
-         CASE WHEN rephrase_candidate THEN next_text END AS v
-  FROM signals WHERE asr_text <> ''
+WITH r AS ({rephrases}),
+e AS (
+  SELECT s.asr_text AS u,
+         CASE WHEN r.rephrase IS NOT NULL THEN 'next' WHEN s.defect_score < {success_below} THEN 'success' ELSE 'fail' END AS kind,
+         r.rephrase AS v
+  FROM signals s LEFT JOIN r USING (session_id, turn_index) WHERE s.asr_text <> ''
 )
 SELECT u, kind, v, count(*)::BIGINT AS n FROM e GROUP BY ALL ORDER BY u, kind, v NULLS FIRST
 """
 
 
-def mine_rewrites(store: Store, config: MiningConfig | None = None, *, progress=None) -> tuple[pa.Table, dict]:
-    """Mine the rewrite table from the store's ``signals`` (run ``compute_signals`` first).
+#: rephrase pairs from the signals' pairwise baseline
+BASELINE_REPHRASES = "SELECT session_id, turn_index, next_text AS rephrase FROM signals WHERE rephrase_candidate"
+#: rephrase pairs a model wrote to the store's ``rephrases`` table
+MODEL_REPHRASES = "SELECT session_id, turn_index, rephrase FROM rephrases"
+
+
+def mine_rewrites(store: Store, config: MiningConfig | None = None, *, rephrases: str = BASELINE_REPHRASES, progress=None) -> tuple[pa.Table, dict]:
+    """Mine the rewrite table from the store's ``signals`` (run ``compute_signals`` first) and
+    rephrase pairs (``rephrases``: a SELECT of session_id, turn_index, rephrase text).
     Returns (table, statistics)."""
     c = (config or MiningConfig()).check()
     say = progress or (lambda stage: None)
@@ -78,7 +86,7 @@ def mine_rewrites(store: Store, config: MiningConfig | None = None, *, progress=
     if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'signals'").fetchall()[0][0]:
         raise InvalidInputError(explain(str(store.path), "has no signals table", "run `selflearn mine` (it computes signals first)"))
     say("aggregate chains")
-    cur = con.execute(_EDGES_SQL.format(success_below=float(c.success_below)))
+    cur = con.execute(_EDGES_SQL.format(success_below=float(c.success_below), rephrases=rephrases))
     rows = cur.fetchall()
     texts: dict[str, int] = {}
     for u, _, v, _ in rows:
