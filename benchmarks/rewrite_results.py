@@ -2,6 +2,7 @@
 mined table, and an A/B on the days after mining.
 
 Usage: python benchmarks/rewrite_results.py --world world --users 2000 --mine-days 14 --ab-days 14 --seed 0
+       [--rephrase-model]   # train the contextual model on the mining period's weak labels and mine with it
 
 Mining uses logs only; the truth is read here, for evaluation, after the fact.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from selflearn.rewrites.run import mine
+from selflearn.rewrites.run import mine, train_rephrase_model
 from selflearn.signals import evaluate_defect_score
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
@@ -47,6 +48,8 @@ def main() -> None:
     ap.add_argument("--mine-days", type=int, default=14)
     ap.add_argument("--ab-days", type=int, default=14)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rephrase-model", action="store_true", help="mine with the contextual rephrase model")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     world = World.load(args.world)
     tmp = Path(tempfile.mkdtemp(prefix="rewrite-results-"))
@@ -54,7 +57,13 @@ def main() -> None:
         simulate_to(tmp / "sim", args.world, world, SimConfig(users=args.users, days=args.mine_days, seed=args.seed))
         with Store(tmp / "s.duckdb") as st:
             import_files(st, [tmp / "sim" / "logs.jsonl"])
-            stats = mine(st, tmp / "rewrites.parquet")
+            model = None
+            if args.rephrase_model:
+                trained = train_rephrase_model(st, tmp / "model", examples=4000, seed=args.seed, threads=args.threads)
+                model = tmp / "model"
+            stats = mine(st, tmp / "rewrites.parquet", rephrase_model=model, threads=args.threads)
+            if model is not None:
+                stats["rephrase_model"] = trained
             truth = read_truth(tmp / "sim")
             con = st.reader()
             signals = evaluate_defect_score(con, truth, thresholds=(0.3, 0.5, 0.7))

@@ -161,7 +161,7 @@ def test_mining_with_a_rephrase_model(mined_store, tmp_path):
     """Train the contextual model on the store's weak labels, then mine with its pairs instead."""
     from selflearn.rewrites.run import train_rephrase_model
 
-    res = train_rephrase_model(mined_store, tmp_path / "m", examples=40, epochs=8, lr=1e-4)
+    res = train_rephrase_model(mined_store, tmp_path / "m", examples=40, epochs=8, lr=1e-4, batch_size=16)
     assert res["weak_positives"] > 0 and (tmp_path / "m" / "config.json").exists()
     stats = mine(mined_store, tmp_path / "rw.parquet", rephrase_model=tmp_path / "m")
     assert stats["rephrases"] == "model"

@@ -15,7 +15,7 @@ __all__ = ["mine", "list_rewrites", "explain_rewrite", "detect_rephrases", "trai
 
 
 def mine(store: Store, out: Path, *, signals: SignalConfig | None = None, mining: MiningConfig | None = None,
-         rephrase_model: Path | None = None, progress=None) -> dict:
+         rephrase_model: Path | None = None, threads: int = 1, progress=None) -> dict:
     """Compute signals, find rephrases (the pairwise baseline, or a trained contextual model),
     mine the rewrite table, write it to ``out`` (Parquet) and to the store's ``rewrites`` table
     (both replaced). Returns the statistics."""
@@ -27,11 +27,13 @@ def mine(store: Store, out: Path, *, signals: SignalConfig | None = None, mining
     source = BASELINE_REPHRASES
     if rephrase_model is not None:
         say("rephrases (model)")
-        detect_rephrases(store, rephrase_model, success_below=(mining or MiningConfig()).success_below)
+        stats_pairs = detect_rephrases(store, rephrase_model, success_below=(mining or MiningConfig()).success_below, threads=threads)
         source = MODEL_REPHRASES
     table, stats = mine_rewrites(store, mining, rephrases=source, progress=say)
     stats["signal_turns"] = n
     stats["rephrases"] = "model" if rephrase_model is not None else "pairwise baseline"
+    if rephrase_model is not None:
+        stats["model_pairs"] = stats_pairs
     say("write")
     write_table(table, stats, out)
     with store.transaction() as con:
@@ -59,7 +61,7 @@ def detect_rephrases(store: Store, model_dir: Path, *, success_below: float = 0.
     return len(found)
 
 
-def train_rephrase_model(store: Store, out: Path, *, examples: int = 4000, epochs: int = 1, lr: float = 5e-5, seed: int = 0, threads: int = 1,
+def train_rephrase_model(store: Store, out: Path, *, examples: int = 4000, epochs: int = 1, lr: float = 5e-5, batch_size: int = 32, seed: int = 0, threads: int = 1,
                          signals: SignalConfig | None = None) -> dict:
     """Train the contextual rephrase model on weak labels from the store's signals (no truth):
     half weak positives, half weak negatives, sampled. Saves it to ``out``."""
@@ -77,7 +79,7 @@ def train_rephrase_model(store: Store, out: Path, *, examples: int = 4000, epoch
         raise InvalidInputError(explain(f"{len(pos)} weak positives, {len(neg)} weak negatives", "training needs both", "import more logs"))
     rng = random.Random(seed)
     chosen = rng.sample(pos, min(len(pos), examples // 2)) + rng.sample(neg, min(len(neg), examples // 2))
-    model = ContextualRephraseDetector(epochs=epochs, lr=lr, batch_size=16, seed=seed, threads=threads).fit([e for e, _ in chosen], [lab for _, lab in chosen])
+    model = ContextualRephraseDetector(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads).fit([e for e, _ in chosen], [lab for _, lab in chosen])
     model.save(out)
     return {"model": str(out), "examples": len(chosen), "weak_positives": len(pos), "weak_negatives": len(neg),
             "train_seconds": round(model.train_seconds_, 1)}
