@@ -26,9 +26,20 @@ def test_several_absorbing_states():
     assert b[0] == pytest.approx([0.25, 0.375, 0.375])
     assert b[1] == pytest.approx([0.0, 0.5, 0.5])
     assert b.sum(axis=1) == pytest.approx([1, 1])
-    u, v, p, p_self, p_success = best_rewrites(chain, np.array([0, 1]), utterance_of_success=np.array([0, 1, -1]))
+    u, v, p, p_self, p_success, p_group = best_rewrites(chain, np.array([0, 1]), utterance_of_success=np.array([0, 1, -1]))
     assert list(u) == [0] and list(v) == [1]
     assert p == pytest.approx([0.375]) and p_self == pytest.approx([0.25]) and p_success == pytest.approx([0.625])
+    assert p_group == pytest.approx(p)  # without meanings every utterance is its own group
+
+
+def test_successes_with_the_same_meaning_pool_their_probability():
+    # u0 ends in success(v1) 0.3, success(v2) 0.3, success(v3) 0.4; v1 and v2 mean the same
+    chain = _solve([(0, 1, 3), (0, 2, 3), (0, 3, 4), (1, 5, 1), (2, 6, 1), (3, 7, 1)], 4, 4)
+    succ, of_success = np.array([-1, 1, 2, 3]), np.array([-1, 1, 2, 3])
+    u, v, p, _, p_success, p_group = best_rewrites(chain, succ, utterance_of_success=of_success)
+    assert list(v) == [3] and p == pytest.approx([0.4])
+    u, v, p, _, p_success, p_group = best_rewrites(chain, succ, utterance_of_success=of_success, meaning=np.array([0, 9, 9, 7]))
+    assert list(v) == [1] and p == pytest.approx([0.3]) and p_group == pytest.approx([0.6]) and p_success == pytest.approx([1.0])
 
 
 def test_cycles_are_solved_exactly():

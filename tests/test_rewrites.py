@@ -19,12 +19,15 @@ _n = [0]
 
 
 def _session(*steps):
-    """steps: (text, 'fail' | 'ok' | 'abandon'); a failed turn is barged in on, 5 s before the next."""
+    """steps: (text, 'fail' | 'ok' | 'abandon'[, intent]); a failed turn is barged in on, 5 s before
+    the next; the intent (what NLU understood) defaults to the base turn's."""
     sid = f"s{_n[0]:03d}"
     _n[0] += 1
     out = []
-    for i, (text, how) in enumerate(steps):
+    for i, (text, how, *intent) in enumerate(steps):
+        nlu = dict(make_turn()["nlu"], intent=intent[0]) if intent else make_turn()["nlu"]
         out.append(make_turn(
+            nlu=nlu,
             session_id=sid, turn_index=i, timestamp=f"2026-03-02T{8 + _n[0] // 60:02d}:{_n[0] % 60:02d}:{5 * i:02d}Z",
             utterance={"text": text, "asr_confidence": 0.9},
             response={"status": "failure" if how == "abandon" else "success", "text": "ok", "action": None},
@@ -43,8 +46,8 @@ def mined_store(store, tmp_path):
         turns += _session(("turn on lamp", "fail"), ("turn on the lamp", "ok"))
         turns += _session(("turn on lamp", "abandon"))
     turns += _session(("turn on the lamp", "abandon"))
-    for target in ("turn the lights off", "turn the lights off", "switch off lights"):  # two successful targets
-        turns += _session(("lights off", "fail"), (target, "ok"))
+    for target, intent in (("turn the lights off", "iot_off"), ("turn the lights off", "iot_off"), ("switch off lights", "iot_dim")):
+        turns += _session(("lights off", "fail"), (target, "ok", intent))  # two successes that mean different things
     for _ in range(2):  # works as is 2 of 5 times; the rephrase works the other 3: direct 0.4, P 0.6
         turns += _session(("weather today", "ok"))
     for _ in range(3):

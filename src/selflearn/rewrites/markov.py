@@ -123,17 +123,24 @@ def _series_solve(q: sp.csr_matrix, r: sp.csr_matrix, *, tol: float = 1e-13, max
     return sp.coo_matrix((out.data[keep], (out.row[keep], out.col[keep])), shape=out.shape)
 
 
-def best_rewrites(chain: AbsorbingChain, success_of: np.ndarray, *, utterance_of_success: np.ndarray) -> tuple[np.ndarray, ...]:
-    """For every transient state, the success state (other than its own) it most likely ends in.
+def best_rewrites(
+    chain: AbsorbingChain, success_of: np.ndarray, *, utterance_of_success: np.ndarray, meaning: np.ndarray | None = None
+) -> tuple[np.ndarray, ...]:
+    """For every transient state u, the success (other than its own) its chains most likely end in.
 
     ``success_of[u]`` is the absorbing id of u's own success (-1 if none); ``utterance_of_success[a]``
-    is the transient id whose success absorbing state ``a`` is (-1 for FAIL). Returns (u, v, p_v,
-    p_self, p_success): the rewrite target v of u, the probability of ending in v's success, in u's
-    own success, and in any success (so p_v / p_success is v's share of u's successful chains).
+    is the transient id whose success absorbing state ``a`` is (-1 for FAIL). ``meaning[v]`` (optional)
+    groups utterances that mean the same (e.g. the same logged interpretation): the best group is the
+    one u's chains most likely end in, and the target is that group's most likely utterance.
+
+    Returns (u, v, p_v, p_self, p_success, p_group): the target v, the probability of ending in v's
+    success, in u's own success, in any success, and in any success of v's group (so p_group /
+    p_success is the share of u's successful chains that end in v's meaning).
     """
     if chain.rows.size == 0:
         e = np.zeros(0, dtype=np.int64)
-        return e, e, np.zeros(0), np.zeros(0), np.zeros(0)
+        z = np.zeros(0)
+        return e, e, z, z, z, z
     target = utterance_of_success[chain.cols]
     p_success = np.bincount(chain.rows, weights=chain.probs * (target >= 0), minlength=chain.n_transient)
     own = success_of[chain.rows] == chain.cols
@@ -141,10 +148,13 @@ def best_rewrites(chain: AbsorbingChain, success_of: np.ndarray, *, utterance_of
     p_self[chain.rows[own]] = chain.probs[own]
     cand = (target >= 0) & (target != chain.rows)
     rows, tgt, probs = chain.rows[cand], target[cand], chain.probs[cand]
-    # best per row: sort by (row, -prob, target) and take the first of each row
-    order = np.lexsort((tgt, -probs, rows))
-    rows, tgt, probs = rows[order], tgt[order], probs[order]
+    group = meaning[tgt] if meaning is not None else tgt
+    # probability per (row, group), then per row the best group, then the best utterance in it
+    key = np.unique(np.stack([rows, group]), axis=1, return_inverse=True)[1].ravel() if rows.size else np.zeros(0, dtype=np.int64)
+    p_group = np.bincount(key, weights=probs)[key] if rows.size else np.zeros(0)
+    order = np.lexsort((tgt, -probs, group, -p_group, rows))
+    rows, tgt, probs, p_group = rows[order], tgt[order], probs[order], p_group[order]
     first = np.ones(rows.size, dtype=bool)
     first[1:] = rows[1:] != rows[:-1]
     u = rows[first]
-    return u, tgt[first], probs[first], p_self[u], p_success[u]
+    return u, tgt[first], probs[first], p_self[u], p_success[u], p_group[first]

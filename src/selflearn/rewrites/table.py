@@ -29,7 +29,7 @@ TABLE_SCHEMA = pa.schema(
         ("rewrite", pa.string()),
         ("probability", pa.float64()),  # chains from `utterance` end in `rewrite`'s success
         ("self_probability", pa.float64()),  # ... end in `utterance`'s own success
-        ("share", pa.float64()),  # of the chains from `utterance` that end in a success, the share ending in `rewrite`'s
+        ("share", pa.float64()),  # of the chains from `utterance` that end in a success, the share ending in `rewrite`'s meaning
         ("direct_success", pa.float64()),  # share of `utterance`'s turns that looked fine as they were
         ("rewrite_success", pa.float64()),  # share of `rewrite`'s turns that looked fine
         ("support", pa.int64()),  # turns of `utterance` seen
@@ -104,8 +104,10 @@ def mine_rewrites(store: Store, config: MiningConfig | None = None, *, rephrases
     chain = solve_absorbing(u_id, dst, n, n_transient=n_t, n_absorbing=n_t + 1)
     success_of = np.arange(n_t)
     utterance_of_success = np.concatenate([np.arange(n_t), [-1]])
-    u, v, p, p_self, p_success = best_rewrites(chain, success_of, utterance_of_success=utterance_of_success)
-    share = p / np.maximum(p_success, 1e-12)
+    say("meanings")
+    meaning = _meanings(con, texts, c.success_below)
+    u, v, p, p_self, p_success, p_group = best_rewrites(chain, success_of, utterance_of_success=utterance_of_success, meaning=meaning)
+    share = p_group / np.maximum(p_success, 1e-12)
     support = np.bincount(u_id, weights=n, minlength=n_t)
     direct = np.bincount(u_id, weights=n * (kinds == "success"), minlength=n_t) / np.maximum(support, 1)
     reph = np.bincount(u_id, weights=n * (kinds == "next"), minlength=n_t)
@@ -143,6 +145,29 @@ def mine_rewrites(store: Store, config: MiningConfig | None = None, *, rephrases
         "config": asdict(c),
     }
     return table, stats
+
+
+def _meanings(con, texts: dict[str, int], success_below: float) -> np.ndarray:
+    """Group utterances by what the assistant understood when they worked: the most common logged
+    interpretation (intent + slots) of each utterance's successful turns. Successes with the same
+    meaning are interchangeable rewrite targets. Utterances that never worked get their own group."""
+    rows = con.execute(
+        f"""SELECT s.asr_text, arg_max(t.intent || ' ' || CAST(t.slots AS VARCHAR), n) AS meaning FROM (
+              SELECT session_id, turn_index, asr_text FROM signals WHERE defect_score < {float(success_below)}) s
+            JOIN turns t USING (session_id, turn_index)
+            JOIN (SELECT s2.asr_text AS a, t2.intent AS i, CAST(t2.slots AS VARCHAR) AS sl, count(*) AS n
+                  FROM signals s2 JOIN turns t2 USING (session_id, turn_index)
+                  WHERE s2.defect_score < {float(success_below)} GROUP BY ALL) c
+              ON c.a = s.asr_text AND c.i IS NOT DISTINCT FROM t.intent AND c.sl = CAST(t.slots AS VARCHAR)
+            GROUP BY s.asr_text ORDER BY s.asr_text"""
+    ).fetchall()
+    keys: dict[str, int] = {}
+    meaning = np.arange(len(texts), dtype=np.int64) + len(texts)  # own group by default
+    for text, m in rows:
+        k = texts.get(text)
+        if k is not None and m is not None:
+            meaning[k] = keys.setdefault(m, len(keys))
+    return meaning
 
 
 class TableRewriter:
