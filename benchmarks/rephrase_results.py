@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from selflearn.rephrase import ContextualRephraseDetector, load_examples, weak_label
+from selflearn.rephrase import ContextualRephraseDetector, load_examples, weak_label, with_distractors
 from selflearn.signals import compute_signals
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=4000)
     ap.add_argument("--eval-sessions", type=int, default=5000)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--distractors", type=float, default=0.0, help="share of training examples given a self-supervised distractor turn")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="rephrase-results-"))
     try:
@@ -73,14 +74,15 @@ def main() -> None:
     neg = [x for x in labelled if x[1] == -1]
     train = rng.sample(pos, args.train // 2) + rng.sample(neg, args.train // 2)
     model = ContextualRephraseDetector(epochs=1, seed=args.seed, threads=args.threads)
-    model.fit([e for e, _ in train], [lab for _, lab in train])
+    train_x, train_y = with_distractors([e for e, _ in train], [lab for _, lab in train], share=args.distractors, seed=args.seed)
+    model.fit(train_x, train_y)
     evaluation = [e for e in examples if e.session_id in held_out and e.following]
     t0 = time.perf_counter()
     predicted = [k for k, _ in model.predict(evaluation)]
     pairs_s = len(evaluation) / (time.perf_counter() - t0)
     weak = [weak_label(e) for e in evaluation]
     print(json.dumps({
-        "train_examples": len(train), "train_seconds": round(model.train_seconds_, 1), "threads": args.threads,
+        "train_examples": len(train), "distractors": args.distractors, "train_seconds": round(model.train_seconds_, 1), "threads": args.threads,
         "eval_anchors": len(evaluation), "model_anchors_per_s": round(pairs_s, 1),
         "model": score(evaluation, predicted, truth),
         "pairwise_baseline": score(evaluation, [0 if baseline[(e.session_id, e.turn_index)] else -1 for e in evaluation], truth),

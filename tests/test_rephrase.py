@@ -83,3 +83,22 @@ def test_bad_input_is_rejected(tmp_path):
         ContextualRephraseDetector().predict(exs)
     with pytest.raises(InvalidInputError, match="saved rephrase model"):
         ContextualRephraseDetector.load(tmp_path)
+
+
+def test_distractors_never_become_the_rephrase():
+    from selflearn.rephrase import with_distractors
+
+    exs, labels = _toy(200)
+    out_e, out_l = with_distractors(exs, labels, share=1.0, seed=1)
+    assert len(out_e) == 200
+    for ex, new, lab, new_lab in zip(exs, out_e, labels, out_l):
+        assert len(new.following) == len(ex.following) + 1
+        fake = [f for f in new.following if f[0] == -1]
+        assert len(fake) == 1
+        if lab >= 0:
+            assert new.following[new_lab] == ex.following[lab]  # the label follows its turn
+        else:
+            assert new_lab == -1
+        gaps = [f[2] for f in new.following]
+        assert gaps == sorted(gaps)
+    assert with_distractors(exs, labels, share=0.0) == (exs, labels)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-__all__ = ["Example", "load_examples", "weak_label"]
+__all__ = ["Example", "load_examples", "weak_label", "with_distractors"]
 
 
 @dataclass(frozen=True)
@@ -62,3 +62,27 @@ def weak_label(ex: Example, *, defect_at: float = 0.5, fine_below: float = 0.2, 
     if ex.defect_score < fine_below:
         return -1
     return None
+
+
+def with_distractors(examples: list[Example], labels: list[int], *, share: float, seed: int = 0) -> tuple[list[Example], list[int]]:
+    """Self-supervised corruption: into ``share`` of the examples insert an utterance from another
+    session as an extra following turn (random position, its gap between its neighbours'). It is
+    never the rephrase, so the model must read the words, not only the position and the timing."""
+    import random
+
+    rng = random.Random(seed)
+    pool = [e.text for e in examples if e.text]
+    out_e, out_l = [], []
+    for ex, lab in zip(examples, labels):
+        if not pool or rng.random() >= share:
+            out_e.append(ex)
+            out_l.append(lab)
+            continue
+        pos = rng.randint(0, len(ex.following))
+        before = ex.following[pos - 1][2] if pos else 0.0
+        after = ex.following[pos][2] if pos < len(ex.following) else before + 30.0
+        fake = (-1, rng.choice(pool), round(rng.uniform(before, after), 1))
+        following = ex.following[:pos] + (fake,) + ex.following[pos:]
+        out_e.append(Example(ex.session_id, ex.turn_index, ex.text, following, ex.defect_score))
+        out_l.append(lab + 1 if lab >= pos else lab)
+    return out_e, out_l
