@@ -100,12 +100,13 @@ def train_rephrase_cmd(
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 1,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
+    distractors: Annotated[float, typer.Option(help="Share of examples given a self-supervised distractor turn from another session.")] = 0.0,
 ) -> None:
     """Train the contextual rephrase model (MiniLM span prediction) on weak labels from the store's
     feedback signals; no annotation needed. Use it with `selflearn mine --rephrase-model DIR`."""
     try:
         with Store(store) as st, err.status("training the rephrase model"):
-            res = train_rephrase_model(st, out_dir, examples=examples, epochs=epochs, seed=seed, threads=threads)
+            res = train_rephrase_model(st, out_dir, examples=examples, epochs=epochs, seed=seed, threads=threads, distractors=distractors)
     except SelflearnError as exc:
         raise fail(exc) from exc
     out.print(f"trained on {res['examples']:,} weak labels in {res['train_seconds']} s → {res['model']}")

@@ -62,12 +62,13 @@ def detect_rephrases(store: Store, model_dir: Path, *, success_below: float = 0.
 
 
 def train_rephrase_model(store: Store, out: Path, *, examples: int = 4000, epochs: int = 1, lr: float = 5e-5, batch_size: int = 32, seed: int = 0, threads: int = 1,
-                         signals: SignalConfig | None = None) -> dict:
+                         distractors: float = 0.0, signals: SignalConfig | None = None) -> dict:
     """Train the contextual rephrase model on weak labels from the store's signals (no truth):
-    half weak positives, half weak negatives, sampled. Saves it to ``out``."""
+    half weak positives, half weak negatives, sampled; ``distractors`` of them get a self-supervised
+    distractor turn from another session. Saves it to ``out``."""
     import random
 
-    from ..rephrase import ContextualRephraseDetector, load_examples, weak_label
+    from ..rephrase import ContextualRephraseDetector, load_examples, weak_label, with_distractors
 
     if examples < 2:
         raise InvalidInputError(explain(f"examples={examples}", "must be >= 2", "use e.g. --examples 4000"))
@@ -79,7 +80,10 @@ def train_rephrase_model(store: Store, out: Path, *, examples: int = 4000, epoch
         raise InvalidInputError(explain(f"{len(pos)} weak positives, {len(neg)} weak negatives", "training needs both", "import more logs"))
     rng = random.Random(seed)
     chosen = rng.sample(pos, min(len(pos), examples // 2)) + rng.sample(neg, min(len(neg), examples // 2))
-    model = ContextualRephraseDetector(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads).fit([e for e, _ in chosen], [lab for _, lab in chosen])
+    if not 0.0 <= distractors <= 1.0:
+        raise InvalidInputError(explain(f"distractors={distractors}", "must be a share in [0, 1]", "use e.g. 0.3"))
+    x, y = with_distractors([e for e, _ in chosen], [lab for _, lab in chosen], share=distractors, seed=seed)
+    model = ContextualRephraseDetector(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads).fit(x, y)
     model.save(out)
     return {"model": str(out), "examples": len(chosen), "weak_positives": len(pos), "weak_negatives": len(neg),
             "train_seconds": round(model.train_seconds_, 1)}
