@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +12,12 @@ from selflearn import __version__
 from selflearn.errors import SelflearnError
 from selflearn.store.store import STORE_VERSION
 
-__all__ = ["app", "out", "err", "fail"]
+__all__ = ["app", "out", "err", "fail", "StoreOpt"]
+
+StoreOpt = Annotated[
+    Path,
+    typer.Option("--store", envvar="SELFLEARN_STORE", help="Store file (DuckDB).", show_default=True),
+]
 
 app = typer.Typer(
     name="selflearn",

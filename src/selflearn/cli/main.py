@@ -17,15 +17,9 @@ from selflearn.store.importer import import_files
 from selflearn.store.stats import store_stats
 from selflearn.store.store import DEFAULT_STORE, Store
 
-from .app import app, err, fail, out
+from .app import StoreOpt, app, err, fail, out
 
 __all__ = ["app", "main"]
-
-StoreOpt = Annotated[
-    Path,
-    typer.Option("--store", envvar="SELFLEARN_STORE", help="Store file (DuckDB).", show_default=True),
-]
-
 
 @app.command("import")
 def import_cmd(

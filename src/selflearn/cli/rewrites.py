@@ -15,12 +15,9 @@ from selflearn.rewrites.table import MiningConfig
 from selflearn.signals import SignalConfig
 from selflearn.store.store import DEFAULT_STORE, Store
 
-from .app import app, err, fail, out
+from .app import StoreOpt, app, err, fail, out
 
 __all__ = ["mine_cmd", "rewrites_cmd", "train_rephrase_cmd"]
-
-StoreOpt = Annotated[Path, typer.Option("--store", envvar="SELFLEARN_STORE", help="Store file (DuckDB).")]
-
 
 @app.command("mine")
 def mine_cmd(

@@ -41,7 +41,7 @@ def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True)
 
 
-def _world(world: Path, sentences, asr, max_sentences=None, epochs=4, world_seed=0):
+def _world(world: Path, sentences, asr, max_sentences=None, epochs=None, world_seed=0):
     with _progress() as bar:
         tasks: dict[str, int] = {}
 
@@ -62,7 +62,7 @@ def build_cmd(
     asr_corpus: AsrOpt = None,
     world: WorldOpt = Path("world"),
     world_seed: Annotated[int, typer.Option(help="Seed of the world (NLU split, catalogues, wordings).")] = 0,
-    epochs: Annotated[int, typer.Option(help="NLU fine-tuning epochs.")] = 4,
+    epochs: Annotated[int | None, typer.Option(help="NLU fine-tuning epochs (default: the world default, 4).")] = None,
     max_sentences: Annotated[int | None, typer.Option(help="Use a random subset of this many sentences (smaller, faster worlds).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the build statistics as JSON.")] = False,
 ) -> None:

