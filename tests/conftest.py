@@ -87,3 +87,42 @@ def quarantined(st: Store) -> list[dict[str, Any]]:
 
     path = default_quarantine_path(st.path)
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+WORLD_DATA = Path(__file__).parent / "data" / "world"
+
+
+@pytest.fixture(scope="session")
+def world_dir(tmp_path_factory) -> Path:
+    """A small world (tests/data/world: 400 SLURP sentences), built once per test run."""
+    from selflearn.world.run import ensure_world
+
+    d = tmp_path_factory.mktemp("world")
+    ensure_world(d, sentences=[WORLD_DATA / "sentences.jsonl"], asr_corpus=[WORLD_DATA / "asr.jsonl"], nlu_epochs=4)
+    return d
+
+
+@pytest.fixture(scope="session")
+def world(world_dir):
+    from selflearn.world.build import World
+
+    return World.load(world_dir)
+
+
+@pytest.fixture(scope="session")
+def online_model(world_dir, world, tmp_path_factory) -> dict:
+    """Logs of the small world, a mined table and an online model trained on them (small settings)."""
+    from selflearn.online import OnlineConfig, train_online
+    from selflearn.rewrites.run import mine
+    from selflearn.store.importer import import_files
+    from selflearn.world.run import simulate_to
+    from selflearn.world.simulate import SimConfig
+
+    d = tmp_path_factory.mktemp("online")
+    simulate_to(d / "sim", world_dir, world, SimConfig(users=150, days=7, seed=11))
+    with Store(d / "s.duckdb") as st:
+        import_files(st, [d / "sim" / "logs.jsonl"])
+        mine(st, d / "rewrites.parquet")
+        stats = train_online(st, d / "model", table=d / "rewrites.parquet",
+                             config=OnlineConfig(max_pairs=256, examples=600, batch_size=32, min_precision=0.8))
+    return {"dir": d, "model": d / "model", "table": d / "rewrites.parquet", "stats": stats, "logs": d / "sim" / "logs.jsonl"}

@@ -25,18 +25,6 @@ DATA = Path(__file__).parent / "data" / "world"
 
 
 @pytest.fixture(scope="session")
-def world_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("world")
-    ensure_world(d, sentences=[DATA / "sentences.jsonl"], asr_corpus=[DATA / "asr.jsonl"], nlu_epochs=4)
-    return d
-
-
-@pytest.fixture(scope="session")
-def world(world_dir) -> World:
-    return World.load(world_dir)
-
-
-@pytest.fixture(scope="session")
 def run(world_dir, world, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run")
     simulate_to(out, world_dir, World.load(world_dir), SimConfig(users=120, days=7, seed=5))

@@ -20,7 +20,7 @@ from .build import World
 from .rewriter import Rewriter
 from .simulate import FAILURE_POINTS, SimConfig, Simulator
 
-__all__ = ["ab_test", "relative_reduction_ci"]
+__all__ = ["ab_test", "ab_arms", "compare", "relative_reduction_ci"]
 
 
 @dataclass
@@ -35,9 +35,13 @@ def _run(world: World, config: SimConfig, rewriter: Rewriter | None, nlu_loader)
     sim = Simulator(world, config, nlu_loader=nlu_loader)
     counts = [0, 0]
 
+    observe = getattr(rewriter, "observe", None)  # rewriters that learn online see the logged turn (never the truth)
+
     def count(turn: dict, truth: dict) -> None:
         counts[0] += 1
         counts[1] += truth["defective"]
+        if observe is not None:
+            observe(turn)
 
     goals = sim.run(rewriter, count)
     return _Arm(goals, counts[0], counts[1], sim.rewrites)
@@ -77,6 +81,25 @@ def ab_test(
         raise InvalidInputError(explain(f"n_boot={n_boot}", "must be at least 100 for a 95% interval", "use the default 2000"))
     a = _run(world, config, control, nlu_loader)
     b = _run(world, config, treatment, nlu_loader)
+    return compare(config, a, b, n_boot=n_boot)
+
+
+def ab_arms(world: World, config: SimConfig, arms: dict, *, n_boot: int = 2000, nlu_loader: Callable | None = None) -> dict:
+    """Several arms on the same traffic, each run once: the first is the control. Returns each
+    arm against the control and against the arm before it (what that layer adds)."""
+    if len(arms) < 2:
+        raise InvalidInputError(explain(f"{len(arms)} arms", "need a control and at least one treatment", "pass e.g. {'none': None, 'table': t}"))
+    if n_boot < 100:
+        raise InvalidInputError(explain(f"n_boot={n_boot}", "must be at least 100 for a 95% interval", "use the default 2000"))
+    names = list(arms)
+    runs = {name: _run(world, config, arms[name], nlu_loader) for name in names}
+    return {"arms": names,
+            "vs_control": {n: compare(config, runs[names[0]], runs[n], n_boot=n_boot) for n in names[1:]},
+            "vs_previous": {n: compare(config, runs[p], runs[n], n_boot=n_boot) for p, n in zip(names[1:], names[2:])}}
+
+
+def compare(config: SimConfig, a: _Arm, b: _Arm, *, n_boot: int = 2000) -> dict:
+    """Arm ``b`` against arm ``a`` (same traffic): rates, reductions with CIs, wins and losses."""
     if len(a.goals) != len(b.goals) or any(x[0] != y[0] for x, y in zip(a.goals, b.goals)):
         raise RuntimeError("the two arms saw different goals; the simulator lost its paired randomness")
     users = np.array([g[0] for g in a.goals], dtype=np.int64)

@@ -206,7 +206,7 @@ class Simulator:
         """(the rewritten text, its interpretation), or (None, None) when passed through."""
         if rewriter is None:
             return None, None
-        new = rewriter.rewrite(text, user_id=user.user_id, device=_device_ctx(device), context={"hour": t.hour, "session_id": sid, "turn_index": turn_index})
+        new = rewriter.rewrite(text, user_id=user.user_id, device=_device_ctx(device), context={"hour": t.hour, "timestamp": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "session_id": sid, "turn_index": turn_index})
         if new is None or " ".join(new.lower().split()) in ("", text):
             return None, None
         self.rewrites += 1

@@ -1,0 +1,243 @@
+"""What the online rewriter remembers: the global layer (every request seen, how often it worked,
+what it meant, in which contexts; a faiss index of the ones that work) and the personal layer
+(each user's own requests, which of them worked for them, when), updated turn by turn."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rapidfuzz.distance import Indel
+
+from ..errors import InvalidInputError, explain
+from ..rewrites.table import normalise_utterance
+
+__all__ = ["GlobalMemory", "PersonalMemory", "meaning_key", "hour_bucket", "turn_success", "text_similarity", "epoch_seconds"]
+
+HOUR_BUCKETS = 4  # night, morning, afternoon, evening
+
+
+def meaning_key(intent: str | None, slots) -> str:
+    """What the assistant understood, as one comparable key: intent plus sorted type=value slots."""
+    if isinstance(slots, str):
+        try:
+            slots = json.loads(slots)
+        except ValueError:
+            slots = []
+    parts = sorted(f"{s.get('name')}={s.get('value')}" for s in (slots or []) if isinstance(s, dict))
+    return f"{intent or 'none'}|{';'.join(parts)}"
+
+
+def hour_bucket(hour: int) -> int:
+    return min(HOUR_BUCKETS - 1, max(0, int(hour)) * HOUR_BUCKETS // 24)
+
+
+def text_similarity(a: str, b: str) -> float:
+    """The signals' rephrase similarity: the larger of word-Jaccard and 1 − normalised edit distance."""
+    wa, wb = set(a.split()), set(b.split())
+    jac = len(wa & wb) / max(len(wa | wb), 1)
+    return max(jac, Indel.normalized_similarity(a, b))
+
+
+def turn_success(status: str | None, barge_in: bool, explicit: str | None) -> bool:
+    """A turn that worked as far as its own log shows (the next turn can still reveal a rephrase)."""
+    return status == "success" and not barge_in and explicit != "negative"
+
+
+@dataclass
+class GlobalMemory:
+    """Per distinct request: turns, successes, meaning, and the contexts of its successes.
+    Candidates (requests that usually work) sit in a faiss inner-product index."""
+
+    texts: list[str]
+    turns: np.ndarray  # int, per text
+    successes: np.ndarray  # int, per text
+    meaning: np.ndarray  # int index into meanings: what it meant when it worked, -1 when it never did
+    meaning_heard: np.ndarray  # int index into meanings: what the assistant most often understood from it
+    meanings: list[str]
+    device_types: list[str]
+    locations: list[str]
+    device_share: np.ndarray  # (texts, device types) share of its successes
+    screen_share: np.ndarray  # (texts,) share of successes on a device with a screen
+    hour_share: np.ndarray  # (texts, 4)
+    location_share: np.ndarray  # (texts, locations)
+    candidates: np.ndarray  # text ids in the index, in index order
+    vectors: np.ndarray  # (candidates, dim) unit rows
+    row: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        import faiss
+
+        self.row = {t: i for i, t in enumerate(self.texts)}
+        self.index = faiss.IndexFlatIP(self.vectors.shape[1] if len(self.vectors) else 384)
+        if len(self.vectors):
+            self.index.add(np.ascontiguousarray(self.vectors, dtype=np.float32))
+        self.vector_of = {int(t): k for k, t in enumerate(self.candidates)}
+
+    def search(self, qv: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Text ids and cosines of the ``k`` nearest candidates."""
+        if self.index.ntotal == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        scores, ids = self.index.search(qv.reshape(1, -1), min(k, self.index.ntotal))
+        ok = ids[0] >= 0
+        return self.candidates[ids[0][ok]], scores[0][ok]
+
+    def save(self, directory: Path) -> None:
+        import faiss
+
+        directory.mkdir(parents=True, exist_ok=True)
+        cols = {"text": self.texts, "turns": self.turns, "successes": self.successes, "meaning": self.meaning, "meaning_heard": self.meaning_heard,
+                "screen_share": self.screen_share, "hour_share": list(self.hour_share),
+                "device_share": list(self.device_share), "location_share": list(self.location_share)}
+        meta = {b"selflearn.global": json.dumps({"meanings": self.meanings, "device_types": self.device_types,
+                                                 "locations": self.locations, "candidates": self.candidates.tolist()}).encode()}
+        pq.write_table(pa.table(cols).replace_schema_metadata(meta), str(directory / "entries.parquet"))
+        faiss.write_index(self.index, str(directory / "index.faiss"))
+
+    @classmethod
+    def load(cls, directory: Path) -> "GlobalMemory":
+        import faiss
+
+        try:
+            t = pq.read_table(str(directory / "entries.parquet"))
+            index = faiss.read_index(str(directory / "index.faiss"))
+        except (OSError, RuntimeError, pa.ArrowInvalid) as exc:
+            raise InvalidInputError(explain(str(directory), f"must hold entries.parquet and index.faiss ({exc})", "train it with `selflearn train online`")) from exc
+        meta = json.loads(t.schema.metadata[b"selflearn.global"])
+        vectors = index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, 384), np.float32)
+
+        def mat(name, width):
+            v = t.column(name).to_pylist()
+            return np.array(v, dtype=np.float32).reshape(len(v), width)
+
+        return cls(t.column("text").to_pylist(), t.column("turns").to_numpy(), t.column("successes").to_numpy(),
+                   t.column("meaning").to_numpy(), t.column("meaning_heard").to_numpy(), meta["meanings"], meta["device_types"], meta["locations"],
+                   mat("device_share", len(meta["device_types"])), t.column("screen_share").to_numpy(),
+                   mat("hour_share", HOUR_BUCKETS), mat("location_share", len(meta["locations"])),
+                   np.array(meta["candidates"], dtype=np.int64), vectors)
+
+
+class PersonalMemory:
+    """Each user's history, updated one logged turn at a time (``observe``), no rebuild.
+
+    Per user and request: attempts, successes, last time, last meaning; per user and
+    (request, rewrite): how often the rewrite was served and failed. A turn's outcome is
+    settled when the user's next turn arrives: a quick similar retry in the same session marks
+    it failed, otherwise its own status, barge-in and feedback decide (as in the signals)."""
+
+    def __init__(self, encoder=None, *, known=None, window_s: float = 45.0, min_similarity: float = 0.35):
+        self.encoder = encoder
+        self.known = known or (lambda text: False)  # texts with a vector elsewhere (the global index)
+        self.window_s = window_s
+        self.min_similarity = min_similarity
+        self.users: dict[str, dict[str, list]] = {}  # user -> text -> [attempts, successes, last_ts, meaning]
+        self.served: dict[str, dict[tuple[str, str], list]] = {}  # user -> (text, rewrite) -> [served, failed]
+        self.pending: dict[str, tuple] = {}
+        self.vectors: dict[str, np.ndarray] = {}  # personal texts the global index lacks
+        self.observed = 0
+
+    # -- updates ---------------------------------------------------------------
+    def observe(self, turn: dict) -> None:
+        """Take one logged turn (the interaction-log schema). Never raises on a partial record:
+        a turn without user, session, text or timestamp is ignored."""
+        try:
+            utt = turn["utterance"]
+            cur = (turn["user_id"], turn["session_id"], epoch_seconds(turn["timestamp"]), normalise_utterance(utt["text"]),
+                   normalise_utterance(utt["rewrite"]) if utt.get("rewrite") else None,
+                   (turn.get("response") or {}).get("status"), bool((turn.get("feedback") or {}).get("barge_in")),
+                   (turn.get("feedback") or {}).get("explicit"),
+                   meaning_key((turn.get("nlu") or {}).get("intent"), (turn.get("nlu") or {}).get("slots")))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return
+        self.observed += 1
+        prev = self.pending.pop(cur[0], None)
+        if prev is not None:
+            retried = prev[1] == cur[1] and cur[2] - prev[2] <= self.window_s and text_similarity(prev[3], cur[3]) >= self.min_similarity
+            self._settle(prev, success=not retried and turn_success(prev[5], prev[6], prev[7]))
+        self.pending[cur[0]] = cur
+
+    def flush(self) -> None:
+        """Settle every pending turn on its own fields (end of a log)."""
+        for prev in self.pending.values():
+            self._settle(prev, success=turn_success(prev[5], prev[6], prev[7]))
+        self.pending.clear()
+
+    def _settle(self, t: tuple, *, success: bool) -> None:
+        user, _, ts, text, rewrite, *_rest, meaning = t
+        if rewrite:  # what ran was the rewrite; the request's own record counts only when it ran as it was
+            s = self.served.setdefault(user, {}).setdefault((text, rewrite), [0, 0])
+            s[0] += 1
+            s[1] += not success
+        ran = rewrite or text
+        e = self.users.setdefault(user, {}).setdefault(ran, [0, 0, ts, None])
+        e[0] += 1
+        e[1] += success
+        e[2] = ts
+        if success:
+            e[3] = meaning
+            if self.encoder is not None and ran not in self.vectors and not self.known(ran):
+                self.vectors[ran] = self.encoder.encode([ran])[0]
+
+    # -- reads -----------------------------------------------------------------
+    def history(self, user: str) -> dict[str, list]:
+        return self.users.get(user, {})
+
+    def served_stats(self, user: str, text: str, rewrite: str) -> tuple[int, int]:
+        s = self.served.get(user, {}).get((text, rewrite))
+        return (s[0], s[1]) if s else (0, 0)
+
+    def forget(self, user: str) -> bool:
+        """Delete everything remembered about ``user``."""
+        found = user in self.users or user in self.served
+        for d in (self.users, self.served, self.pending):
+            d.pop(user, None)
+        return found
+
+    # -- persistence -----------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        """Atomic: written beside, then renamed over the old files."""
+        directory.mkdir(parents=True, exist_ok=True)
+        rows = [(u, t, e[0], e[1], e[2], e[3]) for u, h in self.users.items() for t, e in h.items()]
+        hist = pa.table({"user_id": [r[0] for r in rows], "text": [r[1] for r in rows], "attempts": pa.array([r[2] for r in rows], pa.int64()),
+                         "successes": pa.array([r[3] for r in rows], pa.int64()), "last_ts": pa.array([r[4] for r in rows], pa.float64()),
+                         "meaning": pa.array([r[5] for r in rows], pa.string())})
+        srows = [(u, a, b, s[0], s[1]) for u, d in self.served.items() for (a, b), s in d.items()]
+        served = pa.table({"user_id": [r[0] for r in srows], "text": [r[1] for r in srows], "rewrite": [r[2] for r in srows],
+                           "served": pa.array([r[3] for r in srows], pa.int64()), "failed": pa.array([r[4] for r in srows], pa.int64())})
+        texts = list(self.vectors)
+        vecs = pa.table({"text": texts, "vector": [v.tolist() for v in self.vectors.values()]})
+        for name, table in (("history", hist), ("served", served), ("vectors", vecs)):
+            tmp = directory / f".{name}.parquet.tmp"
+            pq.write_table(table, str(tmp))
+            tmp.replace(directory / f"{name}.parquet")
+        (directory / "config.json").write_text(json.dumps({"window_s": self.window_s, "min_similarity": self.min_similarity}) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path, encoder=None, *, known=None) -> "PersonalMemory":
+        try:
+            cfg = json.loads((directory / "config.json").read_text())
+            hist = pq.read_table(str(directory / "history.parquet")).to_pylist()
+            served = pq.read_table(str(directory / "served.parquet")).to_pylist()
+            vecs = pq.read_table(str(directory / "vectors.parquet")).to_pylist()
+        except (OSError, ValueError, pa.ArrowInvalid) as exc:
+            raise InvalidInputError(explain(str(directory), f"must hold a saved personal layer ({exc})", "train it with `selflearn train online`")) from exc
+        m = cls(encoder, known=known, window_s=cfg["window_s"], min_similarity=cfg["min_similarity"])
+        for r in hist:
+            m.users.setdefault(r["user_id"], {})[r["text"]] = [r["attempts"], r["successes"], r["last_ts"], r["meaning"]]
+        for r in served:
+            m.served.setdefault(r["user_id"], {})[(r["text"], r["rewrite"])] = [r["served"], r["failed"]]
+        m.vectors = {r["text"]: np.array(r["vector"], dtype=np.float32) for r in vecs}
+        return m
+
+
+def epoch_seconds(ts) -> float:
+    if isinstance(ts, (int, float)):
+        return float(ts)
+    if isinstance(ts, datetime):
+        return ts.timestamp()
+    return datetime.fromisoformat(str(ts).replace("Z", "+00:00")).timestamp()

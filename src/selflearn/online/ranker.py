@@ -1,0 +1,110 @@
+"""The learned ranker: a small MLP (scikit-learn) over the ranking features, served with numpy,
+and the rewrite threshold chosen for a precision target."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidInputError, NotFittedError, explain
+from .features import FEATURES
+
+__all__ = ["Ranker", "choose_threshold", "precision_coverage"]
+
+FORMAT_VERSION = 1
+
+
+class Ranker:
+    """P(candidate is the rewrite that works | features). ``fit`` trains a one-hidden-layer MLP on
+    standardised features; ``score`` runs it in numpy (microseconds for a request's candidates)."""
+
+    def __init__(self, *, hidden: int = 32, alpha: float = 1e-4, seed: int = 0, max_iter: int = 200):
+        self.hidden = hidden
+        self.alpha = alpha
+        self.seed = seed
+        self.max_iter = max_iter
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "Ranker":
+        from sklearn.neural_network import MLPClassifier
+
+        x, y = np.asarray(x, np.float64), np.asarray(y, int)
+        if x.ndim != 2 or x.shape[1] != len(FEATURES) or len(x) != len(y):
+            raise InvalidInputError(explain(f"x {x.shape}, y {y.shape}", f"need (n, {len(FEATURES)}) features and n labels", "build them with the rewriter's candidates()"))
+        if len(set(y.tolist())) < 2:
+            raise InvalidInputError(explain(f"labels {sorted(set(y.tolist()))}", "the ranker needs positives and negatives", "train on more logs"))
+        self.mean_ = x.mean(0)
+        self.scale_ = np.where(x.std(0) > 1e-9, x.std(0), 1.0)
+        mlp = MLPClassifier(hidden_layer_sizes=(self.hidden,), alpha=self.alpha, random_state=self.seed, max_iter=self.max_iter,
+                            early_stopping=True, n_iter_no_change=10)
+        mlp.fit((x - self.mean_) / self.scale_, y)
+        self.w1_, self.w2_ = mlp.coefs_[0].astype(np.float32), mlp.coefs_[1].astype(np.float32)
+        self.b1_, self.b2_ = mlp.intercepts_[0].astype(np.float32), mlp.intercepts_[1].astype(np.float32)
+        self.threshold_ = 0.5
+        return self
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        if getattr(self, "w1_", None) is None:
+            raise NotFittedError(explain("Ranker", "is not fitted", "fit(x, y) or Ranker.load(dir)"))
+        z = (np.asarray(x, np.float32) - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
+        h = np.maximum(z @ self.w1_ + self.b1_, 0.0)
+        return (1.0 / (1.0 + np.exp(-(h @ self.w2_ + self.b2_)))).ravel()
+
+    def save(self, directory: Path) -> None:
+        from safetensors.numpy import save_file
+
+        if getattr(self, "w1_", None) is None:
+            raise NotFittedError(explain("Ranker", "is not fitted", "fit it before save"))
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({"w1": self.w1_, "b1": self.b1_, "w2": self.w2_, "b2": self.b2_, "mean": self.mean_.astype(np.float64),
+                   "scale": self.scale_.astype(np.float64)}, str(directory / "model.safetensors"))
+        (directory / "config.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "component": "ranker", "features": list(FEATURES),
+                                                           "hidden": self.hidden, "alpha": self.alpha, "seed": self.seed,
+                                                           "threshold": float(self.threshold_)}, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> "Ranker":
+        from safetensors.numpy import load_file
+
+        try:
+            cfg = json.loads((directory / "config.json").read_text())
+            w = load_file(str(directory / "model.safetensors"))
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(explain(str(directory), f"must be a saved ranker ({exc})", "train it with `selflearn train online`")) from exc
+        if cfg.get("features") != list(FEATURES):
+            raise InvalidInputError(explain(f"features {cfg.get('features')}", "must match this version's ranking features", "retrain with `selflearn train online`"))
+        r = cls(hidden=cfg["hidden"], alpha=cfg["alpha"], seed=cfg["seed"])
+        r.w1_, r.b1_, r.w2_, r.b2_, r.mean_, r.scale_ = w["w1"], w["b1"], w["w2"], w["b2"], w["mean"], w["scale"]
+        r.threshold_ = cfg["threshold"]
+        return r
+
+
+def precision_coverage(scores: np.ndarray, correct: np.ndarray, fixable: float, weights: np.ndarray | None = None) -> list[dict]:
+    """For each distinct threshold (highest first): rewrites made, their precision, and coverage
+    (correct rewrites / requests that had a fix). ``scores``/``correct`` per request: the top
+    candidate's score and whether rewriting to it is right; ``weights`` undo a sample's
+    over-representation of a kind of request (``fixable`` is then a weighted count too)."""
+    order = np.argsort(-scores, kind="stable")
+    w = np.ones(len(scores)) if weights is None else np.asarray(weights, float)[order]
+    s, c = scores[order], correct[order].astype(float)
+    tp = np.cumsum(c * w)
+    n = np.cumsum(w)
+    last = np.r_[s[1:] != s[:-1], True]
+    return [{"threshold": float(s[i]), "rewrites": int(i + 1), "precision": float(tp[i] / n[i]), "coverage": float(tp[i] / max(fixable, 1e-12))}
+            for i in np.flatnonzero(last)]
+
+
+def choose_threshold(scores: np.ndarray, correct: np.ndarray, fixable: float, *, min_precision: float, min_rewrites: int = 20,
+                     weights: np.ndarray | None = None) -> tuple[float, dict]:
+    """The lowest threshold whose rewrites are at least ``min_precision`` right (the most coverage
+    at that precision); 1.0 (never rewrite) when none is."""
+    if not 0.0 < min_precision <= 1.0:
+        raise InvalidInputError(explain(f"min_precision={min_precision}", "must be in (0, 1]", "use e.g. 0.9"))
+    best = None
+    for p in precision_coverage(np.asarray(scores, float), np.asarray(correct, bool), fixable, weights):
+        if p["rewrites"] >= min_rewrites and p["precision"] >= min_precision:
+            best = p
+    if best is None:
+        return 1.0, {"threshold": 1.0, "rewrites": 0, "precision": None, "coverage": 0.0}
+    return best["threshold"], best

@@ -1,0 +1,210 @@
+"""The online rewriter: the precomputed table first, then dense retrieval from the global and the
+personal layer, re-ranked, rewritten only above a threshold chosen for precision."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import InvalidInputError, StoreVersionError, explain
+from ..rewrites.table import TableRewriter, normalise_utterance
+from .features import as_matrix, candidate_features, query_features
+from .memory import GlobalMemory, PersonalMemory, epoch_seconds, hour_bucket
+from .ranker import Ranker
+
+__all__ = ["OnlineRewriter", "Decision", "LAYERS", "MODEL_FORMAT"]
+
+LAYERS = ("table", "global", "personal")
+MODEL_FORMAT = 1
+MAX_CHARS = 512  # requests longer than this are not assistant requests; they pass through
+
+
+@dataclass(frozen=True)
+class Decision:
+    rewrite: str | None
+    source: str | None  # table | global | personal, or None when passed through
+    score: float | None
+
+
+class OnlineRewriter:
+    """``rewrite(utterance, user_id=, device=, context=)`` as the world's hook expects;
+    ``decide`` adds where the rewrite came from and its score; ``observe(turn)`` feeds the
+    personal layer. ``layers`` switches parts off (the A/B arms) without retraining."""
+
+    def __init__(self, encoder, global_memory: GlobalMemory, personal: PersonalMemory, ranker: Ranker, table: TableRewriter | None = None,
+                 *, layers: tuple[str, ...] = LAYERS, k_global: int = 10, k_personal: int = 5, threshold: float | None = None):
+        bad = set(layers) - set(LAYERS)
+        if bad:
+            raise InvalidInputError(explain(f"layers={sorted(bad)}", f"must be among {list(LAYERS)}", "e.g. layers=('table', 'global')"))
+        self.encoder = encoder
+        self.global_ = global_memory
+        self.personal = personal
+        self.ranker = ranker
+        self.table = table
+        self.layers = tuple(layers)
+        self.k_global = k_global
+        self.k_personal = k_personal
+        self.threshold = ranker.threshold_ if threshold is None else threshold
+        self.blocked: set[tuple[str, str]] = set()  # (request, rewrite) pairs an operator blocked
+        self._cache: dict[str, np.ndarray] = {}
+        self.counts: Counter = Counter()  # decisions by source ("none" for pass-through)
+        self._device_col = {d: i for i, d in enumerate(global_memory.device_types)}
+        self._location_col = {d: i for i, d in enumerate(global_memory.locations)}
+
+    # -- the hook ----------------------------------------------------------------
+    def rewrite(self, utterance: str, *, user_id: str = "", device: dict | None = None, context: dict | None = None) -> str | None:
+        d = self.decide(utterance, user_id=user_id, device=device, context=context)
+        self.counts[d.source or "none"] += 1
+        return d.rewrite
+
+    def observe(self, turn: dict) -> None:
+        if "personal" in self.layers:
+            self.personal.observe(turn)
+
+    def decide(self, utterance: str, *, user_id: str = "", device: dict | None = None, context: dict | None = None) -> Decision:
+        q = normalise_utterance(utterance)
+        if not q or len(q) > MAX_CHARS:
+            return Decision(None, None, None)
+        if "table" in self.layers and self.table is not None:
+            new = self.table.rewrite(q)
+            if new is not None and (q, new) not in self.blocked:
+                return Decision(new, "table", None)
+        if "global" not in self.layers and "personal" not in self.layers:
+            return Decision(None, None, None)
+        texts, sources, x = self.candidates(q, user_id=user_id, device=device or {}, context=context or {})
+        if not texts:
+            return Decision(None, None, None)
+        scores = self.ranker.score(x)
+        best = int(np.argmax(scores))
+        score = float(scores[best])
+        if score < self.threshold:
+            return Decision(None, None, score)
+        return Decision(texts[best], sources[best], score)
+
+    # -- candidates and their features -------------------------------------------
+    def encode(self, text: str) -> np.ndarray:
+        v = self._cache.get(text)
+        if v is None:
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            v = self._cache[text] = self.encoder.encode([text])[0]
+        return v
+
+    def warm(self, texts: list[str]) -> None:
+        """Encode many requests in batches ahead of time (replays and benchmarks)."""
+        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        for t, v in zip(todo, self.encoder.encode(todo) if todo else []):
+            self._cache[t] = v
+
+    def candidates(self, q: str, *, user_id: str, device: dict, context: dict) -> tuple[list[str], list[str], np.ndarray]:
+        """Candidate rewrites of ``q`` from both layers (never ``q`` itself, never a blocked
+        pair), where each came from, and their feature rows."""
+        g = self.global_
+        qv = self.encode(q)
+        found: dict[str, tuple[str, float]] = {}
+        if "global" in self.layers:
+            ids, cos = g.search(qv, self.k_global + 1)
+            for i, c in zip(ids.tolist(), cos.tolist()):
+                found.setdefault(g.texts[i], ("global", c))
+        hist = self.personal.history(user_id) if "personal" in self.layers else {}
+        if hist:
+            mine = [t for t, e in hist.items() if e[1] > 0]
+            vecs = [self._vector(t) for t in mine]
+            keep = [k for k, v in enumerate(vecs) if v is not None]
+            if keep:
+                sims = np.stack([vecs[k] for k in keep]) @ qv
+                for k in np.argsort(-sims)[: self.k_personal + 1]:
+                    found[mine[keep[k]]] = ("personal", float(sims[k]))
+        found.pop(q, None)
+        for pair in [p for p in self.blocked if p[0] == q]:
+            found.pop(pair[1], None)
+        if not found:
+            return [], [], as_matrix([], [])
+        qrow = g.row.get(q)
+        q_turns, q_succ = (int(g.turns[qrow]), int(g.successes[qrow])) if qrow is not None else (0, 0)
+        qh = hist.get(q)
+        qf = query_features(q_turns, q_succ, qh[0] if qh else 0, qh[1] if qh else 0)
+        q_heard = g.meaning_heard[qrow] if qrow is not None else -2
+        now = _now(context, self.personal, user_id)
+        dcol = self._device_col.get(str(device.get("type")))
+        lcol = self._location_col.get(str(device.get("location")))
+        hb = hour_bucket(context["hour"]) if isinstance(context.get("hour"), int) else None
+        has_screen = device.get("has_screen")
+        rows, texts, sources = [], [], []
+        for text, (source, cos) in found.items():
+            r = g.row.get(text)
+            e = hist.get(text)
+            served, failed = self.personal.served_stats(user_id, q, text) if "personal" in self.layers else (0, 0)
+            meaning = g.meaning[r] if r is not None else -1
+            rows.append(candidate_features(
+                q, text, cosine=cos, same_meaning=meaning >= 0 and meaning == q_heard,
+                c_turns=int(g.turns[r]) if r is not None else 0, c_successes=int(g.successes[r]) if r is not None else 0,
+                u_successes=e[1] if e else 0, u_last_ts=e[2] if e else None, now=now, served=served, failed=failed,
+                ctx_device=float(g.device_share[r, dcol]) if r is not None and dcol is not None else 0.0,
+                ctx_screen=(float(g.screen_share[r]) if has_screen else 1.0 - float(g.screen_share[r])) if r is not None and isinstance(has_screen, bool) else 0.0,
+                ctx_hour=float(g.hour_share[r, hb]) if r is not None and hb is not None else 0.0,
+                ctx_location=float(g.location_share[r, lcol]) if r is not None and lcol is not None else 0.0))
+            texts.append(text)
+            sources.append("personal" if e and e[1] > 0 else source)
+        return texts, sources, as_matrix(qf, rows)
+
+    def _vector(self, text: str) -> np.ndarray | None:
+        r = self.global_.row.get(text)
+        k = self.global_.vector_of.get(r) if r is not None else None
+        if k is not None:
+            return self.global_.vectors[k]
+        return self.personal.vectors.get(text)
+
+    # -- the model directory -------------------------------------------------------
+    def save(self, directory: Path, *, encoder_dir: Path | None = None, onnx_file: Path | None = None, meta: dict | None = None) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.global_.save(directory / "global")
+        self.personal.save(directory / "personal")
+        self.ranker.save(directory / "ranker")
+        if self.table is not None and self.table.path is not None and Path(self.table.path).resolve() != (directory / "rewrites.parquet").resolve():
+            shutil.copyfile(self.table.path, directory / "rewrites.parquet")
+        manifest = {"format_version": MODEL_FORMAT, "selflearn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "components": {"encoder": "encoder/", "encoder_onnx": "encoder.onnx", "global": "global/", "personal": "personal/",
+                                   "ranker": "ranker/", "table": "rewrites.parquet" if (directory / "rewrites.parquet").exists() else None},
+                    "k_global": self.k_global, "k_personal": self.k_personal, "threshold": self.threshold, **(meta or {})}
+        (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path, *, layers: tuple[str, ...] = LAYERS, threads: int = 1, torch_encoder: bool = False,
+             threshold: float | None = None) -> "OnlineRewriter":
+        from .encoder import OnnxEncoder, TorchEncoder
+
+        directory = Path(directory)
+        try:
+            manifest = json.loads((directory / "manifest.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(explain(str(directory), "must be a model directory with manifest.json", "write one with `selflearn train online`")) from exc
+        if manifest.get("format_version") != MODEL_FORMAT:
+            raise StoreVersionError(explain(f"format_version={manifest.get('format_version')}", f"must be {MODEL_FORMAT}", "retrain with `selflearn train online`"))
+        encoder = TorchEncoder(directory / "encoder", threads=threads) if torch_encoder else OnnxEncoder(directory / "encoder.onnx", directory / "encoder" / "tokenizer", threads=threads)
+        g = GlobalMemory.load(directory / "global")
+        personal = PersonalMemory.load(directory / "personal", encoder, known=lambda t: g.vector_of.get(g.row.get(t, -1)) is not None)
+        table = TableRewriter.load(directory / "rewrites.parquet") if manifest["components"].get("table") else None
+        return cls(encoder, g, personal, Ranker.load(directory / "ranker"), table, layers=layers,
+                   k_global=manifest["k_global"], k_personal=manifest["k_personal"],
+                   threshold=manifest["threshold"] if threshold is None else threshold)
+
+
+def _now(context: dict, personal: PersonalMemory, user_id: str) -> float:
+    """The request's time: context['timestamp'] (ISO or epoch), else the user's latest turn, else now."""
+    ts = context.get("timestamp")
+    if ts is not None:
+        try:
+            return epoch_seconds(ts)
+        except (ValueError, TypeError):
+            pass
+    pending = personal.pending.get(user_id)
+    return pending[2] if pending else time.time()

@@ -1,0 +1,303 @@
+"""``selflearn train online``: from the store's logs to a model directory.
+
+1. Signals say which turns worked; rephrase chains say what a failing request's user meant
+   (the first working turn the chain reaches). No truth is read.
+2. The global layer: every request's turns, successes, meanings and contexts; the requests
+   that usually work are retrieval candidates.
+3. The bi-encoder is fine-tuned on (failing request, what worked) pairs of the training users
+   and exported to ONNX int8; the candidates are indexed with it.
+4. The logs are replayed in time order through the personal layer; at each sampled request
+   the candidates of both layers are ranked with what was known *then*; the label says
+   whether a candidate means what the chain reached (failing requests) or nothing should
+   change (requests that worked).
+5. The ranker is fitted on the training users; the threshold is chosen on held-out users for
+   the precision asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidInputError, explain
+from ..rewrites.table import TableRewriter, normalise_utterance
+from ..signals import SignalConfig, compute_signals
+from ..store.store import Store
+from .encoder import OnnxEncoder, export_onnx, fit_biencoder
+from .memory import HOUR_BUCKETS, GlobalMemory, PersonalMemory, hour_bucket, meaning_key
+from .ranker import Ranker, choose_threshold, precision_coverage
+from .rewriter import OnlineRewriter
+
+__all__ = ["OnlineConfig", "train_online", "load_history", "History", "build_global", "retrieval_recall", "held_out"]
+
+SUCCESS_BELOW = 0.5  # defect score under which a turn counts as having worked (as in mining)
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    min_precision: float = 0.8  # the rewrite threshold is the lowest that keeps this precision on held-out users
+    validation_share: float = 0.2  # users held out for the threshold and the reported precision
+    max_pairs: int = 20_000  # bi-encoder fine-tuning pairs
+    epochs: int = 1
+    batch_size: int = 64
+    examples: int = 30_000  # ranking examples from the replay
+    k_global: int = 10
+    k_personal: int = 5
+    seed: int = 0
+
+    def check(self) -> "OnlineConfig":
+        if not 0.0 < self.validation_share < 1.0:
+            raise InvalidInputError(explain(f"validation_share={self.validation_share}", "must be in (0, 1)", "use e.g. 0.2"))
+        if self.max_pairs < 2 or self.examples < 10 or self.k_global < 1 or self.k_personal < 0:
+            raise InvalidInputError(explain(f"max_pairs={self.max_pairs}, examples={self.examples}, k={self.k_global}/{self.k_personal}",
+                                            "need max_pairs >= 2, examples >= 10, k_global >= 1, k_personal >= 0", "use the defaults"))
+        return self
+
+
+@dataclass
+class History:
+    """The store's turns in time order, with what the signals and chains say about each."""
+
+    rows: list[dict]
+    target: dict[int, int]  # row -> row of the first working turn its rephrase chain reaches
+
+
+def load_history(store: Store, signals: SignalConfig | None = None) -> History:
+    compute_signals(store, signals)
+    con = store.reader()
+    cur = con.execute(
+        f"""SELECT t.session_id, t.turn_index, epoch(t.ts) AS ts, hour(timezone('UTC', t.ts)) AS hour, t.user_id, t.device_type, t.has_screen, t.location,
+                   t.asr_text, json_extract_string(t.extra, '$.utterance.rewrite') AS rewrite, t.intent, CAST(t.slots AS VARCHAR) AS slots,
+                   t.response_status, t.barge_in, t.explicit_feedback, s.defect_score, s.rephrase_candidate
+            FROM turns t JOIN signals s USING (session_id, turn_index)
+            ORDER BY t.ts, t.session_id, t.turn_index"""
+    )
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    if not rows:
+        raise InvalidInputError(explain(str(store.path), "has no turns", "import logs first (`selflearn import FILE`)"))
+    keys: dict[tuple, str] = {}
+    pos: dict[tuple[str, int], int] = {}
+    for i, r in enumerate(rows):
+        r["text"] = normalise_utterance(r["asr_text"])
+        r["rewrite"] = normalise_utterance(r["rewrite"]) if r["rewrite"] else None
+        k = (r["intent"], r["slots"])
+        r["meaning"] = keys[k] if k in keys else keys.setdefault(k, meaning_key(r["intent"], r["slots"]))
+        r["ok"] = r["defect_score"] < SUCCESS_BELOW and r["response_status"] == "success"
+        pos[(r["session_id"], r["turn_index"])] = i
+    target: dict[int, int] = {}
+    for i, r in enumerate(rows):
+        if r["ok"] or r["rewrite"]:
+            continue
+        j, cur_row = i, r
+        while cur_row["rephrase_candidate"]:
+            nxt = pos.get((cur_row["session_id"], cur_row["turn_index"] + 1))
+            if nxt is None:
+                break
+            j, cur_row = nxt, rows[nxt]
+            if cur_row["ok"]:
+                target[i] = j
+                break
+    return History(rows, target)
+
+
+def held_out(user: str, share: float, seed: int) -> bool:
+    """Whether ``user`` is in the validation share (a stable hash, so runs agree)."""
+    h = int(hashlib.sha256(f"{seed}:{user}".encode()).hexdigest()[:8], 16)
+    return h / 0xFFFFFFFF < share
+
+
+def build_global(h: History) -> GlobalMemory:
+    """Aggregate every request's turns (as heard; a rewritten turn counts for its rewrite)."""
+    rows = h.rows
+    device_types = sorted({r["device_type"] for r in rows})
+    locations = sorted({r["location"] for r in rows if r["location"]})
+    dcol = {d: i for i, d in enumerate(device_types)}
+    lcol = {d: i for i, d in enumerate(locations)}
+    row: dict[str, int] = {}
+    turns, succ = Counter(), Counter()
+    heard: dict[int, Counter] = defaultdict(Counter)
+    worked: dict[int, Counter] = defaultdict(Counter)
+    ctx: dict[int, np.ndarray] = {}
+    width = len(device_types) + 1 + HOUR_BUCKETS + len(locations)
+    for r in rows:
+        i = row.setdefault(r["rewrite"] or r["text"], len(row))
+        turns[i] += 1
+        heard[i][r["meaning"]] += 1
+        if r["ok"]:
+            succ[i] += 1
+            worked[i][r["meaning"]] += 1
+            v = ctx.setdefault(i, np.zeros(width, np.float32))
+            v[dcol[r["device_type"]]] += 1
+            v[len(device_types)] += bool(r["has_screen"])
+            v[len(device_types) + 1 + hour_bucket(r["hour"])] += 1
+            if r["location"]:
+                v[len(device_types) + 1 + HOUR_BUCKETS + lcol[r["location"]]] += 1
+    texts = list(row)
+    n = len(texts)
+    meanings: dict[str, int] = {}
+    meaning = np.full(n, -1, np.int64)
+    meaning_heard = np.full(n, -1, np.int64)
+    for i in range(n):
+        if worked[i]:
+            meaning[i] = meanings.setdefault(worked[i].most_common(1)[0][0], len(meanings))
+        meaning_heard[i] = meanings.setdefault(heard[i].most_common(1)[0][0], len(meanings))
+    c = np.zeros((n, width), np.float32)
+    for i, v in ctx.items():
+        c[i] = v / max(succ[i], 1)
+    nd = len(device_types)
+    t_arr = np.array([turns[i] for i in range(n)], np.int64)
+    s_arr = np.array([succ[i] for i in range(n)], np.int64)
+    candidates = np.flatnonzero((s_arr >= 1) & (s_arr * 2 >= t_arr))  # requests that usually work
+    return GlobalMemory(texts, t_arr, s_arr, meaning, meaning_heard, list(meanings), device_types, locations,
+                        c[:, :nd], c[:, nd], c[:, nd + 1 : nd + 1 + HOUR_BUCKETS], c[:, nd + 1 + HOUR_BUCKETS :],
+                        candidates, np.zeros((len(candidates), 384), np.float32))
+
+
+def _record(r: dict) -> dict:
+    """A history row back in the interaction-log shape the personal layer observes."""
+    utt = {"text": r["text"]}
+    if r["rewrite"]:
+        utt["rewrite"] = r["rewrite"]
+    return {"user_id": r["user_id"], "session_id": r["session_id"], "timestamp": r["ts"], "utterance": utt,
+            "response": {"status": r["response_status"]}, "feedback": {"barge_in": r["barge_in"], "explicit": r["explicit_feedback"]},
+            "nlu": {"intent": r["intent"], "slots": r["slots"]}}
+
+
+def replay_examples(rw: OnlineRewriter, h: History, chosen: set[int]) -> list[tuple[int, list[str], np.ndarray]]:
+    """Replay every turn through the personal layer in time order; at each chosen row, the
+    candidates and features known just before it."""
+    out = []
+    for i, r in enumerate(h.rows):
+        if i in chosen:
+            texts, _, x = rw.candidates(r["text"], user_id=r["user_id"],
+                                        device={"type": r["device_type"], "has_screen": bool(r["has_screen"]), "location": r["location"]},
+                                        context={"hour": r["hour"], "timestamp": r["ts"]})
+            out.append((i, texts, x))
+        rw.personal.observe(_record(r))
+    rw.personal.flush()
+    return out
+
+
+def _labels(rw: OnlineRewriter, h: History, i: int, texts: list[str]) -> np.ndarray:
+    g = rw.global_
+    t = h.target.get(i)
+    if t is None:  # a request that worked: nothing should change
+        return np.zeros(len(texts), int)
+    want = h.rows[t]["meaning"]
+    return np.array([(g.meaning[g.row[x]] >= 0 and g.meanings[g.meaning[g.row[x]]] == want) if x in g.row else False for x in texts], int)
+
+
+def train_online(store: Store, out: Path, *, table: Path | None = None, config: OnlineConfig | None = None,
+                 signals: SignalConfig | None = None, threads: int = 1, progress=None) -> dict:
+    """Train the online rewriter from the store's logs and write the model directory ``out``
+    (with ``table``, a `selflearn mine` Parquet, served first). Returns the statistics."""
+    import torch
+
+    c = (config or OnlineConfig()).check()
+    say = progress or (lambda stage: None)
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    say("history")
+    h = load_history(store, signals)
+    held = {u: held_out(u, c.validation_share, c.seed) for u in {r["user_id"] for r in h.rows}}
+    pairs = [(h.rows[i]["text"], h.rows[t]["text"]) for i, t in h.target.items() if not held[h.rows[i]["user_id"]] and h.rows[i]["text"] != h.rows[t]["text"]]
+    say("global layer")
+    g = build_global(h)
+    say(f"fine-tune encoder ({min(len(set(pairs)), c.max_pairs)} pairs)")
+    enc, fit_stats = fit_biencoder(pairs, epochs=c.epochs, batch_size=c.batch_size, seed=c.seed, threads=threads, max_pairs=c.max_pairs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    enc.save(out / "encoder", {"training": fit_stats})
+    say("export ONNX")
+    export_onnx(enc, out / "encoder.onnx", quantize=True)
+    onnx = OnnxEncoder(out / "encoder.onnx", out / "encoder" / "tokenizer", threads=threads)
+    say("index")
+    g.vectors = onnx.encode([g.texts[i] for i in g.candidates])
+    g.__post_init__()
+    personal = PersonalMemory(onnx, known=lambda t: g.vector_of.get(g.row.get(t, -1)) is not None)
+    rw = OnlineRewriter(onnx, g, personal, Ranker(), TableRewriter.load(table) if table else None,
+                        layers=("global", "personal"), k_global=c.k_global, k_personal=c.k_personal, threshold=1.0)
+    say("replay")
+    rng = random.Random(c.seed)
+    # a failing request whose chain ended in the meaning it already had failed for another reason
+    # (the skill, the result): rewriting cannot fix it, so it teaches nothing
+    fixable = [i for i, t in h.target.items() if h.rows[i]["meaning"] != h.rows[t]["meaning"]]
+    worked = [i for i, r in enumerate(h.rows) if r["ok"] and not r["rewrite"]]
+    pick_fix = set(rng.sample(fixable, min(len(fixable), c.examples // 2)))
+    pick_ok = set(rng.sample(worked, min(len(worked), c.examples // 2)))
+    chosen = pick_fix | pick_ok
+    # the sample is half and half; traffic is not: weights restore the real mix in the precision
+    weight_of = {True: len(fixable) / max(len(pick_fix), 1), False: len(worked) / max(len(pick_ok), 1)}
+    rw.warm([h.rows[i]["text"] for i in chosen])
+    examples = replay_examples(rw, h, chosen)
+    say("ranker")
+    xs, ys, groups, train_mask = [], [], [], []
+    for k, (i, texts, x) in enumerate(examples):
+        if not texts:
+            continue
+        y = _labels(rw, h, i, texts)
+        xs.append(x)
+        ys.append(y)
+        groups.append(np.full(len(texts), k))
+        train_mask.append(np.full(len(texts), not held[h.rows[i]["user_id"]]))
+    x, y, grp, tr = np.vstack(xs), np.concatenate(ys), np.concatenate(groups), np.concatenate(train_mask)
+    ranker = Ranker(seed=c.seed).fit(x[tr], y[tr])
+    s = ranker.score(x[~tr])
+    top_score, top_right, top_w, n_fixable = [], [], [], 0.0
+    vg = grp[~tr]
+    vy = y[~tr]
+    for k in np.unique(vg):
+        m = np.flatnonzero(vg == k)
+        b = m[np.argmax(s[m])]
+        top_score.append(s[b])
+        top_right.append(bool(vy[b]))
+        is_fix = examples[k][0] in pick_fix
+        top_w.append(weight_of[is_fix])
+        n_fixable += weight_of[is_fix] * is_fix
+    top_score, top_right, top_w = np.array(top_score), np.array(top_right), np.array(top_w)
+    threshold, at = choose_threshold(top_score, top_right, n_fixable, min_precision=c.min_precision, weights=top_w)
+    ranker.threshold_ = threshold
+    rw.ranker, rw.threshold = ranker, threshold
+    rw.layers = ("table", "global", "personal")
+    curve = precision_coverage(top_score, top_right, n_fixable, top_w)
+    stats = {"turns": len(h.rows), "fixable_requests": len(h.target), "biencoder": fit_stats,
+             "global_texts": len(g.texts), "global_candidates": int(len(g.candidates)),
+             "personal_users": len(personal.users), "ranking_examples": len(examples), "ranking_rows": int(len(y)),
+             "validation_requests": int(len(top_score)), "validation_fixable": int(round(n_fixable)), "fixable_by_rewriting": len(fixable), "min_precision": c.min_precision,
+             "threshold": threshold, "at_threshold": at, "curve": curve[:: max(1, len(curve) // 50)],
+             "train_seconds": round(time.perf_counter() - started, 1)}
+    say("save")
+    rw.save(out, meta={"training": {k: v for k, v in stats.items() if k != "curve"}, "config": c.__dict__})
+    return stats
+
+
+def retrieval_recall(encoder, g: GlobalMemory, h: History, *, users: set[str] | None = None, ks: tuple[int, ...] = (1, 5), limit: int = 5000, seed: int = 0) -> dict:
+    """Recall@k of the global index under ``encoder``: for failing requests whose chain reached a
+    working turn (of ``users``, e.g. held-out ones), the share whose top k candidates hold one
+    with the meaning the chain reached. The index is re-encoded with ``encoder``."""
+    rows = [i for i in h.target if users is None or h.rows[i]["user_id"] in users]
+    rows = random.Random(seed).sample(rows, min(limit, len(rows)))
+    cand = [g.texts[i] for i in g.candidates]
+    vecs = encoder.encode(cand)
+    import faiss
+
+    index = faiss.IndexFlatIP(vecs.shape[1])
+    index.add(vecs)
+    qv = encoder.encode([h.rows[i]["text"] for i in rows])
+    _, ids = index.search(qv, max(ks) + 1)
+    hits = {k: 0 for k in ks}
+    for r, found in zip(rows, ids):
+        want = h.rows[h.target[r]]["meaning"]
+        q = h.rows[r]["text"]
+        got = [g.meanings[g.meaning[g.candidates[j]]] if g.meaning[g.candidates[j]] >= 0 else None
+               for j in found if j >= 0 and g.texts[g.candidates[j]] != q][: max(ks)]
+        for k in ks:
+            hits[k] += want in got[:k]
+    return {"queries": len(rows), **{f"recall@{k}": hits[k] / max(len(rows), 1) for k in ks}}

@@ -1,0 +1,244 @@
+"""Online rewriting: pure parts on hand-made values, then a model trained on the small world."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from selflearn.errors import InvalidInputError, NotFittedError
+from selflearn.online import OnlineRewriter, Ranker, TorchEncoder, OnnxEncoder, agreement, choose_threshold, precision_coverage
+from selflearn.online.encoder import _batches, fit_biencoder
+from selflearn.online.features import FEATURES, phonetic_key, smoothed_rate
+from selflearn.online.memory import PersonalMemory, meaning_key, text_similarity, turn_success
+
+
+# -- pure parts ------------------------------------------------------------------
+def test_phonetic_key_brings_sound_alikes_together():
+    assert phonetic_key("wilkerson") == phonetic_key("wilkersen")
+    assert phonetic_key("play adele") != phonetic_key("play abba")
+
+
+def test_smoothed_rate_and_meaning_key():
+    assert smoothed_rate(0, 0) == 0.5 and smoothed_rate(8, 8) == 0.9
+    a = meaning_key("weather_query", '[{"name": "place_name", "value": "wilkerson"}, {"name": "date", "value": "today"}]')
+    b = meaning_key("weather_query", [{"name": "date", "value": "today"}, {"name": "place_name", "value": "wilkerson"}])
+    assert a == b == "weather_query|date=today;place_name=wilkerson"
+    assert meaning_key(None, "not json") == "none|"
+
+
+def test_text_similarity_matches_the_signals_rule():
+    assert text_similarity("play jazz", "play jazz") == 1.0
+    assert text_similarity("turn on lamp", "turn on the lamp") >= 0.75
+    assert text_similarity("set an alarm", "what's the weather") < 0.35
+
+
+def test_turn_success():
+    assert turn_success("success", False, None)
+    assert not turn_success("success", True, None)
+    assert not turn_success("success", False, "negative")
+    assert not turn_success("failure", False, "positive")
+
+
+def test_precision_coverage_and_threshold_hand_worked():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    right = np.array([True, True, False, True, False])
+    curve = precision_coverage(scores, right, fixable=4)
+    assert [(c["rewrites"], round(c["precision"], 3), c["coverage"]) for c in curve] == [
+        (1, 1.0, 0.25), (2, 1.0, 0.5), (3, 0.667, 0.5), (4, 0.75, 0.75), (5, 0.6, 0.75)]
+    t, at = choose_threshold(scores, right, 4, min_precision=0.75, min_rewrites=1)
+    assert t == 0.6 and at["coverage"] == 0.75  # the most coverage that keeps 75%
+    t, at = choose_threshold(scores, right, 4, min_precision=1.0, min_rewrites=10)
+    assert t == 1.0 and at["rewrites"] == 0  # never rewrite when no threshold qualifies
+    with pytest.raises(InvalidInputError, match="min_precision"):
+        choose_threshold(scores, right, 4, min_precision=0)
+
+
+def test_batches_never_repeat_a_positive():
+    pairs = [(f"q{i}", f"p{i % 3}") for i in range(12)]
+    batches = list(_batches(pairs, 4))
+    assert all(len({p for _, p in b}) == len(b) for b in batches)
+    assert sum(len(b) for b in batches) == 12
+
+
+# -- the ranker ---------------------------------------------------------------------
+def _toy(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, len(FEATURES))).astype(np.float32)
+    y = (x[:, FEATURES.index("retrieval_cosine")] + 0.5 * (1 - x[:, FEATURES.index("q_success")]) > 0.9).astype(int)
+    return x, y
+
+
+def test_ranker_learns_saves_and_is_deterministic(tmp_path):
+    x, y = _toy()
+    a = Ranker(seed=3).fit(x, y)
+    b = Ranker(seed=3).fit(x, y)
+    assert np.array_equal(a.score(x), b.score(x))  # same seed, same model
+    assert ((a.score(x) > 0.5) == y).mean() > 0.9
+    a.threshold_ = 0.7
+    a.save(tmp_path / "r")
+    c = Ranker.load(tmp_path / "r")
+    assert np.allclose(a.score(x), c.score(x), atol=1e-6) and c.threshold_ == 0.7
+
+
+def test_ranker_rejects_bad_input(tmp_path):
+    with pytest.raises(NotFittedError):
+        Ranker().score(np.zeros((1, len(FEATURES))))
+    with pytest.raises(InvalidInputError, match="features"):
+        Ranker().fit(np.zeros((4, 3)), np.array([0, 1, 0, 1]))
+    with pytest.raises(InvalidInputError, match="positives and negatives"):
+        Ranker().fit(np.zeros((4, len(FEATURES))), np.zeros(4))
+    with pytest.raises(InvalidInputError, match="saved ranker"):
+        Ranker.load(tmp_path)
+
+
+# -- the personal layer -----------------------------------------------------------------
+def _turn(user, sid, ts, text, status="success", rewrite=None, barge=False, intent="music_play"):
+    utt = {"text": text}
+    if rewrite:
+        utt["rewrite"] = rewrite
+    return {"user_id": user, "session_id": sid, "timestamp": f"2026-03-02T08:{ts // 60:02d}:{ts % 60:02d}Z", "utterance": utt,
+            "response": {"status": status}, "feedback": {"barge_in": barge}, "nlu": {"intent": intent, "slots": []}}
+
+
+def test_personal_layer_settles_turns_by_what_follows():
+    m = PersonalMemory()
+    m.observe(_turn("u", "s1", 0, "play wilkerson weather", status="success", intent="music_play"))  # misheard: 'worked' but...
+    m.observe(_turn("u", "s1", 10, "weather in wilkerson montana", intent="weather_query"))  # ...a quick similar retry: it failed
+    m.observe(_turn("u", "s2", 600, "set an alarm", intent="alarm_set"))  # a later, different request: the retry worked
+    m.flush()
+    h = m.history("u")
+    assert h["play wilkerson weather"][:2] == [1, 0]
+    assert h["weather in wilkerson montana"][:2] == [1, 1] and h["weather in wilkerson montana"][3] == "weather_query|"
+    assert h["set an alarm"][:2] == [1, 1]
+    assert m.observed == 3
+
+
+def test_personal_layer_credits_the_rewrite_and_remembers_failed_serves():
+    m = PersonalMemory()
+    m.observe(_turn("u", "s1", 0, "play jaz", rewrite="play jazz"))
+    m.observe(_turn("u", "s2", 900, "play jaz", rewrite="play jazz", barge=True))
+    m.flush()
+    h = m.history("u")
+    assert "play jaz" not in h  # it never ran as it was
+    assert h["play jazz"][:2] == [2, 1]
+    assert m.served_stats("u", "play jaz", "play jazz") == (2, 1)
+
+
+def test_personal_layer_ignores_partial_records_and_forgets():
+    m = PersonalMemory()
+    m.observe({"user_id": "u"})
+    m.observe({"utterance": None})
+    assert m.observed == 0
+    m.observe(_turn("u", "s", 0, "hello"))
+    m.flush()
+    assert m.forget("u") and not m.history("u") and not m.forget("u")
+
+
+def test_personal_layer_round_trip(tmp_path):
+    class Enc:
+        def encode(self, texts):
+            return np.ones((len(texts), 4), np.float32) / 2
+
+    m = PersonalMemory(Enc())
+    m.observe(_turn("u", "s1", 0, "play jaz", rewrite="play jazz"))
+    m.observe(_turn("u", "s2", 900, "good night"))
+    m.flush()
+    m.save(tmp_path / "p")
+    n = PersonalMemory.load(tmp_path / "p")
+    assert n.history("u") == m.history("u") and n.served == m.served
+    assert set(n.vectors) == {"play jazz", "good night"}
+    with pytest.raises(InvalidInputError, match="personal layer"):
+        PersonalMemory.load(tmp_path / "nothing")
+
+
+# -- the encoder ---------------------------------------------------------------------------
+def test_biencoder_training_lowers_the_loss_and_is_seeded():
+    pairs = [(f"play song number {i} plz", f"play song number {i}") for i in range(24)]
+    a, sa = fit_biencoder(pairs, epochs=2, batch_size=8, seed=1, lr=1e-4)
+    b, sb = fit_biencoder(pairs, epochs=2, batch_size=8, seed=1, lr=1e-4)
+    assert sa["loss_last"] < sa["loss_first"]
+    assert np.array_equal(a.encode(["play song number 3"]), b.encode(["play song number 3"]))
+    with pytest.raises(InvalidInputError, match="pairs"):
+        fit_biencoder([])
+
+
+# -- a model trained on the small world -------------------------------------------------------
+def _logged(online_model, n=300):
+    lines = online_model["logs"].read_text().splitlines()
+    return [json.loads(x) for x in lines[:: max(1, len(lines) // n)]]
+
+
+def test_training_writes_a_complete_model_directory(online_model):
+    d, s = online_model["model"], online_model["stats"]
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["components"]["table"] == "rewrites.parquet"
+    for part in ("encoder/config.json", "encoder/model.safetensors", "encoder.onnx", "global/index.faiss", "global/entries.parquet",
+                 "personal/history.parquet", "ranker/model.safetensors", "ranker/config.json", "rewrites.parquet"):
+        assert (d / part).is_file(), part
+    assert s["biencoder"]["loss_last"] < s["biencoder"]["loss_first"]
+    assert s["global_candidates"] > 100 and s["personal_users"] > 100 and s["ranking_rows"] > s["ranking_examples"]
+    assert 0 < s["threshold"] <= 1
+
+
+def test_reloaded_model_decides_the_same(online_model):
+    a = OnlineRewriter.load(online_model["model"])
+    b = OnlineRewriter.load(online_model["model"])
+    for t in _logged(online_model):
+        args = dict(user_id=t["user_id"], device=t["device"], context={"hour": 9})
+        assert a.decide(t["utterance"]["text"], **args) == b.decide(t["utterance"]["text"], **args)
+
+
+def test_onnx_encoder_agrees_with_torch(online_model):
+    texts = [t["utterance"]["text"] for t in _logged(online_model, 200)]
+    torch_enc = TorchEncoder(online_model["model"] / "encoder")
+    onnx_enc = OnnxEncoder(online_model["model"] / "encoder.onnx", online_model["model"] / "encoder" / "tokenizer")
+    agree = agreement(torch_enc, onnx_enc, texts)
+    assert agree["mean_cosine"] > 0.98 and agree["min_cosine"] > 0.9, agree
+
+
+def test_table_first_then_layers_and_blocking(online_model):
+    import pyarrow.parquet as pq
+
+    row = pq.read_table(online_model["table"]).to_pylist()[0]
+    rw = OnlineRewriter.load(online_model["model"])
+    d = rw.decide(row["utterance"], user_id="nobody")
+    assert (d.rewrite, d.source) == (row["rewrite"], "table")
+    rw.blocked.add((row["utterance"], row["rewrite"]))
+    assert rw.decide(row["utterance"], user_id="nobody").rewrite != row["rewrite"]
+    off = OnlineRewriter.load(online_model["model"], layers=())
+    assert all(off.decide(t["utterance"]["text"], user_id=t["user_id"]).rewrite is None for t in _logged(online_model, 50))
+    with pytest.raises(InvalidInputError, match="layers"):
+        OnlineRewriter.load(online_model["model"], layers=("table", "magic"))
+
+
+def test_rewriter_passes_through_what_it_cannot_judge(online_model):
+    rw = OnlineRewriter.load(online_model["model"])
+    assert rw.decide("", user_id="u").rewrite is None
+    assert rw.decide("x " * 600, user_id="u").rewrite is None
+    d = rw.decide("zzqx vlorp", user_id="never-seen", device={}, context={})
+    assert d.rewrite is None or isinstance(d.rewrite, str)
+
+
+def test_personal_layer_updates_without_rebuild(online_model):
+    rw = OnlineRewriter.load(online_model["model"])
+    before = len(rw.global_.texts)
+    text = "put on my special sunday morning playlist"
+    rw.observe({**_turn("newcomer", "n1", 0, text), "timestamp": "2026-04-01T08:00:00Z"})
+    rw.observe({**_turn("newcomer", "n2", 0, "good night"), "timestamp": "2026-04-01T22:00:00Z"})
+    assert rw.personal.history("newcomer")[text][:2] == [1, 1]
+    assert text in rw.personal.vectors  # encoded once, on arrival
+    texts, sources, x = rw.candidates("put on my sunday playlist", user_id="newcomer", device={"type": "speaker"}, context={"hour": 8})
+    assert text in texts and sources[texts.index(text)] == "personal"
+    assert x[texts.index(text), FEATURES.index("u_c_log_successes")] == pytest.approx(math.log(2))
+    assert len(rw.global_.texts) == before  # the global layer was not rebuilt
+
+
+def test_unknown_user_gets_the_global_layer_only(online_model):
+    rw = OnlineRewriter.load(online_model["model"])
+    texts, sources, x = rw.candidates("play some jazz", user_id="nobody-at-all", device={"type": "speaker"}, context={})
+    assert texts and set(sources) == {"global"}
+    for f in ("u_q_log_attempts", "u_c_log_successes", "u_c_recency", "u_pair_log_served"):
+        assert np.all(x[:, FEATURES.index(f)] == 0)

@@ -1,0 +1,197 @@
+"""The rewrite service: in process (httpx ASGITransport), fuzzed against its own OpenAPI spec
+(schemathesis), and a real uvicorn server on a loopback port called over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from typer.testing import CliRunner
+
+from selflearn.cli.main import app as cli
+from selflearn.online import OnlineRewriter
+from selflearn.service import create_app
+from selflearn.world.rewriter import HttpRewriter, load_rewriter
+
+
+@pytest.fixture(scope="module")
+def api(online_model):
+    return create_app(online_model["model"])
+
+
+@pytest.fixture
+async def client(api):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://test") as c:
+        yield c
+
+
+def _table_row(online_model) -> dict:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(online_model["table"]).to_pylist()[0]
+
+
+@pytest.mark.anyio
+async def test_rewrite_serves_the_table_first(client, online_model):
+    row = _table_row(online_model)
+    r = await client.post("/v1/rewrite", json={"utterance": row["utterance"], "user_id": "u00001", "device": {"type": "speaker"}})
+    assert r.status_code == 200
+    assert r.json() == {"rewrite": row["rewrite"], "source": "table", "score": None}
+
+
+@pytest.mark.anyio
+async def test_rewrite_answers_unknown_users_from_the_global_layer(client):
+    r = await client.post("/v1/rewrite", json={"utterance": "play some music", "user_id": "someone-new", "context": {"hour": 7}})
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == {"rewrite", "source", "score"} and body["source"] in (None, "global")
+
+
+BAD = [
+    ({"utterance": "", "user_id": "u"}, "utterance=''"),
+    ({"utterance": "   ", "user_id": "u"}, "utterance='   '"),
+    ({"utterance": "x" * 10_000, "user_id": "u"}, "10000 characters"),
+    ({"user_id": "u"}, "utterance: is required"),
+    ({"utterance": "play jazz"}, "user_id: is required"),
+    ({"utterance": 42, "user_id": "u"}, "utterance=42"),
+    ({"utterance": "play jazz", "user_id": "u", "device": "speaker"}, "device="),
+    ({"utterance": "play jazz", "user_id": "u", "context": {"hour": 25}}, "context.hour=25"),
+    ({"utterance": "play jazz", "user_id": "u", "colour": "red"}, "colour="),
+    ([1, 2], "body="),
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("body", "names"), BAD)
+async def test_bad_requests_get_a_clear_4xx(client, body, names):
+    r = await client.post("/v1/rewrite", json=body)
+    assert r.status_code == 422, r.text
+    assert names in r.json()["error"] and "fix:" in r.json()["error"]
+
+
+@pytest.mark.anyio
+async def test_malformed_json_is_a_4xx(client):
+    r = await client.post("/v1/rewrite", content=b'{"utterance": "play', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "not valid JSON" in r.json()["error"]
+
+
+@pytest.mark.anyio
+async def test_turns_feed_the_personal_layer_and_users_can_be_forgotten(client):
+    turn = {"schema_version": 1, "session_id": "svc-s1", "turn_index": 0, "timestamp": "2026-05-01T10:00:00Z", "user_id": "svc-user",
+            "device_id": "d1", "device": {"type": "speaker", "has_screen": False},
+            "utterance": {"text": "play my rainy day mix"}, "response": {"status": "success"}}
+    r = await client.post("/v1/turns", json=turn)
+    assert r.status_code == 200 and r.json()["observed"] >= 1
+    r = await client.post("/v1/turns", json={**turn, "session_id": "svc-s2", "timestamp": "2026-05-01T12:00:00Z", "utterance": {"text": "stop"}})
+    hist = (await client.get("/v1/users/svc-user/history")).json()
+    assert [x["text"] for x in hist["requests"]] == ["play my rainy day mix"] and hist["requests"][0]["successes"] == 1
+    assert (await client.post("/v1/turns", json={**turn, "timestamp": "yesterday"})).status_code == 422
+    assert (await client.delete("/v1/users/svc-user")).json() == {"user_id": "svc-user", "forgotten": True}
+    r = await client.get("/v1/users/svc-user/history")
+    assert r.status_code == 404 and "svc-user" in r.json()["error"]
+    assert (await client.delete("/v1/users/svc-user")).status_code == 404
+
+
+@pytest.mark.anyio
+async def test_health_metrics_and_openapi(client):
+    await client.post("/v1/rewrite", json={"utterance": "what time is it", "user_id": "u"})
+    health = (await client.get("/healthz")).json()
+    assert health["status"] == "ok" and health["global_candidates"] > 0 and health["layers"] == ["table", "global", "personal"]
+    metrics = (await client.get("/metrics")).text
+    assert "selflearn_rewrite_requests_total" in metrics and "selflearn_rewrite_seconds_bucket" in metrics
+    spec = (await client.get("/openapi.json")).json()
+    assert {"/v1/rewrite", "/v1/turns", "/healthz", "/metrics"} <= set(spec["paths"])
+
+
+# -- fuzzing against the service's own OpenAPI spec ----------------------------------------------
+def test_fuzz_never_a_server_error(api):
+    """Schemathesis generates valid (positive) and invalid (negative) requests for every
+    operation of /openapi.json; none may get a 5xx."""
+    from hypothesis import given
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis import GenerationMode
+
+    schema = schemathesis.openapi.from_asgi("/openapi.json", api)
+    seen: dict[tuple[str, str], set[int]] = {}
+    for result in schema.get_all_operations():
+        op = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @given(op.as_strategy(generation_mode=mode))
+            @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
+            def check(case):
+                response = case.call()
+                seen.setdefault((op.label, mode.value), set()).add(response.status_code)
+                assert response.status_code < 500, (case.method, case.path, case.body, response.text)
+
+            try:
+                check()
+            except Unsatisfiable:
+                assert mode is GenerationMode.NEGATIVE  # an operation without inputs has no invalid request
+    assert seen[("POST /v1/rewrite", "positive")] == {200}
+    assert seen[("POST /v1/rewrite", "negative")] <= {400, 422}
+
+
+# -- a real server ---------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_real_server_over_loopback_and_the_world_hook(online_model, tmp_path):
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "selflearn.cli.main", "serve", "--model", str(online_model["model"]), "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the server did not start: " + proc.stdout.read1().decode(errors="replace") if proc.stdout else "")
+        row = _table_row(online_model)
+        hook = load_rewriter(base + "/v1/rewrite")
+        assert isinstance(hook, HttpRewriter)
+        assert hook.rewrite(row["utterance"], user_id="u", device={"type": "speaker", "has_screen": False}, context={"hour": 8}) == row["rewrite"]
+        local = OnlineRewriter.load(online_model["model"])
+        texts = [json.loads(x)["utterance"]["text"] for x in online_model["logs"].read_text().splitlines()[:200:10]]
+        for t in texts:  # the service answers what the library answers
+            assert hook.rewrite(t, user_id="nobody", device={}, context={}) == local.rewrite(t, user_id="nobody", device={}, context={})
+        assert hook.errors == 0
+        assert httpx.post(base + "/v1/rewrite", content=b"nope", headers={"content-type": "application/json"}).status_code == 422
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_cli_serve_rejects_a_missing_model(tmp_path):
+    r = CliRunner().invoke(cli, ["serve", "--model", str(tmp_path / "none")])
+    assert r.exit_code == 2 and "manifest.json" in r.output
+
+
+def test_cli_train_online_rejects_an_empty_store(tmp_path):
+    r = CliRunner().invoke(cli, ["train", "online", "--store", str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "m")])
+    assert r.exit_code == 2 and "has no turns" in r.output
+
+
+def test_cli_train_online_writes_a_model(online_model, tmp_path):
+    store = online_model["dir"] / "s.duckdb"
+    r = CliRunner().invoke(cli, ["train", "online", "--store", str(store), "--out", str(tmp_path / "m"), "--max-pairs", "64",
+                                 "--examples", "200", "--min-precision", "0.8", "--json"])
+    assert r.exit_code == 0, r.output
+    stats = json.loads(r.output)
+    assert Path(tmp_path / "m" / "manifest.json").is_file() and stats["global_candidates"] > 0
