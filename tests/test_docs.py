@@ -26,3 +26,13 @@ def test_log_format_example_record_is_valid():
 def test_json_schema_file_parses_and_names_every_top_level_field():
     schema = json.loads((DOCS / "log-schema.json").read_text())
     assert set(schema["properties"]) == set(Turn.model_fields)
+
+
+def test_service_doc_examples_are_valid():
+    from selflearn.service.app import RewriteRequest, RewriteResponse
+
+    text = (DOCS / "online.md").read_text()
+    request = re.search(r"### A request\n\n```json\n(.*?)```", text, re.S).group(1)
+    response = re.search(r"### A response\n\n```json\n(.*?)```", text, re.S).group(1)
+    RewriteRequest.model_validate_json(request)
+    RewriteResponse.model_validate_json(response)

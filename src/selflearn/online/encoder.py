@@ -7,8 +7,10 @@ export is checked against the torch model (``agreement``)."""
 
 from __future__ import annotations
 
+import logging
 import random
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -171,15 +173,27 @@ def export_onnx(encoder: TorchEncoder, out_file: Path, *, quantize: bool = True)
     fp32 = out_file.with_suffix(".fp32.onnx") if quantize else out_file
     axes = {k: {0: "batch", 1: "tokens"} for k in (*ONNX_INPUTS, "last_hidden_state")}
     encoder.model.eval()
-    torch.onnx.export(_Hidden(encoder.model), tuple(sample[k] for k in ONNX_INPUTS), str(fp32), input_names=list(ONNX_INPUTS),
-                      output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, dynamo=False)
+    with warnings.catch_warnings():  # the tracer's notes on shapes it fixes; the agreement test checks the result
+        warnings.simplefilter("ignore")
+        _export(torch, _Hidden(encoder.model), sample, fp32, axes)
     encoder.model.eval()  # the exporter can leave the module in training mode
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(fp32), str(out_file), weight_type=QuantType.QInt8, per_channel=True)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the quantizer logs pre-processing advice as a warning
+        try:
+            quantize_dynamic(str(fp32), str(out_file), weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            root.setLevel(level)
         fp32.unlink()
     return out_file
+
+
+def _export(torch, module, sample, fp32: Path, axes: dict) -> None:
+    torch.onnx.export(module, tuple(sample[k] for k in ONNX_INPUTS), str(fp32), input_names=list(ONNX_INPUTS),
+                      output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, dynamo=False)
 
 
 def agreement(a, b, texts: list[str]) -> dict:

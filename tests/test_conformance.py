@@ -1,0 +1,39 @@
+"""Every rewriter goes through the same checks (as scikit-learn's test_common): it is a world
+hook, a reload answers exactly as the original, and input it cannot judge passes through."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from selflearn.online import OnlineRewriter
+from selflearn.rewrites.table import TableRewriter
+from selflearn.world.rewriter import Rewriter, load_rewriter
+
+FACTORIES = {
+    "table": lambda m: TableRewriter.load(m["table"]),
+    "table-by-spec": lambda m: load_rewriter(str(m["table"])),
+    "online": lambda m: OnlineRewriter.load(m["model"]),
+    "online-global-only": lambda m: OnlineRewriter.load(m["model"], layers=("global",)),
+}
+
+
+def _requests(m, n=150):
+    lines = m["logs"].read_text().splitlines()
+    return [json.loads(x) for x in lines[:: max(1, len(lines) // n)]]
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_rewriter_conformance(name, online_model):
+    make = FACTORIES[name]
+    a, b = make(online_model), make(online_model)
+    assert isinstance(a, Rewriter)
+    for t in _requests(online_model):
+        kw = dict(user_id=t["user_id"], device=t["device"], context={"hour": int(t["timestamp"][11:13])})
+        got = a.rewrite(t["utterance"]["text"], **kw)
+        assert got is None or (isinstance(got, str) and got.strip()), got
+        assert got == b.rewrite(t["utterance"]["text"], **kw)  # a fresh load answers the same
+    for odd in ("", "   ", "x" * 5000, "¿qué hora es?"):
+        out = a.rewrite(odd, user_id="", device={}, context={})
+        assert out is None or isinstance(out, str)
