@@ -37,3 +37,8 @@ def test_rewriter_conformance(name, online_model):
     for odd in ("", "   ", "x" * 5000, "¿qué hora es?"):
         out = a.rewrite(odd, user_id="", device={}, context={})
         assert out is None or isinstance(out, str)
+
+
+def test_a_model_directory_is_a_rewriter_spec(online_model):
+    rw = load_rewriter(str(online_model["model"]))
+    assert isinstance(rw, OnlineRewriter) and rw.layers == ("table", "global", "personal")

@@ -56,6 +56,14 @@ def test_precision_coverage_and_threshold_hand_worked():
         choose_threshold(scores, right, 4, min_precision=0)
 
 
+def test_precision_counts_harmless_rewrites_but_coverage_only_fixes():
+    scores = np.array([0.9, 0.8, 0.7])
+    right = np.array([True, True, False])  # the second rewrites a working request to the same meaning
+    fixed = np.array([True, False, False])
+    curve = precision_coverage(scores, right, fixable=2, weights=np.array([1.0, 3.0, 1.0]), fixed=fixed)
+    assert [(round(c["precision"], 3), c["coverage"]) for c in curve] == [(1.0, 0.5), (1.0, 0.5), (0.8, 0.5)]
+
+
 def test_batches_never_repeat_a_positive():
     pairs = [(f"q{i}", f"p{i % 3}") for i in range(12)]
     batches = list(_batches(pairs, 4))

@@ -106,7 +106,7 @@ def simulate_cmd(
 
 @app.command("ab")
 def ab_cmd(
-    rewriter: Annotated[str, typer.Option("--rewriter", help="Treatment rewriter: 'module:attr', an http(s) URL, or 'noop'.")],
+    rewriter: Annotated[str, typer.Option("--rewriter", help="Treatment rewriter: 'module:attr', an http(s) URL, a rewrite table (.parquet), an online model directory, or 'noop'.")],
     control: Annotated[str | None, typer.Option(help="Control rewriter (default: none).")] = None,
     world: WorldOpt = Path("world"),
     sentences: SentencesOpt = None,

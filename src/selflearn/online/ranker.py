@@ -80,29 +80,33 @@ class Ranker:
         return r
 
 
-def precision_coverage(scores: np.ndarray, correct: np.ndarray, fixable: float, weights: np.ndarray | None = None) -> list[dict]:
+def precision_coverage(scores: np.ndarray, correct: np.ndarray, fixable: float, weights: np.ndarray | None = None,
+                       fixed: np.ndarray | None = None) -> list[dict]:
     """For each distinct threshold (highest first): rewrites made, their precision, and coverage
-    (correct rewrites / requests that had a fix). ``scores``/``correct`` per request: the top
-    candidate's score and whether rewriting to it is right; ``weights`` undo a sample's
-    over-representation of a kind of request (``fixable`` is then a weighted count too)."""
+    (fixes / requests that had a fix). ``scores``/``correct`` per request: the top candidate's score
+    and whether rewriting to it is right (or harmless); ``fixed``: whether it fixes a failing
+    request (default: ``correct``); ``weights`` undo a sample's over-representation of a kind of
+    request (``fixable`` is then a weighted count too)."""
     order = np.argsort(-scores, kind="stable")
     w = np.ones(len(scores)) if weights is None else np.asarray(weights, float)[order]
     s, c = scores[order], correct[order].astype(float)
-    tp = np.cumsum(c * w)
+    f = c if fixed is None else np.asarray(fixed, float)[order]
+    good = np.cumsum(c * w)
+    tp = np.cumsum(f * w)
     n = np.cumsum(w)
     last = np.r_[s[1:] != s[:-1], True]
-    return [{"threshold": float(s[i]), "rewrites": int(i + 1), "precision": float(tp[i] / n[i]), "coverage": float(tp[i] / max(fixable, 1e-12))}
+    return [{"threshold": float(s[i]), "rewrites": int(i + 1), "precision": float(good[i] / n[i]), "coverage": float(tp[i] / max(fixable, 1e-12))}
             for i in np.flatnonzero(last)]
 
 
 def choose_threshold(scores: np.ndarray, correct: np.ndarray, fixable: float, *, min_precision: float, min_rewrites: int = 20,
-                     weights: np.ndarray | None = None) -> tuple[float, dict]:
+                     weights: np.ndarray | None = None, fixed: np.ndarray | None = None) -> tuple[float, dict]:
     """The lowest threshold whose rewrites are at least ``min_precision`` right (the most coverage
     at that precision); 1.0 (never rewrite) when none is."""
     if not 0.0 < min_precision <= 1.0:
         raise InvalidInputError(explain(f"min_precision={min_precision}", "must be in (0, 1]", "use e.g. 0.9"))
     best = None
-    for p in precision_coverage(np.asarray(scores, float), np.asarray(correct, bool), fixable, weights):
+    for p in precision_coverage(np.asarray(scores, float), np.asarray(correct, bool), fixable, weights, fixed):
         if p["rewrites"] >= min_rewrites and p["precision"] >= min_precision:
             best = p
     if best is None:

@@ -250,23 +250,29 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     x, y, grp, tr = np.vstack(xs), np.concatenate(ys), np.concatenate(groups), np.concatenate(train_mask)
     ranker = Ranker(seed=c.seed).fit(x[tr], y[tr])
     s = ranker.score(x[~tr])
-    top_score, top_right, top_w, n_fixable = [], [], [], 0.0
+    # right: a fix of a failing request, or a rewrite of a working one to a request that means the
+    # same (harmless); fixed: only the former
+    top_score, top_right, top_fixed, top_w, n_fixable = [], [], [], [], 0.0
     vg = grp[~tr]
     vy = y[~tr]
     for k in np.unique(vg):
         m = np.flatnonzero(vg == k)
         b = m[np.argmax(s[m])]
         top_score.append(s[b])
-        top_right.append(bool(vy[b]))
         is_fix = examples[k][0] in pick_fix
+        cand = g.row.get(examples[k][1][b - m[0]])
+        harmless = (not is_fix and cand is not None and g.meaning[cand] >= 0
+                    and g.meanings[g.meaning[cand]] == h.rows[examples[k][0]]["meaning"])
+        top_right.append(bool(vy[b]) or harmless)
+        top_fixed.append(bool(vy[b]))
         top_w.append(weight_of[is_fix])
         n_fixable += weight_of[is_fix] * is_fix
-    top_score, top_right, top_w = np.array(top_score), np.array(top_right), np.array(top_w)
-    threshold, at = choose_threshold(top_score, top_right, n_fixable, min_precision=c.min_precision, weights=top_w)
+    top_score, top_right, top_fixed, top_w = np.array(top_score), np.array(top_right), np.array(top_fixed), np.array(top_w)
+    threshold, at = choose_threshold(top_score, top_right, n_fixable, min_precision=c.min_precision, weights=top_w, fixed=top_fixed)
     ranker.threshold_ = threshold
     rw.ranker, rw.threshold = ranker, threshold
     rw.layers = ("table", "global", "personal")
-    curve = precision_coverage(top_score, top_right, n_fixable, top_w)
+    curve = precision_coverage(top_score, top_right, n_fixable, top_w, top_fixed)
     stats = {"turns": len(h.rows), "fixable_requests": len(h.target), "biencoder": fit_stats,
              "global_texts": len(g.texts), "global_candidates": int(len(g.candidates)),
              "personal_users": len(personal.users), "ranking_examples": len(examples), "ranking_rows": int(len(y)),

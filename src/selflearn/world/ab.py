@@ -9,6 +9,7 @@ not independent).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,22 +30,35 @@ class _Arm:
     turns: int
     defective_turns: int
     rewrites: int
+    minority: tuple[int, int] = (0, 0)  # first attempts meaning a place in a state most users do not mean, and how many failed
 
 
 def _run(world: World, config: SimConfig, rewriter: Rewriter | None, nlu_loader) -> _Arm:
     sim = Simulator(world, config, nlu_loader=nlu_loader)
-    counts = [0, 0]
+    counts = [0, 0, 0, 0]
+    default_sense = {e["id"]: e["senses"][0] for e in world.entities if len(e["senses"]) > 1}
+
+    def minority(truth: dict) -> bool:
+        """The seed's Wilkerson case: the user means an ambiguous place in a state other than the usual one."""
+        for ent in json.loads(truth["intended_entities"]):
+            eid, _, sense = ent.partition("@")
+            if sense and eid in default_sense and sense != default_sense[eid]:
+                return True
+        return False
 
     observe = getattr(rewriter, "observe", None)  # rewriters that learn online see the logged turn (never the truth)
 
     def count(turn: dict, truth: dict) -> None:
         counts[0] += 1
         counts[1] += truth["defective"]
+        if truth["attempt"] == 0 and truth["goal_id"] and minority(truth):
+            counts[2] += 1
+            counts[3] += truth["defective"]
         if observe is not None:
             observe(turn)
 
     goals = sim.run(rewriter, count)
-    return _Arm(goals, counts[0], counts[1], sim.rewrites)
+    return _Arm(goals, counts[0], counts[1], sim.rewrites, (counts[2], counts[3]))
 
 
 def relative_reduction_ci(users: np.ndarray, control: np.ndarray, treatment: np.ndarray, *, n_users: int, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float, float, float, float]:
@@ -150,6 +164,10 @@ def compare(config: SimConfig, a: _Arm, b: _Arm, *, n_boot: int = 2000) -> dict:
         "control_defective_turns": a.defective_turns,
         "treatment_defective_turns": b.defective_turns,
         "treatment_rewrites": b.rewrites,
+        # the Wilkerson case: first attempts for an ambiguous place the user means in a minority state
+        "minority_sense_first_attempts": a.minority[0],
+        "control_minority_sense_defect_rate": a.minority[1] / a.minority[0] if a.minority[0] else None,
+        "treatment_minority_sense_defect_rate": b.minority[1] / b.minority[0] if b.minority[0] else None,
         "failure_points": {
             fp: {"control": fp_c.get(fp, 0) / n, "treatment": fp_t.get(fp, 0) / n} for fp in FAILURE_POINTS if fp != "false_wake"
         },

@@ -58,7 +58,7 @@ class HttpRewriter:
 
 def load_rewriter(spec: str | None) -> Rewriter:
     """``None``/``noop`` → pass-through; ``http(s)://...`` → a service; ``*.parquet`` → a
-    rewrite table (`selflearn mine`);
+    rewrite table (`selflearn mine`); a model directory → the online rewriter (`selflearn train online`);
     ``module:attribute`` → an object (or a zero-argument factory) with ``rewrite``; the
     working directory is importable, as with uvicorn."""
     if spec is None or spec == "noop":
@@ -69,6 +69,10 @@ def load_rewriter(spec: str | None) -> Rewriter:
         from ..rewrites.table import TableRewriter
 
         return TableRewriter.load(Path(spec))
+    if (Path(spec) / "manifest.json").is_file():
+        from ..online import OnlineRewriter
+
+        return OnlineRewriter.load(Path(spec))
     module, _, attr = spec.partition(":")
     if not module or not attr:
         raise InvalidInputError(explain(f"rewriter={spec!r}", "must be 'noop', an http(s) URL or 'module:attribute'", "e.g. --rewriter mypkg.rewriters:MyRewriter"))
