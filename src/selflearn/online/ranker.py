@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InvalidInputError, NotFittedError, explain
 from .features import FEATURES
 
-__all__ = ["Ranker", "choose_threshold", "precision_coverage"]
+__all__ = ["Ranker", "choose_threshold", "choose_threshold_by_harm", "precision_coverage"]
 
 FORMAT_VERSION = 1
 
@@ -111,4 +111,26 @@ def choose_threshold(scores: np.ndarray, correct: np.ndarray, fixable: float, *,
             best = p
     if best is None:
         return 1.0, {"threshold": 1.0, "rewrites": 0, "precision": None, "coverage": 0.0}
+    return best["threshold"], best
+
+
+def choose_threshold_by_harm(scores: np.ndarray, fixed: np.ndarray, harmful: np.ndarray, *, min_ratio: float,
+                             weights: np.ndarray | None = None, min_rewrites: int = 20) -> tuple[float, dict]:
+    """The lowest threshold at which fixes outnumber harm (rewrites of requests that worked, to
+    another meaning) at least ``min_ratio`` to 1 — wrong rewrites of requests that were failing
+    anyway cost nothing here. 1.0 (never rewrite) when no threshold qualifies."""
+    if min_ratio <= 0:
+        raise InvalidInputError(explain(f"min_ratio={min_ratio}", "must be > 0", "use e.g. 12 (the issue's win:loss goal)"))
+    order = np.argsort(-np.asarray(scores, float), kind="stable")
+    w = np.ones(len(order)) if weights is None else np.asarray(weights, float)[order]
+    s = np.asarray(scores, float)[order]
+    fix = np.cumsum(np.asarray(fixed, float)[order] * w)
+    harm = np.cumsum(np.asarray(harmful, float)[order] * w)
+    last = np.r_[s[1:] != s[:-1], True]
+    best = None
+    for i in np.flatnonzero(last):
+        if i + 1 >= min_rewrites and fix[i] >= min_ratio * harm[i]:
+            best = {"threshold": float(s[i]), "rewrites": int(i + 1), "fixes": float(fix[i]), "harm": float(harm[i])}
+    if best is None:
+        return 1.0, {"threshold": 1.0, "rewrites": 0, "fixes": 0.0, "harm": 0.0}
     return best["threshold"], best

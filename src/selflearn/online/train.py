@@ -31,7 +31,7 @@ from ..signals import SignalConfig, compute_signals
 from ..store.store import Store
 from .encoder import OnnxEncoder, export_onnx, fit_biencoder
 from .memory import HOUR_BUCKETS, GlobalMemory, PersonalMemory, hour_bucket, meaning_key
-from .ranker import Ranker, choose_threshold, precision_coverage
+from .ranker import Ranker, choose_threshold, choose_threshold_by_harm, precision_coverage
 from .rewriter import OnlineRewriter
 
 __all__ = ["OnlineConfig", "train_online", "load_history", "History", "build_global", "retrieval_recall", "held_out"]
@@ -50,10 +50,14 @@ class OnlineConfig:
     k_global: int = 10
     k_personal: int = 5
     seed: int = 0
+    calibrate: str = "precision"  # or "harm": the lowest threshold whose fixes outnumber harm harm_ratio to 1
+    harm_ratio: float = 12.0
 
     def check(self) -> "OnlineConfig":
         if not 0.0 < self.validation_share < 1.0:
             raise InvalidInputError(explain(f"validation_share={self.validation_share}", "must be in (0, 1)", "use e.g. 0.2"))
+        if self.calibrate not in ("precision", "harm"):
+            raise InvalidInputError(explain(f"calibrate={self.calibrate!r}", "must be 'precision' or 'harm'", "use one of them"))
         if self.max_pairs < 2 or self.examples < 10 or self.k_global < 1 or self.k_personal < 0:
             raise InvalidInputError(explain(f"max_pairs={self.max_pairs}, examples={self.examples}, k={self.k_global}/{self.k_personal}",
                                             "need max_pairs >= 2, examples >= 10, k_global >= 1, k_personal >= 0", "use the defaults"))
@@ -252,7 +256,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     s = ranker.score(x[~tr])
     # right: a fix of a failing request, or a rewrite of a working one to a request that means the
     # same (harmless); fixed: only the former
-    top_score, top_right, top_fixed, top_w, n_fixable = [], [], [], [], 0.0
+    top_score, top_right, top_fixed, top_w, top_isfix, n_fixable = [], [], [], [], [], 0.0
     vg = grp[~tr]
     vy = y[~tr]
     for k in np.unique(vg):
@@ -265,10 +269,15 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
                     and g.meanings[g.meaning[cand]] == h.rows[examples[k][0]]["meaning"])
         top_right.append(bool(vy[b]) or harmless)
         top_fixed.append(bool(vy[b]))
+        top_isfix.append(is_fix)
         top_w.append(weight_of[is_fix])
         n_fixable += weight_of[is_fix] * is_fix
     top_score, top_right, top_fixed, top_w = np.array(top_score), np.array(top_right), np.array(top_fixed), np.array(top_w)
+    top_harm = ~top_right & ~np.array(top_isfix, bool)  # a request that worked, rewritten to another meaning
     threshold, at = choose_threshold(top_score, top_right, n_fixable, min_precision=c.min_precision, weights=top_w, fixed=top_fixed)
+    by_harm = choose_threshold_by_harm(top_score, top_fixed, top_harm, min_ratio=c.harm_ratio, weights=top_w)
+    if c.calibrate == "harm":
+        threshold = by_harm[0]
     ranker.threshold_ = threshold
     rw.ranker, rw.threshold = ranker, threshold
     rw.layers = ("table", "global", "personal")
@@ -277,7 +286,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
              "global_texts": len(g.texts), "global_candidates": int(len(g.candidates)),
              "personal_users": len(personal.users), "ranking_examples": len(examples), "ranking_rows": int(len(y)),
              "validation_requests": int(len(top_score)), "validation_fixable": int(round(n_fixable)), "fixable_by_rewriting": len(fixable), "min_precision": c.min_precision,
-             "threshold": threshold, "at_threshold": at, "curve": curve[:: max(1, len(curve) // 50)],
+             "threshold": threshold, "calibrate": c.calibrate, "at_threshold": at, "harm_threshold": by_harm[1], "curve": curve[:: max(1, len(curve) // 50)],
              "train_seconds": round(time.perf_counter() - started, 1)}
     say("save")
     rw.save(out, meta={"training": {k: v for k, v in stats.items() if k != "curve"}, "config": c.__dict__})
