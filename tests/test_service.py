@@ -195,3 +195,8 @@ def test_cli_train_online_writes_a_model(online_model, tmp_path):
     assert r.exit_code == 0, r.output
     stats = json.loads(r.output)
     assert Path(tmp_path / "m" / "manifest.json").is_file() and stats["global_candidates"] > 0
+
+
+def test_cli_train_online_rejects_an_unknown_calibration(tmp_path):
+    r = CliRunner().invoke(cli, ["train", "online", "--store", str(tmp_path / "s.duckdb"), "--calibrate", "vibes"])
+    assert r.exit_code == 2 and "calibrate='vibes'" in r.output

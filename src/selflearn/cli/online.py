@@ -27,6 +27,8 @@ def train_online_cmd(
     min_precision: Annotated[float, typer.Option(help="Rewrite only above the score that keeps this precision on held-out users.")] = 0.8,
     max_pairs: Annotated[int, typer.Option(help="Most (failing request, what worked) pairs to fine-tune the encoder on.")] = 20_000,
     examples: Annotated[int, typer.Option(help="Ranking examples drawn from the replayed logs.")] = 30_000,
+    calibrate: Annotated[str, typer.Option(help="Threshold by 'precision' (--min-precision) or by 'harm' (--harm-ratio fixes per broken request).")] = "precision",
+    harm_ratio: Annotated[float, typer.Option(help="With --calibrate harm: fixes needed per rewrite of a working request.")] = 12.0,
     seed: Annotated[int, typer.Option(help="Seed of sampling, splits and training.")] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as one JSON object.")] = False,
@@ -36,7 +38,8 @@ def train_online_cmd(
     from selflearn.online import OnlineConfig, train_online
 
     try:
-        cfg = OnlineConfig(min_precision=min_precision, max_pairs=max_pairs, examples=examples, seed=seed)
+        cfg = OnlineConfig(min_precision=min_precision, max_pairs=max_pairs, examples=examples, seed=seed,
+                           calibrate=calibrate, harm_ratio=harm_ratio).check()
         if table is not None and not table.is_file():
             raise InvalidInputError(explain(str(table), "is not a file", "pass the Parquet file `selflearn mine --out` wrote"))
         with Store(store) as st, err.status("training") as status:
