@@ -47,9 +47,6 @@ class TorchEncoder:
             module = AutoModel.from_config(AutoConfig.from_pretrained(encoder_path()), attn_implementation="eager")
             self.model, self.tokenizer = load_model_dir(Path(path), module)
 
-    def _hidden(self, batch: dict):
-        return self.model(**batch).last_hidden_state
-
     def encode(self, texts: list[str], *, batch_size: int = 256) -> np.ndarray:
         import torch
 
@@ -57,7 +54,7 @@ class TorchEncoder:
         with torch.no_grad():
             for i in range(0, len(texts), batch_size):
                 enc = self.tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
-                out.append(_pool(self._hidden(enc).numpy(), enc["attention_mask"].numpy()))
+                out.append(_pool(self.model(**enc).last_hidden_state.numpy(), enc["attention_mask"].numpy()))
         return np.concatenate(out) if out else np.zeros((0, 384), np.float32)
 
     def save(self, directory: Path, meta: dict | None = None) -> None:

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -38,7 +39,8 @@ def hour_bucket(hour: int) -> int:
 
 
 def text_similarity(a: str, b: str) -> float:
-    """The signals' rephrase similarity: the larger of word-Jaccard and 1 − normalised edit distance."""
+    """The signals' rephrase rule in Python: the larger of word-Jaccard and a normalised edit
+    similarity (rapidfuzz's insert/delete form; the SQL uses Levenshtein, so borderline pairs can differ)."""
     wa, wb = set(a.split()), set(b.split())
     jac = len(wa & wb) / max(len(wa | wb), 1)
     return max(jac, Indel.normalized_similarity(a, b))
@@ -71,13 +73,26 @@ class GlobalMemory:
     row: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        self.row = {t: i for i, t in enumerate(self.texts)}
+        self.set_vectors(self.vectors)
+
+    def set_vectors(self, vectors: np.ndarray) -> None:
+        """The candidates' vectors (in ``candidates`` order), and the faiss index over them."""
         import faiss
 
-        self.row = {t: i for i, t in enumerate(self.texts)}
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.index = faiss.IndexFlatIP(self.vectors.shape[1] if len(self.vectors) else 384)
         if len(self.vectors):
-            self.index.add(np.ascontiguousarray(self.vectors, dtype=np.float32))
+            self.index.add(self.vectors)
         self.vector_of = {int(t): k for k, t in enumerate(self.candidates)}
+
+    def vector(self, text: str) -> np.ndarray | None:
+        """The indexed vector of ``text``, or None when it is not a candidate."""
+        k = self.vector_of.get(self.row.get(text, -1))
+        return None if k is None else self.vectors[k]
+
+    def has_vector(self, text: str) -> bool:
+        return self.vector_of.get(self.row.get(text, -1)) is not None
 
     def search(self, qv: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Text ids and cosines of the ``k`` nearest candidates."""
@@ -122,6 +137,23 @@ class GlobalMemory:
                    np.array(meta["candidates"], dtype=np.int64), vectors)
 
 
+class _Pending(NamedTuple):
+    """A turn waiting for the user's next turn to settle whether it worked."""
+
+    user: str
+    session: str
+    ts: float
+    text: str
+    rewrite: str | None
+    status: str | None
+    barge_in: bool
+    explicit: str | None
+    meaning: str
+
+    def worked_alone(self) -> bool:
+        return turn_success(self.status, self.barge_in, self.explicit)
+
+
 class PersonalMemory:
     """Each user's history, updated one logged turn at a time (``observe``), no rebuild.
 
@@ -137,7 +169,7 @@ class PersonalMemory:
         self.min_similarity = min_similarity
         self.users: dict[str, dict[str, list]] = {}  # user -> text -> [attempts, successes, last_ts, meaning]
         self.served: dict[str, dict[tuple[str, str], list]] = {}  # user -> (text, rewrite) -> [served, failed]
-        self.pending: dict[str, tuple] = {}
+        self.pending: dict[str, _Pending] = {}
         self.vectors: dict[str, np.ndarray] = {}  # personal texts the global index lacks
         self.observed = 0
 
@@ -147,28 +179,28 @@ class PersonalMemory:
         a turn without user, session, text or timestamp is ignored."""
         try:
             utt = turn["utterance"]
-            cur = (turn["user_id"], turn["session_id"], epoch_seconds(turn["timestamp"]), normalise_utterance(utt["text"]),
-                   normalise_utterance(utt["rewrite"]) if utt.get("rewrite") else None,
-                   (turn.get("response") or {}).get("status"), bool((turn.get("feedback") or {}).get("barge_in")),
-                   (turn.get("feedback") or {}).get("explicit"),
-                   meaning_key((turn.get("nlu") or {}).get("intent"), (turn.get("nlu") or {}).get("slots")))
+            feedback, nlu = turn.get("feedback") or {}, turn.get("nlu") or {}
+            cur = _Pending(turn["user_id"], turn["session_id"], epoch_seconds(turn["timestamp"]), normalise_utterance(utt["text"]),
+                           normalise_utterance(utt["rewrite"]) if utt.get("rewrite") else None,
+                           (turn.get("response") or {}).get("status"), bool(feedback.get("barge_in")), feedback.get("explicit"),
+                           meaning_key(nlu.get("intent"), nlu.get("slots")))
         except (KeyError, TypeError, ValueError, AttributeError):
             return
         self.observed += 1
-        prev = self.pending.pop(cur[0], None)
+        prev = self.pending.pop(cur.user, None)
         if prev is not None:
-            retried = prev[1] == cur[1] and cur[2] - prev[2] <= self.window_s and text_similarity(prev[3], cur[3]) >= self.min_similarity
-            self._settle(prev, success=not retried and turn_success(prev[5], prev[6], prev[7]))
-        self.pending[cur[0]] = cur
+            retried = prev.session == cur.session and cur.ts - prev.ts <= self.window_s and text_similarity(prev.text, cur.text) >= self.min_similarity
+            self._settle(prev, success=not retried and prev.worked_alone())
+        self.pending[cur.user] = cur
 
     def flush(self) -> None:
         """Settle every pending turn on its own fields (end of a log)."""
         for prev in self.pending.values():
-            self._settle(prev, success=turn_success(prev[5], prev[6], prev[7]))
+            self._settle(prev, success=prev.worked_alone())
         self.pending.clear()
 
-    def _settle(self, t: tuple, *, success: bool) -> None:
-        user, _, ts, text, rewrite, *_rest, meaning = t
+    def _settle(self, t: _Pending, *, success: bool) -> None:
+        user, ts, text, rewrite, meaning = t.user, t.ts, t.text, t.rewrite, t.meaning
         if rewrite:  # what ran was the rewrite; the request's own record counts only when it ran as it was
             s = self.served.setdefault(user, {}).setdefault((text, rewrite), [0, 0])
             s[0] += 1

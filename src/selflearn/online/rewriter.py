@@ -156,11 +156,8 @@ class OnlineRewriter:
         return texts, sources, as_matrix(qf, rows)
 
     def _vector(self, text: str) -> np.ndarray | None:
-        r = self.global_.row.get(text)
-        k = self.global_.vector_of.get(r) if r is not None else None
-        if k is not None:
-            return self.global_.vectors[k]
-        return self.personal.vectors.get(text)
+        v = self.global_.vector(text)
+        return self.personal.vectors.get(text) if v is None else v
 
     # -- the model directory -------------------------------------------------------
     def save(self, directory: Path, *, encoder_dir: Path | None = None, onnx_file: Path | None = None, meta: dict | None = None) -> None:
@@ -191,7 +188,7 @@ class OnlineRewriter:
             raise StoreVersionError(explain(f"format_version={manifest.get('format_version')}", f"must be {MODEL_FORMAT}", "retrain with `selflearn train online`"))
         encoder = TorchEncoder(directory / "encoder", threads=threads) if torch_encoder else OnnxEncoder(directory / "encoder.onnx", directory / "encoder" / "tokenizer", threads=threads)
         g = GlobalMemory.load(directory / "global")
-        personal = PersonalMemory.load(directory / "personal", encoder, known=lambda t: g.vector_of.get(g.row.get(t, -1)) is not None)
+        personal = PersonalMemory.load(directory / "personal", encoder, known=g.has_vector)
         table = TableRewriter.load(directory / "rewrites.parquet") if manifest["components"].get("table") else None
         return cls(encoder, g, personal, Ranker.load(directory / "ranker"), table, layers=layers,
                    k_global=manifest["k_global"], k_personal=manifest["k_personal"],
@@ -207,4 +204,4 @@ def _now(context: dict, personal: PersonalMemory, user_id: str) -> float:
         except (ValueError, TypeError):
             pass
     pending = personal.pending.get(user_id)
-    return pending[2] if pending else time.time()
+    return pending.ts if pending else time.time()

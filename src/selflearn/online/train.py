@@ -223,9 +223,8 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     export_onnx(enc, out / "encoder.onnx", quantize=True)
     onnx = OnnxEncoder(out / "encoder.onnx", out / "encoder" / "tokenizer", threads=threads)
     say("index")
-    g.vectors = onnx.encode([g.texts[i] for i in g.candidates])
-    g.__post_init__()
-    personal = PersonalMemory(onnx, known=lambda t: g.vector_of.get(g.row.get(t, -1)) is not None)
+    g.set_vectors(onnx.encode([g.texts[i] for i in g.candidates]))
+    personal = PersonalMemory(onnx, known=g.has_vector)
     rw = OnlineRewriter(onnx, g, personal, Ranker(), TableRewriter.load(table) if table else None,
                         layers=("global", "personal"), k_global=c.k_global, k_personal=c.k_personal, threshold=1.0)
     say("replay")
