@@ -13,6 +13,7 @@ from selflearn.online import OnlineRewriter, Ranker, TorchEncoder, OnnxEncoder, 
 from selflearn.online.encoder import _batches, fit_biencoder
 from selflearn.online.features import FEATURES, phonetic_key, smoothed_rate
 from selflearn.online.memory import PersonalMemory, meaning_key, text_similarity, turn_success
+from selflearn.online.rewriter import MODEL_FORMAT
 
 
 # -- pure parts ------------------------------------------------------------------
@@ -122,6 +123,22 @@ def test_personal_layer_settles_turns_by_what_follows():
     assert h["weather in wilkerson montana"][:2] == [1, 1] and h["weather in wilkerson montana"][3] == "weather_query|"
     assert h["set an alarm"][:2] == [1, 1]
     assert m.observed == 3
+    # the user's own fix: the request that started the chain -> what worked
+    assert m.fixes_of("u", "play wilkerson weather") == {"weather in wilkerson montana": 1}
+    assert m.fixes_of("u", "set an alarm") == {} and m.fixes_of("someone else", "play wilkerson weather") == {}
+
+
+def test_personal_fix_is_credited_to_the_start_of_the_chain_only_when_the_retry_works():
+    m = PersonalMemory()
+    m.observe(_turn("u", "s1", 0, "weather in wilkerson"))
+    m.observe(_turn("u", "s1", 8, "weather in wilkerson please"))
+    m.observe(_turn("u", "s1", 16, "weather in wilkerson ohio"))  # worked: nothing followed soon
+    m.observe(_turn("u", "s2", 900, "play my song"))
+    m.observe(_turn("u", "s2", 905, "play my songs", status="error"))  # a retry that failed teaches nothing
+    m.flush()
+    assert m.fixes_of("u", "weather in wilkerson") == {"weather in wilkerson ohio": 1}
+    assert m.fixes_of("u", "weather in wilkerson please") == {}
+    assert m.fixes_of("u", "play my song") == {}
 
 
 def test_personal_layer_credits_the_rewrite_and_remembers_failed_serves():
@@ -141,8 +158,10 @@ def test_personal_layer_ignores_partial_records_and_forgets():
     m.observe({"utterance": None})
     assert m.observed == 0
     m.observe(_turn("u", "s", 0, "hello"))
+    m.observe(_turn("u", "s", 5, "hello there"))
     m.flush()
-    assert m.forget("u") and not m.history("u") and not m.forget("u")
+    assert m.fixes_of("u", "hello")
+    assert m.forget("u") and not m.history("u") and not m.fixes_of("u", "hello") and not m.forget("u")
 
 
 def test_personal_layer_round_trip(tmp_path):
@@ -153,11 +172,12 @@ def test_personal_layer_round_trip(tmp_path):
     m = PersonalMemory(Enc())
     m.observe(_turn("u", "s1", 0, "play jaz", rewrite="play jazz"))
     m.observe(_turn("u", "s2", 900, "good night"))
+    m.observe(_turn("u", "s2", 910, "good night now"))
     m.flush()
     m.save(tmp_path / "p")
     n = PersonalMemory.load(tmp_path / "p")
-    assert n.history("u") == m.history("u") and n.served == m.served
-    assert set(n.vectors) == {"play jazz", "good night"}
+    assert n.history("u") == m.history("u") and n.served == m.served and n.fixes == m.fixes and n.fixes
+    assert set(n.vectors) == {"play jazz", "good night now"}
     with pytest.raises(InvalidInputError, match="personal layer"):
         PersonalMemory.load(tmp_path / "nothing")
 
@@ -182,7 +202,7 @@ def _logged(online_model, n=300):
 def test_training_writes_a_complete_model_directory(online_model):
     d, s = online_model["model"], online_model["stats"]
     manifest = json.loads((d / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and manifest["components"]["table"] == "rewrites.parquet"
+    assert manifest["format_version"] == MODEL_FORMAT == 2 and manifest["components"]["table"] == "rewrites.parquet"
     for part in ("encoder/config.json", "encoder/model.safetensors", "encoder.onnx", "global/index.faiss", "global/entries.parquet",
                  "personal/history.parquet", "ranker/model.safetensors", "ranker/config.json", "rewrites.parquet"):
         assert (d / part).is_file(), part
@@ -244,11 +264,24 @@ def test_personal_layer_updates_without_rebuild(online_model):
     assert len(rw.global_.texts) == before  # the global layer was not rebuilt
 
 
+def test_a_users_own_fix_becomes_a_personal_candidate(online_model):
+    rw = OnlineRewriter.load(online_model["model"])
+    said, meant = "what is the weather in springfield", "what is the weather in springfield ohio"
+    rw.observe({**_turn("wilkerson-fan", "w1", 0, said, intent="weather_query"), "timestamp": "2026-04-01T08:00:00Z"})
+    rw.observe({**_turn("wilkerson-fan", "w1", 0, meant, intent="weather_query"), "timestamp": "2026-04-01T08:00:09Z"})
+    rw.observe({**_turn("wilkerson-fan", "w2", 0, "good night"), "timestamp": "2026-04-01T22:00:00Z"})
+    texts, sources, x = rw.candidates(said, user_id="wilkerson-fan", device={"type": "speaker"}, context={"hour": 8})
+    k = texts.index(meant)
+    assert sources[k] == "personal" and x[k, FEATURES.index("u_pair_log_fixed")] == pytest.approx(math.log(2))
+    other, _, y = rw.candidates(said, user_id="someone-else", device={"type": "speaker"}, context={"hour": 8})
+    assert meant not in other or y[other.index(meant), FEATURES.index("u_pair_log_fixed")] == 0
+
+
 def test_unknown_user_gets_the_global_layer_only(online_model):
     rw = OnlineRewriter.load(online_model["model"])
     texts, sources, x = rw.candidates("play some jazz", user_id="nobody-at-all", device={"type": "speaker"}, context={})
     assert texts and set(sources) == {"global"}
-    for f in ("u_q_log_attempts", "u_c_log_successes", "u_c_recency", "u_pair_log_served"):
+    for f in ("u_q_log_attempts", "u_c_log_successes", "u_c_recency", "u_pair_log_served", "u_pair_log_fixed"):
         assert np.all(x[:, FEATURES.index(f)] == 0)
 
 

@@ -24,7 +24,7 @@ FEATURES = (
     # the candidate, globally
     "c_log_turns", "c_success",
     # the candidate, for this user
-    "u_c_log_successes", "u_c_recency", "u_pair_log_served", "u_pair_fail_share",
+    "u_c_log_successes", "u_c_recency", "u_pair_log_served", "u_pair_fail_share", "u_pair_log_fixed",
     # context: how much of the candidate's success happened in this context
     "ctx_device", "ctx_screen", "ctx_hour", "ctx_location",
 )
@@ -49,14 +49,14 @@ def query_features(q_turns: int, q_successes: int, u_attempts: int, u_successes:
 
 def candidate_features(query: str, candidate: str, *, cosine: float, same_meaning: bool, c_turns: int, c_successes: int,
                        u_successes: int, u_last_ts: float | None, now: float, served: int, failed: int,
-                       ctx_device: float, ctx_screen: float, ctx_hour: float, ctx_location: float) -> list[float]:
+                       fixed: int, ctx_device: float, ctx_screen: float, ctx_hour: float, ctx_location: float) -> list[float]:
     lq, lc = len(query.split()), len(candidate.split())
     recency = math.exp(-max(0.0, now - u_last_ts) / (RECENCY_DAYS * 86400)) if u_last_ts is not None and u_successes > 0 else 0.0
     return [cosine, fuzz.ratio(query, candidate) / 100, fuzz.token_set_ratio(query, candidate) / 100,
             fuzz.ratio(phonetic_key(query), phonetic_key(candidate)) / 100, min(lq, lc) / max(lq, lc, 1), float(same_meaning),
             math.log1p(c_turns), smoothed_rate(c_successes, c_turns) if c_turns else 0.0,
             math.log1p(u_successes), recency, math.log1p(served), failed / served if served else 0.0,
-            ctx_device, ctx_screen, ctx_hour, ctx_location]
+            math.log1p(fixed), ctx_device, ctx_screen, ctx_hour, ctx_location]
 
 
 def as_matrix(q: list[float], rows: list[list[float]]) -> np.ndarray:

@@ -149,6 +149,7 @@ class _Pending(NamedTuple):
     barge_in: bool
     explicit: str | None
     meaning: str
+    chain: str | None = None  # the request that started the retry chain this turn belongs to
 
     def worked_alone(self) -> bool:
         return turn_success(self.status, self.barge_in, self.explicit)
@@ -158,9 +159,11 @@ class PersonalMemory:
     """Each user's history, updated one logged turn at a time (``observe``), no rebuild.
 
     Per user and request: attempts, successes, last time, last meaning; per user and
-    (request, rewrite): how often the rewrite was served and failed. A turn's outcome is
-    settled when the user's next turn arrives: a quick similar retry in the same session marks
-    it failed, otherwise its own status, barge-in and feedback decide (as in the signals)."""
+    (request, rewrite): how often the rewrite was served and failed; per user and (request,
+    what worked): how often this user's own retries turned a failing request into one that
+    worked (their personal rephrases: the Wilkerson case). A turn's outcome is settled when the
+    user's next turn arrives: a quick similar retry in the same session marks it failed,
+    otherwise its own status, barge-in and feedback decide (as in the signals)."""
 
     def __init__(self, encoder=None, *, known=None, window_s: float = 45.0, min_similarity: float = 0.35):
         self.encoder = encoder
@@ -169,6 +172,7 @@ class PersonalMemory:
         self.min_similarity = min_similarity
         self.users: dict[str, dict[str, list]] = {}  # user -> text -> [attempts, successes, last_ts, meaning]
         self.served: dict[str, dict[tuple[str, str], list]] = {}  # user -> (text, rewrite) -> [served, failed]
+        self.fixes: dict[str, dict[str, dict[str, int]]] = {}  # user -> failing request -> what worked after retrying -> times
         self.pending: dict[str, _Pending] = {}
         self.vectors: dict[str, np.ndarray] = {}  # personal texts the global index lacks
         self.observed = 0
@@ -191,6 +195,8 @@ class PersonalMemory:
         if prev is not None:
             retried = prev.session == cur.session and cur.ts - prev.ts <= self.window_s and text_similarity(prev.text, cur.text) >= self.min_similarity
             self._settle(prev, success=not retried and prev.worked_alone())
+            if retried:
+                cur = cur._replace(chain=prev.chain or prev.text)
         self.pending[cur.user] = cur
 
     def flush(self) -> None:
@@ -212,6 +218,9 @@ class PersonalMemory:
         e[2] = ts
         if success:
             e[3] = meaning
+            if t.chain and t.chain != ran:
+                f = self.fixes.setdefault(user, {}).setdefault(t.chain, {})
+                f[ran] = f.get(ran, 0) + 1
             if self.encoder is not None and ran not in self.vectors and not self.known(ran):
                 self.vectors[ran] = self.encoder.encode([ran])[0]
 
@@ -223,10 +232,14 @@ class PersonalMemory:
         s = self.served.get(user, {}).get((text, rewrite))
         return (s[0], s[1]) if s else (0, 0)
 
+    def fixes_of(self, user: str, text: str) -> dict[str, int]:
+        """What worked, and how often, when ``user`` retried after ``text`` failed."""
+        return self.fixes.get(user, {}).get(text, {})
+
     def forget(self, user: str) -> bool:
         """Delete everything remembered about ``user``."""
-        found = user in self.users or user in self.served
-        for d in (self.users, self.served, self.pending):
+        found = user in self.users or user in self.served or user in self.fixes
+        for d in (self.users, self.served, self.fixes, self.pending):
             d.pop(user, None)
         return found
 
@@ -241,9 +254,12 @@ class PersonalMemory:
         srows = [(u, a, b, s[0], s[1]) for u, d in self.served.items() for (a, b), s in d.items()]
         served = pa.table({"user_id": [r[0] for r in srows], "text": [r[1] for r in srows], "rewrite": [r[2] for r in srows],
                            "served": pa.array([r[3] for r in srows], pa.int64()), "failed": pa.array([r[4] for r in srows], pa.int64())})
+        frows = [(u, a, b, n) for u, d in self.fixes.items() for a, got in d.items() for b, n in got.items()]
+        fixes = pa.table({"user_id": [r[0] for r in frows], "text": [r[1] for r in frows], "worked": [r[2] for r in frows],
+                          "times": pa.array([r[3] for r in frows], pa.int64())})
         texts = list(self.vectors)
         vecs = pa.table({"text": texts, "vector": [v.tolist() for v in self.vectors.values()]})
-        for name, table in (("history", hist), ("served", served), ("vectors", vecs)):
+        for name, table in (("history", hist), ("served", served), ("fixes", fixes), ("vectors", vecs)):
             tmp = directory / f".{name}.parquet.tmp"
             pq.write_table(table, str(tmp))
             tmp.replace(directory / f"{name}.parquet")
@@ -255,6 +271,7 @@ class PersonalMemory:
             cfg = json.loads((directory / "config.json").read_text())
             hist = pq.read_table(str(directory / "history.parquet")).to_pylist()
             served = pq.read_table(str(directory / "served.parquet")).to_pylist()
+            fixes = pq.read_table(str(directory / "fixes.parquet")).to_pylist()
             vecs = pq.read_table(str(directory / "vectors.parquet")).to_pylist()
         except (OSError, ValueError, pa.ArrowInvalid) as exc:
             raise InvalidInputError(explain(str(directory), f"must hold a saved personal layer ({exc})", "train it with `selflearn train online`")) from exc
@@ -263,6 +280,8 @@ class PersonalMemory:
             m.users.setdefault(r["user_id"], {})[r["text"]] = [r["attempts"], r["successes"], r["last_ts"], r["meaning"]]
         for r in served:
             m.served.setdefault(r["user_id"], {})[(r["text"], r["rewrite"])] = [r["served"], r["failed"]]
+        for r in fixes:
+            m.fixes.setdefault(r["user_id"], {}).setdefault(r["text"], {})[r["worked"]] = r["times"]
         m.vectors = {r["text"]: np.array(r["vector"], dtype=np.float32) for r in vecs}
         return m
 

@@ -22,7 +22,7 @@ from .ranker import Ranker
 __all__ = ["OnlineRewriter", "Decision", "LAYERS", "MODEL_FORMAT"]
 
 LAYERS = ("table", "global", "personal")
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2  # 2: the personal layer remembers each user's own fixes
 MAX_CHARS = 512  # requests longer than this are not assistant requests; they pass through
 
 
@@ -122,6 +122,10 @@ class OnlineRewriter:
                 sims = np.stack([vecs[k] for k in keep]) @ qv
                 for k in np.argsort(-sims)[: self.k_personal + 1]:
                     found[mine[keep[k]]] = ("personal", float(sims[k]))
+            for text in self.personal.fixes_of(user_id, q):  # what worked when this user retried this request
+                v = self._vector(text)
+                if text not in found and v is not None:
+                    found[text] = ("personal", float(v @ qv))
         found.pop(q, None)
         for pair in [p for p in self.blocked if p[0] == q]:
             found.pop(pair[1], None)
@@ -142,11 +146,12 @@ class OnlineRewriter:
             r = g.row.get(text)
             e = hist.get(text)
             served, failed = self.personal.served_stats(user_id, q, text) if "personal" in self.layers else (0, 0)
+            fixed = self.personal.fixes_of(user_id, q).get(text, 0) if "personal" in self.layers else 0
             meaning = g.meaning[r] if r is not None else -1
             rows.append(candidate_features(
                 q, text, cosine=cos, same_meaning=meaning >= 0 and meaning == q_heard,
                 c_turns=int(g.turns[r]) if r is not None else 0, c_successes=int(g.successes[r]) if r is not None else 0,
-                u_successes=e[1] if e else 0, u_last_ts=e[2] if e else None, now=now, served=served, failed=failed,
+                u_successes=e[1] if e else 0, u_last_ts=e[2] if e else None, now=now, served=served, failed=failed, fixed=fixed,
                 ctx_device=float(g.device_share[r, dcol]) if r is not None and dcol is not None else 0.0,
                 ctx_screen=(float(g.screen_share[r]) if has_screen else 1.0 - float(g.screen_share[r])) if r is not None and isinstance(has_screen, bool) else 0.0,
                 ctx_hour=float(g.hour_share[r, hb]) if r is not None and hb is not None else 0.0,

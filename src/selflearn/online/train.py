@@ -174,16 +174,19 @@ def _record(r: dict) -> dict:
             "nlu": {"intent": r["intent"], "slots": r["slots"]}}
 
 
-def replay_examples(rw: OnlineRewriter, h: History, chosen: set[int]) -> list[tuple[int, list[str], np.ndarray]]:
+def replay_examples(rw: OnlineRewriter, h: History, chosen: set[int], eligible: set[int] | None = None) -> list[tuple[int, list[str], np.ndarray, bool]]:
     """Replay every turn through the personal layer in time order; at each chosen row, the
-    candidates and features known just before it."""
+    candidates and features known just before it. Rows of ``eligible`` whose user has, by then,
+    fixed the same request by retrying are all taken too (a census of the rare personal cases:
+    a random sample would hold a handful); the flag says which rows came from the census."""
     out = []
     for i, r in enumerate(h.rows):
-        if i in chosen:
+        census = eligible is not None and i in eligible and bool(rw.personal.fixes_of(r["user_id"], r["text"]))
+        if i in chosen or census:
             texts, _, x = rw.candidates(r["text"], user_id=r["user_id"],
                                         device={"type": r["device_type"], "has_screen": bool(r["has_screen"]), "location": r["location"]},
                                         context={"hour": r["hour"], "timestamp": r["ts"]})
-            out.append((i, texts, x))
+            out.append((i, texts, x, census))
         rw.personal.observe(_record(r))
     rw.personal.flush()
     return out
@@ -237,12 +240,14 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     pick_ok = set(rng.sample(worked, min(len(worked), c.examples // 2)))
     chosen = pick_fix | pick_ok
     # the sample is half and half; traffic is not: weights restore the real mix in the precision
+    # (census rows count once each; they are too few to bias the sampled strata's weights)
     weight_of = {True: len(fixable) / max(len(pick_fix), 1), False: len(worked) / max(len(pick_ok), 1)}
+    fixable_set = set(fixable)
     rw.warm([h.rows[i]["text"] for i in chosen])
-    examples = replay_examples(rw, h, chosen)
+    examples = replay_examples(rw, h, chosen, eligible=fixable_set | set(worked))
     say("ranker")
     xs, ys, groups, train_mask = [], [], [], []
-    for k, (i, texts, x) in enumerate(examples):
+    for k, (i, texts, x, _) in enumerate(examples):
         if not texts:
             continue
         y = _labels(rw, h, i, texts)
@@ -262,15 +267,16 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
         m = np.flatnonzero(vg == k)
         b = m[np.argmax(s[m])]
         top_score.append(s[b])
-        is_fix = examples[k][0] in pick_fix
+        is_fix = examples[k][0] in fixable_set
         cand = g.row.get(examples[k][1][b - m[0]])
         harmless = (not is_fix and cand is not None and g.meaning[cand] >= 0
                     and g.meanings[g.meaning[cand]] == h.rows[examples[k][0]]["meaning"])
         top_right.append(bool(vy[b]) or harmless)
         top_fixed.append(bool(vy[b]))
         top_isfix.append(is_fix)
-        top_w.append(weight_of[is_fix])
-        n_fixable += weight_of[is_fix] * is_fix
+        w = 1.0 if examples[k][3] else weight_of[is_fix]
+        top_w.append(w)
+        n_fixable += w * is_fix
     top_score, top_right, top_fixed, top_w = np.array(top_score), np.array(top_right), np.array(top_fixed), np.array(top_w)
     top_harm = ~top_right & ~np.array(top_isfix, bool)  # a request that worked, rewritten to another meaning
     threshold, at = choose_threshold(top_score, top_right, n_fixable, min_precision=c.min_precision, weights=top_w, fixed=top_fixed)
@@ -283,7 +289,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     curve = precision_coverage(top_score, top_right, n_fixable, top_w, top_fixed)
     stats = {"turns": len(h.rows), "fixable_requests": len(h.target), "biencoder": fit_stats,
              "global_texts": len(g.texts), "global_candidates": int(len(g.candidates)),
-             "personal_users": len(personal.users), "ranking_examples": len(examples), "ranking_rows": int(len(y)),
+             "personal_users": len(personal.users), "ranking_examples": len(examples), "personal_fix_census": sum(e[3] for e in examples), "ranking_rows": int(len(y)),
              "validation_requests": int(len(top_score)), "validation_fixable": int(round(n_fixable)), "fixable_by_rewriting": len(fixable), "min_precision": c.min_precision,
              "threshold": threshold, "calibrate": c.calibrate, "at_threshold": at, "harm_threshold": by_harm[1], "curve": curve[:: max(1, len(curve) // 50)],
              "train_seconds": round(time.perf_counter() - started, 1)}
