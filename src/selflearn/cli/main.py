@@ -130,7 +130,7 @@ def migrate_cmd(store: StoreOpt = Path(DEFAULT_STORE)) -> None:
         raise fail(exc) from exc
 
 
-from . import online, rewrites, world  # noqa: E402,F401  (registers mine, rewrites, train, serve, simulate, ab, asr-channel, world)
+from . import labels, online, rewrites, world  # noqa: E402,F401  (registers labels, mine, rewrites, train, serve, simulate, ab, asr-channel, world)
 
 
 def main() -> None:

@@ -75,6 +75,24 @@ def build_cmd(
     out.print_json(json.dumps(w.stats)) if as_json else out.print(w.stats)
 
 
+@world_app.command("gold")
+def gold_cmd(
+    store: Annotated[Path, typer.Option("--store", help="Store holding the run's imported logs.")],
+    run: Annotated[Path, typer.Option("--run", help="The run directory (`selflearn simulate --out`) whose truth to read.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Dialogue-format JSONL to write.")] = Path("gold.jsonl"),
+    limit: Annotated[int | None, typer.Option(help="Only the first N sessions.")] = None,
+) -> None:
+    """The run's sessions labelled with its hidden truth (defect, goal, goal success, intent, slots):
+    reference labels for `selflearn labels evaluate --data` (evaluation only)."""
+    from selflearn.world.gold import write_gold
+
+    try:
+        n = write_gold(store, run, out_file, limit=limit)
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    out.print(f"{n:,} dialogues with the truth's labels → {out_file}", highlight=False)
+
+
 @app.command("simulate")
 def simulate_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory: logs.jsonl here, hidden truth under truth/.")] = Path("sim-out"),

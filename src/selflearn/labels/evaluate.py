@@ -1,0 +1,149 @@
+"""Scoring labels against reference labels: per-task metrics and precision/coverage curves.
+
+Predictions (the model's, or the weak labels as a baseline) and references are per-exchange dicts
+in the shape ``LabelModel.predict`` returns. A prediction's *confidence* is max(p, 1 - p) for a
+binary task and the top probability otherwise, so a curve answers "if I keep only the labels this
+confident, how many turns get one and how many of those are right"."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["evaluate_predictions", "precision_coverage", "threshold_for", "reference_targets", "labels_as_predictions", "BINARY"]
+
+BINARY = ("defect", "same_goal", "goal_success")
+
+
+def reference_targets(dialogues) -> list[list[dict]]:
+    """The reference label of each task per exchange (None where the data has none)."""
+    out = []
+    for d in dialogues:
+        rows = []
+        for t, e in enumerate(d.exchanges):
+            lab = e.labels
+            prev = d.exchanges[t - 1].labels.get("goal") if t > 0 else None
+            rows.append({"defect": lab.get("defect"), "goal_success": lab.get("goal_success"),
+                         "same_goal": int(lab["goal"] == prev) if t > 0 and "goal" in lab and prev is not None else None,
+                         "intent": lab.get("intent"), "slots": lab.get("slots"), "satisfaction": lab.get("satisfaction"),
+                         "dialogue_label": (str(d.label) if d.label is not None else None) if t == 0 else None})
+        out.append(rows)
+    return out
+
+
+def labels_as_predictions(dialogues) -> list[list[dict]]:
+    """A dialogue set's own labels in the shape of predictions, each with confidence 1 (how the
+    weak labels are scored as the "feedback heuristics alone" baseline)."""
+    out = []
+    for rows in reference_targets(dialogues):
+        out.append([{k: (v if k in BINARY or v is None else (v if k == "slots" else (v, 1.0))) for k, v in r.items()}
+                    | {"slots_confidence": 1.0} for r in rows])
+    return out
+
+
+def _pairs(pred, ref, task):
+    """(predicted value, confidence, reference value) for exchanges where both exist."""
+    out = []
+    for pd, rd in zip(pred, ref):
+        for p, r in zip(pd, rd):
+            pv, rv = p.get(task), r.get(task)
+            if pv is None or rv is None:
+                continue
+            if task in BINARY:
+                out.append((int(pv >= 0.5), max(pv, 1 - pv), int(rv), float(pv)))
+            elif task == "slots":
+                out.append((pv, p.get("slots_confidence", 1.0), rv, None))
+            else:
+                out.append((pv[0], pv[1], rv, None))
+    return out
+
+
+def precision_coverage(conf: np.ndarray, right: np.ndarray, total: int, points: int = 50) -> list[dict]:
+    """Precision among the ``k`` most confident labels and their share of ``total`` turns, at
+    thresholds spread over the confidences."""
+    if len(conf) == 0:
+        return []
+    order = np.argsort(-conf, kind="stable")
+    c, r = conf[order], right[order].astype(float)
+    cum = np.cumsum(r) / np.arange(1, len(r) + 1)
+    out = []
+    for k in sorted({int(x) for x in np.linspace(1, len(c), min(points, len(c)))}):
+        k = int(np.searchsorted(-c, -c[k - 1], side="right"))  # every label as confident as the k-th
+        out.append({"threshold": round(float(c[k - 1]), 6), "precision": round(float(cum[k - 1]), 4), "coverage": round(k / total, 4)})
+    return out
+
+
+def threshold_for(curve: list[dict], min_precision: float) -> dict | None:
+    """The point of widest coverage whose precision is at least ``min_precision``."""
+    ok = [p for p in curve if p["precision"] >= min_precision]
+    return max(ok, key=lambda p: p["coverage"]) if ok else None
+
+
+def evaluate_predictions(pred: list[list[dict]], ref: list[list[dict]], *, precision_targets=(0.9, 0.95)) -> dict:
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
+
+    turns = sum(len(d) for d in ref)
+    out: dict = {"turns": turns}
+    for task in ("defect", "same_goal", "goal_success", "intent", "satisfaction", "dialogue_label", "slots"):
+        rows = _pairs(pred, ref, task)
+        if not rows:
+            continue
+        total = sum(1 for rd in ref for r in rd if r.get(task) is not None)
+        if task == "slots":
+            out[task] = _slot_metrics(rows, total, precision_targets)
+            continue
+        y_pred = [r[0] for r in rows]
+        y_true = [r[2] for r in rows]
+        right = np.array([a == b for a, b in zip(y_pred, y_true)])
+        labels = sorted({str(x) for x in y_true} | {str(x) for x in y_pred})
+        sp, st = [str(x) for x in y_pred], [str(x) for x in y_true]
+        p, r, f, n = precision_recall_fscore_support(st, sp, labels=labels, zero_division=0)
+        m = {"n": len(rows), "coverage_of_reference": round(len(rows) / total, 4) if total else None,
+             "accuracy": round(float(accuracy_score(st, sp)), 4), "macro_f1": round(float(f1_score(st, sp, labels=labels, average="macro", zero_division=0)), 4)}
+        if task in BINARY:
+            tp = float(((np.array(y_pred) == 1) & (np.array(y_true) == 1)).sum())
+            pp, tt = float(sum(y_pred)), float(sum(y_true))
+            m.update({"precision": round(tp / pp, 4) if pp else 0.0, "recall": round(tp / tt, 4) if tt else 0.0})
+            m["f1"] = round(2 * m["precision"] * m["recall"] / (m["precision"] + m["recall"]), 4) if m["precision"] + m["recall"] else 0.0
+            scores = [r[3] for r in rows]
+            if len(set(y_true)) == 2 and len(set(scores)) >= 2:
+                m["auc"] = round(float(roc_auc_score(y_true, scores)), 4)
+        top = np.argsort(-n)[:20] if len(labels) > 20 else range(len(labels))
+        m["per_class"] = {labels[i]: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4), "f1": round(float(f[i]), 4), "support": int(n[i])}
+                          for i in top}
+        curve = precision_coverage(np.array([r[1] for r in rows]), right, total)
+        m["curve"] = curve
+        m["coverage_at"] = {str(t): (threshold_for(curve, t) or {}).get("coverage", 0.0) for t in precision_targets}
+        out[task] = m
+    return out
+
+
+def _slot_metrics(rows, total, precision_targets) -> dict:
+    tp_t = fp_t = fn_t = tp_v = fp_v = fn_v = 0
+    right = []
+    for pv, _, rv, _ in rows:
+        pt, rt = _multiset([s["name"] for s in pv]), _multiset([s["name"] for s in rv])
+        pvv, rvv = _multiset([(s["name"], s["value"]) for s in pv]), _multiset([(s["name"], s["value"]) for s in rv])
+        a, b = _overlap(pt, rt), _overlap(pvv, rvv)
+        tp_t, fp_t, fn_t = tp_t + a, fp_t + sum(pt.values()) - a, fn_t + sum(rt.values()) - a
+        tp_v, fp_v, fn_v = tp_v + b, fp_v + sum(pvv.values()) - b, fn_v + sum(rvv.values()) - b
+        right.append(pvv == rvv)
+
+    def prf(tp, fp, fn):
+        p = tp / (tp + fp) if tp + fp else 0.0
+        r = tp / (tp + fn) if tp + fn else 0.0
+        return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0}
+
+    curve = precision_coverage(np.array([r[1] for r in rows]), np.array(right), total)
+    return {"n": len(rows), "slot_types": prf(tp_t, fp_t, fn_t), "slot_values": prf(tp_v, fp_v, fn_v),
+            "turn_exact": round(float(np.mean(right)), 4), "curve": curve,
+            "coverage_at": {str(t): (threshold_for(curve, t) or {}).get("coverage", 0.0) for t in precision_targets}}
+
+
+def _multiset(items):
+    from collections import Counter
+
+    return Counter(items)
+
+
+def _overlap(a, b) -> int:
+    return sum((a & b).values())

@@ -1,0 +1,132 @@
+"""What `selflearn labels` does, as library calls: load a dialogue source, train with a held-out
+calibration share, evaluate, apply at a chosen precision, export NLU training data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..errors import InvalidInputError, explain
+from .dialogues import Dialogue, Exchange, read_dialogues
+from .evaluate import BINARY, evaluate_predictions, reference_targets, threshold_for
+from .model import LabelModel
+
+__all__ = ["load_source", "train_labels", "evaluate_labels", "apply_labels", "nlu_examples", "CALIBRATION_SHARE"]
+
+CALIBRATION_SHARE = 0.1  # dialogues held out of training to draw the precision/coverage curves
+APPLIED = ("defect", "goal_success", "intent", "slots", "satisfaction")
+
+
+def load_source(*, store: Path | None = None, data: Path | None = None, limit: int | None = None) -> tuple[list[Dialogue], list[dict]]:
+    """Dialogues from a store (weak labels from its signals) or a dialogue-format JSONL file
+    (its own labels), and the quarantined lines of the latter."""
+    if (store is None) == (data is None):
+        raise InvalidInputError(explain(f"store={store}, data={data}", "exactly one source is needed", "pass --store or --data"))
+    if data is not None:
+        dialogues, bad = read_dialogues(data)
+        return dialogues[:limit] if limit else dialogues, bad
+    from ..store.store import Store
+    from .weak import store_dialogues
+
+    if not Path(store).exists():
+        raise InvalidInputError(explain(str(store), "does not exist", "import logs first (`selflearn import FILE --store ...`)"))
+    with Store(store) as st:
+        return store_dialogues(st, limit=limit), []
+
+
+def _held_out(dialogue_id: str, seed: int) -> bool:
+    return int(hashlib.sha256(f"{seed}:{dialogue_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < CALIBRATION_SHARE
+
+
+def train_labels(dialogues: list[Dialogue], out: Path, model: LabelModel, *, progress=None) -> dict:
+    """Fit on 90% of the dialogues; draw each task's precision/coverage curve on the other 10%
+    (against their labels: weak ones for a store) and save the model with it."""
+    cal = [d for d in dialogues if _held_out(d.dialogue_id, model.seed)]
+    train = [d for d in dialogues if not _held_out(d.dialogue_id, model.seed)] or dialogues
+    model.fit(train, progress=progress)
+    metrics = evaluate_predictions(model.predict(cal), reference_targets(cal)) if cal else {}
+    calibration = {"source": "held-out training dialogues", "dialogues": len(cal), "curves": _curves(metrics)}
+    model.save(out, calibration=calibration)
+    return {"dialogues": len(train), "calibration_dialogues": len(cal), "train_seconds": model.train_seconds_,
+            "pretrain_loss": _ends(model.history_["pretrain"]), "finetune_loss": _ends(model.history_["finetune"]),
+            "held_out": _summary(metrics)}
+
+
+def _curves(metrics: dict) -> dict:
+    return {t: m["curve"] for t, m in metrics.items() if isinstance(m, dict) and m.get("curve")}
+
+
+def _ends(losses: list[float]) -> list[float] | None:
+    if not losses:
+        return None
+    k = max(1, len(losses) // 10)
+    return [round(sum(losses[:k]) / k, 4), round(sum(losses[-k:]) / k, 4)]  # mean of the first and last tenth
+
+
+def _summary(metrics: dict) -> dict:
+    return {t: {k: v for k, v in m.items() if k != "curve"} if isinstance(m, dict) else m for t, m in metrics.items()}
+
+
+def evaluate_labels(model: LabelModel, dialogues: list[Dialogue], *, calibrate_to: Path | None = None, full: bool = False) -> dict:
+    """Metrics of the model's labels against the dialogues' labels; with ``calibrate_to`` the
+    curves become the model's calibration (saved there)."""
+    metrics = evaluate_predictions(model.predict(dialogues), reference_targets(dialogues))
+    if calibrate_to is not None:
+        model.save(calibrate_to, calibration={"source": "evaluation labels", "dialogues": len(dialogues), "curves": _curves(metrics)})
+    return metrics if full else _summary(metrics)
+
+
+def apply_labels(model: LabelModel, dialogues: list[Dialogue], *, min_precision: float) -> tuple[list[Dialogue], dict]:
+    """The dialogues with the model's labels, each task's kept only where the model is confident
+    enough for ``min_precision`` (by its calibration curves); and each task's share of turns labelled."""
+    if not 0.0 < min_precision <= 1.0:
+        raise InvalidInputError(explain(f"min_precision={min_precision}", "must be in (0, 1]", "e.g. 0.95"))
+    curves = (getattr(model, "calibration_", None) or {}).get("curves") or {}
+    cut = {}
+    for task in APPLIED:
+        if task in curves:
+            p = threshold_for(curves[task], min_precision)
+            cut[task] = p["threshold"] if p else None  # None: no confidence reaches it; the task is not labelled
+    preds = model.predict(dialogues)
+    out, counts, turns = [], {t: 0 for t in cut}, 0
+    for d, rows in zip(dialogues, preds):
+        ex = []
+        for e, p in zip(d.exchanges, rows):
+            turns += 1
+            labels = {}
+            for task, th in cut.items():
+                v = p.get(task)
+                if th is None or v is None:
+                    continue
+                if task in BINARY:
+                    if max(v, 1 - v) >= th:
+                        labels[task] = int(v >= 0.5)
+                elif task == "slots":
+                    if p["slots_confidence"] >= th:
+                        labels[task] = [{"name": s["name"], "value": s["value"]} for s in v]
+                elif v[1] >= th:
+                    labels[task] = v[0]
+                if task in labels:
+                    counts[task] += 1
+            ex.append(Exchange(e.user, e.system, dict(e.features), labels, e.turn_id))
+        out.append(Dialogue(d.dialogue_id, ex, d.label))
+    coverage = {t: {"threshold": cut[t], "coverage": round(counts[t] / turns, 4) if turns else 0.0} for t in cut}
+    return out, {"min_precision": min_precision, "turns": turns, "calibration": (model.calibration_ or {}).get("source"), "tasks": coverage}
+
+
+def nlu_examples(dialogues: list[Dialogue]) -> list[dict]:
+    """NLU training rows from labelled dialogues: every turn labelled as serving a goal that
+    succeeded, with an intent (and slots, where labelled): {"text", "intent", "slots"}."""
+    rows, seen = [], set()
+    for d in dialogues:
+        for e in d.exchanges:
+            lab = e.labels
+            if lab.get("goal_success") != 1 or "intent" not in lab:
+                continue
+            key = (e.user, lab["intent"], json.dumps(lab.get("slots"), sort_keys=True))
+            if key in seen:
+                continue
+            seen.add(key)
+            rows.append({"text": e.user, "intent": lab["intent"], "slots": lab.get("slots", [])})
+    return rows

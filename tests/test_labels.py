@@ -1,0 +1,319 @@
+"""Ground-truth generation: the dialogue format, weak labels, batching and masking, the label
+model (training lowers the loss, save/load, seeding), metrics, apply at a precision, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from selflearn.cli.main import app
+from selflearn.errors import InvalidInputError, NotFittedError
+from selflearn.labels import Dialogue, Exchange, LabelModel, evaluate_predictions, labels_as_predictions, read_dialogues, reference_targets, write_dialogues
+from selflearn.labels.batches import IGNORE, Vocab, collate, corrupt, encode_dialogues
+from selflearn.labels.dialogues import parse_dialogue
+from selflearn.labels.evaluate import precision_coverage, threshold_for
+from selflearn.labels.run import apply_labels, nlu_examples
+from selflearn.labels.weak import align_slot, store_dialogues
+from selflearn.store.importer import import_files
+from selflearn.store.store import Store
+
+from conftest import write_jsonl
+
+SONGS = ["purple haze", "yellow submarine", "hey jude", "blue in green", "so what", "take five"]
+CITIES = ["boston", "denver", "austin", "seattle", "miami"]
+
+
+def synthetic(n: int, seed: int = 0) -> list[Dialogue]:
+    """Dialogues whose labels follow from the text: a 'sorry' reply is a defect, the user then
+    retries the same goal; intent from the verb; the song or city is the slot."""
+    r = random.Random(seed)
+    out = []
+    for k in range(n):
+        ex = []
+        for g in range(r.randint(1, 2)):
+            if r.random() < 0.5:
+                song = r.choice(SONGS)
+                intent, said, slot = "music_play", f"play {song}", {"name": "song_name", "value": song}
+                good = f"Playing {song}"
+            else:
+                city = r.choice(CITIES)
+                intent, said, slot = "weather_query", f"weather in {city}", {"name": "place_name", "value": city}
+                good = f"It is sunny in {city}"
+            fail = r.random() < 0.4
+            if fail:
+                ex.append(Exchange(said, "Sorry, I don't know that", {"status": "failure", "asr_confidence": 0.5},
+                                   {"defect": 1, "goal": g, "goal_success": 1, "intent": intent, "slots": [slot]}))
+            ex.append(Exchange(said + (" please" if fail else ""), good, {"status": "success", "asr_confidence": 0.9},
+                               {"defect": 0, "goal": g, "goal_success": 1, "intent": intent, "slots": [slot]}))
+        out.append(Dialogue(f"d{k}", ex, label=int(len(ex) == 1)))
+    return out
+
+
+SMALL = dict(text_layers=1, d_model=32, dialogue_layers=1, epochs=3, pretrain_epochs=1, batch_size=8, seed=0, lr=1e-4, head_lr=3e-3)
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    return LabelModel(**SMALL).fit(synthetic(80))
+
+
+# -- the dialogue format -----------------------------------------------------------------
+def test_reader_keeps_good_dialogues_and_quarantines_bad_lines_with_reasons(tmp_path):
+    good = {"dialogue_id": "a", "label": 1, "turns": [{"speaker": "system", "text": "Hi!"},
+                                                      {"speaker": "user", "text": "play jaz", "turn_id": 3, "labels": {"defect": 1, "satisfaction": 2},
+                                                       "features": {"asr_confidence": 0.4, "domain": "music", "mood": "x"}},
+                                                      {"speaker": "system", "text": "Playing jazz"}, {"speaker": "system", "text": "Enjoy."}]}
+    lines = [good, "{not json", {"turns": [{"speaker": "user", "text": "x"}]},
+             {"dialogue_id": "b", "turns": []},
+             {"dialogue_id": "c", "turns": [{"speaker": "bot", "text": "x"}]},
+             {"dialogue_id": "d", "turns": [{"speaker": "user", "text": "x", "labels": {"defect": 2}}]},
+             {"dialogue_id": "e", "turns": [{"speaker": "user", "text": "x", "labels": {"mood": "sad"}}]},
+             {"dialogue_id": "f", "turns": [{"speaker": "user", "text": "x"}, {"speaker": "system", "text": "y", "labels": {"defect": 0}}]},
+             {"dialogue_id": "g", "turns": [{"speaker": "user", "text": "x", "features": {"asr_confidence": -1}}]},
+             {"dialogue_id": "h", "turns": [{"speaker": "system", "text": "only me"}]},
+             {"dialogue_id": "a", "turns": [{"speaker": "user", "text": "again"}]},
+             [1, 2]]
+    path = write_jsonl(tmp_path / "d.jsonl", lines)
+    dialogues, bad = read_dialogues(path)
+    assert [d.dialogue_id for d in dialogues] == ["a"]
+    e = dialogues[0].exchanges[0]
+    assert (e.user, e.system, e.turn_id, e.labels["defect"], e.features["mood"]) == ("play jaz", "Playing jazz Enjoy.", 3, 1, "x")
+    reasons = {b["line"]: b["reason"] for b in bad}
+    assert len(bad) == len(lines) - 1
+    assert "dialogue_id" in reasons[3] and "non-empty list" in reasons[4] and "'user' or 'system'" in reasons[5]
+    assert "labels.defect=2: must be 0 or 1" in reasons[6] and "not a known label" in reasons[7]
+    assert "belong on user turns" in reasons[8] and "asr_confidence=-1" in reasons[9] and "no user turn" in reasons[10]
+    assert "appears twice" in reasons[11] and "fix:" in reasons[12]
+    assert all("fix:" in r for r in reasons.values() if not r.startswith("Expecting"))
+
+
+def test_reader_refuses_a_file_without_one_good_dialogue(tmp_path):
+    with pytest.raises(InvalidInputError, match="no valid dialogue"):
+        read_dialogues(write_jsonl(tmp_path / "bad.jsonl", ["{", {"dialogue_id": "x"}]))
+    with pytest.raises(InvalidInputError, match="empty"):
+        read_dialogues(write_jsonl(tmp_path / "empty.jsonl", []))
+    with pytest.raises(OSError):
+        read_dialogues(tmp_path / "missing.jsonl")
+
+
+def test_dialogues_round_trip_through_the_format(tmp_path):
+    ds = synthetic(5)
+    write_dialogues(ds, tmp_path / "x.jsonl")
+    back, bad = read_dialogues(tmp_path / "x.jsonl")
+    assert not bad and [d.to_json() for d in back] == [d.to_json() for d in ds]
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        parse_dialogue("text")
+
+
+# -- weak labels from the store ----------------------------------------------------------
+def test_align_slot_finds_exact_then_misheard_spans():
+    assert align_slot("play purple haze now".split(), "purple haze") == (1, 3)
+    assert align_slot("play purple hays now".split(), "purple haze") == (1, 3)
+    assert align_slot("play something else".split(), "purple haze") is None
+    assert align_slot([], "x") is None
+
+
+def _log(sid, k, text, status, intent, slots, second):
+    return {"schema_version": 1, "session_id": sid, "turn_index": k, "timestamp": f"2026-03-02T08:00:{second:02d}Z", "user_id": "u1",
+            "device_id": "d1", "device": {"type": "speaker", "has_screen": False}, "utterance": {"text": text, "asr_confidence": 0.8},
+            "nlu": {"domain": intent.split("_")[0], "intent": intent, "confidence": 0.7, "slots": slots}, "response": {"status": status, "text": f"reply {k}"},
+            "feedback": {"barge_in": False}}
+
+
+def test_weak_labels_follow_the_signals(tmp_path):
+    logs = [_log("s1", 0, "play purple hays", "failure", "music_play", [{"name": "song_name", "value": "purple hays"}], 0),
+            _log("s1", 1, "play purple haze by jimi hendrix", "success", "music_play",
+                 [{"name": "song_name", "value": "purple haze"}, {"name": "artist_name", "value": "jimi hendrix"}], 6),
+            _log("s2", 0, "what time is it", "success", "datetime_query", [], 0)]
+    with Store(tmp_path / "s.duckdb") as st:
+        import_files(st, [write_jsonl(tmp_path / "l.jsonl", logs)])
+        ds = {d.dialogue_id: d for d in store_dialogues(st)}
+    a, b = ds["s1"].exchanges
+    assert a.labels["defect"] == 1 and b.labels["defect"] == 0
+    assert a.labels["goal"] == b.labels["goal"] and a.labels["goal_success"] == b.labels["goal_success"] == 1
+    assert a.labels["intent"] == b.labels["intent"] == "music_play"
+    assert "slots" not in a.labels  # 'jimi hendrix' was never heard in the first attempt: no tagging target
+    assert b.labels["slots"] == [{"name": "song_name", "value": "purple haze"}, {"name": "artist_name", "value": "jimi hendrix"}]
+    assert a.features["asr_confidence"] == 0.8 and b.features["gap_s"] == pytest.approx(6.0) and "gap_s" not in a.features
+    assert (a.turn_id, b.turn_id) == (0, 1)
+    (c,) = ds["s2"].exchanges
+    assert c.labels["defect"] == 0 and c.labels["intent"] == "datetime_query" and c.labels["slots"] == []
+
+
+# -- batches and masking -----------------------------------------------------------------
+def test_collate_pads_dialogues_and_masks_what_is_unknown(small_model):
+    ds = synthetic(6, seed=3)
+    ds[0].exchanges[0].labels.pop("defect")
+    enc = encode_dialogues(ds, small_model.tokenizer_, small_model.vocab_)
+    t = collate(enc, small_model.tokenizer_.pad_token_id)
+    n = sum(len(d.exchanges) for d in ds)
+    assert t["u_ids"].shape[0] == n == t["cats"].shape[0] == t["nums"].shape[0]
+    assert t["turn_pos"].shape == (6, max(len(d.exchanges) for d in ds))
+    assert (t["turn_pos"] >= 0).sum() == n and sorted(t["turn_pos"][t["turn_pos"] >= 0].tolist()) == list(range(n))
+    assert math.isnan(t["y_defect"][0]) and not math.isnan(t["y_defect"][1])
+    first = t["turn_pos"][:, 0]
+    assert all(math.isnan(t["y_same_goal"][k]) for k in first.tolist())  # a dialogue's first turn has no previous goal
+    tagged = (t["y_slots"] != IGNORE).sum(1)
+    assert all(int(tagged[k]) == len(e.user.split()) for k, e in enumerate(x for d in ds for x in d.exchanges))  # one tag per word
+    assert (t["u_ids"][t["u_mask"] == 0] == small_model.tokenizer_.pad_token_id).all()
+
+
+def test_corruptions_mark_what_they_changed():
+    rng = random.Random(1)
+    ds = synthetic(20, seed=2)
+    vocab = Vocab.fit(ds)
+    from transformers import AutoTokenizer
+
+    from selflearn.modeldir import encoder_path
+
+    enc = encode_dialogues(ds, AutoTokenizer.from_pretrained(encoder_path()), vocab)
+    for kind in ("swap", "shuffle", "insert"):
+        out = corrupt(enc, (kind,), rng, rate=1.0)
+        for before, after in zip(enc, out):
+            marked = [e.corrupted for e in after]
+            assert sum(marked) >= 1
+            if kind == "insert":
+                assert len(after) == len(before) + 1 and sum(marked) == 1
+            if kind == "swap":
+                assert len(after) == len(before)
+    assert all(e.corrupted == 0 for d in enc for e in d)  # the originals are untouched
+
+
+def test_padding_does_not_change_a_dialogues_labels(small_model):
+    ds = synthetic(12, seed=5)
+    short = next(d for d in ds if len(d.exchanges) == 1)
+    long = max(ds, key=lambda d: len(d.exchanges))
+    alone = small_model.predict([short])[0]
+    together = small_model.predict([long, short])[1]
+    assert alone[0]["defect"] == pytest.approx(together[0]["defect"], abs=1e-5)
+    assert alone[0]["intent"][1] == pytest.approx(together[0]["intent"][1], abs=1e-5)
+
+
+# -- the model -----------------------------------------------------------------------------
+def test_fine_tuning_lowers_the_loss(small_model):
+    h = small_model.history_
+    assert len(h["pretrain"]) >= 5 and len(h["finetune"]) >= 20
+    assert np.mean(h["finetune"][-5:]) < 0.6 * np.mean(h["finetune"][:5])
+
+
+def test_pretraining_on_swapped_replies_lowers_its_loss():
+    m = LabelModel(**{**SMALL, "pretrain_epochs": 10, "epochs": 0, "corruptions": ("swap",)}).fit(synthetic(48))
+    h = m.history_["pretrain"]
+    assert len(h) == 60 and not m.history_["finetune"]
+    assert np.mean(h[-12:]) < 0.75 * np.mean(h[:12])
+
+
+def test_model_learns_the_synthetic_labels(small_model):
+    ds = synthetic(40, seed=9)
+    m = evaluate_predictions(small_model.predict(ds), reference_targets(ds))
+    assert m["defect"]["accuracy"] >= 0.9 and m["intent"]["accuracy"] >= 0.9
+    assert m["slots"]["slot_types"]["f1"] >= 0.5 and m["defect"]["auc"] >= 0.9
+
+
+def test_save_load_and_seeding_give_identical_labels(small_model, tmp_path):
+    ds = synthetic(10, seed=4)
+    small_model.save(tmp_path / "m")
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {"config.json", "model.safetensors", "tokenizer"}
+    back = LabelModel.load(tmp_path / "m")
+    assert back.predict(ds) == small_model.predict(ds)
+    again = LabelModel(**SMALL).fit(synthetic(80))
+    assert again.predict(ds) == small_model.predict(ds)
+
+
+def test_bad_use_is_refused(tmp_path):
+    with pytest.raises(NotFittedError):
+        LabelModel().predict(synthetic(1))
+    with pytest.raises(InvalidInputError, match="labelled turn"):
+        LabelModel(**SMALL).fit([Dialogue("x", [Exchange("hi")])])
+    with pytest.raises(InvalidInputError, match="corruptions"):
+        LabelModel(**{**SMALL, "corruptions": ("melt",)}).fit(synthetic(2))
+    with pytest.raises(InvalidInputError, match="label model"):
+        LabelModel.load(tmp_path)
+
+
+def test_context_free_variant_trains_and_labels():
+    m = LabelModel(**{**SMALL, "context": False, "epochs": 1, "pretrain_epochs": 0}).fit(synthetic(20))
+    p = m.predict(synthetic(3, seed=1))
+    assert all(0.0 <= r["defect"] <= 1.0 for d in p for r in d) and not m.history_["pretrain"]
+
+
+# -- metrics and thresholds ----------------------------------------------------------------
+def test_precision_coverage_hand_worked():
+    conf = np.array([0.99, 0.9, 0.8, 0.7])
+    right = np.array([True, True, False, True])
+    curve = precision_coverage(conf, right, total=8)
+    assert curve[0] == {"threshold": 0.99, "precision": 1.0, "coverage": 0.125}
+    assert curve[-1] == {"threshold": 0.7, "precision": 0.75, "coverage": 0.5}
+    assert threshold_for(curve, 0.95)["coverage"] == 0.25 and threshold_for(curve, 1.01) is None
+
+
+def test_weak_labels_scored_against_themselves_are_perfect_and_slots_count_values():
+    ds = synthetic(10)
+    m = evaluate_predictions(labels_as_predictions(ds), reference_targets(ds))
+    assert m["defect"]["f1"] == 1.0 and m["intent"]["macro_f1"] == 1.0 and m["slots"]["slot_values"]["f1"] == 1.0
+    pred = labels_as_predictions(ds)
+    for rows in pred:
+        for r in rows:
+            r["slots"] = [{"name": s["name"], "value": s["value"] + "x"} for s in r["slots"]]
+    m = evaluate_predictions(pred, reference_targets(ds))
+    assert m["slots"]["slot_types"]["f1"] == 1.0 and m["slots"]["slot_values"]["f1"] == 0.0
+
+
+def test_apply_keeps_only_confident_labels_and_exports_nlu_rows(small_model):
+    ds = synthetic(30, seed=6)
+    metrics = evaluate_predictions(small_model.predict(ds), reference_targets(ds))
+    small_model.calibration_ = {"source": "test", "curves": {t: m["curve"] for t, m in metrics.items() if isinstance(m, dict) and "curve" in m}}
+    strict, s1 = apply_labels(small_model, ds, min_precision=1.0)
+    loose, s2 = apply_labels(small_model, ds, min_precision=0.5)
+    for t in ("defect", "intent"):
+        assert s1["tasks"][t]["coverage"] <= s2["tasks"][t]["coverage"]
+    assert s2["tasks"]["defect"]["coverage"] > 0.5
+    rows = nlu_examples(loose)
+    assert rows and all(set(r) == {"text", "intent", "slots"} for r in rows)
+    with pytest.raises(InvalidInputError, match="min_precision"):
+        apply_labels(small_model, ds, min_precision=0)
+
+
+# -- the world's truth as reference labels -------------------------------------------------
+def test_weak_labels_against_the_worlds_truth(online_model):
+    from selflearn.world.gold import attach_truth
+    from selflearn.world.truth import read_truth
+
+    with Store(online_model["dir"] / "s.duckdb") as st:
+        weak = store_dialogues(st, limit=400)
+        plain = store_dialogues(st, weak_labels=False, limit=400)
+    gold = attach_truth(plain, read_truth(online_model["dir"] / "sim"))
+    assert len(gold) == len(plain) == 400
+    m = evaluate_predictions(labels_as_predictions(weak), reference_targets(gold))
+    assert 0.8 <= m["defect"]["accuracy"] < 1.0 and m["intent"]["accuracy"] > 0.7
+    assert m["intent"]["coverage_of_reference"] < 1.0  # weak intents exist only for goals that worked
+
+
+# -- the CLI -------------------------------------------------------------------------------
+def test_cli_train_evaluate_apply(tmp_path):
+    data = tmp_path / "d.jsonl"
+    write_dialogues(synthetic(24), data)
+    with data.open("a") as f:
+        f.write("{broken\n")
+    r = CliRunner().invoke(app, ["labels", "train", "--data", str(data), "--out", str(tmp_path / "m"), "--text-layers", "1",
+                                 "--epochs", "1", "--pretrain-epochs", "0", "--json"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "d.jsonl.quarantine.jsonl").exists()
+    r = CliRunner().invoke(app, ["labels", "evaluate", "--model", str(tmp_path / "m"), "--data", str(data), "--json", "--calibrate"])
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.stdout[r.stdout.index("{"):])
+    assert {"accuracy", "macro_f1", "per_class", "auc"} <= set(metrics["defect"]) and "slots" in metrics
+    r = CliRunner().invoke(app, ["labels", "apply", "--model", str(tmp_path / "m"), "--data", str(data), "--out", str(tmp_path / "o.jsonl"),
+                                 "--min-precision", "0.9", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout[r.stdout.index("{"):])["calibration"] == "evaluation labels"
+    assert read_dialogues(tmp_path / "o.jsonl")[0]
+    r = CliRunner().invoke(app, ["labels", "evaluate", "--model", str(tmp_path / "nothing"), "--data", str(data)])
+    assert r.exit_code == 2 and "label model" in r.output
+    r = CliRunner().invoke(app, ["labels", "train", "--data", str(data), "--store", str(tmp_path / "s.duckdb")])
+    assert r.exit_code == 2 and "exactly one source" in r.output
