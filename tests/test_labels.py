@@ -211,8 +211,8 @@ def test_pretraining_on_swapped_replies_lowers_its_loss():
 def test_model_learns_the_synthetic_labels(small_model):
     ds = synthetic(40, seed=9)
     m = evaluate_predictions(small_model.predict(ds), reference_targets(ds))
-    assert m["defect"]["accuracy"] >= 0.9 and m["intent"]["accuracy"] >= 0.9
-    assert m["slots"]["slot_types"]["f1"] >= 0.5 and m["defect"]["auc"] >= 0.9
+    assert m["defect"]["auc"] >= 0.95 and m["defect"]["accuracy"] >= 0.8 and m["intent"]["accuracy"] >= 0.9
+    assert m["slots"]["slot_types"]["f1"] >= 0.8 and m["same_goal"]["auc"] >= 0.9
 
 
 def test_save_load_and_seeding_give_identical_labels(small_model, tmp_path):

@@ -15,7 +15,7 @@ import numpy as np
 from .dialogues import CATEGORICAL, Dialogue
 from .weak import align_slot
 
-__all__ = ["Vocab", "Encoded", "encode_dialogues", "collate", "corrupt", "CORRUPTIONS", "IGNORE"]
+__all__ = ["Vocab", "Encoded", "encode_dialogues", "collate", "corrupt", "drop_feedback", "CORRUPTIONS", "IGNORE"]
 
 IGNORE = -100
 CORRUPTIONS = ("swap", "shuffle", "insert")
@@ -90,7 +90,31 @@ def _numeric(text: str, f: dict) -> list[float]:
     a, am = one("asr_confidence")
     n, nm = one("nlu_confidence")
     g, gm = one("gap_s")
-    return [math.log1p(len(text.split())), a, am, n, nm, math.log1p(min(g, 86400.0)), gm]
+    b, bm = one("barge_in")
+    return [math.log1p(len(text.split())), a, am, n, nm, math.log1p(min(g, 86400.0)), gm, min(b, 1.0), bm]
+
+
+FEEDBACK_CAT = CATEGORICAL.index("feedback")
+BARGE_IN = (7, 8)  # value and missing flag in the numeric row
+
+
+def drop_feedback(batch: list[list[Encoded]], rng: random.Random, rate: float) -> list[list[Encoded]]:
+    """Hide the explicit feedback and barge-in of a ``rate`` share of turns (as if not logged), so the
+    model also learns what text and context say, and still labels logs without feedback."""
+    if rate <= 0:
+        return batch
+    out = []
+    for d in batch:
+        row = []
+        for e in d:
+            if rng.random() < rate:
+                cats, nums = list(e.cats), list(e.nums)
+                cats[FEEDBACK_CAT] = 0
+                nums[BARGE_IN[0]], nums[BARGE_IN[1]] = 0.0, 1.0
+                e = replace(e, cats=cats, nums=nums)
+            row.append(e)
+        out.append(row)
+    return out
 
 
 def encode_dialogues(dialogues: list[Dialogue], tokenizer, vocab: Vocab) -> list[list[Encoded]]:

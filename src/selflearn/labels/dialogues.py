@@ -30,8 +30,8 @@ TURN_LABELS = {
     "goal": "a string or integer naming the goal the turn serves (turns with the same goal are one segment)",
     "goal_success": "0 or 1 (whether the goal this turn serves was achieved)",
 }
-CATEGORICAL = ("domain", "intent", "status", "device_type")  # optional per-turn features, strings
-NUMERIC = ("asr_confidence", "nlu_confidence", "gap_s")  # optional per-turn features, numbers >= 0
+CATEGORICAL = ("domain", "intent", "status", "device_type", "feedback")  # optional per-turn features, strings ("feedback": positive | negative)
+NUMERIC = ("asr_confidence", "nlu_confidence", "gap_s", "barge_in")  # optional per-turn features, numbers >= 0 (barge_in: 0 or 1)
 MAX_TEXT = 2000
 
 

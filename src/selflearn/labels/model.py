@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, NotFittedError, explain
 from ..modeldir import encoder_path, load_model_dir, read_model_config, save_model_dir
-from .batches import CORRUPTIONS, IGNORE, Vocab, collate, corrupt, encode_dialogues
+from .batches import CORRUPTIONS, IGNORE, Vocab, collate, corrupt, drop_feedback, encode_dialogues
 from .dialogues import Dialogue
 from .net import NetConfig, build_net
 
@@ -29,7 +29,7 @@ class LabelModel:
 
     def __init__(self, *, text_layers: int = 6, d_model: int = 256, dialogue_layers: int = 2, context: bool = True,
                  pretrain_epochs: int = 1, corruptions: tuple[str, ...] = CORRUPTIONS, epochs: int = 2, batch_size: int = 32,
-                 lr: float = 5e-5, head_lr: float = 1e-3, seed: int = 0, threads: int = 1):
+                 lr: float = 5e-5, head_lr: float = 1e-3, feedback_dropout: float = 0.2, seed: int = 0, threads: int = 1):
         self.text_layers = text_layers
         self.d_model = d_model
         self.dialogue_layers = dialogue_layers
@@ -40,6 +40,7 @@ class LabelModel:
         self.batch_size = batch_size
         self.lr = lr
         self.head_lr = head_lr
+        self.feedback_dropout = feedback_dropout
         self.seed = seed
         self.threads = threads
 
@@ -102,6 +103,7 @@ class LabelModel:
             rng.shuffle(order)
             for b in range(0, len(order), self.batch_size):
                 batch = [data[i] for i in order[b : b + self.batch_size]]
+                batch = drop_feedback(batch, rng, self.feedback_dropout)
                 if pretrain:
                     batch = corrupt(batch, self.corruptions, rng)
                 t = collate(batch, self.tokenizer_.pad_token_id)

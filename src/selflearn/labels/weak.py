@@ -60,7 +60,7 @@ def store_dialogues(store: Store, *, signals: SignalConfig | None = None, weak_l
     lim = f"WHERE session_id IN (SELECT DISTINCT session_id FROM turns ORDER BY session_id LIMIT {int(limit)})" if limit else ""
     cur = con.execute(
         f"""SELECT t.session_id, t.turn_index, t.asr_text, coalesce(t.response_text, '') AS response_text, t.domain, t.intent,
-                   t.response_status, t.device_type, t.asr_confidence, t.nlu_confidence,
+                   t.response_status, t.device_type, t.asr_confidence, t.nlu_confidence, t.barge_in, t.explicit_feedback,
                    epoch(t.ts) - epoch(lag(t.ts) OVER (PARTITION BY t.session_id ORDER BY t.turn_index)) AS gap_s,
                    CAST(t.slots AS VARCHAR) AS slots, s.defect_score, s.rephrase_candidate
             FROM (SELECT * FROM turns {lim}) t JOIN signals s USING (session_id, turn_index)
@@ -78,7 +78,8 @@ def _dialogue(sid: str, rows: list[dict], weak_labels: bool) -> Dialogue:
     exchanges = []
     for r in rows:
         feats = {"domain": r["domain"], "intent": r["intent"], "status": r["response_status"], "device_type": r["device_type"],
-                 "asr_confidence": r["asr_confidence"], "nlu_confidence": r["nlu_confidence"],
+                 "asr_confidence": r["asr_confidence"], "nlu_confidence": r["nlu_confidence"], "barge_in": int(bool(r["barge_in"])),
+                 "feedback": r["explicit_feedback"],
                  "gap_s": None if r["gap_s"] is None else max(0.0, float(r["gap_s"]))}
         exchanges.append(Exchange(r["asr_text"] or "", r["response_text"] or "", {k: v for k, v in feats.items() if v is not None}, {}, r["turn_index"]))
     if weak_labels:

@@ -39,7 +39,8 @@ class OnlineRewriter:
     personal layer. ``layers`` switches parts off (the A/B arms) without retraining."""
 
     def __init__(self, encoder, global_memory: GlobalMemory, personal: PersonalMemory, ranker: Ranker, table: TableRewriter | None = None,
-                 *, layers: tuple[str, ...] = LAYERS, k_global: int = 10, k_personal: int = 5, threshold: float | None = None):
+                 *, layers: tuple[str, ...] = LAYERS, k_global: int = 10, k_personal: int = 5, threshold: float | None = None,
+                 fix_min: int = 0):
         bad = set(layers) - set(LAYERS)
         if bad:
             raise InvalidInputError(explain(f"layers={sorted(bad)}", f"must be among {list(LAYERS)}", "e.g. layers=('table', 'global')"))
@@ -52,6 +53,7 @@ class OnlineRewriter:
         self.k_global = k_global
         self.k_personal = k_personal
         self.threshold = ranker.threshold_ if threshold is None else threshold
+        self.fix_min = fix_min  # serve a user's own fix once they made it this often (0: leave it to the ranker)
         self.blocked: set[tuple[str, str]] = set()  # (request, rewrite) pairs an operator blocked
         self._cache: dict[str, np.ndarray] = {}
         self.counts: Counter = Counter()  # decisions by source ("none" for pass-through)
@@ -76,6 +78,10 @@ class OnlineRewriter:
             new = self.table.rewrite(q)
             if new is not None and (q, new) not in self.blocked:
                 return Decision(new, "table", None)
+        if "personal" in self.layers and self.fix_min > 0:
+            fix = self._habit(q, user_id)
+            if fix is not None:
+                return Decision(fix, "personal", None)
         if "global" not in self.layers and "personal" not in self.layers:
             return Decision(None, None, None)
         texts, sources, x = self.candidates(q, user_id=user_id, device=device or {}, context=context or {})
@@ -87,6 +93,16 @@ class OnlineRewriter:
         if score < self.threshold:
             return Decision(None, None, score)
         return Decision(texts[best], sources[best], score)
+
+    def _habit(self, q: str, user_id: str) -> str | None:
+        """The user's own fix of ``q``, when they made it at least ``fix_min`` times and it has
+        not failed for them more often than it worked since it was served."""
+        best, n = None, 0
+        for text, times in self.personal.fixes_of(user_id, q).items():
+            served, failed = self.personal.served_stats(user_id, q, text)
+            if times >= self.fix_min and times > n and failed * 2 <= served and (q, text) not in self.blocked:
+                best, n = text, times
+        return best
 
     # -- candidates and their features -------------------------------------------
     def encode(self, text: str) -> np.ndarray:
@@ -176,12 +192,12 @@ class OnlineRewriter:
         manifest = {"format_version": MODEL_FORMAT, "selflearn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "components": {"encoder": "encoder/", "encoder_onnx": "encoder.onnx", "global": "global/", "personal": "personal/",
                                    "ranker": "ranker/", "table": "rewrites.parquet" if (directory / "rewrites.parquet").exists() else None},
-                    "k_global": self.k_global, "k_personal": self.k_personal, "threshold": self.threshold, **(meta or {})}
+                    "k_global": self.k_global, "k_personal": self.k_personal, "threshold": self.threshold, "fix_min": self.fix_min, **(meta or {})}
         (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: Path, *, layers: tuple[str, ...] = LAYERS, threads: int = 1, torch_encoder: bool = False,
-             threshold: float | None = None) -> "OnlineRewriter":
+             threshold: float | None = None, fix_min: int | None = None) -> "OnlineRewriter":
         from .encoder import OnnxEncoder, TorchEncoder
 
         directory = Path(directory)
@@ -197,7 +213,8 @@ class OnlineRewriter:
         table = TableRewriter.load(directory / "rewrites.parquet") if manifest["components"].get("table") else None
         return cls(encoder, g, personal, Ranker.load(directory / "ranker"), table, layers=layers,
                    k_global=manifest["k_global"], k_personal=manifest["k_personal"],
-                   threshold=manifest["threshold"] if threshold is None else threshold)
+                   threshold=manifest["threshold"] if threshold is None else threshold,
+                   fix_min=manifest.get("fix_min", 0) if fix_min is None else fix_min)
 
 
 def _now(context: dict, personal: PersonalMemory, user_id: str) -> float:

@@ -21,7 +21,7 @@ from .build import World
 from .rewriter import Rewriter
 from .simulate import FAILURE_POINTS, SimConfig, Simulator
 
-__all__ = ["ab_test", "ab_arms", "compare", "relative_reduction_ci"]
+__all__ = ["ab_test", "ab_arms", "ab_worlds", "compare", "relative_reduction_ci"]
 
 
 @dataclass
@@ -110,6 +110,16 @@ def ab_arms(world: World, config: SimConfig, arms: dict, *, n_boot: int = 2000, 
     return {"arms": names,
             "vs_control": {n: compare(config, runs[names[0]], runs[n], n_boot=n_boot) for n in names[1:]},
             "vs_previous": {n: compare(config, runs[p], runs[n], n_boot=n_boot) for p, n in zip(names[1:], names[2:])}}
+
+
+def ab_worlds(worlds: dict[str, tuple[World, Callable | None]], config: SimConfig, *, n_boot: int = 2000) -> dict:
+    """The same traffic through world variants that differ only in their assistant (e.g. a
+    retrained NLU: ``retrain_world_nlu``); the first is the control. Each value is (world, NLU loader)."""
+    names = list(worlds)
+    if len(names) < 2:
+        raise InvalidInputError(explain(f"{len(names)} worlds", "need a control and at least one variant", "pass two or more"))
+    runs = {n: _run(w, config, None, loader) for n, (w, loader) in worlds.items()}
+    return {"arms": names, "vs_control": {n: compare(config, runs[names[0]], runs[n], n_boot=n_boot) for n in names[1:]}}
 
 
 def compare(config: SimConfig, a: _Arm, b: _Arm, *, n_boot: int = 2000) -> dict:

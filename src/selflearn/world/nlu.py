@@ -87,6 +87,26 @@ class JointNLU:
         self.tags_ = ["O"] + [f"{p}-{t}" for t in slot_types for p in ("B", "I")]
         self.tokenizer_ = AutoTokenizer.from_pretrained(encoder_path())
         self.module_ = _build_module(len(self.intents_), len(self.tags_), encoder_path())(pretrained=True)
+        self.train_seconds_, self.n_train_ = 0.0, 0
+        self._train(self._examples(sentences), self.epochs, self.lr, rng, progress)
+        return self
+
+    def refit(self, sentences: list[Sentence], *, epochs: int = 1, lr: float | None = None, progress=None) -> "JointNLU":
+        """Continue training the fitted model on ``sentences`` (its intents and slot types stay as
+        they are: a sentence with an unknown intent or slot type is skipped)."""
+        import torch
+
+        self._check()
+        torch.manual_seed(self.seed)
+        torch.set_num_threads(self.threads)
+        examples = self._examples(sentences)
+        if not examples:
+            raise InvalidInputError(explain(f"{len(sentences)} sentences", "none has an intent and slot types this NLU knows", "pass sentences of its label space"))
+        self._train(examples, epochs, self.lr / 2 if lr is None else lr, random.Random(self.seed), progress)
+        self.n_train_ += len(examples)
+        return self
+
+    def _examples(self, sentences: list[Sentence]) -> list[tuple]:
         tag_ix = {t: i for i, t in enumerate(self.tags_)}
         intent_ix = {t: i for i, t in enumerate(self.intents_)}
         examples = []
@@ -94,17 +114,23 @@ class JointNLU:
             words = s.text.split()
             bio, prev = [], ""
             for t in s.tags or ("",) * len(words):
-                bio.append(tag_ix["O"] if not t else tag_ix[("I-" if t == prev else "B-") + t])
+                bio.append(tag_ix["O"] if not t else tag_ix.get(("I-" if t == prev else "B-") + t, -1))
                 prev = t
-            examples.append((words, intent_ix[s.intent], bio))
+            if s.intent in intent_ix and -1 not in bio:
+                examples.append((words, intent_ix[s.intent], bio))
+        return examples
+
+    def _train(self, examples: list[tuple], epochs: int, lr: float, rng: random.Random, progress) -> None:
+        import torch
+
         heads = [p for n, p in self.module_.named_parameters() if not n.startswith("encoder.")]
         body = [p for n, p in self.module_.named_parameters() if n.startswith("encoder.")]
-        opt = torch.optim.AdamW([{"params": body, "lr": self.lr}, {"params": heads, "lr": self.lr * 20}], weight_decay=0.01)
-        steps = self.epochs * math.ceil(len(examples) / self.batch_size)
+        opt = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": heads, "lr": lr * 20}], weight_decay=0.01)
+        steps = epochs * math.ceil(len(examples) / self.batch_size)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / max(1, steps // 10)) * max(0.0, 1 - k / steps))
         self.module_.train()
         started, step = time.perf_counter(), 0
-        for _ in range(self.epochs):
+        for _ in range(epochs):
             rng.shuffle(examples)
             # bucket by length within chunks of 20 batches: less padding, same randomness
             chunk = 20 * self.batch_size
@@ -129,9 +155,8 @@ class JointNLU:
                 if progress:
                     progress(step, steps)
         self.module_.eval()
-        self.train_seconds_ = time.perf_counter() - started
-        self.n_train_ = len(examples)
-        return self
+        self.train_seconds_ = getattr(self, "train_seconds_", 0.0) + time.perf_counter() - started
+        self.n_train_ = getattr(self, "n_train_", 0) or len(examples)
 
     def _encode(self, words_batch: list[list[str]]):
         enc = self.tokenizer_(words_batch, is_split_into_words=True, padding=True, truncation=True, max_length=64, return_tensors="pt")

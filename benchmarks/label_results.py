@@ -1,0 +1,164 @@
+"""Issue 6's quality figures in one run.
+
+1. Two world runs: one to train on (its logs and feedback signals only: weak labels), one to
+   evaluate on (another traffic seed), scored against the second run's hidden truth.
+2. Per task: the feedback heuristics alone (the weak labels as they are), the context-free turn
+   classifier, the contextual model; and an ablation of the pretraining corruptions.
+3. Precision/coverage curves (docs/img/labels-precision-coverage.png).
+4. Closing the loop (--nlu-loop): the contextual model labels the training run at
+   --min-precision; its NLU rows retrain the world's NLU; an A/B on the days after compares the
+   original NLU, the NLU given the same extra training without the generated rows (control), and
+   the NLU retrained with them.
+
+Usage: python benchmarks/label_results.py --world world --users 600 --days 7 --seed 0 [--ablation] [--nlu-loop]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from selflearn.labels import LabelModel, evaluate_predictions, labels_as_predictions, reference_targets, store_dialogues
+from selflearn.labels.run import apply_labels, nlu_examples, train_labels
+from selflearn.store.importer import import_files
+from selflearn.store.store import Store
+from selflearn.world.ab import ab_worlds
+from selflearn.world.build import World
+from selflearn.world.gold import attach_truth
+from selflearn.world.retrain import retrain_world_nlu
+from selflearn.world.run import simulate_to
+from selflearn.world.simulate import SimConfig, load_nlu_for
+from selflearn.world.truth import read_truth
+
+TASKS = ("defect", "goal_success", "same_goal", "intent", "slots")
+
+
+def _brief(m: dict) -> dict:
+    out = {}
+    for t in TASKS:
+        if t not in m:
+            continue
+        x = m[t]
+        if t == "slots":
+            out[t] = {"types_f1": x["slot_types"]["f1"], "values_f1": x["slot_values"]["f1"], "turn_exact": x["turn_exact"],
+                      "n": x["n"], "coverage_at": x["coverage_at"]}
+        else:
+            out[t] = {k: x.get(k) for k in ("n", "coverage_of_reference", "accuracy", "macro_f1", "precision", "recall", "f1", "auc", "coverage_at")
+                      if x.get(k) is not None}
+    return out
+
+
+def _plot(curves: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in ("defect", "goal_success", "same_goal", "intent") if any(t in c for c in curves.values())]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.6), sharey=True)
+    for ax, t in zip(axes, tasks):
+        for name, c in curves.items():
+            if t in c:
+                ax.plot([p["coverage"] for p in c[t]], [p["precision"] for p in c[t]], label=name,
+                        marker="o" if len(c[t]) == 1 else None, ls="none" if len(c[t]) == 1 else "-")
+        ax.axhline(0.95, color="grey", lw=0.8, ls="--")
+        ax.set_title(t.replace("_", " "))
+        ax.set_xlabel("coverage (share of turns labelled)")
+        ax.set_xlim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("precision against the world's truth")
+    axes[0].legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--world", type=Path, default=Path("world"))
+    ap.add_argument("--users", type=int, default=600)
+    ap.add_argument("--days", type=int, default=7)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--text-layers", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ablation", action="store_true", help="also train without pretraining and with swaps only")
+    ap.add_argument("--nlu-loop", action="store_true", help="retrain the world's NLU on the generated labels and A/B it")
+    ap.add_argument("--ab-days", type=int, default=7)
+    ap.add_argument("--nlu-epochs", type=int, default=1)
+    ap.add_argument("--min-precision", type=float, default=0.95)
+    ap.add_argument("--nlu-base-share", type=float, default=1.0, help="share of the NLU's own training sentences mixed in")
+    ap.add_argument("--plot", type=Path, default=Path("docs/img/labels-precision-coverage.png"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    world = World.load(args.world)
+    tmp = Path(tempfile.mkdtemp(prefix="label-results-"))
+    out: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
+    say = lambda s: print("  ", time.strftime("%H:%M:%S"), s, flush=True)  # noqa: E731
+    try:
+        for name, seed in (("train", args.seed), ("eval", args.seed + 1)):
+            say(f"simulate {name}")
+            simulate_to(tmp / name, args.world, world, SimConfig(users=args.users, days=args.days, seed=seed))
+            with Store(tmp / f"{name}.duckdb") as st:
+                import_files(st, [tmp / name / "logs.jsonl"])
+        with Store(tmp / "train.duckdb") as st:
+            train = store_dialogues(st)
+        with Store(tmp / "eval.duckdb") as st:
+            weak = {d.dialogue_id: d for d in store_dialogues(st)}
+            plain = store_dialogues(st, weak_labels=False)
+        gold = attach_truth(plain, read_truth(tmp / "eval"))
+        ref = reference_targets(gold)
+        out["data"] = {"train_dialogues": len(train), "train_turns": sum(len(d.exchanges) for d in train),
+                       "eval_dialogues": len(gold), "eval_turns": sum(len(d.exchanges) for d in gold)}
+        say("heuristics")
+        heur = evaluate_predictions(labels_as_predictions([weak[d.dialogue_id] for d in gold]), ref)
+        out["feedback heuristics"] = _brief(heur)
+        variants = {"contextual": {}, "context-free": {"context": False}}
+        if args.ablation:
+            variants["contextual, no pretraining"] = {"pretrain_epochs": 0}
+            variants["contextual, swap-only pretraining"] = {"corruptions": ("swap",)}
+        curves = {"feedback heuristics": {t: heur[t]["curve"] for t in TASKS if t in heur and t != "slots"}}
+        for name, kw in variants.items():
+            say(f"train {name}")
+            model = LabelModel(text_layers=args.text_layers, epochs=args.epochs, seed=args.seed, threads=args.threads, **kw)
+            stats = train_labels(train, tmp / name.replace(" ", "_").replace(",", ""), model)
+            say(f"evaluate {name}")
+            m = evaluate_predictions(model.predict(gold), ref)
+            out[name] = {**_brief(m), "train_seconds": stats["train_seconds"], "pretrain_loss": stats["pretrain_loss"],
+                         "finetune_loss": stats["finetune_loss"]}
+            curves[name] = {t: m[t]["curve"] for t in TASKS if t in m and t != "slots"}
+            if name == "contextual":
+                best = model
+        _plot({k: v for k, v in curves.items() if k in ("feedback heuristics", "context-free", "contextual")}, args.plot)
+        out["plot"] = str(args.plot)
+        if args.nlu_loop:
+            say("apply the contextual model to the training run")
+            labelled, summary = apply_labels(best, train, min_precision=args.min_precision)
+            rows = nlu_examples(labelled)
+            out["nlu_loop"] = {"apply": summary, "nlu_rows": len(rows)}
+            say(f"retrain NLU on {len(rows)} generated rows")
+            out["nlu_loop"]["retrained"] = retrain_world_nlu(args.world, rows, tmp / "w-generated", epochs=args.nlu_epochs,
+                                                                base_share=args.nlu_base_share, threads=args.threads, progress=say)
+            say("control: the same extra training without the generated rows")
+            out["nlu_loop"]["control"] = retrain_world_nlu(args.world, [], tmp / "w-control", epochs=args.nlu_epochs,
+                                                              base_share=args.nlu_base_share, threads=args.threads, progress=say)
+            say("A/B")
+            worlds = {"original NLU": (world, load_nlu_for(args.world)),
+                      "NLU + same extra training (control)": (World.load(tmp / "w-control"), load_nlu_for(tmp / "w-control")),
+                      "NLU retrained on generated labels": (World.load(tmp / "w-generated"), load_nlu_for(tmp / "w-generated"))}
+            ab = ab_worlds(worlds, SimConfig(users=args.users, days=args.ab_days, seed=args.seed, first_day=args.days))
+            out["nlu_loop"]["ab"] = {n: {k: r[k] for k in ("control_defect_rate", "treatment_defect_rate", "relative_reduction", "ci_low", "ci_high",
+                                                         "wins", "losses", "goals", "failure_points")} for n, r in ab["vs_control"].items()}
+    finally:
+        shutil.rmtree(tmp)
+    print(json.dumps(out, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
