@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..signals.similarity import text_similarity
 from .dialogues import CATEGORICAL, Dialogue
 from .weak import align_slot
 
@@ -82,7 +83,9 @@ class Encoded:
     corrupted: float = 0.0
 
 
-def _numeric(text: str, f: dict) -> list[float]:
+def _numeric(text: str, f: dict, nxt=None) -> list[float]:
+    """The turn's numbers, each with a missing flag; with the next exchange of the dialogue, how
+    similar its request is to this one and how soon it came (what the rephrase signal reads)."""
     def one(k):
         v = f.get(k)
         return (0.0, 1.0) if v is None else (float(v), 0.0)
@@ -91,7 +94,10 @@ def _numeric(text: str, f: dict) -> list[float]:
     n, nm = one("nlu_confidence")
     g, gm = one("gap_s")
     b, bm = one("barge_in")
-    return [math.log1p(len(text.split())), a, am, n, nm, math.log1p(min(g, 86400.0)), gm, min(b, 1.0), bm]
+    sim, simm = (text_similarity(text, nxt.user), 0.0) if nxt is not None else (0.0, 1.0)
+    ng = nxt.features.get("gap_s") if nxt is not None else None
+    ng, ngm = (math.log1p(min(float(ng), 86400.0)), 0.0) if ng is not None else (0.0, 1.0)
+    return [math.log1p(len(text.split())), a, am, n, nm, math.log1p(min(g, 86400.0)), gm, min(b, 1.0), bm, sim, simm, ng, ngm]
 
 
 FEEDBACK_CAT = CATEGORICAL.index("feedback")
@@ -131,7 +137,7 @@ def encode_dialogues(dialogues: list[Dialogue], tokenizer, vocab: Vocab) -> list
     for d in dialogues:
         dl = dl_ix.get(str(d.label), IGNORE) if d.label is not None else IGNORE
         enc = []
-        for e in d.exchanges:
+        for t, e in enumerate(d.exchanges):
             wid = u.word_ids(k)
             first = [w if w is not None and (j == 0 or wid[j - 1] != w) else -1 for j, w in enumerate(wid)]
             lab = e.labels
@@ -140,7 +146,7 @@ def encode_dialogues(dialogues: list[Dialogue], tokenizer, vocab: Vocab) -> list
                 tags = _bio(words[k], lab["slots"], tag_ix)
             enc.append(Encoded(
                 u["input_ids"][k], first, r["input_ids"][k],
-                [cat_ix[c].get(e.features.get(c), 0) for c in CATEGORICAL], _numeric(e.user, e.features),
+                [cat_ix[c].get(e.features.get(c), 0) for c in CATEGORICAL], _numeric(e.user, e.features, d.exchanges[t + 1] if t + 1 < len(d.exchanges) else None),
                 float(lab["defect"]) if "defect" in lab else math.nan,
                 float(lab["goal_success"]) if "goal_success" in lab else math.nan,
                 lab.get("goal"), intent_ix.get(lab.get("intent"), IGNORE), tags,

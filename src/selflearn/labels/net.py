@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 __all__ = ["NetConfig", "build_net", "N_NUMERIC"]
 
-N_NUMERIC = 9  # log tokens, then asr confidence, nlu confidence, log gap, barge-in: each with a missing flag
+N_NUMERIC = 13  # log tokens, then asr confidence, nlu confidence, log gap, barge-in, next request's similarity, log gap to it: each with a missing flag
 MAX_TURNS = 32  # turn positions embedded; later turns share the last position
 
 

@@ -13,10 +13,10 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from rapidfuzz.distance import Indel
 
 from ..errors import InvalidInputError, explain
 from ..rewrites.table import normalise_utterance
+from ..signals.similarity import text_similarity
 
 __all__ = ["GlobalMemory", "PersonalMemory", "meaning_key", "hour_bucket", "turn_success", "text_similarity", "epoch_seconds"]
 
@@ -36,14 +36,6 @@ def meaning_key(intent: str | None, slots) -> str:
 
 def hour_bucket(hour: int) -> int:
     return min(HOUR_BUCKETS - 1, max(0, int(hour)) * HOUR_BUCKETS // 24)
-
-
-def text_similarity(a: str, b: str) -> float:
-    """The signals' rephrase rule in Python: the larger of word-Jaccard and a normalised edit
-    similarity (rapidfuzz's insert/delete form; the SQL uses Levenshtein, so borderline pairs can differ)."""
-    wa, wb = set(a.split()), set(b.split())
-    jac = len(wa & wb) / max(len(wa | wb), 1)
-    return max(jac, Indel.normalized_similarity(a, b))
 
 
 def turn_success(status: str | None, barge_in: bool, explicit: str | None) -> bool:

@@ -2,5 +2,6 @@
 
 from .feedback import SignalConfig, signals_sql
 from .compute import compute_signals, evaluate_defect_score
+from .similarity import text_similarity
 
-__all__ = ["SignalConfig", "signals_sql", "compute_signals", "evaluate_defect_score"]
+__all__ = ["SignalConfig", "signals_sql", "compute_signals", "evaluate_defect_score", "text_similarity"]
