@@ -36,3 +36,17 @@ def test_service_doc_examples_are_valid():
     response = re.search(r"### A response\n.*?```json\n(.*?)```", text, re.S).group(1)
     RewriteRequest.model_validate_json(request)
     RewriteResponse.model_validate_json(response)
+
+
+def test_dialogue_format_example_parses_with_every_label_and_feature():
+    from selflearn.labels.dialogues import CATEGORICAL, NUMERIC, TURN_LABELS, parse_dialogue
+
+    text = (DOCS / "dialogue-format.md").read_text()
+    example = re.search(r"## A dialogue\n\n.*?```json\n(.*?)```", text, re.S).group(1)
+    d = parse_dialogue(json.loads(example))
+    assert len(d.exchanges) == 2 and d.exchanges[0].system.startswith("Sorry")
+    assert set(TURN_LABELS) == set(d.exchanges[0].labels)
+    documented = set(d.exchanges[0].features) | set(d.exchanges[1].features)
+    assert set(CATEGORICAL) | set(NUMERIC) == documented
+    for name in [*TURN_LABELS, *CATEGORICAL, *NUMERIC]:
+        assert f"`{name}`" in text
