@@ -42,3 +42,44 @@ def test_rewriter_conformance(name, online_model):
 def test_a_model_directory_is_a_rewriter_spec(online_model):
     rw = load_rewriter(str(online_model["model"]))
     assert isinstance(rw, OnlineRewriter) and rw.layers == ("table", "global", "personal")
+
+
+# -- labelers: every model that labels dialogues -----------------------------------------------
+def _label_model(seed: int):
+    from test_labels import SMALL, synthetic
+
+    from selflearn.labels import LabelModel
+
+    return LabelModel(**{**SMALL, "epochs": 1, "seed": seed}).fit(synthetic(24))
+
+
+LABELERS = {"label-model": _label_model, "label-model-context-free": lambda seed: _context_free(seed)}
+
+
+def _context_free(seed: int):
+    from test_labels import SMALL, synthetic
+
+    from selflearn.labels import LabelModel
+
+    return LabelModel(**{**SMALL, "epochs": 1, "pretrain_epochs": 0, "context": False, "seed": seed}).fit(synthetic(24))
+
+
+@pytest.mark.parametrize("name", sorted(LABELERS))
+def test_labeler_conformance(name, tmp_path):
+    from test_labels import synthetic
+
+    from selflearn.labels import Dialogue, Exchange
+    from selflearn.labels.model import LabelModel
+
+    make = LABELERS[name]
+    a = make(0)
+    data = synthetic(6, seed=1)
+    first = a.predict(data)
+    assert len(first) == len(data) and all(len(p) == len(d.exchanges) for p, d in zip(first, data))
+    a.save(tmp_path / "m")
+    assert LabelModel.load(tmp_path / "m").predict(data) == first  # save/load answers identically
+    assert make(0).predict(data) == first  # the same seed trains the same model
+    odd = [Dialogue("odd", [Exchange(""), Exchange("x" * 5000, "y" * 3000), Exchange("¿qué hora es?", "", {"gap_s": 1e9})])]
+    (rows,) = a.predict(odd)
+    assert len(rows) == 3 and all(0.0 <= r["defect"] <= 1.0 for r in rows)
+    assert a.predict([]) == []

@@ -130,6 +130,8 @@ def encode_dialogues(dialogues: list[Dialogue], tokenizer, vocab: Vocab) -> list
     sat_ix = {v: i for i, v in enumerate(vocab.satisfaction)}
     dl_ix = {v: i for i, v in enumerate(vocab.dialogue_labels)}
     flat = [e for d in dialogues for e in d.exchanges]
+    if not flat:
+        return [[] for _ in dialogues]
     words = [e.user.split() for e in flat]
     u = tokenizer(words, is_split_into_words=True, truncation=True, max_length=MAX_USER_TOKENS)
     r = tokenizer([e.system for e in flat], truncation=True, max_length=MAX_SYSTEM_TOKENS)
