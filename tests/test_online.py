@@ -13,7 +13,7 @@ from selflearn.online import OnlineRewriter, Ranker, TorchEncoder, OnnxEncoder, 
 from selflearn.online.encoder import _batches, fit_biencoder
 from selflearn.online.features import FEATURES, phonetic_key, smoothed_rate
 from selflearn.online.memory import PersonalMemory, meaning_key, text_similarity, turn_success
-from selflearn.online.rewriter import MODEL_FORMAT
+from selflearn.online.rewriter import MODEL_FORMAT, Decision
 
 
 # -- pure parts ------------------------------------------------------------------
@@ -275,6 +275,38 @@ def test_a_users_own_fix_becomes_a_personal_candidate(online_model):
     assert sources[k] == "personal" and x[k, FEATURES.index("u_pair_log_fixed")] == pytest.approx(math.log(2))
     other, _, y = rw.candidates(said, user_id="someone-else", device={"type": "speaker"}, context={"hour": 8})
     assert meant not in other or y[other.index(meant), FEATURES.index("u_pair_log_fixed")] == 0
+
+
+def test_insertion_finds_words_added_after_a_word_and_nothing_else():
+    from selflearn.online.memory import insertion
+
+    assert insertion("weather in wilkerson".split(), "weather in wilkerson ohio".split()) == ("wilkerson", ("ohio",))
+    assert insertion("population of troy".split(), "population of troy new york".split()) == ("troy", ("new", "york"))
+    assert insertion("set alarm".split(), "please set alarm".split()) is None  # nothing before it to anchor on
+    assert insertion("play jaz".split(), "play jazz".split()) is None  # a change, not an insertion
+    assert insertion("a b".split(), "a x y z w b".split()) is None  # too many words
+    assert insertion("a b".split(), "a b".split()) is None
+
+
+def test_users_habits_are_served_by_the_rules_only_when_switched_on(online_model):
+    said, meant = "what is the weather in springfield", "what is the weather in springfield ohio"
+    other, other_meant = "how big is springfield", "how big is springfield ohio"
+    rw = OnlineRewriter.load(online_model["model"], fix_min=2, phrase_min=1)
+    assert rw.fix_min == 2 and rw.phrase_min == 1 and OnlineRewriter.load(online_model["model"]).fix_min == 0
+    for day in (1, 2):
+        rw.observe({**_turn("habit", f"h{day}", 0, said, intent="weather_query"), "timestamp": f"2026-04-0{day}T08:00:00Z"})
+        rw.observe({**_turn("habit", f"h{day}", 0, meant, intent="weather_query"), "timestamp": f"2026-04-0{day}T08:00:09Z"})
+        rw.observe({**_turn("habit", f"n{day}", 0, "good night"), "timestamp": f"2026-04-0{day}T22:00:00Z"})
+    assert rw.personal.phrase_fixes("habit") == {"springfield": {("ohio",): 2}}
+    assert rw.decide(said, user_id="habit") == Decision(meant, "personal", None)  # fixed twice: the whole request
+    assert rw.decide(other, user_id="habit") == Decision(other_meant, "personal", None)  # the place, in a new request
+    assert rw.decide(other_meant, user_id="habit").rewrite != other_meant + " ohio"  # never inserted twice
+    assert rw.decide(other, user_id="someone-else").source != "personal"
+    rw.blocked.add((other, other_meant))
+    assert rw.decide(other, user_id="habit").rewrite != other_meant
+    off = OnlineRewriter.load(online_model["model"])
+    off.personal = rw.personal
+    assert off.decide(other, user_id="habit").rewrite != other_meant or off.decide(other, user_id="habit").score is not None
 
 
 def test_unknown_user_gets_the_global_layer_only(online_model):

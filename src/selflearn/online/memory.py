@@ -18,7 +18,7 @@ from ..errors import InvalidInputError, explain
 from ..rewrites.table import normalise_utterance
 from ..signals.similarity import text_similarity
 
-__all__ = ["GlobalMemory", "PersonalMemory", "meaning_key", "hour_bucket", "turn_success", "text_similarity", "epoch_seconds"]
+__all__ = ["GlobalMemory", "PersonalMemory", "meaning_key", "hour_bucket", "turn_success", "text_similarity", "epoch_seconds", "insertion"]
 
 HOUR_BUCKETS = 4  # night, morning, afternoon, evening
 
@@ -224,6 +224,19 @@ class PersonalMemory:
         s = self.served.get(user, {}).get((text, rewrite))
         return (s[0], s[1]) if s else (0, 0)
 
+    def phrase_fixes(self, user: str) -> dict[str, dict[tuple[str, ...], int]]:
+        """The words this user inserted when fixing a request, by the word they followed, with how
+        often: a user who fixed 'weather in wilkerson' as 'weather in wilkerson ohio' has
+        {'wilkerson': {('ohio',): 1}} — what they mean by that name in any request."""
+        out: dict[str, dict[tuple[str, ...], int]] = {}
+        for q, got in self.fixes.get(user, {}).items():
+            for c, n in got.items():
+                ins = insertion(q.split(), c.split())
+                if ins is not None:
+                    d = out.setdefault(ins[0], {})
+                    d[ins[1]] = d.get(ins[1], 0) + n
+        return out
+
     def fixes_of(self, user: str, text: str) -> dict[str, int]:
         """What worked, and how often, when ``user`` retried after ``text`` failed."""
         return self.fixes.get(user, {}).get(text, {})
@@ -276,6 +289,20 @@ class PersonalMemory:
             m.fixes.setdefault(r["user_id"], {}).setdefault(r["text"], {})[r["worked"]] = r["times"]
         m.vectors = {r["text"]: np.array(r["vector"], dtype=np.float32) for r in vecs}
         return m
+
+
+def insertion(a: list[str], b: list[str], max_words: int = 3) -> tuple[str, tuple[str, ...]] | None:
+    """When ``b`` is ``a`` with 1 to ``max_words`` words inserted right after some word of ``a``
+    (and nothing else changed): (that word, the inserted words); else None."""
+    from difflib import SequenceMatcher
+
+    ops = [o for o in SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes() if o[0] != "equal"]
+    if len(ops) != 1 or ops[0][0] != "insert":
+        return None
+    _, i1, _, j1, j2 = ops[0]
+    if i1 == 0 or not 1 <= j2 - j1 <= max_words:
+        return None
+    return a[i1 - 1], tuple(b[j1:j2])
 
 
 def epoch_seconds(ts) -> float:

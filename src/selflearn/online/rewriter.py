@@ -40,7 +40,7 @@ class OnlineRewriter:
 
     def __init__(self, encoder, global_memory: GlobalMemory, personal: PersonalMemory, ranker: Ranker, table: TableRewriter | None = None,
                  *, layers: tuple[str, ...] = LAYERS, k_global: int = 10, k_personal: int = 5, threshold: float | None = None,
-                 fix_min: int = 0):
+                 fix_min: int = 0, phrase_min: int = 0):
         bad = set(layers) - set(LAYERS)
         if bad:
             raise InvalidInputError(explain(f"layers={sorted(bad)}", f"must be among {list(LAYERS)}", "e.g. layers=('table', 'global')"))
@@ -54,6 +54,7 @@ class OnlineRewriter:
         self.k_personal = k_personal
         self.threshold = ranker.threshold_ if threshold is None else threshold
         self.fix_min = fix_min  # serve a user's own fix once they made it this often (0: leave it to the ranker)
+        self.phrase_min = phrase_min  # apply words a user inserted after a word (a place's state) once they did it this often (0: off)
         self.blocked: set[tuple[str, str]] = set()  # (request, rewrite) pairs an operator blocked
         self._cache: dict[str, np.ndarray] = {}
         self.counts: Counter = Counter()  # decisions by source ("none" for pass-through)
@@ -78,7 +79,7 @@ class OnlineRewriter:
             new = self.table.rewrite(q)
             if new is not None and (q, new) not in self.blocked:
                 return Decision(new, "table", None)
-        if "personal" in self.layers and self.fix_min > 0:
+        if "personal" in self.layers and (self.fix_min > 0 or self.phrase_min > 0):
             fix = self._habit(q, user_id)
             if fix is not None:
                 return Decision(fix, "personal", None)
@@ -98,11 +99,24 @@ class OnlineRewriter:
         """The user's own fix of ``q``, when they made it at least ``fix_min`` times and it has
         not failed for them more often than it worked since it was served."""
         best, n = None, 0
-        for text, times in self.personal.fixes_of(user_id, q).items():
-            served, failed = self.personal.served_stats(user_id, q, text)
-            if times >= self.fix_min and times > n and failed * 2 <= served and (q, text) not in self.blocked:
-                best, n = text, times
+        if self.fix_min > 0:
+            for text, times in self.personal.fixes_of(user_id, q).items():
+                if times >= self.fix_min and times > n and self._trusted(user_id, q, text):
+                    best, n = text, times
+        if best is None and self.phrase_min > 0:
+            words = q.split()
+            rules = self.personal.phrase_fixes(user_id)
+            for k, w in enumerate(words):
+                for ins, times in rules.get(w, {}).items():
+                    if times >= self.phrase_min and times > n and tuple(words[k + 1 : k + 1 + len(ins)]) != ins:
+                        text = " ".join(words[: k + 1] + list(ins) + words[k + 1 :])
+                        if self._trusted(user_id, q, text):
+                            best, n = text, times
         return best
+
+    def _trusted(self, user_id: str, q: str, text: str) -> bool:
+        served, failed = self.personal.served_stats(user_id, q, text)
+        return failed * 2 <= served and (q, text) not in self.blocked
 
     # -- candidates and their features -------------------------------------------
     def encode(self, text: str) -> np.ndarray:
@@ -192,12 +206,13 @@ class OnlineRewriter:
         manifest = {"format_version": MODEL_FORMAT, "selflearn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "components": {"encoder": "encoder/", "encoder_onnx": "encoder.onnx", "global": "global/", "personal": "personal/",
                                    "ranker": "ranker/", "table": "rewrites.parquet" if (directory / "rewrites.parquet").exists() else None},
-                    "k_global": self.k_global, "k_personal": self.k_personal, "threshold": self.threshold, "fix_min": self.fix_min, **(meta or {})}
+                    "k_global": self.k_global, "k_personal": self.k_personal, "threshold": self.threshold, "fix_min": self.fix_min,
+                    "phrase_min": self.phrase_min, **(meta or {})}
         (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: Path, *, layers: tuple[str, ...] = LAYERS, threads: int = 1, torch_encoder: bool = False,
-             threshold: float | None = None, fix_min: int | None = None) -> "OnlineRewriter":
+             threshold: float | None = None, fix_min: int | None = None, phrase_min: int | None = None) -> "OnlineRewriter":
         from .encoder import OnnxEncoder, TorchEncoder
 
         directory = Path(directory)
@@ -214,7 +229,8 @@ class OnlineRewriter:
         return cls(encoder, g, personal, Ranker.load(directory / "ranker"), table, layers=layers,
                    k_global=manifest["k_global"], k_personal=manifest["k_personal"],
                    threshold=manifest["threshold"] if threshold is None else threshold,
-                   fix_min=manifest.get("fix_min", 0) if fix_min is None else fix_min)
+                   fix_min=manifest.get("fix_min", 0) if fix_min is None else fix_min,
+                   phrase_min=manifest.get("phrase_min", 0) if phrase_min is None else phrase_min)
 
 
 def _now(context: dict, personal: PersonalMemory, user_id: str) -> float:
