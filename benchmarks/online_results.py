@@ -79,6 +79,7 @@ def main() -> None:
         table = TableRewriter.load(tmp / "rewrites.parquet")
         arms = {"none": None, "table": table,
                 "table+global": OnlineRewriter.load(tmp / "model", layers=("table", "global")),
+                "table+global+personal (ranker only)": OnlineRewriter.load(tmp / "model", fix_min=0, phrase_min=0),
                 "table+global+personal": OnlineRewriter.load(tmp / "model")}
         for p in [float(x) for x in args.extra_precisions.split(",") if x]:
             ok = [c["threshold"] for c in out["training"]["curve"] if c["precision"] >= p]

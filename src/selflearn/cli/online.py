@@ -29,6 +29,8 @@ def train_online_cmd(
     examples: Annotated[int, typer.Option(help="Ranking examples drawn from the replayed logs.")] = 30_000,
     calibrate: Annotated[str, typer.Option(help="Threshold by 'precision' (--min-precision) or by 'harm' (--harm-ratio fixes per broken request).")] = "precision",
     harm_ratio: Annotated[float, typer.Option(help="With --calibrate harm: fixes needed per rewrite of a working request.")] = 12.0,
+    fix_min: Annotated[int, typer.Option(help="Serve a user's own fix of a request once they made it this often (0: leave it to the ranker).")] = 2,
+    phrase_min: Annotated[int, typer.Option(help="Insert the words a user added after a name (e.g. its state) once they did so this often (0: off).")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of sampling, splits and training.")] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as one JSON object.")] = False,
@@ -39,7 +41,7 @@ def train_online_cmd(
 
     try:
         cfg = OnlineConfig(min_precision=min_precision, max_pairs=max_pairs, examples=examples, seed=seed,
-                           calibrate=calibrate, harm_ratio=harm_ratio).check()
+                           calibrate=calibrate, harm_ratio=harm_ratio, fix_min=fix_min, phrase_min=phrase_min).check()
         if table is not None and not table.is_file():
             raise InvalidInputError(explain(str(table), "is not a file", "pass the Parquet file `selflearn mine --out` wrote"))
         with Store(store) as st, err.status("training") as status:

@@ -52,12 +52,16 @@ class OnlineConfig:
     seed: int = 0
     calibrate: str = "precision"  # or "harm": the lowest threshold whose fixes outnumber harm harm_ratio to 1
     harm_ratio: float = 12.0
+    fix_min: int = 2  # serve a user's own fix of a request once they made it this often (0: the ranker decides)
+    phrase_min: int = 1  # insert the words a user added after a name (its state) this often before (0: off)
 
     def check(self) -> "OnlineConfig":
         if not 0.0 < self.validation_share < 1.0:
             raise InvalidInputError(explain(f"validation_share={self.validation_share}", "must be in (0, 1)", "use e.g. 0.2"))
         if self.calibrate not in ("precision", "harm"):
             raise InvalidInputError(explain(f"calibrate={self.calibrate!r}", "must be 'precision' or 'harm'", "use one of them"))
+        if self.fix_min < 0 or self.phrase_min < 0:
+            raise InvalidInputError(explain(f"fix_min={self.fix_min}, phrase_min={self.phrase_min}", "must be >= 0 (0 switches the rule off)", "use e.g. 2 and 1"))
         if self.max_pairs < 2 or self.examples < 10 or self.k_global < 1 or self.k_personal < 0:
             raise InvalidInputError(explain(f"max_pairs={self.max_pairs}, examples={self.examples}, k={self.k_global}/{self.k_personal}",
                                             "need max_pairs >= 2, examples >= 10, k_global >= 1, k_personal >= 0", "use the defaults"))
@@ -286,6 +290,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     ranker.threshold_ = threshold
     rw.ranker, rw.threshold = ranker, threshold
     rw.layers = ("table", "global", "personal")
+    rw.fix_min, rw.phrase_min = c.fix_min, c.phrase_min
     curve = precision_coverage(top_score, top_right, n_fixable, top_w, top_fixed)
     stats = {"turns": len(h.rows), "fixable_requests": len(h.target), "biencoder": fit_stats,
              "global_texts": len(g.texts), "global_candidates": int(len(g.candidates)),
