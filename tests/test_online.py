@@ -292,7 +292,8 @@ def test_users_habits_are_served_by_the_rules_only_when_switched_on(online_model
     said, meant = "what is the weather in springfield", "what is the weather in springfield ohio"
     other, other_meant = "how big is springfield", "how big is springfield ohio"
     rw = OnlineRewriter.load(online_model["model"], fix_min=2, phrase_min=1)
-    assert rw.fix_min == 2 and rw.phrase_min == 1 and OnlineRewriter.load(online_model["model"]).fix_min == 0
+    trained = OnlineRewriter.load(online_model["model"])
+    assert (trained.fix_min, trained.phrase_min) == (2, 1)  # train online's defaults, kept in the manifest
     for day in (1, 2):
         rw.observe({**_turn("habit", f"h{day}", 0, said, intent="weather_query"), "timestamp": f"2026-04-0{day}T08:00:00Z"})
         rw.observe({**_turn("habit", f"h{day}", 0, meant, intent="weather_query"), "timestamp": f"2026-04-0{day}T08:00:09Z"})
@@ -304,9 +305,9 @@ def test_users_habits_are_served_by_the_rules_only_when_switched_on(online_model
     assert rw.decide(other, user_id="someone-else").source != "personal"
     rw.blocked.add((other, other_meant))
     assert rw.decide(other, user_id="habit").rewrite != other_meant
-    off = OnlineRewriter.load(online_model["model"])
+    off = OnlineRewriter.load(online_model["model"], fix_min=0, phrase_min=0)
     off.personal = rw.personal
-    assert off.decide(other, user_id="habit").rewrite != other_meant or off.decide(other, user_id="habit").score is not None
+    assert off.decide(other, user_id="habit").source != "personal" or off.decide(other, user_id="habit").score is not None
 
 
 def test_unknown_user_gets_the_global_layer_only(online_model):
