@@ -5,8 +5,9 @@
 2. Per task: the feedback heuristics alone (the weak labels as they are), the context-free turn
    classifier, the contextual model; and an ablation of the pretraining corruptions.
 3. Precision/coverage curves (docs/img/labels-precision-coverage.png).
-4. Closing the loop (--nlu-loop): the contextual model labels the training run at
-   --min-precision; its NLU rows retrain the world's NLU; an A/B on the days after compares the
+4. Closing the loop (--nlu-loop): the contextual model, calibrated on the evaluation run's labels
+   (a labelled sample, as a team would annotate), labels the training run at --min-precision; its NLU
+   rows retrain the world's NLU; an A/B on the days after compares the
    original NLU, the NLU given the same extra training without the generated rows (control), and
    the NLU retrained with them.
 
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 from selflearn.labels import LabelModel, evaluate_predictions, labels_as_predictions, reference_targets, store_dialogues
-from selflearn.labels.run import apply_labels, nlu_examples, train_labels
+from selflearn.labels.run import apply_labels, evaluate_labels, nlu_examples, train_labels
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
 from selflearn.world.ab import ab_worlds
@@ -138,7 +139,10 @@ def main() -> None:
         _plot({k: v for k, v in curves.items() if k in ("feedback heuristics", "context-free", "contextual")}, args.plot)
         out["plot"] = str(args.plot)
         if args.nlu_loop:
-            say("apply the contextual model to the training run")
+            # thresholds from a labelled set (here the evaluation run's truth, as a team would annotate a
+            # sample): precision against the weak labels says little where they are silent (failed goals)
+            say("calibrate on the evaluation run's labels, apply to the training run")
+            evaluate_labels(best, gold, calibrate_to=tmp / "contextual")
             labelled, summary = apply_labels(best, train, min_precision=args.min_precision)
             rows = nlu_examples(labelled)
             out["nlu_loop"] = {"apply": summary, "nlu_rows": len(rows)}

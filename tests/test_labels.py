@@ -317,3 +317,11 @@ def test_cli_train_evaluate_apply(tmp_path):
     assert r.exit_code == 2 and "label model" in r.output
     r = CliRunner().invoke(app, ["labels", "train", "--data", str(data), "--store", str(tmp_path / "s.duckdb")])
     assert r.exit_code == 2 and "exactly one source" in r.output
+
+
+def test_nlu_rows_need_a_successful_goal_an_intent_and_slots():
+    ok = {"goal_success": 1, "intent": "music_play", "slots": [{"name": "song_name", "value": "y"}]}
+    ds = [Dialogue("a", [Exchange("play x", labels={"goal_success": 1, "intent": "music_play"}),  # slots unknown: would teach "none"
+                         Exchange("play y", labels=ok), Exchange("play y", labels=ok),  # counted once
+                         Exchange("play z", labels={**ok, "goal_success": 0}), Exchange("", labels=ok)])]
+    assert nlu_examples(ds) == [{"text": "play y", "intent": "music_play", "slots": ok["slots"]}]

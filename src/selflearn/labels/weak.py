@@ -2,7 +2,7 @@
 
 No annotation and no truth: a turn is a defect when its defect score says so; a quick similar retry
 (the signals' rephrase rule) continues the goal of the turn before it; a goal succeeded when its last
-turn worked; a successful goal's intent and slots are what the assistant understood on that last
+turn was not a defect; a goal whose last turn's action succeeded gives its intent and slots are what the assistant understood on that last
 turn, carried back to the failed attempts before it (when each slot value can be found, perhaps
 misheard, in what the attempt heard: the tagger learns the span, the value stays the one that worked).
 These labels are the fine-tuning targets of the label model and, evaluated as they are, the
@@ -99,11 +99,13 @@ def _label(rows: list[dict], ex: list[Exchange]) -> None:
         ex[i].labels["goal"] = goal
     for seg in segments:
         last = rows[seg[-1]]
-        success = int(last["defect_score"] < DEFECT_AT and last["response_status"] == "success")
+        # the goal ended without a defect (a request the assistant rightly cannot serve is not one);
+        # its intent and slots are the assistant's reading only where the action succeeded
+        success = int(last["defect_score"] < DEFECT_AT)
         slots = _slots_json(last["slots"])
         for i in seg:
             ex[i].labels["goal_success"] = success
-            if not success or not last["intent"]:
+            if not success or last["response_status"] != "success" or not last["intent"]:
                 continue
             ex[i].labels["intent"] = last["intent"]
             words = (rows[i]["asr_text"] or "").split()
