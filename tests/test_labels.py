@@ -319,9 +319,23 @@ def test_cli_train_evaluate_apply(tmp_path):
     assert r.exit_code == 2 and "exactly one source" in r.output
 
 
-def test_nlu_rows_need_a_successful_goal_an_intent_and_slots():
+def test_nlu_rows_need_a_successful_goal_and_an_intent_and_say_when_slots_are_unknown():
     ok = {"goal_success": 1, "intent": "music_play", "slots": [{"name": "song_name", "value": "y"}]}
-    ds = [Dialogue("a", [Exchange("play x", labels={"goal_success": 1, "intent": "music_play"}),  # slots unknown: would teach "none"
+    ds = [Dialogue("a", [Exchange("play x", labels={"goal_success": 1, "intent": "music_play"}),  # slots not labelled
                          Exchange("play y", labels=ok), Exchange("play y", labels=ok),  # counted once
                          Exchange("play z", labels={**ok, "goal_success": 0}), Exchange("", labels=ok)])]
-    assert nlu_examples(ds) == [{"text": "play y", "intent": "music_play", "slots": ok["slots"]}]
+    assert nlu_examples(ds) == [{"text": "play x", "intent": "music_play", "slots": None},
+                                {"text": "play y", "intent": "music_play", "slots": ok["slots"]}]
+
+
+def test_nlu_sentences_without_slot_labels_teach_the_intent_only():
+    from selflearn.world.nlu import JointNLU
+    from selflearn.world.retrain import tagged_sentence
+
+    assert tagged_sentence("play x", "music_play", None).tags is None
+    assert tagged_sentence("play hey jude", "music_play", [("song_name", "hey jude")]).tags == ("", "song_name", "song_name")
+    assert tagged_sentence("play x", "music_play", [("song_name", "absent words")]) is None
+    nlu = JointNLU()
+    nlu.intents_, nlu.tags_ = ["music_play"], ["O", "B-song_name", "I-song_name"]
+    (ex,) = nlu._examples([tagged_sentence("play x", "music_play", None)])
+    assert ex == (["play", "x"], 0, [-100, -100])

@@ -117,17 +117,17 @@ def apply_labels(model: LabelModel, dialogues: list[Dialogue], *, min_precision:
 
 def nlu_examples(dialogues: list[Dialogue]) -> list[dict]:
     """NLU training rows from labelled dialogues: every turn labelled as serving a goal that
-    succeeded, with both an intent and slots labelled ({"text", "intent", "slots"}; a turn whose
-    slots were not labelled would teach the NLU that it has none, so it is left out)."""
+    succeeded, with an intent: {"text", "intent", "slots"}, where "slots" is null when the slots
+    were not labelled (the row then teaches the intent only, never "this has no slots")."""
     rows, seen = [], set()
     for d in dialogues:
         for e in d.exchanges:
             lab = e.labels
-            if lab.get("goal_success") != 1 or "intent" not in lab or "slots" not in lab or not e.user.strip():
+            if lab.get("goal_success") != 1 or "intent" not in lab or not e.user.strip():
                 continue
             key = (e.user, lab["intent"], json.dumps(lab.get("slots"), sort_keys=True))
             if key in seen:
                 continue
             seen.add(key)
-            rows.append({"text": e.user, "intent": lab["intent"], "slots": lab.get("slots", [])})
+            rows.append({"text": e.user, "intent": lab["intent"], "slots": lab.get("slots")})
     return rows

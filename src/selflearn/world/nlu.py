@@ -93,7 +93,8 @@ class JointNLU:
 
     def refit(self, sentences: list[Sentence], *, epochs: int = 1, lr: float | None = None, progress=None) -> "JointNLU":
         """Continue training the fitted model on ``sentences`` (its intents and slot types stay as
-        they are: a sentence with an unknown intent or slot type is skipped)."""
+        they are: a sentence with an unknown intent or slot type is skipped; one whose ``tags`` is
+        None trains the intent head only)."""
         import torch
 
         self._check()
@@ -112,6 +113,10 @@ class JointNLU:
         examples = []
         for s in sentences:
             words = s.text.split()
+            if s.tags is None:  # slots unknown: the sentence teaches the intent only
+                if s.intent in intent_ix:
+                    examples.append((words, intent_ix[s.intent], [-100] * len(words)))
+                continue
             bio, prev = [], ""
             for t in s.tags or ("",) * len(words):
                 bio.append(tag_ix["O"] if not t else tag_ix.get(("I-" if t == prev else "B-") + t, -1))

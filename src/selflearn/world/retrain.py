@@ -19,9 +19,12 @@ __all__ = ["retrain_world_nlu", "tagged_sentence", "read_nlu_rows"]
 
 
 def tagged_sentence(text: str, intent: str, slots, slurp_id: int = -1) -> Sentence | None:
-    """A Sentence with per-word slot tags found by aligning each slot value in ``text``
-    (None when a value cannot be found: the row cannot teach tagging)."""
+    """A Sentence with per-word slot tags found by aligning each slot value in ``text`` (None when
+    a value cannot be found: the row cannot teach tagging); ``slots=None`` (unknown) gives an
+    intent-only sentence (tags None)."""
     words = text.split()
+    if slots is None:  # slots not labelled: an intent-only sentence
+        return Sentence(slurp_id, text, intent, intent.split("_")[0], (), None)
     tags = [""] * len(words)
     for name, value in slots:
         span = align_slot(words, value)
@@ -52,7 +55,7 @@ def retrain_world_nlu(world_dir: Path, rows: list[dict], out_dir: Path, *, epoch
     base = [tagged_sentence(s["text"], s["intent"], s["slots"], s["slurp_id"]) for s in world.sentences if s["in_nlu_train"]]
     base = [s for s in base if s is not None]
     base = random.Random(seed).sample(base, int(len(base) * base_share))
-    new = [tagged_sentence(r["text"], r["intent"], [(s["name"], s["value"]) for s in r.get("slots", [])]) for r in rows]
+    new = [tagged_sentence(r["text"], r["intent"], None if r.get("slots") is None else [(s["name"], s["value"]) for s in r["slots"]]) for r in rows]
     new = [s for s in new if s is not None and s.text.split()]
     started = time.perf_counter()
     say(f"retrain NLU ({len(base)} original + {len(new)} generated sentences)")
