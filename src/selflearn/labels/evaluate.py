@@ -66,8 +66,8 @@ def precision_coverage(conf: np.ndarray, right: np.ndarray, total: int, points: 
     c, r = conf[order], right[order].astype(float)
     cum = np.cumsum(r) / np.arange(1, len(r) + 1)
     out = []
-    for k in sorted({int(x) for x in np.linspace(1, len(c), min(points, len(c)))}):
-        k = int(np.searchsorted(-c, -c[k - 1], side="right"))  # every label as confident as the k-th
+    ks = {int(np.searchsorted(-c, -c[k - 1], side="right")) for k in np.linspace(1, len(c), min(points, len(c))).astype(int)}
+    for k in sorted(ks):  # every label as confident as the k-th: equal confidences are one point
         out.append({"threshold": round(float(c[k - 1]), 6), "precision": round(float(cum[k - 1]), 4), "coverage": round(k / total, 4)})
     return out
 
