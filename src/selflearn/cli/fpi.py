@@ -1,0 +1,133 @@
+"""CLI commands of failure point isolation: `selflearn fpi train | evaluate | apply | breakdown`.
+Parse, call the library, print."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from selflearn.errors import SelflearnError
+from selflearn.store.store import DEFAULT_STORE
+
+from .app import app, err, fail, out
+
+__all__ = ["fpi_app"]
+
+fpi_app = typer.Typer(help="Failure point isolation: which component failed first (false wake, ASR, NLU, entity resolution, result).",
+                      no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(fpi_app, name="fpi")
+
+StoreOpt = Annotated[Path, typer.Option("--store", envvar="SELFLEARN_STORE", help="Store with the logs.")]
+ModelOpt = Annotated[Path, typer.Option("--model", help="Failure-point model directory (from `selflearn fpi train`).")]
+Threads = Annotated[int, typer.Option(help="CPU threads for torch.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+
+
+@fpi_app.command("train")
+def train_cmd(
+    store: StoreOpt = Path(DEFAULT_STORE),
+    labels: Annotated[Path | None, typer.Option(help="Annotated failure points (Parquet/CSV/JSONL: session_id, turn_index, failure_point). "
+                                                     "Without: weak labels from the logs' signals and traces.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path("fpi-model"),
+    text: Annotated[bool, typer.Option(help="Read the turns' texts with MiniLM (--no-text: traces and context only).")] = True,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    threads: Threads = 1,
+    as_json: AsJson = False,
+) -> None:
+    """Train the failure-point classifier on the store's turns; write the model directory."""
+    from selflearn.fpi import FailurePointModel, train_fpi
+    from selflearn.fpi.run import open_store
+
+    try:
+        model = FailurePointModel(text=text, epochs=epochs, seed=seed, threads=threads)
+        with open_store(store) as st, err.status("training") as status:
+            stats = train_fpi(st, out_dir, model, labels_path=labels, progress=status.update)
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(stats))
+    else:
+        out.print(f"failure-point model → {out_dir}: {stats['turns']:,} turns ({stats['labels']}) in {stats['train_seconds']} s", highlight=False)
+
+
+@fpi_app.command("evaluate")
+def evaluate_cmd(
+    labels: Annotated[Path, typer.Option(help="Annotated failure points of the store's turns (Parquet/CSV/JSONL).")],
+    store: StoreOpt = Path(DEFAULT_STORE),
+    model: ModelOpt = Path("fpi-model"),
+    rules: Annotated[bool, typer.Option(help="Score the confidence-threshold rules instead of the model.")] = False,
+    threads: Threads = 1,
+    as_json: AsJson = False,
+) -> None:
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix on annotated turns."""
+    from selflearn.fpi import FailurePointModel, evaluate_fpi
+    from selflearn.fpi.run import open_store
+
+    try:
+        predictor = "rules" if rules else FailurePointModel.load(model, threads=threads)
+        with open_store(store) as st:
+            m = evaluate_fpi(predictor, st, labels)
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(m))
+        return
+    out.print(f"{m['turns']:,} turns: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}", highlight=False)
+    for c, v in m["per_class"].items():
+        out.print(f"{c:>18}: precision {v['precision']:.3f}, recall {v['recall']:.3f}, F1 {v['f1']:.3f} ({v['support']:,} turns)", highlight=False)
+
+
+def _print_breakdown(b: dict) -> None:
+    out.print(f"{b['turns']:,} turns, {b['defects']:,} defective ({b['defect_rate']:.1%})", highlight=False)
+    out.print("by component: " + ", ".join(f"{c} {v['turns']:,}" + (f" ({v['share_of_defects']:.0%})" if v["share_of_defects"] is not None else "")
+                                       for c, v in b["by_component"].items()), highlight=False)
+    for key in ("by_domain", "by_intent", "by_device_type", "by_day"):
+        out.print(f"{key.replace('_', ' ')}:", highlight=False)
+        for r in b[key]:
+            parts = ", ".join(f"{c} {r[c]}" for c in ("false_wake", "asr", "nlu", "entity_resolution", "result") if r[c])
+            out.print(f"  {r['key'] or '(none)':<28} {r['defects']:>6,} / {r['turns']:<7,} {parts}", highlight=False)
+
+
+@fpi_app.command("apply")
+def apply_cmd(
+    store: StoreOpt = Path(DEFAULT_STORE),
+    model: ModelOpt = Path("fpi-model"),
+    threads: Threads = 1,
+    as_json: AsJson = False,
+) -> None:
+    """Add a failure point to every turn in the store (table failure_points) and print the
+    root-cause breakdown: per component, domain, intent, device type and day."""
+    from selflearn.fpi import FailurePointModel, apply_fpi
+    from selflearn.fpi.run import open_store
+
+    try:
+        m = FailurePointModel.load(model, threads=threads)
+        with open_store(store) as st:
+            b = apply_fpi(st, m)
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(b))
+    else:
+        _print_breakdown(b)
+
+
+@fpi_app.command("breakdown")
+def breakdown_cmd(store: StoreOpt = Path(DEFAULT_STORE), as_json: AsJson = False) -> None:
+    """Print the root-cause breakdown of failure points already in the store."""
+    from selflearn.fpi import breakdown
+    from selflearn.fpi.run import open_store
+
+    try:
+        with open_store(store) as st:
+            b = breakdown(st)
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(b))
+    else:
+        _print_breakdown(b)
