@@ -6,10 +6,11 @@
    classifier, the contextual model; and an ablation of the pretraining corruptions.
 3. Precision/coverage curves (docs/img/labels-precision-coverage.png).
 4. Closing the loop (--nlu-loop): the contextual model, calibrated on the evaluation run's labels
-   (a labelled sample, as a team would annotate), labels the training run at --min-precision; its NLU
-   rows retrain the world's NLU; an A/B on the days after compares the
-   original NLU, the NLU given the same extra training without the generated rows (control), and
-   the NLU retrained with them.
+   (a labelled sample, as a team would annotate), labels the training run (or a larger run of the
+   same population: --harvest-users) at --min-precision; its NLU rows retrain the world's NLU; an
+   A/B on the days after compares the original NLU with: the same extra training without new rows
+   (control), the NLU retrained on the feedback heuristics' own labels (the baseline), and the NLU
+   retrained on the generated labels.
 
 Usage: python benchmarks/label_results.py --world world --users 600 --days 7 --seed 0 [--ablation] [--nlu-loop]
 """
@@ -93,6 +94,7 @@ def main() -> None:
     ap.add_argument("--no-context-free", action="store_true", help="skip the context-free baseline (e.g. to re-run only the loop)")
     ap.add_argument("--nlu-loop", action="store_true", help="retrain the world's NLU on the generated labels and A/B it")
     ap.add_argument("--ab-days", type=int, default=7)
+    ap.add_argument("--harvest-users", type=int, default=None, help="users of the run the model labels for the NLU and of the A/B (default --users)")
     ap.add_argument("--nlu-epochs", type=int, default=1)
     ap.add_argument("--min-precision", type=float, default=0.95)
     ap.add_argument("--nlu-base-share", type=float, default=1.0, help="share of the NLU's own training sentences mixed in")
@@ -140,29 +142,42 @@ def main() -> None:
         _plot({k: v for k, v in curves.items() if k in ("feedback heuristics", "context-free", "contextual")}, args.plot)
         out["plot"] = str(args.plot)
         if args.nlu_loop:
-            # thresholds from a labelled set (here the evaluation run's truth, as a team would annotate a
-            # sample): precision against the weak labels says little where they are silent (failed goals)
-            say("calibrate on the evaluation run's labels, apply to the training run")
-            evaluate_labels(best, gold, calibrate_to=tmp / "contextual")
-            labelled, summary = apply_labels(best, train, min_precision=args.min_precision)
-            rows = nlu_examples(labelled)
-            out["nlu_loop"] = {"apply": summary, "nlu_rows": len(rows)}
-            say(f"retrain NLU on {len(rows)} generated rows")
-            out["nlu_loop"]["retrained"] = retrain_world_nlu(args.world, rows, tmp / "w-generated", epochs=args.nlu_epochs,
-                                                                base_share=args.nlu_base_share, threads=args.threads, progress=say)
-            say("control: the same extra training without the generated rows")
-            out["nlu_loop"]["control"] = retrain_world_nlu(args.world, [], tmp / "w-control", epochs=args.nlu_epochs,
-                                                              base_share=args.nlu_base_share, threads=args.threads, progress=say)
-            say("A/B")
-            worlds = {"original NLU": (world, load_nlu_for(args.world)),
-                      "NLU + same extra training (control)": (World.load(tmp / "w-control"), load_nlu_for(tmp / "w-control")),
-                      "NLU retrained on generated labels": (World.load(tmp / "w-generated"), load_nlu_for(tmp / "w-generated"))}
-            ab = ab_worlds(worlds, SimConfig(users=args.users, days=args.ab_days, seed=args.seed, first_day=args.days))
-            out["nlu_loop"]["ab"] = {n: {k: r[k] for k in ("control_defect_rate", "treatment_defect_rate", "relative_reduction", "ci_low", "ci_high",
-                                                         "wins", "losses", "goals", "failure_points")} for n, r in ab["vs_control"].items()}
+            _nlu_loop(args, world, best, gold, train, tmp, out, say)
     finally:
         shutil.rmtree(tmp)
     print(json.dumps(out, indent=2, default=str))
+
+
+def _nlu_loop(args, world: World, best: LabelModel, gold: list, train: list, tmp: Path, out: dict, say) -> None:
+    # thresholds from a labelled set (here the evaluation run's truth, as a team would annotate a
+    # sample): precision against the weak labels says little where they are silent (failed goals)
+    say("calibrate on the evaluation run's labels")
+    evaluate_labels(best, gold, calibrate_to=tmp / "contextual")
+    users = args.harvest_users or args.users
+    harvest = train
+    if users != args.users:  # a larger run of the same population, labelled by the model trained on the first
+        say(f"simulate the harvest run ({users} users)")
+        simulate_to(tmp / "harvest", args.world, world, SimConfig(users=users, days=args.days, seed=args.seed))
+        with Store(tmp / "harvest.duckdb") as st:
+            import_files(st, [tmp / "harvest" / "logs.jsonl"])
+            harvest = store_dialogues(st)
+    say(f"label {len(harvest)} dialogues at precision {args.min_precision}")
+    labelled, summary = apply_labels(best, harvest, min_precision=args.min_precision)
+    rows = {"same extra training (control)": [], "feedback heuristics' labels": nlu_examples(harvest), "generated labels": nlu_examples(labelled)}
+    loop = out["nlu_loop"] = {"apply": summary, "nlu_rows": {k: len(v) for k, v in rows.items()},
+                              "nlu_rows_with_slots": {k: sum(r["slots"] is not None for r in v) for k, v in rows.items()}}
+    worlds = {"original NLU": (world, load_nlu_for(args.world))}
+    for i, (name, r) in enumerate(rows.items()):
+        say(f"retrain NLU: {name} ({len(r)} rows)")
+        d = tmp / f"w-variant-{i}"
+        loop.setdefault("retrained", {})[name] = retrain_world_nlu(args.world, r, d, epochs=args.nlu_epochs, base_share=args.nlu_base_share,
+                                                                   threads=args.threads, progress=say)
+        worlds[f"NLU + {name}"] = (World.load(d), load_nlu_for(d))
+    say("A/B")
+    ab = ab_worlds(worlds, SimConfig(users=users, days=args.ab_days, seed=args.seed, first_day=args.days))
+    keep = ("control_defect_rate", "treatment_defect_rate", "relative_reduction", "ci_low", "ci_high", "wins", "losses", "goals",
+            "failure_points", "failure_point_reductions")
+    loop["ab"] = {n: {k: r[k] for k in keep} for n, r in ab["vs_control"].items()}
 
 
 if __name__ == "__main__":

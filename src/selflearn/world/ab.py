@@ -122,6 +122,13 @@ def ab_worlds(worlds: dict[str, tuple[World, Callable | None]], config: SimConfi
     return {"arms": names, "vs_control": {n: compare(config, runs[names[0]], runs[n], n_boot=n_boot) for n in names[1:]}}
 
 
+def _component_reduction(config: SimConfig, users: np.ndarray, a: _Arm, b: _Arm, fp: str, n_boot: int) -> dict:
+    c = np.array([g[1] == 1 and g[3] == fp for g in a.goals], dtype=float)
+    t = np.array([g[1] == 1 and g[3] == fp for g in b.goals], dtype=float)
+    cr, tr, red, lo, hi, _ = relative_reduction_ci(users, c, t, n_users=config.users, n_boot=n_boot, seed=config.seed + 2)
+    return {"control": cr, "treatment": tr, "relative_reduction": red, "ci_low": lo, "ci_high": hi}
+
+
 def compare(config: SimConfig, a: _Arm, b: _Arm, *, n_boot: int = 2000) -> dict:
     """Arm ``b`` against arm ``a`` (same traffic): rates, reductions with CIs, wins and losses."""
     if len(a.goals) != len(b.goals) or any(x[0] != y[0] for x, y in zip(a.goals, b.goals)):
@@ -181,4 +188,6 @@ def compare(config: SimConfig, a: _Arm, b: _Arm, *, n_boot: int = 2000) -> dict:
         "failure_points": {
             fp: {"control": fp_c.get(fp, 0) / n, "treatment": fp_t.get(fp, 0) / n} for fp in FAILURE_POINTS if fp != "false_wake"
         },
+        # first attempts failing at each component: relative reduction with its 95% CI (users resampled)
+        "failure_point_reductions": {fp: _component_reduction(config, users, a, b, fp, n_boot) for fp in FAILURE_POINTS if fp not in ("false_wake", "correct")},
     }
