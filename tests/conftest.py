@@ -126,3 +126,25 @@ def online_model(world_dir, world, tmp_path_factory) -> dict:
         stats = train_online(st, d / "model", table=d / "rewrites.parquet",
                              config=OnlineConfig(max_pairs=256, examples=600, batch_size=32, min_precision=0.8))
     return {"dir": d, "model": d / "model", "table": d / "rewrites.parquet", "stats": stats, "logs": d / "sim" / "logs.jsonl"}
+
+
+@pytest.fixture(scope="session")
+def fpi_runs(world_dir, world, tmp_path_factory):
+    """Two runs of the small world (other users, other seeds): one to train on, one held out."""
+    from selflearn.fpi import read_failure_labels, store_turns
+    from selflearn.fpi.run import labelled
+    from selflearn.store.importer import import_files
+    from selflearn.world.run import simulate_to
+    from selflearn.world.simulate import SimConfig
+
+    d = tmp_path_factory.mktemp("fpi")
+    out = {}
+    for name, users, seed in (("train", 150, 21), ("eval", 60, 22)):
+        simulate_to(d / name, world_dir, world, SimConfig(users=users, days=7, seed=seed))
+        with Store(d / f"{name}.duckdb") as st:
+            import_files(st, [d / name / "logs.jsonl"])
+            turns = store_turns(st)
+        labels = d / name / "truth" / "turns.parquet"
+        out[name] = (*labelled(turns, read_failure_labels(labels)), d / f"{name}.duckdb", labels)
+    out["dir"] = d
+    return out

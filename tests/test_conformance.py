@@ -83,3 +83,37 @@ def test_labeler_conformance(name, tmp_path):
     (rows,) = a.predict(odd)
     assert len(rows) == 3 and all(0.0 <= r["defect"] <= 1.0 for r in rows)
     assert a.predict([]) == []
+
+
+# -- failure-point classifiers: every model that names a turn's failure point --------------------
+FAILURE_POINT_MODELS = {"fpi-model": {}, "fpi-model-no-text": {"text": False}}
+
+
+@pytest.mark.parametrize("name", sorted(FAILURE_POINT_MODELS))
+def test_failure_point_model_conformance(name, fpi_runs, tmp_path):
+    import numpy as np
+
+    from selflearn.errors import InvalidInputError
+    from selflearn.fpi import CLASSES, FailurePointModel
+
+    train, y, _, _ = fpi_runs["train"]
+    test = fpi_runs["eval"][0][:200]
+
+    def make(seed):
+        return FailurePointModel(epochs=2, hidden=32, text_dim=32, seed=seed, **FAILURE_POINT_MODELS[name]).fit(train[:1500], y[:1500])
+
+    a = make(0)
+    first = a.predict_proba(test)
+    assert first.shape == (len(test), len(CLASSES)) and np.allclose(first.sum(1), 1.0, atol=1e-5)
+    a.save(tmp_path / "m")
+    assert np.allclose(FailurePointModel.load(tmp_path / "m").predict_proba(test), first, atol=1e-6)  # save/load answers the same
+    assert np.array_equal(make(0).predict_proba(test), first)  # the same seed trains the same model
+    import copy
+
+    odd = copy.copy(test[0])  # the fixture's turns are shared: change a copy
+    for text in ("", "x" * 5000, "¿qué hora es?"):
+        odd.text = text
+        assert a.predict([odd])[0] in CLASSES
+    assert a.predict([]) == []
+    with pytest.raises(InvalidInputError):
+        make(0).fit(train[:3], ["asr", "nlu", "not-a-class"])

@@ -50,3 +50,37 @@ def test_dialogue_format_example_parses_with_every_label_and_feature():
     assert set(CATEGORICAL) | set(NUMERIC) == documented
     for name in [*TURN_LABELS, *CATEGORICAL, *NUMERIC]:
         assert f"`{name}`" in text
+
+
+def _doc_commands():
+    """Every `selflearn ...` command line in the bash blocks of the README and docs/."""
+    for path in [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]:
+        if path.name == "cli.md":
+            continue
+        for block in re.findall(r"```bash\n(.*?)```", path.read_text(), re.S):
+            for line in block.splitlines():
+                for part in re.split(r"&&|\|", line.split("#")[0]):
+                    words = part.split()
+                    if words[:1] == ["selflearn"]:
+                        yield path.name, words[1:]
+
+
+def test_documented_commands_and_options_exist():
+    from typer.testing import CliRunner
+
+    from selflearn.cli.main import app
+
+    runner = CliRunner()
+    seen = 0
+    for doc, words in _doc_commands():
+        path = []
+        for w in words:
+            if w.startswith("-") or "/" in w or "." in w:
+                break
+            path.append(w)
+        res = runner.invoke(app, [*path, "--help"], terminal_width=200, env={"COLUMNS": "200", "NO_COLOR": "1"})
+        assert res.exit_code == 0, f"{doc}: `selflearn {' '.join(path)}` is not a command"
+        for opt in (w.split("=")[0] for w in words if w.startswith("--")):
+            assert opt in res.output, f"{doc}: `selflearn {' '.join(path)}` has no option {opt}"
+        seen += 1
+    assert seen > 20

@@ -24,22 +24,8 @@ SMALL = {"epochs": 12, "hidden": 64, "text_dim": 64, "batch_size": 128}
 
 
 @pytest.fixture(scope="module")
-def runs(world_dir, world, tmp_path_factory):
-    """Two runs of the small world (other users, other seeds): one to train on, one held out."""
-    from selflearn.world.run import simulate_to
-    from selflearn.world.simulate import SimConfig
-
-    d = tmp_path_factory.mktemp("fpi")
-    out = {}
-    for name, users, seed in (("train", 150, 21), ("eval", 60, 22)):
-        simulate_to(d / name, world_dir, world, SimConfig(users=users, days=7, seed=seed))
-        with Store(d / f"{name}.duckdb") as st:
-            import_files(st, [d / name / "logs.jsonl"])
-            turns = store_turns(st)
-        labels = d / name / "truth" / "turns.parquet"
-        out[name] = (*labelled(turns, read_failure_labels(labels)), d / f"{name}.duckdb", labels)
-    out["dir"] = d
-    return out
+def runs(fpi_runs):
+    return fpi_runs
 
 
 @pytest.fixture(scope="module")

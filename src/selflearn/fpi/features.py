@@ -14,14 +14,14 @@ from rapidfuzz import fuzz
 
 from .turns import FpiTurn
 
-__all__ = ["trace_features", "TRACE_FEATURES", "CATEGORICAL", "categories", "texts_of"]
+__all__ = ["value_mismatch", "relation", "trace_features", "TRACE_FEATURES", "CATEGORICAL", "categories", "texts_of"]
 
 CATEGORICAL = ("device_type", "domain", "status", "er_status")
 
 TRACE_FEATURES = (
     "asr_conf", "asr_conf_missing", "nbest_n", "nbest_margin", "nbest_missing",
     "nlu_conf", "nlu_conf_missing", "nlu_margin", "nlu_top_k_missing", "n_slots", "log_words",
-    "n_entities", "n_unresolved", "er_min_score", "er_mean_score", "er_max_candidates", "er_ambiguous",
+    "n_entities", "n_unresolved", "er_min_score", "er_mean_score", "er_max_candidates", "er_ambiguous", "er_value_mismatch",
     "barge_in", "feedback_negative", "feedback_positive", "prompted", "defect_score", "rephrase",
     "first_turn", "last_turn", "log_gap_prev", "log_gap_next",
     "has_next", "next_ratio", "next_token_set", "next_same_intent", "next_success", "next_defect", "next_asr_conf_delta",
@@ -50,6 +50,14 @@ def _values(t: FpiTurn) -> set[str]:
 def _entities(t: FpiTurn) -> dict[str, str]:
     """slot value -> resolved id (None-free)"""
     return {str(e.get("value", "")).lower(): str(e.get("resolved_id")) for e in t.entities if isinstance(e, dict) and e.get("resolved_id")}
+
+
+def value_mismatch(t: FpiTurn) -> float:
+    """Share of resolved entities whose catalogue name is not what was said ("spaghetti squash" ->
+    "spaghetti"): entity resolution picked something else."""
+    pairs = [(str(e.get("value", "")).lower(), str(e.get("resolved_value") or "").lower()) for e in t.entities
+             if isinstance(e, dict) and e.get("resolved_id") and e.get("resolved_value")]
+    return sum(fuzz.ratio(a, b) < 90 for a, b in pairs) / len(pairs) if pairs else 0.0
 
 
 def _slot_overlap(a: FpiTurn, b: FpiTurn) -> float:
@@ -90,7 +98,7 @@ def trace_features(t: FpiTurn) -> np.ndarray:
     feats = [asr, asr_m, math.log1p(len(t.nbest)), nb_margin, nb_m,
              nlu, nlu_m, nlu_margin, top_m, float(len(t.slots)), math.log1p(len(t.text.split())),
              float(len(t.entities)), float(unresolved), min(scores) if scores else 0.0, float(np.mean(scores)) if scores else 0.0,
-             math.log1p(max(cands) if cands else 0), float(any(c > 1 for c in cands)),
+             math.log1p(max(cands) if cands else 0), float(any(c > 1 for c in cands)), value_mismatch(t),
              float(t.barge_in), float(t.feedback == "negative"), float(t.feedback == "positive"), float(t.prompted), t.defect_score,
              float(t.rephrase), float(t.prev is None), float(t.next is None),
              math.log1p(t.gap_prev or 0.0), math.log1p(t.gap_next or 0.0)]
