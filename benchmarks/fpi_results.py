@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--eval-users", type=int, default=500)
     ap.add_argument("--days", type=int, default=7)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--plot", type=Path, default=Path("docs/img/fpi-confusion.png"))
     args = ap.parse_args()

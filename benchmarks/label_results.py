@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--ab-days", type=int, default=7)
     ap.add_argument("--harvest-users", type=int, default=None, help="users of the run the model labels for the NLU and of the A/B (default --users)")
     ap.add_argument("--nlu-epochs", type=int, default=1)
-    ap.add_argument("--min-precision", type=float, default=0.95)
+    ap.add_argument("--min-precision", type=float, nargs="+", default=[0.95], help="one NLU arm per precision the labels are applied at")
     ap.add_argument("--nlu-base-share", type=float, default=1.0, help="share of the NLU's own training sentences mixed in")
     ap.add_argument("--plot", type=Path, default=Path("docs/img/labels-precision-coverage.png"))
     args = ap.parse_args()
@@ -161,11 +161,15 @@ def _nlu_loop(args, world: World, best: LabelModel, gold: list, train: list, tmp
         with Store(tmp / "harvest.duckdb") as st:
             import_files(st, [tmp / "harvest" / "logs.jsonl"])
             harvest = store_dialogues(st)
-    say(f"label {len(harvest)} dialogues at precision {args.min_precision}")
-    labelled, summary = apply_labels(best, harvest, min_precision=args.min_precision)
-    rows = {"same extra training (control)": [], "feedback heuristics' labels": nlu_examples(harvest), "generated labels": nlu_examples(labelled)}
-    loop = out["nlu_loop"] = {"apply": summary, "nlu_rows": {k: len(v) for k, v in rows.items()},
-                              "nlu_rows_with_slots": {k: sum(r["slots"] is not None for r in v) for k, v in rows.items()}}
+    rows = {"same extra training (control)": [], "feedback heuristics' labels": nlu_examples(harvest)}
+    loop = out["nlu_loop"] = {"apply": {}}
+    say(f"label {len(harvest)} dialogues")
+    preds = best.predict(harvest)
+    for p in args.min_precision:
+        labelled, loop["apply"][str(p)] = apply_labels(best, harvest, min_precision=p, predictions=preds)
+        rows[f"generated labels at {p:.0%} precision"] = nlu_examples(labelled)
+    loop["nlu_rows"] = {k: len(v) for k, v in rows.items()}
+    loop["nlu_rows_with_slots"] = {k: sum(r["slots"] is not None for r in v) for k, v in rows.items()}
     worlds = {"original NLU": (world, load_nlu_for(args.world))}
     for i, (name, r) in enumerate(rows.items()):
         say(f"retrain NLU: {name} ({len(r)} rows)")
@@ -174,10 +178,13 @@ def _nlu_loop(args, world: World, best: LabelModel, gold: list, train: list, tmp
                                                                    threads=args.threads, progress=say)
         worlds[f"NLU + {name}"] = (World.load(d), load_nlu_for(d))
     say("A/B")
-    ab = ab_worlds(worlds, SimConfig(users=users, days=args.ab_days, seed=args.seed, first_day=args.days))
+    control = "NLU + same extra training (control)"
+    ab = ab_worlds(worlds, SimConfig(users=users, days=args.ab_days, seed=args.seed, first_day=args.days),
+                   pairs=[(control, n) for n in worlds if n not in ("original NLU", control)])
     keep = ("control_defect_rate", "treatment_defect_rate", "relative_reduction", "ci_low", "ci_high", "wins", "losses", "goals",
             "failure_points", "failure_point_reductions")
     loop["ab"] = {n: {k: r[k] for k in keep} for n, r in ab["vs_control"].items()}
+    loop["ab_vs_same_extra_training"] = {n: {k: r[k] for k in keep} for n, r in ab["pairs"].items()}
 
 
 if __name__ == "__main__":

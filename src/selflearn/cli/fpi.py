@@ -33,7 +33,7 @@ def train_cmd(
                                                      "Without: weak labels from the logs' signals and traces.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path("fpi-model"),
     text: Annotated[bool, typer.Option(help="Read the turns' texts with MiniLM (--no-text: traces and context only).")] = True,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 50,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
     threads: Threads = 1,
     as_json: AsJson = False,

@@ -53,7 +53,7 @@ def build_net(n_trace: int, vocab_sizes: list[int], *, text: bool, text_dim: int
 class FailurePointModel:
     """Failure-point classifier. Parameters are stored as given; learned state ends in ``_``."""
 
-    def __init__(self, *, text: bool = True, text_dim: int = 128, hidden: int = 128, dropout: float = 0.1, epochs: int = 30,
+    def __init__(self, *, text: bool = True, text_dim: int = 128, hidden: int = 128, dropout: float = 0.1, epochs: int = 50,
                  batch_size: int = 256, lr: float = 2e-3, class_weight_power: float = 0.5, seed: int = 0, threads: int = 1):
         self.text = text
         self.text_dim = text_dim

@@ -77,9 +77,10 @@ def evaluate_labels(model: LabelModel, dialogues: list[Dialogue], *, calibrate_t
     return metrics if full else _summary(metrics)
 
 
-def apply_labels(model: LabelModel, dialogues: list[Dialogue], *, min_precision: float) -> tuple[list[Dialogue], dict]:
+def apply_labels(model: LabelModel, dialogues: list[Dialogue], *, min_precision: float, predictions: list | None = None) -> tuple[list[Dialogue], dict]:
     """The dialogues with the model's labels, each task's kept only where the model is confident
-    enough for ``min_precision`` (by its calibration curves); and each task's share of turns labelled."""
+    enough for ``min_precision`` (by its calibration curves); and each task's share of turns labelled.
+    ``predictions`` (``model.predict(dialogues)``) saves predicting again for another precision."""
     if not 0.0 < min_precision <= 1.0:
         raise InvalidInputError(explain(f"min_precision={min_precision}", "must be in (0, 1]", "e.g. 0.95"))
     curves = (getattr(model, "calibration_", None) or {}).get("curves") or {}
@@ -88,7 +89,9 @@ def apply_labels(model: LabelModel, dialogues: list[Dialogue], *, min_precision:
         if task in curves:
             p = threshold_for(curves[task], min_precision)
             cut[task] = p["threshold"] if p else None  # None: no confidence reaches it; the task is not labelled
-    preds = model.predict(dialogues)
+    preds = model.predict(dialogues) if predictions is None else predictions
+    if len(preds) != len(dialogues):
+        raise InvalidInputError(explain(f"{len(preds)} predictions for {len(dialogues)} dialogues", "need one per dialogue", "pass model.predict(dialogues)"))
     out, counts, turns = [], {t: 0 for t in cut}, 0
     for d, rows in zip(dialogues, preds):
         ex = []

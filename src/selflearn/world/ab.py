@@ -112,14 +112,20 @@ def ab_arms(world: World, config: SimConfig, arms: dict, *, n_boot: int = 2000, 
             "vs_previous": {n: compare(config, runs[p], runs[n], n_boot=n_boot) for p, n in zip(names[1:], names[2:])}}
 
 
-def ab_worlds(worlds: dict[str, tuple[World, Callable | None]], config: SimConfig, *, n_boot: int = 2000) -> dict:
+def ab_worlds(worlds: dict[str, tuple[World, Callable | None]], config: SimConfig, *, n_boot: int = 2000,
+              pairs: list[tuple[str, str]] = ()) -> dict:
     """The same traffic through world variants that differ only in their assistant (e.g. a
-    retrained NLU: ``retrain_world_nlu``); the first is the control. Each value is (world, NLU loader)."""
+    retrained NLU: ``retrain_world_nlu``); the first is the control. Each value is (world, NLU loader).
+    ``pairs`` adds comparisons (baseline name, variant name) under ``"pairs"``, keyed by the variant."""
     names = list(worlds)
     if len(names) < 2:
         raise InvalidInputError(explain(f"{len(names)} worlds", "need a control and at least one variant", "pass two or more"))
+    unknown = [x for pair in pairs for x in pair if x not in worlds]
+    if unknown:
+        raise InvalidInputError(explain(f"pairs naming {unknown}", f"must name arms among {names}", "pass arm names"))
     runs = {n: _run(w, config, None, loader) for n, (w, loader) in worlds.items()}
-    return {"arms": names, "vs_control": {n: compare(config, runs[names[0]], runs[n], n_boot=n_boot) for n in names[1:]}}
+    return {"arms": names, "vs_control": {n: compare(config, runs[names[0]], runs[n], n_boot=n_boot) for n in names[1:]},
+            "pairs": {b: compare(config, runs[a], runs[b], n_boot=n_boot) for a, b in pairs}}
 
 
 def _component_reduction(config: SimConfig, users: np.ndarray, a: _Arm, b: _Arm, fp: str, n_boot: int) -> dict:
