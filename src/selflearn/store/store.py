@@ -44,8 +44,23 @@ def _v1(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _v2(con: duckdb.DuckDBPyConnection) -> None:
+    """What users teach the assistant (selflearn.teach): preferences and the teaching prompts asked."""
+    con.execute(
+        """CREATE TABLE preferences (
+             user_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, key VARCHAR NOT NULL, value VARCHAR NOT NULL,
+             provenance VARCHAR NOT NULL, confidence DOUBLE NOT NULL,
+             created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (user_id, kind, key))"""
+    )
+    con.execute(
+        """CREATE TABLE teaching_prompts (
+             user_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, asked_at TIMESTAMPTZ NOT NULL, question VARCHAR NOT NULL,
+             outcome VARCHAR NOT NULL)"""
+    )
+
+
 #: ``MIGRATIONS[i]`` turns a store of version ``i`` into version ``i + 1`` (0 = empty file).
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2]
 STORE_VERSION = len(MIGRATIONS)
 
 
