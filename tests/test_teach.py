@@ -92,3 +92,124 @@ def test_an_older_store_gains_the_preference_tables_on_open(tmp_path):
         assert st.version == STORE_VERSION == 2 and st.has_table("preferences") and st.has_table("teaching_prompts")
         Preferences(st).put("u", "music_genre", "jazz")
     assert set(KINDS) >= {"sports_team", "music_genre", "music_artist", "cuisine", "home_city", "device_nickname", "news_source"}
+
+
+# -- teaching by statement and by guided Q&A ---------------------------------------------------
+from selflearn.teach import (MomentConfig, PreferenceRewriter, Teacher, answer_moment, apply_preferences,  # noqa: E402
+                             parse_statement, teachable_moment)
+
+
+@pytest.mark.parametrize("said, want", [
+    ("I'm a Warriors fan", [("sports_team", "", "warriors")]),
+    ("I am a big Golden State Warriors fan", [("sports_team", "", "golden state warriors")]),
+    ("I like Italian restaurants", [("cuisine", "", "italian")]),
+    ("i love jazz music", [("music_genre", "", "jazz")]),
+    ("My favourite artist is Taylor Swift", [("music_artist", "", "taylor swift")]),
+    ("I live in Wilkerson, Ohio", [("home_city", "", "wilkerson ohio")]),
+    ("I get my news from the BBC", [("news_source", "", "bbc")]),
+    ("call the kitchen light the lamp", [("device_nickname", "the lamp", "the kitchen light")]),
+    ("what's the weather in wilkerson", []),
+    ("play the game", []),
+])
+def test_statements_teach_preferences(said, want):
+    assert parse_statement(said) == want
+
+
+def test_guided_qa_asks_stores_skips_and_stops(store):
+    prefs = Preferences(store)
+    teacher = Teacher(prefs, kinds=("sports_team", "music_genre", "cuisine", "home_city"))
+    assert teacher.turn("u1", "what time is it") is None
+    r = teacher.turn("u1", "Alexa, learn my preferences")
+    assert r.active and "sports team" in r.reply
+    r = teacher.turn("u1", "It's the Warriors")
+    assert r.stored[0]["value"] == "warriors" and "music" in r.reply
+    r = teacher.turn("u1", "skip")
+    assert r.stored == [] and "food" in r.reply
+    r = teacher.turn("u1", "I really like Italian food")
+    assert r.stored[0]["value"] == "italian" and "city" in r.reply
+    r = teacher.turn("u1", "stop")
+    assert not r.active and not teacher.active("u1")
+    assert {(p.kind, p.value, p.provenance) for p in prefs.list("u1")} == {("sports_team", "warriors", "taught"), ("cuisine", "italian", "taught")}
+    r = teacher.turn("u2", "I'm a Chicago Bulls fan")
+    assert not r.active and prefs.get("u2", "sports_team").value == "chicago bulls" and "chicago bulls" in r.reply
+    with pytest.raises(InvalidInputError, match="must be among"):
+        Teacher(prefs, kinds=("shoe_size",))
+
+
+# -- preferences used on the next request -------------------------------------------------------
+PREFS = {("home_city", ""): "wilkerson ohio", ("sports_team", ""): "golden state warriors", ("cuisine", ""): "italian",
+         ("music_genre", ""): "jazz", ("news_source", ""): "bbc", ("device_nickname", "the lamp"): "the desk light"}
+
+
+@pytest.mark.parametrize("said, want", [
+    ("play the game", "play the golden state warriors game"),
+    ("find a restaurant near me", "find an italian restaurant near me"),
+    ("weather in wilkerson", "weather in wilkerson ohio"),
+    ("weather in wilkerson ohio", "weather in wilkerson ohio"),
+    ("play some music", "play some jazz music"),
+    ("play the news", "play the news from bbc"),
+    ("turn on the lamp", "turn on the desk light"),
+    ("find a chinese restaurant", "find a chinese restaurant"),
+    ("set an alarm for seven", "set an alarm for seven"),
+])
+def test_preferences_fill_in_ambiguous_requests(said, want):
+    assert apply_preferences(said, PREFS) == want
+
+
+def test_the_preference_rewriter_uses_what_was_taught_on_the_next_request(store):
+    prefs = Preferences(store)
+    rw = PreferenceRewriter(prefs)
+    kw = {"device": {}, "context": {}}
+    assert rw.rewrite("play the game", user_id="u1", **kw) is None  # nothing taught yet
+    Teacher(prefs).turn("u1", "I'm a Warriors fan")
+    assert rw.rewrite("play the game", user_id="u1", **kw) == "play the warriors game"
+    assert rw.rewrite("play the game", user_id="u2", **kw) is None  # personal: another user is not affected
+    assert rw.rewrite("what time is it", user_id="u1", **kw) is None
+    assert rw.rewrite("", user_id="u1", **kw) is None and rw.rewrite("x" * 5000, user_id="u1", **kw) is None
+    prefs.delete("u1")
+    assert rw.rewrite("play the game", user_id="u1", **kw) is None  # deleting is forgetting
+
+
+# -- teachable moments ---------------------------------------------------------------------------
+def _ambiguous(text="what's the weather in wilkerson", *, feedback=None, score=0.62):
+    from conftest import make_turn
+
+    return make_turn(user_id="u1", utterance={"text": text, "asr_confidence": 0.9},
+                     entity_resolution={"status": "resolved", "entities": [
+                         {"slot": "place_name", "value": "wilkerson", "resolved_id": "place:wilkerson@washington",
+                          "resolved_value": "wilkerson washington", "score": score, "candidates": 3}]},
+                     feedback=feedback or {"barge_in": False})
+
+
+def test_a_teachable_moment_asks_once_and_stores_on_yes(store):
+    prefs = Preferences(store)
+    m = teachable_moment(_ambiguous(), None, prefs, now=T0)
+    assert (m.kind, m.value, m.reason) == ("home_city", "wilkerson washington", "ambiguous_entity")
+    assert m.question == "Did you mean wilkerson washington? Should I remember that?"
+    assert teachable_moment(_ambiguous(score=0.97), None, prefs, now=T0) is None  # resolved confidently: no question
+    assert teachable_moment(_ambiguous(feedback={"barge_in": False, "explicit": "negative"}), None, prefs, now=T0).reason == "negative_feedback"
+    assert teachable_moment(_ambiguous(), _ambiguous(), prefs, now=T0).reason == "repeated_request"
+    assert answer_moment(m, "no, I meant Wilkerson Ohio", prefs, now=T0) == "accepted"
+    p = prefs.get("u1", "home_city")
+    assert (p.value, p.provenance) == ("wilkerson ohio", "taught")
+    assert teachable_moment(_ambiguous(), None, prefs, now=T0 + timedelta(days=5)) is None  # known now: never asked again
+    prefs.delete("u1", "home_city")
+    m = teachable_moment(_ambiguous(), None, prefs, now=T0 + timedelta(days=5))
+    assert answer_moment(m, "yes please", prefs, now=T0 + timedelta(days=5)) == "accepted"
+    assert prefs.get("u1", "home_city").provenance == "confirmed"
+
+
+def test_the_assistant_backs_off_when_users_decline(store):
+    prefs = Preferences(store)
+    cfg = MomentConfig(max_prompts_per_day=1, backoff_declines=2, backoff_days=30)
+    day = T0
+    m = teachable_moment(_ambiguous(), None, prefs, config=cfg, now=day)
+    assert answer_moment(m, "no thanks", prefs, now=day) == "declined"
+    assert teachable_moment(_ambiguous(), None, prefs, config=cfg, now=day + timedelta(hours=2)) is None  # one prompt a day
+    day += timedelta(days=2)
+    m = teachable_moment(_ambiguous(), None, prefs, config=cfg, now=day)
+    assert answer_moment(m, "no", prefs, now=day) == "declined"
+    assert prefs.prompts("u1")["declined"] == 2 and prefs.get("u1", "home_city") is None
+    assert teachable_moment(_ambiguous(), None, prefs, config=cfg, now=day + timedelta(days=3)) is None  # declined twice: stop asking
+    assert teachable_moment(_ambiguous(), None, prefs, config=cfg, now=day + timedelta(days=40)) is not None  # ... for a while
+    assert answer_moment(m, "what's on tv", prefs, now=day) == "ignored"

@@ -1,0 +1,111 @@
+"""Assistant-initiated teaching: sense a teachable moment in a logged turn and ask one clarifying
+question ("Did you mean Wilkerson, Ohio? Should I remember that?"); store the answer; back off from
+users who decline.
+
+A moment is a turn whose entity the assistant resolved with low confidence among several candidates
+(an ambiguous name), made stronger by signs the user was not served: the same request again, or
+explicit negative feedback. Only slots that map to a preference kind count."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from rapidfuzz import fuzz
+
+from ..errors import InvalidInputError, explain
+from .preferences import Preferences
+from .teaching import normalise, answer_value
+
+__all__ = ["SLOT_KINDS", "MomentConfig", "Moment", "teachable_moment", "answer_moment"]
+
+#: Which slot's value teaches which preference.
+SLOT_KINDS = {"place_name": "home_city", "artist_name": "music_artist", "music_genre": "music_genre", "food_type": "cuisine",
+              "news_topic": "news_source", "radio_name": "news_source", "business_type": "cuisine"}
+_YES = re.compile(r"^(?:yes|yeah|yep|sure|ok|okay|please do|yes please|correct|right|that's right|exactly)\b")
+_NO = re.compile(r"^(?:no thanks|no thank you|not now|stop asking|don't|do not|never|nope|no)\b")
+
+
+@dataclass(frozen=True)
+class MomentConfig:
+    ambiguous_score: float = 0.9  # resolution score below which an entity with several candidates is ambiguous
+    min_candidates: int = 2
+    repeat_similarity: float = 80.0  # rapidfuzz ratio: the request is the previous one again
+    max_prompts_per_day: int = 1
+    backoff_declines: int = 2  # declines within backoff_days after which the assistant stops asking
+    backoff_days: float = 30.0
+
+
+@dataclass(frozen=True)
+class Moment:
+    user_id: str
+    kind: str
+    value: str  # what the assistant will remember on "yes"
+    reason: str  # ambiguous_entity | repeated_request | negative_feedback
+    question: str
+
+
+def _entities(turn: dict) -> list[dict]:
+    er = turn.get("entity_resolution") or {}
+    return [e for e in er.get("entities") or [] if isinstance(e, dict)]
+
+
+def teachable_moment(turn: dict, previous: dict | None, preferences: Preferences, *, config: MomentConfig | None = None,
+                     now: datetime | None = None) -> Moment | None:
+    """The question to ask after ``turn`` (a log record; ``previous``: the turn before it in the
+    session), or None: no ambiguous entity of a teachable kind, the preference is known, or the
+    user was asked today or declined too often lately."""
+    c = config or MomentConfig()
+    user = str(turn.get("user_id") or "")
+    if not user:
+        raise InvalidInputError(explain("user_id=''", "a teachable moment needs the user", "pass the turn's user_id"))
+    now = now or datetime.now(timezone.utc)
+    best = None
+    for e in _entities(turn):
+        kind = SLOT_KINDS.get(str(e.get("slot")))
+        cands = e.get("candidates")
+        n = len(cands) if isinstance(cands, list) else int(cands or 0)
+        if kind and n >= c.min_candidates and float(e.get("score") or 0.0) < c.ambiguous_score and e.get("resolved_value"):
+            best = (kind, str(e["resolved_value"]).lower())
+            break
+    if best is None:
+        return None
+    kind, value = best
+    text = str((turn.get("utterance") or {}).get("text") or "")
+    fb = turn.get("feedback") or {}
+    reason = "ambiguous_entity"
+    if fb.get("explicit") == "negative":
+        reason = "negative_feedback"
+    elif previous and fuzz.ratio(text, str((previous.get("utterance") or {}).get("text") or "")) >= c.repeat_similarity:
+        reason = "repeated_request"
+    if preferences.list(user, kind):
+        return None
+    asked = preferences.prompts(user, since=now - timedelta(days=1))
+    if sum(asked.values()) >= c.max_prompts_per_day:
+        return None
+    if preferences.prompts(user, since=now - timedelta(days=c.backoff_days))["declined"] >= c.backoff_declines:
+        return None
+    return Moment(user, kind, value, reason, f"Did you mean {value}? Should I remember that?")
+
+
+def answer_moment(moment: Moment, answer: str, preferences: Preferences, *, now: datetime | None = None) -> str:
+    """Handle the user's answer: yes -> remember the value as confirmed; "no, <other>" -> remember
+    what they said instead as taught; no -> note the decline (the back-off counts it); anything
+    else -> ignored. Returns the outcome."""
+    t = normalise(answer)
+    if _YES.match(t):
+        preferences.put(moment.user_id, moment.kind, moment.value, provenance="confirmed", at=now)
+        outcome = "accepted"
+    elif _NO.match(t):
+        rest = _NO.sub("", t).strip(" ,")
+        value = answer_value(re.sub(r"^(?:i meant|i mean|it's|it is)\s+", "", rest)) if rest else None
+        if value:
+            preferences.put(moment.user_id, moment.kind, value, provenance="taught", at=now)
+            outcome = "accepted"
+        else:
+            outcome = "declined"
+    else:
+        outcome = "ignored"
+    preferences.record_prompt(moment.user_id, moment.kind, outcome, question=moment.question, at=now)
+    return outcome
