@@ -24,8 +24,8 @@ from selflearn.world.rewriter import HttpRewriter, load_rewriter
 
 
 @pytest.fixture(scope="module")
-def api(online_model):
-    return create_app(online_model["model"])
+def api(online_model, tmp_path_factory):
+    return create_app(online_model["model"], store=tmp_path_factory.mktemp("prefs") / "prefs.duckdb")
 
 
 @pytest.fixture
@@ -139,6 +139,38 @@ def test_fuzz_never_a_server_error(api):
                 assert mode is GenerationMode.NEGATIVE  # an operation without inputs has no invalid request
     assert seen[("POST /v1/rewrite", "positive")] == {200}
     assert seen[("POST /v1/rewrite", "negative")] <= {400, 422}
+
+
+# -- preferences and teaching --------------------------------------------------------------------
+@pytest.mark.anyio
+async def test_teaching_over_http_and_preferences_used_on_the_next_request(client):
+    user = "teach-u1"
+    r = await client.post("/v1/rewrite", json={"utterance": "play the game", "user_id": user})
+    assert r.status_code == 200 and r.json()["source"] != "preferences"
+    r = await client.post("/v1/teach", json={"user_id": user, "utterance": "what time is it"})
+    assert r.json() == {"handled": False, "reply": None, "stored": [], "active": False}
+    r = await client.post("/v1/teach", json={"user_id": user, "utterance": "learn my preferences"})
+    assert r.json()["active"] and "team" in r.json()["reply"]
+    r = await client.post("/v1/teach", json={"user_id": user, "utterance": "the golden state warriors"})
+    assert r.json()["stored"][0]["value"] == "golden state warriors"
+    r = await client.post("/v1/teach", json={"user_id": user, "utterance": "stop"})
+    assert not r.json()["active"]
+    r = await client.post("/v1/rewrite", json={"utterance": "play the game", "user_id": user})
+    assert r.json()["rewrite"] == "play the golden state warriors game" and r.json()["source"] == "preferences"
+    r = await client.put(f"/v1/users/{user}/preferences/cuisine", json={"value": "Italian"})
+    assert r.status_code == 200 and r.json()["value"] == "italian"
+    r = await client.put(f"/v1/users/{user}/preferences/shoe_size", json={"value": "9"})
+    assert r.status_code == 400 and "must be one of" in r.json()["error"]
+    r = await client.get(f"/v1/users/{user}/preferences")
+    assert {p["kind"] for p in r.json()["preferences"]} == {"sports_team", "cuisine"}
+    r = await client.delete(f"/v1/users/{user}/preferences", params={"kind": "cuisine"})
+    assert r.json()["deleted"] == 1
+    r = await client.delete(f"/v1/users/{user}")
+    assert r.status_code == 200
+    r = await client.get(f"/v1/users/{user}/preferences")
+    assert r.json()["preferences"] == []
+    r = await client.delete(f"/v1/users/{user}/preferences")
+    assert r.status_code == 404
 
 
 # -- a real server ---------------------------------------------------------------------------

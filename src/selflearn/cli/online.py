@@ -65,6 +65,8 @@ def serve_cmd(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     layers: Annotated[str, typer.Option(help="Comma-separated layers to use: table, global, personal.")] = "table,global,personal",
     persist: Annotated[bool, typer.Option(help="Write the personal layer back to the model directory on shutdown.")] = False,
+    store: Annotated[Path | None, typer.Option(help="Store with users' preferences: serve /v1/users/{id}/preferences and /v1/teach, "
+                                                    "and fill what users taught into their requests.")] = None,
 ) -> None:
     """Serve POST /v1/rewrite (table, then the global and personal layers), POST /v1/turns,
     /healthz, /metrics (Prometheus) and the OpenAPI docs at /docs."""
@@ -74,7 +76,7 @@ def serve_cmd(
 
     try:
         chosen = tuple(x.strip() for x in layers.split(",") if x.strip())
-        api = create_app(model, layers=chosen, persist=persist)
+        api = create_app(model, layers=chosen, persist=persist, store=store)
     except SelflearnError as exc:
         raise fail(exc) from exc
     uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)

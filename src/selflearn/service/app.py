@@ -49,7 +49,8 @@ class RewriteRequest(BaseModel):
 
 class RewriteResponse(BaseModel):
     rewrite: str | None = Field(description="The request to send to NLU instead, or null to pass it through.")
-    source: Literal["table", "global", "personal"] | None = Field(description="Which layer rewrote it.")
+    source: Literal["table", "global", "personal", "preferences"] | None = Field(
+        description="Which layer rewrote it ('preferences': only what the user taught was filled in).")
     score: float | None = Field(description="The ranker's score of the best candidate (null for the table and when none was found).")
 
 
@@ -62,17 +63,29 @@ class Forgotten(BaseModel):
     forgotten: bool
 
 
-def create_app(model_dir: Path, *, layers: tuple[str, ...] = LAYERS, persist: bool = False, rewriter: OnlineRewriter | None = None) -> FastAPI:
+def create_app(model_dir: Path, *, layers: tuple[str, ...] = LAYERS, persist: bool = False, rewriter: OnlineRewriter | None = None,
+               store: Path | None = None) -> FastAPI:
     """The service over a model directory (`selflearn train online`). With ``persist`` the personal
-    layer is written back to the directory (atomically) on shutdown."""
+    layer is written back to the directory (atomically) on shutdown. With ``store`` the users'
+    preferences there are served and taught (/v1/users/{id}/preferences, /v1/teach) and filled into
+    requests before the rewriter."""
     rw = rewriter or OnlineRewriter.load(Path(model_dir), layers=layers)
     metrics = Metrics()
+    prefs = pref_rw = None
+    if store is not None:
+        from ..store.store import Store
+        from ..teach import PreferenceRewriter, Preferences
+
+        prefs = Preferences(Store(store))
+        pref_rw = PreferenceRewriter(prefs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         if persist:
             rw.personal.save(Path(model_dir) / "personal")
+        if prefs is not None:
+            prefs.store.close()
 
     app = FastAPI(title="selflearn rewrite service", version=__version__, lifespan=lifespan,
                   description="Rewrites a request before NLU: the precomputed table first, then the online global and personal layers.")
@@ -93,10 +106,14 @@ def create_app(model_dir: Path, *, layers: tuple[str, ...] = LAYERS, persist: bo
     @app.post("/v1/rewrite", response_model=RewriteResponse, summary="Rewrite one request (or pass it through)")
     async def rewrite(req: RewriteRequest) -> RewriteResponse:
         started = time.perf_counter()
-        d = rw.decide(req.utterance, user_id=req.user_id, device=req.device.model_dump(), context=req.context.model_dump(exclude_none=True))
-        metrics.requests.labels(source=d.source or "none").inc()
+        device, context = req.device.model_dump(), req.context.model_dump(exclude_none=True)
+        taught = pref_rw.rewrite(req.utterance, user_id=req.user_id, device=device, context=context) if pref_rw else None
+        d = rw.decide(taught or req.utterance, user_id=req.user_id, device=device, context=context)
+        out = RewriteResponse(rewrite=d.rewrite, source=d.source, score=d.score) if d.rewrite or not taught else \
+            RewriteResponse(rewrite=taught, source="preferences", score=None)
+        metrics.requests.labels(source=out.source or "none").inc()
         metrics.latency.observe(time.perf_counter() - started)
-        return RewriteResponse(rewrite=d.rewrite, source=d.source, score=d.score)
+        return out
 
     turn_schema = Turn.model_json_schema(ref_template="#/components/schemas/{model}")
     turn_defs = turn_schema.pop("$defs", {})
@@ -122,9 +139,15 @@ def create_app(model_dir: Path, *, layers: tuple[str, ...] = LAYERS, persist: bo
 
     @app.delete("/v1/users/{user_id}", response_model=Forgotten, summary="Forget everything about a user")
     async def forget(user_id: str):
-        if not rw.personal.forget(user_id):
+        taught = prefs.delete(user_id) if prefs is not None else 0
+        if not rw.personal.forget(user_id) and not taught:
             return JSONResponse(status_code=404, content={"error": f"user_id={user_id!r}: has no history here; fix: check the id"})
         return Forgotten(user_id=user_id, forgotten=True)
+
+    if prefs is not None:
+        from .teach import teach_router
+
+        app.include_router(teach_router(prefs))
 
     base_openapi = app.openapi
 
