@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import duckdb
@@ -213,3 +214,29 @@ def test_the_assistant_backs_off_when_users_decline(store):
     assert teachable_moment(_ambiguous(), None, prefs, config=cfg, now=day + timedelta(days=3)) is None  # declined twice: stop asking
     assert teachable_moment(_ambiguous(), None, prefs, config=cfg, now=day + timedelta(days=40)) is not None  # ... for a while
     assert answer_moment(m, "what's on tv", prefs, now=day) == "ignored"
+
+
+def test_cli_prefs_teach_list_put_delete(tmp_path):
+    from typer.testing import CliRunner
+
+    from selflearn.cli.main import app
+
+    runner = CliRunner()
+    s = ["--store", str(tmp_path / "p.duckdb")]
+    r = runner.invoke(app, ["prefs", "teach", "--user", "u1", "I'm a Warriors fan", *s])
+    assert r.exit_code == 0 and "warriors" in r.output
+    r = runner.invoke(app, ["prefs", "teach", "--user", "u1", *s], input="\njazz\nskip\nitalian food\nstop\n")  # Q&A: team (skip), genre, artist (skip), food
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["prefs", "put", "--user", "u1", "--kind", "device_nickname", "--key", "the lamp", "--value", "desk light", *s])
+    assert r.exit_code == 0
+    r = runner.invoke(app, ["prefs", "list", "--user", "u1", "--json", *s])
+    got = {(p["kind"], p["value"]) for p in json.loads(r.stdout)}
+    assert got == {("sports_team", "warriors"), ("music_genre", "jazz"), ("cuisine", "italian"), ("device_nickname", "desk light")}
+    r = runner.invoke(app, ["prefs", "put", "--user", "u1", "--kind", "shoe_size", "--value", "9", *s])
+    assert r.exit_code == 2 and "must be one of" in r.output
+    r = runner.invoke(app, ["prefs", "delete", "--user", "u1", "--kind", "cuisine", *s])
+    assert r.exit_code == 0 and "forgot 1" in r.output
+    r = runner.invoke(app, ["prefs", "delete", "--user", "u1", *s])
+    assert "forgot 3" in r.output
+    r = runner.invoke(app, ["prefs", "list", "--user", "u1", *s])
+    assert "nothing remembered" in r.output

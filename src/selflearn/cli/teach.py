@@ -1,0 +1,117 @@
+"""CLI commands of teachable AI: `selflearn prefs list | put | delete | teach`. Parse, call the
+library, print."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from selflearn.errors import SelflearnError
+from selflearn.store.store import DEFAULT_STORE
+
+from .app import app, fail, out
+
+__all__ = ["prefs_app"]
+
+prefs_app = typer.Typer(help="What users taught the assistant: list, put and delete preferences, or teach by talking.",
+                        no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(prefs_app, name="prefs")
+
+StoreOpt = Annotated[Path, typer.Option("--store", envvar="SELFLEARN_STORE", help="Store holding the preferences.")]
+UserOpt = Annotated[str, typer.Option("--user", help="The user's id.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def _prefs(store: Path):
+    from selflearn.store.store import Store
+    from selflearn.teach import Preferences
+
+    return Preferences(Store(store))
+
+
+def _show(p: dict) -> str:
+    key = f" [{p['key']}]" if p["key"] else ""
+    return f"{p['kind']}{key}: {p['value']} ({p['provenance']}, confidence {p['confidence']:.2f}, updated {p['updated_at'][:19]})"
+
+
+@prefs_app.command("list")
+def list_cmd(user: UserOpt, store: StoreOpt = Path(DEFAULT_STORE), as_json: AsJson = False) -> None:
+    """Everything remembered about a user."""
+    try:
+        prefs = _prefs(store)
+        rows = [p.to_dict() for p in prefs.list(user)]
+        prefs.store.close()
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(rows))
+    elif not rows:
+        out.print(f"nothing remembered about {user}", highlight=False)
+    else:
+        for p in rows:
+            out.print(_show(p), highlight=False)
+
+
+@prefs_app.command("put")
+def put_cmd(
+    user: UserOpt,
+    kind: Annotated[str, typer.Option(help="sports_team, music_genre, music_artist, cuisine, home_city, device_nickname or news_source.")],
+    value: Annotated[str, typer.Option(help="What to remember.")],
+    key: Annotated[str, typer.Option(help="For device_nickname: the nickname ('the lamp').")] = "",
+    provenance: Annotated[str, typer.Option(help="taught, confirmed or inferred.")] = "taught",
+    store: StoreOpt = Path(DEFAULT_STORE),
+) -> None:
+    """Remember (or update) one preference."""
+    try:
+        prefs = _prefs(store)
+        p = prefs.put(user, kind, value, key=key, provenance=provenance).to_dict()
+        prefs.store.close()
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    out.print(_show(p), highlight=False)
+
+
+@prefs_app.command("delete")
+def delete_cmd(
+    user: UserOpt,
+    kind: Annotated[str | None, typer.Option(help="Forget only this kind (default: everything about the user).")] = None,
+    key: Annotated[str | None, typer.Option(help="Forget only this nickname (with --kind device_nickname).")] = None,
+    store: StoreOpt = Path(DEFAULT_STORE),
+) -> None:
+    """Forget what a user taught (one kind, one nickname, or everything)."""
+    try:
+        prefs = _prefs(store)
+        n = prefs.delete(user, kind, key)
+        prefs.store.close()
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    out.print(f"forgot {n} preference(s) of {user}", highlight=False)
+
+
+@prefs_app.command("teach")
+def teach_cmd(
+    user: UserOpt,
+    text: Annotated[str | None, typer.Argument(help="A statement ('I'm a Warriors fan'); without it, the guided Q&A runs here.")] = None,
+    store: StoreOpt = Path(DEFAULT_STORE),
+) -> None:
+    """Teach by talking: one statement, or the guided Q&A ("learn my preferences") answered at the prompt."""
+    from selflearn.teach import Teacher
+
+    try:
+        prefs = _prefs(store)
+        teacher = Teacher(prefs)
+        if text is not None:
+            r = teacher.turn(user, text)
+            out.print(r.reply if r else "That did not teach me anything (try 'I'm a Warriors fan' or 'I live in Wilkerson, Ohio').", highlight=False)
+        else:
+            r = teacher.turn(user, "learn my preferences")
+            while r is not None and r.active:
+                r = teacher.turn(user, typer.prompt(r.reply, default="skip", show_default=False))
+            if r is not None:
+                out.print(r.reply, highlight=False)
+        prefs.store.close()
+    except SelflearnError as exc:
+        raise fail(exc) from exc
