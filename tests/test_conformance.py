@@ -11,7 +11,25 @@ from selflearn.online import OnlineRewriter
 from selflearn.rewrites.table import TableRewriter
 from selflearn.world.rewriter import Rewriter, load_rewriter
 
+_PREFS: dict = {}
+
+
+def _preference_rewriter(m):
+    """The taught-preferences rewriter over a store where the logs' first users taught a few things."""
+    from selflearn.store.store import Store
+    from selflearn.teach import PreferenceRewriter, Preferences, Teacher
+
+    if "prefs" not in _PREFS:
+        prefs = _PREFS["prefs"] = Preferences(Store(m["dir"] / "conformance-prefs.duckdb"))
+        users = sorted({json.loads(x)["user_id"] for x in m["logs"].read_text().splitlines()[:400]})
+        teacher = Teacher(prefs)
+        for u, said in zip(users, ["I'm a Warriors fan", "I like Italian restaurants", "I love jazz music", "I live in Wilkerson Ohio"] * 10):
+            teacher.turn(u, said)
+    return PreferenceRewriter(_PREFS["prefs"])
+
+
 FACTORIES = {
+    "preferences": _preference_rewriter,
     "table": lambda m: TableRewriter.load(m["table"]),
     "table-by-spec": lambda m: load_rewriter(str(m["table"])),
     "online": lambda m: OnlineRewriter.load(m["model"]),
