@@ -66,6 +66,17 @@ def world(shared: Path, store: str) -> None:
     run("import", str(sim / "logs.jsonl"), "--store", store)
     run("ab", "--world", wd, "--rewriter", "noop", "--users", "2000", "--days", "14")
     run("ab", "--world", wd, "--rewriter", "examples.rewriters:StripFillers", "--users", "2000", "--days", "14")
+    # failure points: a small annotated run (other users, other seed) trains the classifier (traces and
+    # context only here, for speed); it then names the failing component of every turn in the store
+    fpi = OUT / "sim-fpi"
+    run("simulate", "--world", wd, "--users", "300", "--days", "7", "--seed", "10", "--out", str(fpi))
+    run("import", str(fpi / "logs.jsonl"), "--store", str(OUT / "fpi.duckdb"))
+    run("fpi", "train", "--store", str(OUT / "fpi.duckdb"), "--labels", str(fpi / "truth" / "turns.parquet"), "--out", str(OUT / "fpi-model"),
+        "--no-text", "--epochs", "20")
+    run("fpi", "apply", "--store", store, "--model", str(OUT / "fpi-model"))
+    # what a user teaches is used on their next request
+    run("prefs", "teach", "--user", "u00042", "I'm a Warriors fan", "--store", store)
+    run("prefs", "list", "--user", "u00042", "--store", store)
 
 
 if __name__ == "__main__":
