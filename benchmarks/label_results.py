@@ -168,6 +168,7 @@ def _nlu_loop(args, world: World, best: LabelModel, gold: list, train: list, tmp
     for p in args.min_precision:
         labelled, loop["apply"][str(p)] = apply_labels(best, harvest, min_precision=p, predictions=preds)
         rows[f"generated labels at {p:.0%} precision"] = nlu_examples(labelled)
+        rows[f"generated labels at {p:.0%} precision, corrections only"] = nlu_examples(labelled, corrections_only=True)
     loop["nlu_rows"] = {k: len(v) for k, v in rows.items()}
     loop["nlu_rows_with_slots"] = {k: sum(r["slots"] is not None for r in v) for k, v in rows.items()}
     worlds = {"original NLU": (world, load_nlu_for(args.world))}

@@ -341,3 +341,30 @@ def test_nlu_sentences_without_slot_labels_teach_the_intent_only():
     nlu.intents_, nlu.tags_ = ["music_play"], ["O", "B-song_name", "I-song_name"]
     (ex,) = nlu._examples([tagged_sentence("play x", "music_play", None)])
     assert ex == (["play", "x"], 0, [-100, -100])
+
+
+def test_intents_the_nlu_did_not_say_get_their_own_curve_and_threshold():
+    from selflearn.labels.run import apply_labels
+
+    def ex(nlu, ref):
+        return Exchange("play it", "ok", {"intent": nlu}, {"intent": ref})
+
+    # the model agrees with the NLU on 20 turns (right) and overrides it on 10 (right on the 5 most confident only)
+    data = [Dialogue(f"d{i}", [ex("play_music", "play_music")]) for i in range(20)]
+    data += [Dialogue(f"c{i}", [ex("play_radio", "play_music" if i < 5 else "play_radio")]) for i in range(10)]
+    pred = [[{"intent": ("play_music", 0.99)}] for _ in range(20)] + [[{"intent": ("play_music", 0.98 - 0.01 * i)}] for i in range(10)]
+    m = evaluate_predictions(pred, reference_targets(data))
+    assert m["intent_change"]["n"] == 10 and m["intent_change"]["accuracy"] == 0.5
+    assert max(p["precision"] for p in m["intent_change"]["curve"]) == 1.0
+
+    class Fixed:
+        calibration_ = {"curves": {"intent": m["intent"]["curve"], "intent_change": m["intent_change"]["curve"]}}
+
+        def predict(self, dialogues):
+            return pred
+
+    labelled, summary = apply_labels(Fixed(), data, min_precision=0.95)
+    kept = [d.exchanges[0].labels.get("intent") for d in labelled]
+    assert kept[:20] == ["play_music"] * 20  # agreeing with the NLU: the intent curve's threshold
+    assert kept[20:25] == ["play_music"] * 5 and kept[25:] == [None] * 5  # overriding it: only as confident as its own curve allows
+    assert summary["tasks"]["intent"]["threshold_where_it_differs_from_nlu"] == 0.94

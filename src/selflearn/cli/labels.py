@@ -100,7 +100,10 @@ def evaluate_cmd(
     for task, m_ in metrics.items():
         if not isinstance(m_, dict):
             continue
-        if task == "slots":
+        if task == "intent_change":
+            out.print(f"{task:>14}: accuracy {m_['accuracy']:.3f} on {m_['n']:,} intents the NLU did not say, "
+                      f"coverage at 95% precision {m_['coverage_at']['0.95']:.1%}", highlight=False)
+        elif task == "slots":
             out.print(f"{task:>14}: types F1 {m_['slot_types']['f1']:.3f}, values F1 {m_['slot_values']['f1']:.3f}, "
                       f"coverage at 95% precision {m_['coverage_at']['0.95']:.1%}", highlight=False)
         else:

@@ -25,7 +25,8 @@ def reference_targets(dialogues) -> list[list[dict]]:
             rows.append({"defect": lab.get("defect"), "goal_success": lab.get("goal_success"),
                          "same_goal": int(lab["goal"] == prev) if t > 0 and "goal" in lab and prev is not None else None,
                          "intent": lab.get("intent"), "slots": lab.get("slots"), "satisfaction": lab.get("satisfaction"),
-                         "dialogue_label": (str(d.label) if d.label is not None else None) if t == 0 else None})
+                         "dialogue_label": (str(d.label) if d.label is not None else None) if t == 0 else None,
+                         "nlu_intent": e.features.get("intent")})
         out.append(rows)
     return out
 
@@ -114,7 +115,24 @@ def evaluate_predictions(pred: list[list[dict]], ref: list[list[dict]], *, preci
         m["curve"] = curve
         m["coverage_at"] = {str(t): (threshold_for(curve, t) or {}).get("coverage", 0.0) for t in precision_targets}
         out[task] = m
+    change = _intent_change(pred, ref, precision_targets)
+    if change:
+        out["intent_change"] = change
     return out
+
+
+def _intent_change(pred, ref, precision_targets) -> dict | None:
+    """Intent labels that differ from what the assistant's NLU said on the turn: the labels that can
+    teach the NLU something, and the riskiest ones. Their own curve lets them get their own threshold."""
+    rows = [(p["intent"][0], p["intent"][1], r["intent"]) for pd, rd in zip(pred, ref) for p, r in zip(pd, rd)
+            if p.get("intent") is not None and r.get("intent") is not None and r.get("nlu_intent") and p["intent"][0] != r["nlu_intent"]]
+    if not rows:
+        return None
+    total = sum(1 for rd in ref for r in rd if r.get("intent") is not None)
+    right = np.array([a == b for a, _, b in rows])
+    curve = precision_coverage(np.array([c for _, c, _ in rows]), right, total)
+    return {"n": len(rows), "accuracy": round(float(right.mean()), 4), "curve": curve,
+            "coverage_at": {str(t): (threshold_for(curve, t) or {}).get("coverage", 0.0) for t in precision_targets}}
 
 
 def _slot_metrics(rows, total, precision_targets) -> dict:

@@ -85,7 +85,7 @@ def apply_labels(model: LabelModel, dialogues: list[Dialogue], *, min_precision:
         raise InvalidInputError(explain(f"min_precision={min_precision}", "must be in (0, 1]", "e.g. 0.95"))
     curves = (getattr(model, "calibration_", None) or {}).get("curves") or {}
     cut = {}
-    for task in APPLIED:
+    for task in APPLIED + ("intent_change",):
         if task in curves:
             p = threshold_for(curves[task], min_precision)
             cut[task] = p["threshold"] if p else None  # None: no confidence reaches it; the task is not labelled
@@ -100,7 +100,9 @@ def apply_labels(model: LabelModel, dialogues: list[Dialogue], *, min_precision:
             labels = {}
             for task, th in cut.items():
                 v = p.get(task)
-                if th is None or v is None:
+                if task == "intent" and v is not None and "intent_change" in cut and v[0] != e.features.get("intent"):
+                    th = cut["intent_change"]  # an intent the NLU did not say needs the precision of its own curve
+                if task == "intent_change" or th is None or v is None:
                     continue
                 if task in BINARY:
                     if max(v, 1 - v) >= th:
@@ -114,19 +116,24 @@ def apply_labels(model: LabelModel, dialogues: list[Dialogue], *, min_precision:
                     counts[task] += 1
             ex.append(Exchange(e.user, e.system, dict(e.features), labels, e.turn_id))
         out.append(Dialogue(d.dialogue_id, ex, d.label))
-    coverage = {t: {"threshold": cut[t], "coverage": round(counts[t] / turns, 4) if turns else 0.0} for t in cut}
+    coverage = {t: {"threshold": cut[t], "coverage": round(counts[t] / turns, 4) if turns else 0.0} for t in cut if t != "intent_change"}
+    if "intent_change" in cut:
+        coverage["intent"]["threshold_where_it_differs_from_nlu"] = cut["intent_change"]
     return out, {"min_precision": min_precision, "turns": turns, "calibration": (model.calibration_ or {}).get("source"), "tasks": coverage}
 
 
-def nlu_examples(dialogues: list[Dialogue]) -> list[dict]:
+def nlu_examples(dialogues: list[Dialogue], *, corrections_only: bool = False) -> list[dict]:
     """NLU training rows from labelled dialogues: every turn labelled as serving a goal that
     succeeded, with an intent: {"text", "intent", "slots"}, where "slots" is null when the slots
-    were not labelled (the row then teaches the intent only, never "this has no slots")."""
+    were not labelled (the row then teaches the intent only, never "this has no slots").
+    ``corrections_only`` keeps the turns whose label differs from what the NLU said."""
     rows, seen = [], set()
     for d in dialogues:
         for e in d.exchanges:
             lab = e.labels
             if lab.get("goal_success") != 1 or "intent" not in lab or not e.user.strip():
+                continue
+            if corrections_only and lab["intent"] == e.features.get("intent"):
                 continue
             key = (e.user, lab["intent"], json.dumps(lab.get("slots"), sort_keys=True))
             if key in seen:
