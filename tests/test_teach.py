@@ -188,6 +188,9 @@ def test_a_teachable_moment_asks_once_and_stores_on_yes(store):
     assert (m.kind, m.value, m.reason) == ("home_city", "wilkerson washington", "ambiguous_entity")
     assert m.question == "Did you mean wilkerson washington? Should I remember that?"
     assert teachable_moment(_ambiguous(score=0.97), None, prefs, now=T0) is None  # resolved confidently: no question
+    flagged = _ambiguous(score=1.0)
+    flagged["entity_resolution"]["status"] = "ambiguous"  # an exact name several places share
+    assert teachable_moment(flagged, None, prefs, now=T0).kind == "home_city"
     assert teachable_moment(_ambiguous(feedback={"barge_in": False, "explicit": "negative"}), None, prefs, now=T0).reason == "negative_feedback"
     assert teachable_moment(_ambiguous(), _ambiguous(), prefs, now=T0).reason == "repeated_request"
     assert answer_moment(m, "no, I meant Wilkerson Ohio", prefs, now=T0) == "accepted"

@@ -2,8 +2,8 @@
 question ("Did you mean Wilkerson, Ohio? Should I remember that?"); store the answer; back off from
 users who decline.
 
-A moment is a turn whose entity the assistant resolved with low confidence among several candidates
-(an ambiguous name), made stronger by signs the user was not served: the same request again, or
+A moment is a turn whose entity the assistant resolved among several candidates with low confidence
+or that its resolver flagged as ambiguous (a name several places share), made stronger by signs the user was not served: the same request again, or
 explicit negative feedback. Only slots that map to a preference kind count."""
 
 from __future__ import annotations
@@ -62,11 +62,13 @@ def teachable_moment(turn: dict, previous: dict | None, preferences: Preferences
         raise InvalidInputError(explain("user_id=''", "a teachable moment needs the user", "pass the turn's user_id"))
     now = now or datetime.now(timezone.utc)
     best = None
+    flagged = (turn.get("entity_resolution") or {}).get("status") == "ambiguous"  # the resolver itself said so
     for e in _entities(turn):
         kind = SLOT_KINDS.get(str(e.get("slot")))
         cands = e.get("candidates")
         n = len(cands) if isinstance(cands, list) else int(cands or 0)
-        if kind and n >= c.min_candidates and float(e.get("score") or 0.0) < c.ambiguous_score and e.get("resolved_value"):
+        unsure = flagged or float(e.get("score") or 0.0) < c.ambiguous_score
+        if kind and n >= c.min_candidates and unsure and e.get("resolved_value"):
             best = (kind, str(e["resolved_value"]).lower())
             break
     if best is None:
