@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .preferences import KINDS, Preferences
+from .preferences import Preferences
 
 __all__ = ["normalise", "answer_value", "parse_statement", "Teacher", "TeachingReply", "QUESTIONS", "START_PHRASES"]
 
@@ -22,6 +22,9 @@ QUESTIONS: dict[str, str] = {
     "home_city": "Which city do you live in? Add the state if the name is common.",
     "news_source": "Where do you like to get your news from?",
 }
+#: How the assistant names each kind back to the user.
+SAID = {"sports_team": "your team", "music_genre": "your music", "music_artist": "your favourite artist", "cuisine": "your food",
+        "home_city": "your home city", "device_nickname": "what you call a device", "news_source": "your news source"}
 _SKIP = {"thanks", "thank you", "skip", "no", "none", "nothing", "pass", "next", "i don't know", "i dont know", "not sure", "no preference", "no thanks"}
 _STOP = {"stop", "cancel", "that's all", "thats all", "done", "quit", "enough", "exit"}
 _LEAD = re.compile(r"^(?:i (?:really )?(?:like|love|prefer|enjoy|follow|listen to|support)|it's|it is|my favou?rite (?:\w+ )?is|"
@@ -118,7 +121,7 @@ class Teacher:
         if not taught:
             return None
         stored = [self.preferences.put(user_id, kind, value, key=key).to_dict() for kind, key, value in taught]
-        said = "; ".join(f"{KINDS[p['kind']].split(' (')[0].removeprefix('the ')}: {p['value']}" for p in stored)
+        said = "; ".join(f"{SAID[p['kind']]}: {p['value']}" for p in stored)
         return TeachingReply(f"Got it, I'll remember {said}.", stored)
 
     def _answer(self, user_id: str, t: str) -> TeachingReply:
