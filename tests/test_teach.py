@@ -93,6 +93,9 @@ def test_an_older_store_gains_the_preference_tables_on_open(tmp_path):
         assert st.version == STORE_VERSION == 2 and st.has_table("preferences") and st.has_table("teaching_prompts")
         Preferences(st).put("u", "music_genre", "jazz")
     assert set(KINDS) >= {"sports_team", "music_genre", "music_artist", "cuisine", "home_city", "device_nickname", "news_source"}
+    from selflearn.teach.teaching import SAID
+
+    assert set(SAID) == set(KINDS)  # every kind can be named back to the user
 
 
 # -- teaching by statement and by guided Q&A ---------------------------------------------------
