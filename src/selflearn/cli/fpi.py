@@ -12,7 +12,7 @@ import typer
 from selflearn.errors import SelflearnError
 from selflearn.store.store import DEFAULT_STORE
 
-from .app import app, err, fail, out
+from .app import StoreOpt, app, err, fail, out
 
 __all__ = ["fpi_app"]
 
@@ -20,7 +20,6 @@ fpi_app = typer.Typer(help="Failure point isolation: which component failed firs
                       no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(fpi_app, name="fpi")
 
-StoreOpt = Annotated[Path, typer.Option("--store", envvar="SELFLEARN_STORE", help="Store with the logs.")]
 ModelOpt = Annotated[Path, typer.Option("--model", help="Failure-point model directory (from `selflearn fpi train`).")]
 Threads = Annotated[int, typer.Option(help="CPU threads for torch.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
@@ -81,7 +80,10 @@ def evaluate_cmd(
         out.print(f"{c:>18}: precision {v['precision']:.3f}, recall {v['recall']:.3f}, F1 {v['f1']:.3f} ({v['support']:,} turns)", highlight=False)
 
 
-def _print_breakdown(b: dict) -> None:
+def _print_breakdown(b: dict, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(b))
+        return
     out.print(f"{b['turns']:,} turns, {b['defects']:,} defective ({b['defect_rate']:.1%})", highlight=False)
     out.print("by component: " + ", ".join(f"{c} {v['turns']:,}" + (f" ({v['share_of_defects']:.0%})" if v["share_of_defects"] is not None else "")
                                        for c, v in b["by_component"].items()), highlight=False)
@@ -110,10 +112,7 @@ def apply_cmd(
             b = apply_fpi(st, m)
     except SelflearnError as exc:
         raise fail(exc) from exc
-    if as_json:
-        out.print_json(json.dumps(b))
-    else:
-        _print_breakdown(b)
+    _print_breakdown(b, as_json)
 
 
 @fpi_app.command("breakdown")
@@ -127,7 +126,4 @@ def breakdown_cmd(store: StoreOpt = Path(DEFAULT_STORE), as_json: AsJson = False
             b = breakdown(st)
     except SelflearnError as exc:
         raise fail(exc) from exc
-    if as_json:
-        out.print_json(json.dumps(b))
-    else:
-        _print_breakdown(b)
+    _print_breakdown(b, as_json)

@@ -4,6 +4,7 @@ library, print."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,7 @@ import typer
 from selflearn.errors import SelflearnError
 from selflearn.store.store import DEFAULT_STORE
 
-from .app import app, fail, out
+from .app import StoreOpt, app, fail, out
 
 __all__ = ["prefs_app"]
 
@@ -20,16 +21,18 @@ prefs_app = typer.Typer(help="What users taught the assistant: list, put and del
                         no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(prefs_app, name="prefs")
 
-StoreOpt = Annotated[Path, typer.Option("--store", envvar="SELFLEARN_STORE", help="Store holding the preferences.")]
 UserOpt = Annotated[str, typer.Option("--user", help="The user's id.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
+@contextmanager
 def _prefs(store: Path):
+    """The store's preferences, the store closed afterwards (also on an error)."""
     from selflearn.store.store import Store
     from selflearn.teach import Preferences
 
-    return Preferences(Store(store))
+    with Store(store) as st:
+        yield Preferences(st)
 
 
 def _show(p: dict) -> str:
@@ -41,9 +44,8 @@ def _show(p: dict) -> str:
 def list_cmd(user: UserOpt, store: StoreOpt = Path(DEFAULT_STORE), as_json: AsJson = False) -> None:
     """Everything remembered about a user."""
     try:
-        prefs = _prefs(store)
-        rows = [p.to_dict() for p in prefs.list(user)]
-        prefs.store.close()
+        with _prefs(store) as prefs:
+            rows = [p.to_dict() for p in prefs.list(user)]
     except SelflearnError as exc:
         raise fail(exc) from exc
     if as_json:
@@ -66,9 +68,8 @@ def put_cmd(
 ) -> None:
     """Remember (or update) one preference."""
     try:
-        prefs = _prefs(store)
-        p = prefs.put(user, kind, value, key=key, provenance=provenance).to_dict()
-        prefs.store.close()
+        with _prefs(store) as prefs:
+            p = prefs.put(user, kind, value, key=key, provenance=provenance).to_dict()
     except SelflearnError as exc:
         raise fail(exc) from exc
     out.print(_show(p), highlight=False)
@@ -83,9 +84,8 @@ def delete_cmd(
 ) -> None:
     """Forget what a user taught (one kind, one nickname, or everything)."""
     try:
-        prefs = _prefs(store)
-        n = prefs.delete(user, kind, key)
-        prefs.store.close()
+        with _prefs(store) as prefs:
+            n = prefs.delete(user, kind, key)
     except SelflearnError as exc:
         raise fail(exc) from exc
     out.print(f"forgot {n} preference(s) of {user}", highlight=False)
@@ -101,17 +101,16 @@ def teach_cmd(
     from selflearn.teach import Teacher
 
     try:
-        prefs = _prefs(store)
-        teacher = Teacher(prefs)
-        if text is not None:
-            r = teacher.turn(user, text)
-            out.print(r.reply if r else "That did not teach me anything (try 'I'm a Warriors fan' or 'I live in Wilkerson, Ohio').", highlight=False)
-        else:
-            r = teacher.turn(user, "learn my preferences")
-            while r is not None and r.active:
-                r = teacher.turn(user, typer.prompt(r.reply, default="skip", show_default=False))
-            if r is not None:
-                out.print(r.reply, highlight=False)
-        prefs.store.close()
+        with _prefs(store) as prefs:
+            teacher = Teacher(prefs)
+            if text is not None:
+                r = teacher.turn(user, text)
+                out.print(r.reply if r else "That did not teach me anything (try 'I'm a Warriors fan' or 'I live in Wilkerson, Ohio').", highlight=False)
+            else:
+                r = teacher.turn(user, "learn my preferences")
+                while r is not None and r.active:
+                    r = teacher.turn(user, typer.prompt(r.reply, default="skip", show_default=False))
+                if r is not None:
+                    out.print(r.reply, highlight=False)
     except SelflearnError as exc:
         raise fail(exc) from exc

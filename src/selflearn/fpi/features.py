@@ -14,7 +14,7 @@ from rapidfuzz import fuzz
 
 from .turns import FpiTurn
 
-__all__ = ["value_mismatch", "relation", "trace_features", "TRACE_FEATURES", "CATEGORICAL", "categories", "texts_of"]
+__all__ = ["unresolved", "value_mismatch", "relation", "trace_features", "TRACE_FEATURES", "CATEGORICAL", "categories", "texts_of"]
 
 CATEGORICAL = ("device_type", "domain", "status", "er_status")
 
@@ -50,6 +50,11 @@ def _values(t: FpiTurn) -> set[str]:
 def _entities(t: FpiTurn) -> dict[str, str]:
     """slot value -> resolved id (None-free)"""
     return {str(e.get("value", "")).lower(): str(e.get("resolved_id")) for e in t.entities if isinstance(e, dict) and e.get("resolved_id")}
+
+
+def unresolved(t: FpiTurn) -> int:
+    """Entities the assistant could not resolve."""
+    return sum(1 for e in t.entities if isinstance(e, dict) and not e.get("resolved_id"))
 
 
 def value_mismatch(t: FpiTurn) -> float:
@@ -94,10 +99,9 @@ def trace_features(t: FpiTurn) -> np.ndarray:
     scores = [float(e.get("score") or 0.0) for e in t.entities if isinstance(e, dict)]
     cands = [len(e.get("candidates") or []) if isinstance(e.get("candidates"), list) else int(e.get("candidates") or 0)
              for e in t.entities if isinstance(e, dict)]
-    unresolved = sum(1 for e in t.entities if isinstance(e, dict) and not e.get("resolved_id"))
     feats = [asr, asr_m, math.log1p(len(t.nbest)), nb_margin, nb_m,
              nlu, nlu_m, nlu_margin, top_m, float(len(t.slots)), math.log1p(len(t.text.split())),
-             float(len(t.entities)), float(unresolved), min(scores) if scores else 0.0, float(np.mean(scores)) if scores else 0.0,
+             float(len(t.entities)), float(unresolved(t)), min(scores) if scores else 0.0, float(np.mean(scores)) if scores else 0.0,
              math.log1p(max(cands) if cands else 0), float(any(c > 1 for c in cands)), value_mismatch(t),
              float(t.barge_in), float(t.feedback == "negative"), float(t.feedback == "positive"), float(t.prompted), t.defect_score,
              float(t.rephrase), float(t.prev is None), float(t.next is None),

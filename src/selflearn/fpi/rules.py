@@ -12,6 +12,7 @@ import itertools
 import numpy as np
 
 from ..errors import InvalidInputError, NotFittedError, explain
+from .features import unresolved
 from .turns import CLASSES, FpiTurn
 
 __all__ = ["RuleBaseline"]
@@ -26,7 +27,7 @@ def _columns(turns: list[FpiTurn]) -> dict[str, np.ndarray]:
             "first": np.array([t.prev is None for t in turns]),
             "asr": np.array([1.0 if t.asr_confidence is None else t.asr_confidence for t in turns]),
             "nlu": np.array([1.0 if t.nlu_confidence is None else t.nlu_confidence for t in turns]),
-            "unresolved": np.array([any(isinstance(e, dict) and not e.get("resolved_id") for e in t.entities) for t in turns]),
+            "unresolved": np.array([unresolved(t) > 0 for t in turns]),
             "er_min": np.array(er_min), "failed": np.array([t.status not in ("success", "unsupported", "") for t in turns])}
 
 

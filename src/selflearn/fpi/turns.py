@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 from ..signals import SignalConfig, compute_signals
@@ -91,8 +92,6 @@ def store_turns(store: Store, *, signals: SignalConfig | None = None) -> list[Fp
 def word_rarity(turns: list[FpiTurn]) -> None:
     """How usual each turn's words are among the requests that worked (signals say not a defect,
     action succeeded), not counting the turn itself: misheard words are rarely among them."""
-    from collections import Counter
-
     ok = [t.defect_score < 0.5 and t.status == "success" for t in turns]
     counts = Counter(w for t, good in zip(turns, ok) if good for w in t.text.lower().split())
     top = math.log1p(max(counts.values(), default=1))

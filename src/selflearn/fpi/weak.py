@@ -4,9 +4,8 @@ annotated set can train the model on.
 A turn the signals do not call a defect (or a request the assistant rightly cannot serve) is
 correct. A defective turn is compared with the end of its retry chain when a retry worked: the same
 reading with other entities for the same words is entity resolution; the same reading and the same
-entities is the result; another reading is ASR when the words were heard with low confidence or
-it looks misheard (low ASR confidence, or a word never seen in the logs' requests that worked),
-else NLU. Without a retry that worked, the traces decide: a low-confidence first turn the user did
+entities is the result; another reading is ASR when the turn looks misheard (low ASR confidence, or
+a word never seen in the logs' requests that worked), else NLU. Without a retry that worked, the traces decide: a low-confidence first turn the user did
 not retry is a false wake; a misheard turn is ASR; a failed action on a confident, fully resolved
 reading is the result; anything else NLU."""
 
@@ -14,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .features import relation, value_mismatch
+from .features import relation, unresolved, value_mismatch
 from .turns import FpiTurn
 
 __all__ = ["WeakConfig", "misheard", "weak_failure_point", "weak_failure_points"]
@@ -57,10 +56,9 @@ def weak_failure_point(t: FpiTurn, c: WeakConfig = WeakConfig()) -> str:
         return "asr" if heard_wrong else "nlu"
     if t.prev is None and not t.rephrase and asr < c.false_wake_asr and t.barge_in:
         return "false_wake"
-    unresolved = any(isinstance(e, dict) and not e.get("resolved_id") for e in t.entities)
     if heard_wrong:
         return "asr"
-    if t.status not in ("success", "") and not unresolved and nlu >= c.low_nlu:
+    if t.status not in ("success", "") and not unresolved(t) and nlu >= c.low_nlu:
         return "result"
     return "nlu"
 

@@ -84,11 +84,14 @@ def apply_labels(model: LabelModel, dialogues: list[Dialogue], *, min_precision:
     if not 0.0 < min_precision <= 1.0:
         raise InvalidInputError(explain(f"min_precision={min_precision}", "must be in (0, 1]", "e.g. 0.95"))
     curves = (getattr(model, "calibration_", None) or {}).get("curves") or {}
-    cut = {}
-    for task in APPLIED + ("intent_change",):
-        if task in curves:
-            p = threshold_for(curves[task], min_precision)
-            cut[task] = p["threshold"] if p else None  # None: no confidence reaches it; the task is not labelled
+
+    def threshold(task: str) -> float | None:  # None: no confidence reaches it; the task is not labelled
+        point = threshold_for(curves[task], min_precision)
+        return point["threshold"] if point else None
+
+    cut = {task: threshold(task) for task in APPLIED if task in curves}
+    # an intent the NLU did not say needs the precision of its own curve (models calibrated before it had one: the intent curve)
+    change_cut = threshold("intent_change") if "intent_change" in curves else cut.get("intent")
     preds = model.predict(dialogues) if predictions is None else predictions
     if len(preds) != len(dialogues):
         raise InvalidInputError(explain(f"{len(preds)} predictions for {len(dialogues)} dialogues", "need one per dialogue", "pass model.predict(dialogues)"))
@@ -100,9 +103,9 @@ def apply_labels(model: LabelModel, dialogues: list[Dialogue], *, min_precision:
             labels = {}
             for task, th in cut.items():
                 v = p.get(task)
-                if task == "intent" and v is not None and "intent_change" in cut and v[0] != e.features.get("intent"):
-                    th = cut["intent_change"]  # an intent the NLU did not say needs the precision of its own curve
-                if task == "intent_change" or th is None or v is None:
+                if task == "intent" and v is not None and v[0] != e.features.get("intent"):
+                    th = change_cut
+                if th is None or v is None:
                     continue
                 if task in BINARY:
                     if max(v, 1 - v) >= th:
@@ -116,9 +119,9 @@ def apply_labels(model: LabelModel, dialogues: list[Dialogue], *, min_precision:
                     counts[task] += 1
             ex.append(Exchange(e.user, e.system, dict(e.features), labels, e.turn_id))
         out.append(Dialogue(d.dialogue_id, ex, d.label))
-    coverage = {t: {"threshold": cut[t], "coverage": round(counts[t] / turns, 4) if turns else 0.0} for t in cut if t != "intent_change"}
-    if "intent_change" in cut:
-        coverage["intent"]["threshold_where_it_differs_from_nlu"] = cut["intent_change"]
+    coverage = {t: {"threshold": cut[t], "coverage": round(counts[t] / turns, 4) if turns else 0.0} for t in cut}
+    if "intent" in coverage and "intent_change" in curves:
+        coverage["intent"]["threshold_where_it_differs_from_nlu"] = change_cut
     return out, {"min_precision": min_precision, "turns": turns, "calibration": (model.calibration_ or {}).get("source"), "tasks": coverage}
 
 
