@@ -368,3 +368,47 @@ def test_intents_the_nlu_did_not_say_get_their_own_curve_and_threshold():
     assert kept[:20] == ["play_music"] * 20  # agreeing with the NLU: the intent curve's threshold
     assert kept[20:25] == ["play_music"] * 5 and kept[25:] == [None] * 5  # overriding it: only as confident as its own curve allows
     assert summary["tasks"]["intent"]["threshold_where_it_differs_from_nlu"] == 0.94
+
+
+def test_goal_intents_are_carried_back_from_the_goals_last_turn():
+    from selflearn.labels.goals import carry_goal_intents
+
+    rows = [{"same_goal": None, "intent": ("play_radio", 0.9), "goal_success": 0.3},
+            {"same_goal": 0.9, "intent": ("play_radio", 0.6), "goal_success": 0.8},
+            {"same_goal": 0.8, "intent": ("play_music", 0.95), "goal_success": 0.9},
+            {"same_goal": 0.1, "intent": ("weather_query", 0.99), "goal_success": 0.99}]
+    out = carry_goal_intents(rows)
+    assert out[0]["goal_intent"] == ("play_music", pytest.approx(0.9 * 0.8 * 0.9 * 0.95))  # every link, the goal's success, the intent
+    assert out[1]["goal_intent"] == ("play_music", pytest.approx(0.8 * 0.9 * 0.95))
+    assert out[2]["goal_intent"] is None and out[3]["goal_intent"] is None  # a goal's last turn keeps its own intent
+    assert rows[0].get("goal_intent") is None  # pure: the input is not changed
+    assert carry_goal_intents([]) == []
+
+
+def test_a_carried_goal_intent_labels_the_failed_attempt_at_its_own_threshold():
+    from selflearn.labels.run import apply_labels, nlu_examples
+
+    # a failed attempt heard "play radio" (NLU: play_radio), the retry worked as play_music
+    data = [Dialogue(f"d{i}", [Exchange("play radio", "ok", {"intent": "play_radio"}, {"intent": "play_music"}),
+                               Exchange("play music", "ok", {"intent": "play_music"}, {"intent": "play_music"})]) for i in range(10)]
+    pred = [[{"intent": ("play_radio", 0.5), "goal_success": 0.9, "goal_intent": ("play_music", 0.9 - 0.01 * i if i < 6 else 0.5)},
+             {"intent": ("play_music", 0.99), "goal_success": 0.99, "same_goal": 0.95, "goal_intent": None}] for i in range(10)]
+    # calibrated on references where the 6 most confident carried intents are right
+    ref_data = [Dialogue(d.dialogue_id, [Exchange("play radio", "ok", {"intent": "play_radio"}, {"intent": "play_music" if i < 6 else "play_radio"}),
+                                         d.exchanges[1]]) for i, d in enumerate(data)]
+    m = evaluate_predictions(pred, reference_targets(ref_data))
+    assert m["goal_intent"]["n"] == 10 and m["goal_intent"]["accuracy"] == 0.6
+
+    class Fixed:
+        calibration_ = {"curves": {"goal_intent": m["goal_intent"]["curve"]}}
+
+        def predict(self, dialogues):
+            return pred
+
+    labelled, summary = apply_labels(Fixed(), data, min_precision=0.95)
+    first = [d.exchanges[0].labels for d in labelled]
+    assert [x.get("intent") for x in first] == ["play_music"] * 6 + [None] * 4
+    assert all(x["goal_success"] == 1 for x in first[:6])  # carried from a goal that succeeded
+    assert summary["tasks"]["goal_intent"]["coverage"] == 0.3
+    rows = nlu_examples(labelled, corrections_only=True)
+    assert rows == [{"text": "play radio", "intent": "play_music", "slots": None}]  # the correction the NLU can learn

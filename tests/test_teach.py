@@ -67,7 +67,8 @@ def test_prompts_are_counted_by_outcome_and_time(store):
     (lambda p: p.put("u", "pizza", "thai"), "must be one of"),
     (lambda p: p.put("u", "cuisine", "  "), "value"),
     (lambda p: p.put("u", "cuisine", "x" * 500), "at most 200"),
-    (lambda p: p.put("u", "device_nickname", "dev:1"), "needs its name as the key"),
+    (lambda p: p.put("u", "device_nickname", "dev:1"), "needs the name it is for as the key"),
+        (lambda p: p.put("u", "place", "wilkerson ohio"), "needs the name it is for as the key"),
     (lambda p: p.put("u", "cuisine", "thai", provenance="guessed"), "provenance"),
     (lambda p: p.put("u", "cuisine", "thai", confidence=1.5), "confidence"),
     (lambda p: p.record_prompt("u", "cuisine", "maybe"), "outcome"),
@@ -188,22 +189,51 @@ def _ambiguous(text="what's the weather in wilkerson", *, feedback=None, score=0
 def test_a_teachable_moment_asks_once_and_stores_on_yes(store):
     prefs = Preferences(store)
     m = teachable_moment(_ambiguous(), None, prefs, now=T0)
-    assert (m.kind, m.value, m.reason) == ("home_city", "wilkerson washington", "ambiguous_entity")
+    assert (m.kind, m.key, m.value, m.reason) == ("place", "wilkerson", "wilkerson washington", "ambiguous_entity")
     assert m.question == "Did you mean wilkerson washington? Should I remember that?"
     assert teachable_moment(_ambiguous(score=0.97), None, prefs, now=T0) is None  # resolved confidently: no question
     flagged = _ambiguous(score=1.0)
     flagged["entity_resolution"]["status"] = "ambiguous"  # an exact name several places share
-    assert teachable_moment(flagged, None, prefs, now=T0).kind == "home_city"
+    assert teachable_moment(flagged, None, prefs, now=T0).kind == "place"
     assert teachable_moment(_ambiguous(feedback={"barge_in": False, "explicit": "negative"}), None, prefs, now=T0).reason == "negative_feedback"
     assert teachable_moment(_ambiguous(), _ambiguous(), prefs, now=T0).reason == "repeated_request"
     assert answer_moment(m, "no, I meant Wilkerson Ohio", prefs, now=T0) == "accepted"
-    p = prefs.get("u1", "home_city")
+    p = prefs.get("u1", "place", "wilkerson")
     assert (p.value, p.provenance) == ("wilkerson ohio", "taught")
     assert teachable_moment(_ambiguous(), None, prefs, now=T0 + timedelta(days=5)) is None  # known now: never asked again
-    prefs.delete("u1", "home_city")
+    other = _ambiguous("weather in springfield")
+    other["entity_resolution"]["entities"][0].update(value="springfield", resolved_value="springfield illinois")
+    assert teachable_moment(other, None, prefs, now=T0 + timedelta(days=5)).key == "springfield"  # another place is another question
+    prefs.delete("u1", "place")
     m = teachable_moment(_ambiguous(), None, prefs, now=T0 + timedelta(days=5))
     assert answer_moment(m, "yes please", prefs, now=T0 + timedelta(days=5)) == "accepted"
-    assert prefs.get("u1", "home_city").provenance == "confirmed"
+    assert prefs.get("u1", "place", "wilkerson").provenance == "confirmed"
+    prefs.delete("u1", "place")
+    m = teachable_moment(_ambiguous(), None, prefs, now=T0 + timedelta(days=7))
+    assert answer_moment(m, "no, ohio", prefs, now=T0 + timedelta(days=7)) == "accepted"
+    assert prefs.get("u1", "place", "wilkerson").value == "wilkerson ohio"  # the state alone names the place with it
+
+
+def _said(text, slots=()):
+    from conftest import make_turn
+
+    return make_turn(user_id="u1", utterance={"text": text, "asr_confidence": 0.9},
+                     nlu={"domain": "play", "intent": "play_music", "confidence": 0.9, "top_k": [],
+                          "slots": [{"name": n, "value": v} for n, v in slots]})
+
+
+def test_a_refined_request_is_a_teachable_moment(store):
+    prefs = Preferences(store)
+    first, again = _said("play some music"), _said("play some jazz music", [("music_genre", "jazz")])
+    m = teachable_moment(again, first, prefs, now=T0)
+    assert (m.kind, m.value, m.reason) == ("music_genre", "jazz", "refined_request")
+    assert m.question == "Do you like jazz? Should I remember that?"
+    assert teachable_moment(again, None, prefs, now=T0) is None  # no request before it
+    assert teachable_moment(again, _said("play some jazz"), prefs, now=T0) is None  # the value was said before
+    assert teachable_moment(again, _said("play the radio"), prefs, now=T0) is None  # another request, not a refinement
+    food = _said("find italian restaurants near me", [("food_type", "italian")])
+    assert teachable_moment(food, _said("find restaurants near me"), prefs, now=T0).kind == "cuisine"
+    assert answer_moment(m, "yes", prefs, now=T0) == "accepted" and prefs.get("u1", "music_genre").value == "jazz"
 
 
 def test_the_assistant_backs_off_when_users_decline(store):
@@ -216,7 +246,7 @@ def test_the_assistant_backs_off_when_users_decline(store):
     day += timedelta(days=2)
     m = teachable_moment(_ambiguous(), None, prefs, config=cfg, now=day)
     assert answer_moment(m, "no", prefs, now=day) == "declined"
-    assert prefs.prompts("u1")["declined"] == 2 and prefs.get("u1", "home_city") is None
+    assert prefs.prompts("u1")["declined"] == 2 and prefs.get("u1", "place", "wilkerson") is None
     assert teachable_moment(_ambiguous(), None, prefs, config=cfg, now=day + timedelta(days=3)) is None  # declined twice: stop asking
     assert teachable_moment(_ambiguous(), None, prefs, config=cfg, now=day + timedelta(days=40)) is not None  # ... for a while
     assert answer_moment(m, "what's on tv", prefs, now=day) == "ignored"

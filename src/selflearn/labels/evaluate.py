@@ -41,12 +41,15 @@ def labels_as_predictions(dialogues) -> list[list[dict]]:
     return out
 
 
+REFERENCE_OF = {"goal_intent": "intent"}  # a composed task scored against another task's labels
+
+
 def _pairs(pred, ref, task):
     """(predicted value, confidence, reference value) for exchanges where both exist."""
     out = []
     for pd, rd in zip(pred, ref):
         for p, r in zip(pd, rd):
-            pv, rv = p.get(task), r.get(task)
+            pv, rv = p.get(task), r.get(REFERENCE_OF.get(task, task))
             if pv is None or rv is None:
                 continue
             if task in BINARY:
@@ -84,11 +87,11 @@ def evaluate_predictions(pred: list[list[dict]], ref: list[list[dict]], *, preci
 
     turns = sum(len(d) for d in ref)
     out: dict = {"turns": turns}
-    for task in ("defect", "same_goal", "goal_success", "intent", "satisfaction", "dialogue_label", "slots"):
+    for task in ("defect", "same_goal", "goal_success", "intent", "goal_intent", "satisfaction", "dialogue_label", "slots"):
         rows = _pairs(pred, ref, task)
         if not rows:
             continue
-        total = sum(1 for rd in ref for r in rd if r.get(task) is not None)
+        total = sum(1 for rd in ref for r in rd if r.get(REFERENCE_OF.get(task, task)) is not None)
         if task == "slots":
             out[task] = _slot_metrics(rows, total, precision_targets)
             continue

@@ -15,6 +15,7 @@ from ..errors import InvalidInputError, NotFittedError, explain
 from ..modeldir import encoder_path, load_model_dir, read_model_config, save_model_dir
 from .batches import CORRUPTIONS, IGNORE, Vocab, collate, corrupt, drop_feedback, encode_dialogues
 from .dialogues import Dialogue
+from .goals import carry_goal_intents
 from .net import NetConfig, build_net
 
 __all__ = ["LabelModel", "FORMAT_VERSION", "TASKS"]
@@ -168,7 +169,7 @@ class LabelModel:
                                                      if v.dialogue_labels else None)
                         rows.append(row)
                         k += 1
-                    out.append(rows)
+                    out.append(carry_goal_intents(rows))
         return out
 
     # -- persistence -----------------------------------------------------------------

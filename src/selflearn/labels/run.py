@@ -15,7 +15,7 @@ from .model import LabelModel
 __all__ = ["load_source", "train_labels", "evaluate_labels", "apply_labels", "nlu_examples", "CALIBRATION_SHARE"]
 
 CALIBRATION_SHARE = 0.1  # dialogues held out of training to draw the precision/coverage curves
-APPLIED = ("defect", "goal_success", "intent", "slots", "satisfaction")
+APPLIED = ("defect", "goal_success", "intent", "slots", "satisfaction", "goal_intent")
 
 
 def load_source(*, store: Path | None = None, data: Path | None = None, limit: int | None = None) -> tuple[list[Dialogue], list[dict]]:
@@ -102,6 +102,8 @@ def apply_labels(model: LabelModel, dialogues: list[Dialogue], *, min_precision:
             turns += 1
             labels = {}
             for task, th in cut.items():
+                if task == "goal_intent":
+                    continue
                 v = p.get(task)
                 if task == "intent" and v is not None and v[0] != e.features.get("intent"):
                     th = change_cut
@@ -117,12 +119,25 @@ def apply_labels(model: LabelModel, dialogues: list[Dialogue], *, min_precision:
                     labels[task] = v[0]
                 if task in labels:
                     counts[task] += 1
+            if _carry(p.get("goal_intent"), cut.get("goal_intent"), labels):
+                counts["goal_intent"] += 1
             ex.append(Exchange(e.user, e.system, dict(e.features), labels, e.turn_id))
         out.append(Dialogue(d.dialogue_id, ex, d.label))
     coverage = {t: {"threshold": cut[t], "coverage": round(counts[t] / turns, 4) if turns else 0.0} for t in cut}
     if "intent" in coverage and "intent_change" in curves:
         coverage["intent"]["threshold_where_it_differs_from_nlu"] = change_cut
     return out, {"min_precision": min_precision, "turns": turns, "calibration": (model.calibration_ or {}).get("source"), "tasks": coverage}
+
+
+def _carry(goal_intent, th, labels: dict) -> bool:
+    """A failed attempt labelled with its goal's intent (goals.py) where that is confident enough;
+    the goal then succeeded. Its own slot tags, read under another intent, are not kept."""
+    if th is None or goal_intent is None or goal_intent[1] < th or labels.get("goal_success") == 0:
+        return False
+    if labels.get("intent") != goal_intent[0]:
+        labels.pop("slots", None)
+    labels.update(intent=goal_intent[0], goal_success=1)
+    return True
 
 
 def nlu_examples(dialogues: list[Dialogue], *, corrections_only: bool = False) -> list[dict]:

@@ -3,8 +3,10 @@ question ("Did you mean Wilkerson, Ohio? Should I remember that?"); store the an
 users who decline.
 
 A moment is a turn whose entity the assistant resolved among several candidates with low confidence
-or that its resolver flagged as ambiguous (a name several places share), made stronger by signs the user was not served: the same request again, or
-explicit negative feedback. Only slots that map to a preference kind count."""
+or that its resolver flagged as ambiguous (a name several places share), made stronger by signs the
+user was not served: the same request again, or explicit negative feedback. Or a refined request: the
+user said the previous request again with a value added ("play some music" -> "play some jazz
+music"), which is what they meant the first time. Only slots that map to a preference kind count."""
 
 from __future__ import annotations
 
@@ -15,13 +17,13 @@ from datetime import datetime, timedelta, timezone
 from rapidfuzz import fuzz
 
 from ..errors import InvalidInputError, explain
-from .preferences import Preferences
+from .preferences import KEYED, Preferences
 from .teaching import normalise, answer_value
 
 __all__ = ["SLOT_KINDS", "MomentConfig", "Moment", "teachable_moment", "answer_moment"]
 
 #: Which slot's value teaches which preference.
-SLOT_KINDS = {"place_name": "home_city", "artist_name": "music_artist", "music_genre": "music_genre", "food_type": "cuisine",
+SLOT_KINDS = {"place_name": "place", "artist_name": "music_artist", "music_genre": "music_genre", "food_type": "cuisine",
               "news_topic": "news_source", "radio_name": "news_source", "business_type": "cuisine"}
 _YES = re.compile(r"^(?:yes|yeah|yep|sure|ok|okay|please do|yes please|correct|right|that's right|exactly)\b")
 _NO = re.compile(r"^(?:no thanks|no thank you|not now|stop asking|don't|do not|never|nope|no)\b")
@@ -42,8 +44,9 @@ class Moment:
     user_id: str
     kind: str
     value: str  # what the assistant will remember on "yes"
-    reason: str  # ambiguous_entity | repeated_request | negative_feedback
+    reason: str  # ambiguous_entity | repeated_request | negative_feedback | refined_request
     question: str
+    key: str = ""  # for a keyed kind (place): the name the preference is for
 
 
 def _entities(turn: dict) -> list[dict]:
@@ -61,7 +64,34 @@ def teachable_moment(turn: dict, previous: dict | None, preferences: Preferences
     if not user:
         raise InvalidInputError(explain("user_id=''", "a teachable moment needs the user", "pass the turn's user_id"))
     now = now or datetime.now(timezone.utc)
-    best = None
+    found = _ambiguous(turn, c) or _refined(turn, previous)
+    if found is None:
+        return None
+    kind, key, value, reason = found
+    if reason == "ambiguous_entity":
+        fb = turn.get("feedback") or {}
+        if fb.get("explicit") == "negative":
+            reason = "negative_feedback"
+        elif previous and fuzz.ratio(_text(turn), _text(previous)) >= c.repeat_similarity:
+            reason = "repeated_request"
+    if (preferences.get(user, kind, key) if key else preferences.list(user, kind)):
+        return None  # already known
+    asked = preferences.prompts(user, since=now - timedelta(days=1))
+    if sum(asked.values()) >= c.max_prompts_per_day:
+        return None
+    if preferences.prompts(user, since=now - timedelta(days=c.backoff_days))["declined"] >= c.backoff_declines:
+        return None
+    question = (f"Do you like {value}? Should I remember that?" if reason == "refined_request"
+                else f"Did you mean {value}? Should I remember that?")
+    return Moment(user, kind, value, reason, question, key)
+
+
+def _text(turn: dict) -> str:
+    return str((turn.get("utterance") or {}).get("text") or "")
+
+
+def _ambiguous(turn: dict, c: MomentConfig) -> tuple[str, str, str, str] | None:
+    """(kind, key, value, reason) of the first entity of a teachable kind the assistant was unsure of."""
     flagged = (turn.get("entity_resolution") or {}).get("status") == "ambiguous"  # the resolver itself said so
     for e in _entities(turn):
         kind = SLOT_KINDS.get(str(e.get("slot")))
@@ -69,26 +99,30 @@ def teachable_moment(turn: dict, previous: dict | None, preferences: Preferences
         n = len(cands) if isinstance(cands, list) else int(cands or 0)
         unsure = flagged or float(e.get("score") or 0.0) < c.ambiguous_score
         if kind and n >= c.min_candidates and unsure and e.get("resolved_value"):
-            best = (kind, str(e["resolved_value"]).lower())
-            break
-    if best is None:
+            key = normalise(str(e.get("value") or "")) if kind in KEYED else ""
+            if kind in KEYED and not key:
+                continue
+            return kind, key, normalise(str(e["resolved_value"])), "ambiguous_entity"
+    return None
+
+
+def _refined(turn: dict, previous: dict | None) -> tuple[str, str, str, str] | None:
+    """(kind, "", value, "refined_request") when ``turn`` is ``previous`` said again with the value of
+    a teachable slot added: every word of the previous request is in this one, plus the value's."""
+    if not previous:
         return None
-    kind, value = best
-    text = str((turn.get("utterance") or {}).get("text") or "")
-    fb = turn.get("feedback") or {}
-    reason = "ambiguous_entity"
-    if fb.get("explicit") == "negative":
-        reason = "negative_feedback"
-    elif previous and fuzz.ratio(text, str((previous.get("utterance") or {}).get("text") or "")) >= c.repeat_similarity:
-        reason = "repeated_request"
-    if preferences.list(user, kind):
+    before = set(normalise(_text(previous)).split())
+    now_words = set(normalise(_text(turn)).split())
+    had = {str(s.get("name")) for s in (previous.get("nlu") or {}).get("slots") or [] if isinstance(s, dict)}
+    if not before or not before < now_words:
         return None
-    asked = preferences.prompts(user, since=now - timedelta(days=1))
-    if sum(asked.values()) >= c.max_prompts_per_day:
-        return None
-    if preferences.prompts(user, since=now - timedelta(days=c.backoff_days))["declined"] >= c.backoff_declines:
-        return None
-    return Moment(user, kind, value, reason, f"Did you mean {value}? Should I remember that?")
+    for s in (turn.get("nlu") or {}).get("slots") or []:
+        if not isinstance(s, dict):
+            continue
+        kind, value = SLOT_KINDS.get(str(s.get("name"))), normalise(str(s.get("value") or ""))
+        if kind and kind not in KEYED and value and s.get("name") not in had and set(value.split()) <= now_words - before:
+            return kind, "", value, "refined_request"
+    return None
 
 
 def answer_moment(moment: Moment, answer: str, preferences: Preferences, *, now: datetime | None = None) -> str:
@@ -97,13 +131,15 @@ def answer_moment(moment: Moment, answer: str, preferences: Preferences, *, now:
     else -> ignored. Returns the outcome."""
     t = normalise(answer)
     if _YES.match(t):
-        preferences.put(moment.user_id, moment.kind, moment.value, provenance="confirmed", at=now)
+        preferences.put(moment.user_id, moment.kind, moment.value, key=moment.key, provenance="confirmed", at=now)
         outcome = "accepted"
     elif _NO.match(t):
         rest = _NO.sub("", t).strip(" ,")
         value = answer_value(re.sub(r"^(?:i meant|i mean|it's|it is)\s+", "", rest)) if rest else None
+        if value and moment.key and moment.key not in value.split() and moment.kind == "place":
+            value = f"{moment.key} {value}"  # "no, ohio" about wilkerson: wilkerson ohio
         if value:
-            preferences.put(moment.user_id, moment.kind, value, provenance="taught", at=now)
+            preferences.put(moment.user_id, moment.kind, value, key=moment.key, provenance="taught", at=now)
             outcome = "accepted"
         else:
             outcome = "declined"

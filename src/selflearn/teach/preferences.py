@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 from ..errors import InvalidInputError, explain
 from ..store.store import Store
 
-__all__ = ["KINDS", "PROVENANCE", "OUTCOMES", "Preference", "Preferences"]
+__all__ = ["KINDS", "KEYED", "PROVENANCE", "OUTCOMES", "Preference", "Preferences"]
 
-#: The preference kinds and what each holds. ``device_nickname`` maps a name (its key: "the lamp")
-#: to a device id; the others hold one value per user (key "").
+#: The preference kinds and what each holds. The keyed kinds map a name (their key: "the lamp",
+#: "wilkerson") to what the user means by it; the others hold one value per user (key "").
 KINDS: dict[str, str] = {
     "sports_team": "the team the user follows (\"golden state warriors\")",
     "music_genre": "the music the user plays by default (\"jazz\")",
@@ -23,8 +23,10 @@ KINDS: dict[str, str] = {
     "cuisine": "the food the user likes (\"italian\")",
     "home_city": "where the user lives, with its state when names repeat (\"wilkerson ohio\")",
     "device_nickname": "what the user calls a device (key: \"the lamp\") -> its device id",
+    "place": "which of the places sharing a name the user means (key: \"wilkerson\") -> \"wilkerson ohio\"",
     "news_source": "the news the user listens to (\"bbc\")",
 }
+KEYED = ("device_nickname", "place")
 #: Where a preference came from: the user said it, the user said yes to the assistant's question,
 #: or the assistant inferred it. The user's word (taught, confirmed) beats an inference.
 PROVENANCE = ("taught", "confirmed", "inferred")
@@ -80,8 +82,9 @@ class Preferences:
         or confirmed; the stored preference is returned either way."""
         user_id, value, kind = _text("user_id", user_id), _text("value", value).lower(), _kind(kind)
         key = _text("key", key, empty_ok=True).lower()
-        if kind == "device_nickname" and not key:
-            raise InvalidInputError(explain("key=''", "a device nickname needs its name as the key", "pass key='the lamp' and the device id as value"))
+        if kind in KEYED and not key:
+            raise InvalidInputError(explain("key=''", f"a {kind} preference needs the name it is for as the key",
+                                            "pass e.g. key='the lamp' (device_nickname) or key='wilkerson' (place)"))
         if provenance not in PROVENANCE:
             raise InvalidInputError(explain(f"provenance={provenance!r}", f"must be one of {list(PROVENANCE)}", "use 'taught' for what the user said"))
         if not isinstance(confidence, (int, float)) or not 0.0 <= float(confidence) <= 1.0:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .preferences import Preferences
+from .preferences import KEYED, Preferences
 
 __all__ = ["apply_preferences", "PreferenceRewriter"]
 
@@ -25,7 +25,7 @@ def apply_preferences(text: str, prefs: dict[tuple[str, str], str]) -> str:
     """``text`` with the user's preferences filled in (``prefs``: (kind, key) -> value); pure."""
     t = " ".join(text.lower().split())
     for (kind, key), value in prefs.items():
-        if kind == "device_nickname" and key and _has(t, key) and not _has(t, value):
+        if kind in KEYED and key and _has(t, key) and not _has(t, value):  # "the lamp" -> the device; "wilkerson" -> "wilkerson ohio"
             t = re.sub(rf"\b{re.escape(key)}\b", value, t, count=1)
     city = prefs.get(("home_city", ""))
     if city:

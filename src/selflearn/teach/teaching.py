@@ -24,7 +24,8 @@ QUESTIONS: dict[str, str] = {
 }
 #: How the assistant names each kind back to the user.
 SAID = {"sports_team": "your team", "music_genre": "your music", "music_artist": "your favourite artist", "cuisine": "your food",
-        "home_city": "your home city", "device_nickname": "what you call a device", "news_source": "your news source"}
+        "home_city": "your home city", "device_nickname": "what you call a device", "news_source": "your news source",
+        "place": "the place you mean"}
 _SKIP = {"thanks", "thank you", "skip", "no", "none", "nothing", "pass", "next", "i don't know", "i dont know", "not sure", "no preference", "no thanks"}
 _STOP = {"stop", "cancel", "that's all", "thats all", "done", "quit", "enough", "exit"}
 _LEAD = re.compile(r"^(?:i (?:really )?(?:like|love|prefer|enjoy|follow|listen to|support)|it's|it is|my favou?rite (?:\w+ )?is|"
