@@ -328,3 +328,20 @@ def test_threshold_by_harm_hand_worked():
     assert t == 0.6 and at["fixes"] == 3 and at["harm"] == 1
     t, _ = choose_threshold_by_harm(scores, fixed, harmful, min_ratio=100, min_rewrites=3)
     assert t == 1.0
+
+
+def test_the_personal_layer_fills_in_what_the_user_taught(online_model, store):
+    from selflearn.teach import Preferences
+
+    prefs = Preferences(store)
+    prefs.put("fan", "sports_team", "golden state warriors")
+    rw = OnlineRewriter.load(online_model["model"])
+    rw.preferences = prefs
+    d = rw.decide("play the game", user_id="fan")
+    assert d.rewrite and "golden state warriors" in d.rewrite and d.source in ("preferences", "table", "global", "personal")
+    assert "golden state warriors" not in (rw.decide("play the game", user_id="someone else").rewrite or "")  # personal
+    rw.blocked.add(("play the game", "play the golden state warriors game"))
+    assert "golden state warriors" not in (rw.decide("play the game", user_id="fan").rewrite or "")  # an operator can block it
+    off = OnlineRewriter.load(online_model["model"], layers=("table", "global"))
+    off.preferences = prefs
+    assert "golden state warriors" not in (off.decide("play the game", user_id="fan").rewrite or "")  # the personal layer's job

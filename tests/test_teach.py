@@ -100,7 +100,7 @@ def test_an_older_store_gains_the_preference_tables_on_open(tmp_path):
 
 
 # -- teaching by statement and by guided Q&A ---------------------------------------------------
-from selflearn.teach import (MomentConfig, PreferenceRewriter, Teacher, answer_moment, apply_preferences,  # noqa: E402
+from selflearn.teach import (Moment, MomentConfig, PreferenceRewriter, Teacher, answer_moment, apply_preferences,  # noqa: E402
                              parse_statement, teachable_moment)
 
 
@@ -186,30 +186,39 @@ def _ambiguous(text="what's the weather in wilkerson", *, feedback=None, score=0
                      feedback=feedback or {"barge_in": False})
 
 
+ANY = MomentConfig(require_signal=False)  # ask on every ambiguous entity
+
+
 def test_a_teachable_moment_asks_once_and_stores_on_yes(store):
     prefs = Preferences(store)
-    m = teachable_moment(_ambiguous(), None, prefs, now=T0)
+    m = teachable_moment(_ambiguous(), None, prefs, config=ANY, now=T0)
     assert (m.kind, m.key, m.value, m.reason) == ("place", "wilkerson", "wilkerson washington", "ambiguous_entity")
     assert m.question == "Did you mean wilkerson washington? Should I remember that?"
-    assert teachable_moment(_ambiguous(score=0.97), None, prefs, now=T0) is None  # resolved confidently: no question
+    assert teachable_moment(_ambiguous(score=0.97), None, prefs, config=ANY, now=T0) is None  # resolved confidently: no question
     flagged = _ambiguous(score=1.0)
     flagged["entity_resolution"]["status"] = "ambiguous"  # an exact name several places share
-    assert teachable_moment(flagged, None, prefs, now=T0).kind == "place"
+    assert teachable_moment(flagged, None, prefs, config=ANY, now=T0).kind == "place"
+    artist = _ambiguous("play adele")
+    artist["entity_resolution"]["entities"][0].update(slot="artist_name", value="adele", resolved_value="adele")
+    assert teachable_moment(artist, None, prefs, config=ANY, now=T0) is None  # an unsure artist is not the user's favourite
+    # by default the assistant asks only when the user showed it went wrong
+    assert teachable_moment(_ambiguous(), None, prefs, now=T0) is None
     assert teachable_moment(_ambiguous(feedback={"barge_in": False, "explicit": "negative"}), None, prefs, now=T0).reason == "negative_feedback"
     assert teachable_moment(_ambiguous(), _ambiguous(), prefs, now=T0).reason == "repeated_request"
+    assert teachable_moment(_ambiguous(feedback={"barge_in": True}), None, prefs, now=T0).reason == "barge_in"
     assert answer_moment(m, "no, I meant Wilkerson Ohio", prefs, now=T0) == "accepted"
     p = prefs.get("u1", "place", "wilkerson")
     assert (p.value, p.provenance) == ("wilkerson ohio", "taught")
-    assert teachable_moment(_ambiguous(), None, prefs, now=T0 + timedelta(days=5)) is None  # known now: never asked again
+    assert teachable_moment(_ambiguous(), None, prefs, config=ANY, now=T0 + timedelta(days=5)) is None  # known now: never asked again
     other = _ambiguous("weather in springfield")
     other["entity_resolution"]["entities"][0].update(value="springfield", resolved_value="springfield illinois")
-    assert teachable_moment(other, None, prefs, now=T0 + timedelta(days=5)).key == "springfield"  # another place is another question
+    assert teachable_moment(other, None, prefs, config=ANY, now=T0 + timedelta(days=5)).key == "springfield"  # another place is another question
     prefs.delete("u1", "place")
-    m = teachable_moment(_ambiguous(), None, prefs, now=T0 + timedelta(days=5))
+    m = teachable_moment(_ambiguous(), None, prefs, config=ANY, now=T0 + timedelta(days=5))
     assert answer_moment(m, "yes please", prefs, now=T0 + timedelta(days=5)) == "accepted"
     assert prefs.get("u1", "place", "wilkerson").provenance == "confirmed"
     prefs.delete("u1", "place")
-    m = teachable_moment(_ambiguous(), None, prefs, now=T0 + timedelta(days=7))
+    m = teachable_moment(_ambiguous(), None, prefs, config=ANY, now=T0 + timedelta(days=7))
     assert answer_moment(m, "no, ohio", prefs, now=T0 + timedelta(days=7)) == "accepted"
     assert prefs.get("u1", "place", "wilkerson").value == "wilkerson ohio"  # the state alone names the place with it
 
@@ -224,21 +233,54 @@ def _said(text, slots=()):
 
 def test_a_refined_request_is_a_teachable_moment(store):
     prefs = Preferences(store)
+    opened = MomentConfig(open_requests=(("play_music", "music_genre"), ("takeaway_order", "cuisine")))
     first, again = _said("play some music"), _said("play some jazz music", [("music_genre", "jazz")])
-    m = teachable_moment(again, first, prefs, now=T0)
-    assert (m.kind, m.value, m.reason) == ("music_genre", "jazz", "refined_request")
-    assert m.question == "Do you like jazz? Should I remember that?"
-    assert teachable_moment(again, None, prefs, now=T0) is None  # no request before it
-    assert teachable_moment(again, _said("play some jazz"), prefs, now=T0) is None  # the value was said before
-    assert teachable_moment(again, _said("play the radio"), prefs, now=T0) is None  # another request, not a refinement
+    m = teachable_moment(again, first, prefs, config=opened, now=T0)
+    assert teachable_moment(again, first, prefs, now=T0) is None  # the team did not mark music requests open
+    assert (m.kind, m.value, m.reason) == ("music_genre", "", "refined_request")  # jazz this once: ask what they like
+    assert m.question == "What kind of music do you like? I can remember it for next time."
+    assert teachable_moment(again, None, prefs, config=opened, now=T0) is None  # no request before it
+    assert teachable_moment(again, _said("play some jazz"), prefs, config=opened, now=T0) is None  # the value was said before
+    assert teachable_moment(again, _said("play the radio"), prefs, config=opened, now=T0) is None  # another request, not a refinement
     food = _said("find italian restaurants near me", [("food_type", "italian")])
-    assert teachable_moment(food, _said("find restaurants near me"), prefs, now=T0).kind == "cuisine"
-    assert answer_moment(m, "yes", prefs, now=T0) == "accepted" and prefs.get("u1", "music_genre").value == "jazz"
+    assert teachable_moment(food, _said("find restaurants near me"), prefs, config=opened, now=T0).kind == "cuisine"
+    assert answer_moment(m, "mostly jazz", prefs, now=T0) == "accepted" and prefs.get("u1", "music_genre").value == "jazz"
+
+
+def test_a_place_said_again_with_its_state_is_a_moment_about_that_place(store):
+    prefs = Preferences(store)
+    first = _ambiguous("weather in wilkerson", score=1.0)
+    first["entity_resolution"]["status"] = "ambiguous"
+    first["entity_resolution"]["entities"][0].update(resolved_value="wilkerson, WA")
+    again = _ambiguous("weather in wilkerson ohio", score=1.0)
+    again["entity_resolution"]["entities"][0].update(value="wilkerson ohio", resolved_value="wilkerson, OH")
+    m = teachable_moment(again, first, prefs, now=T0)
+    assert (m.kind, m.key, m.value, m.reason) == ("place", "wilkerson", "wilkerson oh", "refined_request")
+    assert m.question == "By wilkerson, do you mean wilkerson oh? Should I remember that?"
+    assert teachable_moment(first, first, prefs, now=T0).reason == "repeated_request"  # the same again: no refinement
+
+
+def test_an_open_request_asks_what_the_user_likes(store):
+    prefs = Preferences(store)
+    cfg = MomentConfig(open_requests=(("play_music", "music_genre"),))
+    open_ = _said("play some music")
+    assert teachable_moment(open_, None, prefs, config=cfg, now=T0) is None  # no sign it went wrong
+    open_["feedback"] = {"barge_in": True}
+    m = teachable_moment(open_, None, prefs, config=cfg, now=T0)
+    assert (m.kind, m.value, m.reason) == ("music_genre", "", "barge_in")
+    assert m.question == "What kind of music do you like? I can remember it for next time."
+    assert teachable_moment(open_, None, prefs, now=T0) is None  # intents the team did not mark open are not asked about
+    named = _said("play some jazz music", [("music_genre", "jazz")]) | {"feedback": {"barge_in": True}}
+    assert teachable_moment(named, None, prefs, config=cfg, now=T0) is None  # the request named what it wants
+    assert answer_moment(m, "I really like jazz", prefs, now=T0) == "accepted"
+    assert (prefs.get("u1", "music_genre").value, prefs.get("u1", "music_genre").provenance) == ("jazz", "taught")
+    m2 = Moment("u2", "cuisine", "", "barge_in", "What kind of food do you like?")
+    assert answer_moment(m2, "no thanks", prefs, now=T0) == "declined" and prefs.get("u2", "cuisine") is None
 
 
 def test_the_assistant_backs_off_when_users_decline(store):
     prefs = Preferences(store)
-    cfg = MomentConfig(max_prompts_per_day=1, backoff_declines=2, backoff_days=30)
+    cfg = MomentConfig(max_prompts=1, prompt_window_days=1, backoff_declines=2, backoff_days=30, require_signal=False)
     day = T0
     m = teachable_moment(_ambiguous(), None, prefs, config=cfg, now=day)
     assert answer_moment(m, "no thanks", prefs, now=day) == "declined"

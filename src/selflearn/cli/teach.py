@@ -60,9 +60,9 @@ def list_cmd(user: UserOpt, store: StoreOpt = Path(DEFAULT_STORE), as_json: AsJs
 @prefs_app.command("put")
 def put_cmd(
     user: UserOpt,
-    kind: Annotated[str, typer.Option(help="sports_team, music_genre, music_artist, cuisine, home_city, device_nickname or news_source.")],
+    kind: Annotated[str, typer.Option(help="sports_team, music_genre, music_artist, cuisine, home_city, device_nickname, place or news_source.")],
     value: Annotated[str, typer.Option(help="What to remember.")],
-    key: Annotated[str, typer.Option(help="For device_nickname: the nickname ('the lamp').")] = "",
+    key: Annotated[str, typer.Option(help="For device_nickname: the nickname ('the lamp'); for place: the name said ('wilkerson').")] = "",
     provenance: Annotated[str, typer.Option(help="taught, confirmed or inferred.")] = "taught",
     store: StoreOpt = Path(DEFAULT_STORE),
 ) -> None:
@@ -79,7 +79,7 @@ def put_cmd(
 def delete_cmd(
     user: UserOpt,
     kind: Annotated[str | None, typer.Option(help="Forget only this kind (default: everything about the user).")] = None,
-    key: Annotated[str | None, typer.Option(help="Forget only this nickname (with --kind device_nickname).")] = None,
+    key: Annotated[str | None, typer.Option(help="Forget only this name (with --kind device_nickname or place).")] = None,
     store: StoreOpt = Path(DEFAULT_STORE),
 ) -> None:
     """Forget what a user taught (one kind, one nickname, or everything)."""

@@ -29,7 +29,7 @@ MAX_CHARS = 512  # requests longer than this are not assistant requests; they pa
 @dataclass(frozen=True)
 class Decision:
     rewrite: str | None
-    source: str | None  # table | global | personal, or None when passed through
+    source: str | None  # table | global | personal | preferences, or None when passed through
     score: float | None
 
 
@@ -56,6 +56,7 @@ class OnlineRewriter:
         self.fix_min = fix_min  # serve a user's own fix once they made it this often (0: leave it to the ranker)
         self.phrase_min = phrase_min  # apply words a user inserted after a word (a place's state) once they did it this often (0: off)
         self.blocked: set[tuple[str, str]] = set()  # (request, rewrite) pairs an operator blocked
+        self.preferences = None  # a teach.Preferences: the personal layer fills in what each user taught
         self._cache: dict[str, np.ndarray] = {}
         self.counts: Counter = Counter()  # decisions by source ("none" for pass-through)
         self._device_col = {d: i for i, d in enumerate(global_memory.device_types)}
@@ -75,6 +76,22 @@ class OnlineRewriter:
         q = normalise_utterance(utterance)
         if not q or len(q) > MAX_CHARS:
             return Decision(None, None, None)
+        taught = self._taught(q, user_id)
+        if taught is not None:  # what the user taught first ("play the game" -> their team), then the layers on that
+            d = self._decide(taught, user_id, device, context)
+            return d if d.rewrite is not None else Decision(taught, "preferences", None)
+        return self._decide(q, user_id, device, context)
+
+    def _taught(self, q: str, user_id: str) -> str | None:
+        if self.preferences is None or "personal" not in self.layers or not user_id:
+            return None
+        from ..teach.rewriter import apply_preferences
+
+        prefs = {(p.kind, p.key): p.value for p in self.preferences.list(user_id)}
+        new = apply_preferences(q, prefs) if prefs else q
+        return new if new != q and (q, new) not in self.blocked else None
+
+    def _decide(self, q: str, user_id: str, device: dict | None, context: dict | None) -> Decision:
         if "table" in self.layers and self.table is not None:
             new = self.table.rewrite(q)
             if new is not None and (q, new) not in self.blocked:

@@ -71,13 +71,13 @@ def create_app(model_dir: Path, *, layers: tuple[str, ...] = LAYERS, persist: bo
     requests before the rewriter."""
     rw = rewriter or OnlineRewriter.load(Path(model_dir), layers=layers)
     metrics = Metrics()
-    prefs = pref_rw = None
+    prefs = None
     if store is not None:
         from ..store.store import Store
-        from ..teach import PreferenceRewriter, Preferences
+        from ..teach import Preferences
 
         prefs = Preferences(Store(store))
-        pref_rw = PreferenceRewriter(prefs)
+        rw.preferences = prefs  # the personal layer fills in what each user taught
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -107,10 +107,8 @@ def create_app(model_dir: Path, *, layers: tuple[str, ...] = LAYERS, persist: bo
     async def rewrite(req: RewriteRequest) -> RewriteResponse:
         started = time.perf_counter()
         device, context = req.device.model_dump(), req.context.model_dump(exclude_none=True)
-        taught = pref_rw.rewrite(req.utterance, user_id=req.user_id, device=device, context=context) if pref_rw else None
-        d = rw.decide(taught or req.utterance, user_id=req.user_id, device=device, context=context)
-        out = RewriteResponse(rewrite=d.rewrite, source=d.source, score=d.score) if d.rewrite or not taught else \
-            RewriteResponse(rewrite=taught, source="preferences", score=None)
+        d = rw.decide(req.utterance, user_id=req.user_id, device=device, context=context)
+        out = RewriteResponse(rewrite=d.rewrite, source=d.source, score=d.score)
         metrics.requests.labels(source=out.source or "none").inc()
         metrics.latency.observe(time.perf_counter() - started)
         return out

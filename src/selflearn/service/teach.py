@@ -19,7 +19,7 @@ __all__ = ["teach_router", "PreferenceIn", "TeachRequest"]
 class PreferenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"value": "golden state warriors"}]})
     value: Annotated[str, Field(min_length=1, max_length=200, description="What to remember.")]
-    key: Annotated[str, Field(max_length=200, description="For device_nickname: the nickname ('the lamp').")] = ""
+    key: Annotated[str, Field(max_length=200, description="For device_nickname: the nickname ('the lamp'); for place: the name said ('wilkerson').")] = ""
     provenance: Annotated[str, Field(description=f"One of {list(PROVENANCE)}.")] = "taught"
     confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
 

@@ -10,7 +10,6 @@ goal's acoustic draws and behaviour from a per-goal stream.
 from __future__ import annotations
 
 import bisect
-import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,12 +22,13 @@ from ..errors import InvalidInputError, explain
 from .build import World, interpret
 from .catalogue import CATALOGUE_TYPES
 from .population import User, make_users, mix
+from .records import ACT_AT, device_context, geometric, log_turn, poisson, respond, truth_row
 from .rewriter import Rewriter
+from .teaching import DEFAULT_SLOTS, WorldTeaching, decline_propensity, guided_answers, starts_guided, user_answer, vague_text
 
 __all__ = ["SimConfig", "Simulator", "FAILURE_POINTS"]
 
 FAILURE_POINTS = ("false_wake", "asr", "nlu", "entity_resolution", "result", "correct")
-ACT_AT = 0.35  # NLU confidence below which the assistant says it did not understand
 FALSE_WAKE_P = 0.02  # per session
 PROMPT_P = 0.04  # "Did I answer your question?" after an executed turn
 EPOCH = datetime(2026, 1, 5, tzinfo=timezone.utc)
@@ -42,22 +42,31 @@ class SimConfig:
     start: datetime = EPOCH
     #: simulate days [first_day, first_day + days): the same users, later traffic (e.g. after mining)
     first_day: int = 0
+    #: share of requests for the user's own genre or cuisine said without it ("play some music"):
+    #: ambiguous requests only what the user taught can resolve (issue 8); 0 leaves traffic as it was
+    vague_share: float = 0.0
 
     def check(self) -> None:
         for name, v, lo in (("users", self.users, 1), ("days", self.days, 1), ("first_day", self.first_day, 0)):
             if not isinstance(v, int) or v < lo:
                 raise InvalidInputError(explain(f"{name}={v!r}", f"must be an integer >= {lo}", f"use e.g. --{name} 10"))
+        if not isinstance(self.vague_share, (int, float)) or not 0.0 <= self.vague_share <= 1.0:
+            raise InvalidInputError(explain(f"vague_share={self.vague_share!r}", "must be a share in [0, 1]", "e.g. 0.5"))
 
 
 class Simulator:
     """``run(rewriter, on_turn)`` simulates every user; ``on_turn(turn, truth)`` gets
     each log turn and its truth row, in time order within each user."""
 
-    def __init__(self, world: World, config: SimConfig, *, nlu_loader: Callable | None = None):
+    def __init__(self, world: World, config: SimConfig, *, nlu_loader: Callable | None = None, teaching: WorldTeaching | None = None):
         config.check()
         self.world = world
         self.config = config
         self.nlu_loader = nlu_loader
+        self.teaching = teaching  # the assistant remembers what users teach it (issue 8)
+        self._names = {e["id"]: e["name"] for e in world.entities}
+        self._prev: dict | None = None  # the session's previous turn
+        self._declines: dict[int, float] = {}
         self.users = make_users(world, config.users, config.seed)
         self._catalogue = None
         self._nlu = None
@@ -157,9 +166,11 @@ class Simulator:
         plan = random.Random(mix(cfg.seed, user.idx, 1, *((cfg.first_day,) if cfg.first_day else ())))
         clock = cfg.start
         goal_no = cfg.first_day * 100_000  # goal streams and ids never repeat across periods
+        if self.teaching is not None and starts_guided(user, cfg.seed):
+            self.teaching.guided(user.user_id, guided_answers(user))  # "learn my preferences"
         for day in range(cfg.first_day, cfg.first_day + cfg.days):
             session_no = 0
-            n_sessions = _poisson(plan, user.sessions_per_day)
+            n_sessions = poisson(plan, user.sessions_per_day)
             starts = sorted(
                 cfg.start + timedelta(days=day, hours=min(23.99, max(0.0, plan.gauss(plan.choice(user.peaks), 1.5))))
                 for _ in range(n_sessions)
@@ -167,10 +178,11 @@ class Simulator:
             for planned in starts:
                 t = max(planned, clock + timedelta(seconds=60))
                 device = user.devices[int(plan.random() * len(user.devices))]
-                n_goals = 1 + _geometric(plan, 0.45)
+                n_goals = 1 + geometric(plan, 0.45)
                 sid = f"{user.user_id}-d{day:03d}-s{session_no:02d}"
                 session_no += 1
                 turn_index = 0
+                self._prev = None
                 if plan.random() < FALSE_WAKE_P:
                     t, turn_index = self._false_wake(user, device, sid, t, plan, rewriter, on_turn)
                 for _ in range(n_goals):
@@ -194,10 +206,10 @@ class Simulator:
         new, it = self._rewrite(rewriter, text, user, device, t, sid, 0)
         if new is None:
             it = w.interp[text_id]
-        status, response = self._respond(it, False)
+        status, response = respond(it, False)
         barge = plan.random() < 0.6
-        turn = self._turn(sid, 0, t, user, device, text, conf * 0.6, it, status, response, {"barge_in": barge}, new)
-        truth = self._truth(sid, 0, user, None, None, [], True, "false_wake", None, 0, "false_wake", None, cond, "", new is not None)
+        turn = log_turn(sid, 0, t, user, device, text, conf * 0.6, it, status, response, {"barge_in": barge}, new)
+        truth = truth_row(sid, 0, user, None, None, [], True, "false_wake", None, 0, "false_wake", None, cond, "", new is not None)
         if on_turn:
             on_turn(turn, truth)
         return t + timedelta(seconds=plan.uniform(3, 10)), 1
@@ -206,7 +218,7 @@ class Simulator:
         """(the rewritten text, its interpretation), or (None, None) when passed through."""
         if rewriter is None:
             return None, None
-        new = rewriter.rewrite(text, user_id=user.user_id, device=_device_ctx(device), context={"hour": t.hour, "timestamp": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "session_id": sid, "turn_index": turn_index})
+        new = rewriter.rewrite(text, user_id=user.user_id, device=device_context(device), context={"hour": t.hour, "timestamp": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "session_id": sid, "turn_index": turn_index})
         if new is None or " ".join(new.lower().split()) in ("", text):
             return None, None
         self.rewrites += 1
@@ -222,6 +234,7 @@ class Simulator:
         plain = [s for s in surfaces if w.surfaces[s]["kind"] != "detail"]
         surface = plain[0] if r.random() < 0.7 or len(plain) == 1 else r.choice(plain)
         tried = {surface}
+        vague = self._vague_value(user, goal, goal_no)
         goal_id = f"{user.user_id}-g{goal_no:07d}"
         first_fp, met, attempt, action = None, False, 0, "first"
         while True:
@@ -233,16 +246,23 @@ class Simulator:
                 cond = user.condition
             text_id, conf = w.heard[surface][self._cond_ix[cond]]
             text = w.texts[text_id]
+            said_vague = vague_text(text, vague) if vague and attempt == 0 else None  # the genre or cuisine left out
+            if said_vague:
+                text = said_vague
             new, it = self._rewrite(rewriter, text, user, device, t, sid, turn_index)
             rewritten = new is not None
             nlu_text = new if rewritten else text
             if not rewritten:
-                it = w.interp[text_id]
+                it = self._interp_of_text(text) if said_vague else w.interp[text_id]
+            if self.teaching is not None:
+                it = self.teaching.resolve(user.user_id, it)
             wrong = self.judge(goal, intended, it)
             skill_failed = r.random() < self._skill_fail[goal["intent"]] or (not device["state"]["online"] and goal["scenario"] == "iot")
-            status, response = self._respond(it, skill_failed)
+            status, response = respond(it, skill_failed)
             defective = bool(wrong) or status not in ("success", "unsupported")
-            if defective:
+            if defective and said_vague:
+                fp = wrong or "result"  # nothing misheard: the request left open what only the user's preference says
+            elif defective:
                 fp = self._failure_point(goal, intended, surface, nlu_text, wrong)
             else:
                 fp = "correct"
@@ -256,10 +276,14 @@ class Simulator:
                 fb.update(explicit="negative", comment="no that's not what i asked")
             elif status in ("success", "unsupported") and not fb["barge_in"] and r.random() < PROMPT_P and r.random() < user.p_answer:
                 fb.update(explicit="negative" if defective else "positive", prompted=True, comment="no" if defective else "yes")
-            turn = self._turn(sid, turn_index, t, user, device, text, conf, it, status, response, fb, nlu_text if rewritten else None)
-            truth = self._truth(sid, turn_index, user, goal_id, goal, intended, defective, fp, turn_index - 1 if attempt else None, attempt, action, w.surfaces[surface]["kind"], cond, w.surfaces[surface]["text"], rewritten)
+            turn = log_turn(sid, turn_index, t, user, device, text, conf, it, status, response, fb, nlu_text if rewritten else None)
+            kind, reference = ("vague", vague_text(w.surfaces[surface]["text"], vague) or text) if said_vague else (w.surfaces[surface]["kind"], w.surfaces[surface]["text"])
+            truth = truth_row(sid, turn_index, user, goal_id, goal, intended, defective, fp, turn_index - 1 if attempt else None, attempt, action, kind, cond, reference, rewritten)
             if on_turn:
                 on_turn(turn, truth)
+            if self.teaching is not None:
+                self.teaching.after_turn(turn, self._prev, t, lambda m: user_answer(user, m, intended, self._names, r, self._decline_p(user)))
+            self._prev = turn
             turn_index += 1
             t += timedelta(seconds=1.5 + r.uniform(0.5, 4.0))
             if not defective:
@@ -268,6 +292,10 @@ class Simulator:
             attempt += 1
             if attempt >= user.patience or r.random() < 0.15:
                 break  # abandon
+            if said_vague:  # say it again with what was left out
+                action = "rephrase"
+                t += timedelta(seconds=r.uniform(1.0, 8.0))
+                continue
             # repeat, or rephrase; a wrong place gets its state added when the user can
             detail = [s for s in surfaces if w.surfaces[s]["kind"] == "detail" and w.surfaces[s]["sense"] and any(i and i.endswith("@" + w.surfaces[s]["sense"]) for i in intended)]
             others = [s for s in plain if s not in tried]
@@ -282,6 +310,22 @@ class Simulator:
         goals_out.append((user.idx, first_fp != "correct", not met, first_fp, attempt + (1 if met else 0), first_rewritten))
         return t, turn_index
 
+    def _vague_value(self, user: User, goal: dict, goal_no: int) -> str | None:
+        """The user's own genre or cuisine when this request for it will be said without it (its own
+        random stream, so the rest of the traffic is the same with and without vague requests)."""
+        slot = DEFAULT_SLOTS.get(goal["intent"])
+        if not self.config.vague_share or slot is None:
+            return None
+        mine = user.preferences.get(slot)
+        if mine is None or [tuple(x) for x in goal["slots"] if x[0] == slot] != [(slot, mine)]:
+            return None  # only a request whose one genre or cuisine is the user's own is left open
+        return mine if random.Random(mix(self.config.seed, user.idx, goal_no, 5)).random() < self.config.vague_share else None
+
+    def _decline_p(self, user: User) -> float:
+        if user.idx not in self._declines:
+            self._declines[user.idx] = decline_propensity(user, self.config.seed)
+        return self._declines[user.idx]
+
     def _failure_point(self, goal, intended, surface, nlu_text, wrong) -> str:
         """The first component whose failure the assistant did not recover from:
         ASR when its error changed what NLU understood or when the clean words
@@ -295,100 +339,6 @@ class Simulator:
             if not self.judge(goal, intended, clean) or (heard[0], heard[3]) != (clean[0], clean[3]):
                 return "asr"
         return wrong
-
-    @staticmethod
-    def _respond(it: list, skill_failed: bool) -> tuple[str, str]:
-        intent, conf, _, slots, _, ents = it
-        if intent == "unknown" or conf < ACT_AT:
-            return "failure", "Sorry, I didn't get that."
-        missing = [e for e in ents if e[2] == "unresolved"]
-        if missing:
-            return "failure", f"Sorry, I couldn't find {missing[0][1]}."
-        if skill_failed:
-            return "failure", "Sorry, something went wrong. Please try again later."
-        if intent == "general_quirky":
-            return "unsupported", "Sorry, I can't help with that yet."
-        what = ", ".join(e[4] for e in ents if e[4]) or ", ".join(v for _, v in slots)
-        return "success", f"OK, {intent.replace('_', ' ')}" + (f": {what}." if what else ".")
-
-    def _turn(self, sid, ti, t, user, device, text, conf, it, status, response, fb, rewrite=None) -> dict:
-        intent, nconf, top, slots, er_status, ents = it
-        utt = {"text": text, "asr_confidence": round(conf, 3)}
-        if rewrite is not None:
-            utt["rewrite"] = rewrite
-        turn = {
-            "schema_version": 1,
-            "session_id": sid,
-            "turn_index": ti,
-            "timestamp": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "user_id": user.user_id,
-            "device_id": device["device_id"],
-            "device": {"type": device["type"], "has_screen": device["has_screen"], "state": device["state"], "location": device["location"]},
-            "utterance": utt,
-            "nlu": {
-                "domain": intent.split("_", 1)[0],
-                "intent": intent,
-                "slots": [{"name": n, "value": v} for n, v in slots],
-                "confidence": nconf,
-                "top_k": [{"intent": a, "confidence": b} for a, b in top],
-            },
-            "entity_resolution": {
-                "status": er_status,
-                "entities": [
-                    {"slot": e[0], "value": e[1], "resolved_id": e[3], "resolved_value": e[4], "score": min(1.0, e[5]), "candidates": e[6]}
-                    for e in ents
-                ],
-            },
-            "response": {"status": status, "text": response, "action": intent if status == "success" else None},
-            "latency_ms": round(250 + 500 * ((ti * 7919 + len(text) * 104729) % 1000) / 1000, 1),
-            "feedback": fb,
-        }
-        return turn
-
-    @staticmethod
-    def _truth(sid, ti, user, goal_id, goal, intended, defective, fp, rephrase_of, attempt, action, kind, cond, reference, rewritten) -> dict:
-        return {
-            "session_id": sid,
-            "turn_index": ti,
-            "user_id": user.user_id,
-            "goal_id": goal_id,
-            "goal_slurp_id": goal["slurp_id"] if goal else None,
-            "true_intent": goal["intent"] if goal else None,
-            "true_slots": json.dumps(goal["slots"]) if goal else "[]",
-            "intended_entities": json.dumps([i for i in intended if i]),
-            "defective": defective,
-            "failure_point": fp,
-            "rephrase_of": rephrase_of,
-            "attempt": attempt,
-            "action": action,
-            "surface_kind": kind,
-            "condition": cond,
-            "reference_text": reference,
-            "rewritten": rewritten,
-        }
-
-
-def _device_ctx(device: dict) -> dict:
-    return {"type": device["type"], "has_screen": device["has_screen"], "location": device["location"]}
-
-
-def _poisson(r: random.Random, lam: float) -> int:
-    # Knuth; lam is small (sessions per day)
-    import math
-
-    limit, k, p = math.exp(-lam), 0, 1.0
-    while True:
-        p *= r.random()
-        if p <= limit:
-            return k
-        k += 1
-
-
-def _geometric(r: random.Random, p: float) -> int:
-    k = 0
-    while r.random() < p:
-        k += 1
-    return k
 
 
 def load_nlu_for(world_dir: Path):
