@@ -98,6 +98,10 @@ def main() -> None:
     ap.add_argument("--nlu-epochs", type=int, default=1)
     ap.add_argument("--min-precision", type=float, nargs="+", default=[0.95], help="one NLU arm per precision the labels are applied at")
     ap.add_argument("--nlu-base-share", type=float, default=1.0, help="share of the NLU's own training sentences mixed in")
+    ap.add_argument("--arms", nargs="+", default=["heuristics", "generated", "corrections"],
+                    choices=["heuristics", "generated", "corrections"], help="NLU arms beside the control")
+    ap.add_argument("--retrain-seeds", type=int, nargs="+", default=[0],
+                    help="retrain the control and every arm once per seed (retraining noise is of the order of the effects)")
     ap.add_argument("--plot", type=Path, default=Path("docs/img/labels-precision-coverage.png"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -161,27 +165,34 @@ def _nlu_loop(args, world: World, best: LabelModel, gold: list, train: list, tmp
         with Store(tmp / "harvest.duckdb") as st:
             import_files(st, [tmp / "harvest" / "logs.jsonl"])
             harvest = store_dialogues(st)
-    rows = {"same extra training (control)": [], "feedback heuristics' labels": nlu_examples(harvest)}
+    rows = {"same extra training (control)": []}
+    if "heuristics" in args.arms:
+        rows["feedback heuristics' labels"] = nlu_examples(harvest)
     loop = out["nlu_loop"] = {"apply": {}}
     say(f"label {len(harvest)} dialogues")
     preds = best.predict(harvest)
     for p in args.min_precision:
         labelled, loop["apply"][str(p)] = apply_labels(best, harvest, min_precision=p, predictions=preds)
-        rows[f"generated labels at {p:.0%} precision"] = nlu_examples(labelled)
-        rows[f"generated labels at {p:.0%} precision, corrections only"] = nlu_examples(labelled, corrections_only=True)
+        if "generated" in args.arms:
+            rows[f"generated labels at {p:.0%} precision"] = nlu_examples(labelled)
+        if "corrections" in args.arms:
+            rows[f"generated labels at {p:.0%} precision, corrections only"] = nlu_examples(labelled, corrections_only=True)
     loop["nlu_rows"] = {k: len(v) for k, v in rows.items()}
     loop["nlu_rows_with_slots"] = {k: sum(r["slots"] is not None for r in v) for k, v in rows.items()}
     worlds = {"original NLU": (world, load_nlu_for(args.world))}
-    for i, (name, r) in enumerate(rows.items()):
-        say(f"retrain NLU: {name} ({len(r)} rows)")
-        d = tmp / f"w-variant-{i}"
-        loop.setdefault("retrained", {})[name] = retrain_world_nlu(args.world, r, d, epochs=args.nlu_epochs, base_share=args.nlu_base_share,
-                                                                   threads=args.threads, progress=say)
-        worlds[f"NLU + {name}"] = (World.load(d), load_nlu_for(d))
+    pairs = []
+    for seed in args.retrain_seeds:
+        tag = f" (seed {seed})" if len(args.retrain_seeds) > 1 else ""
+        for i, (name, r) in enumerate(rows.items()):
+            say(f"retrain NLU: {name}{tag} ({len(r)} rows)")
+            d = tmp / f"w-variant-{seed}-{i}"
+            loop.setdefault("retrained", {})[name + tag] = retrain_world_nlu(args.world, r, d, epochs=args.nlu_epochs, base_share=args.nlu_base_share,
+                                                                             seed=seed, threads=args.threads, progress=say)
+            worlds[f"NLU + {name}{tag}"] = (World.load(d), load_nlu_for(d))
+            if i:
+                pairs.append((f"NLU + same extra training (control){tag}", f"NLU + {name}{tag}"))
     say("A/B")
-    control = "NLU + same extra training (control)"
-    ab = ab_worlds(worlds, SimConfig(users=users, days=args.ab_days, seed=args.seed, first_day=args.days),
-                   pairs=[(control, n) for n in worlds if n not in ("original NLU", control)])
+    ab = ab_worlds(worlds, SimConfig(users=users, days=args.ab_days, seed=args.seed, first_day=args.days), pairs=pairs)
     keep = ("control_defect_rate", "treatment_defect_rate", "relative_reduction", "ci_low", "ci_high", "wins", "losses", "goals",
             "failure_points", "failure_point_reductions")
     loop["ab"] = {n: {k: r[k] for k in keep} for n, r in ab["vs_control"].items()}

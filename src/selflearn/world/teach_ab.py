@@ -37,12 +37,14 @@ class _Tally:
         self.senses = {e["id"]: e["senses"] for e in world.entities}
         self.names = {e["id"]: e["name"] for e in world.entities}
         self.turns = 0
+        self.turns_measured = 0
         self.user_turns: dict[str, int] = {}
         self.ambiguous: dict[str, tuple] = {}
         self.first_need: dict[tuple, tuple[int, str | None]] = {}  # (user, kind, key) -> (the user's turn, the sense meant)
 
     def __call__(self, turn: dict, truth: dict) -> None:
         self.turns += 1
+        self.turns_measured += _day(truth["session_id"]) >= self.from_day
         if not truth["goal_id"]:
             return
         user = truth["user_id"]
@@ -103,6 +105,8 @@ def teaching_ab(world: World, config: SimConfig, store_path: Path, *, nlu_loader
             "ambiguous": _ambiguous(control, treated, config.users, n_boot),
             "prompts": {**teaching.prompts, "total": sum(teaching.prompts.values()),
                         "per_1000_turns": round(1000 * sum(teaching.prompts.values()) / max(1, treated.turns), 2),
+                        "per_1000_turns_measured_days": round(1000 * sum((t - config.start).days >= first for t in teaching.asked_on)
+                                                              / max(1, treated.turns_measured), 2),
                         "declined_share": round(teaching.prompts["declined"] / max(1, sum(teaching.prompts.values())), 4),
                         "by_kind_reason_outcome": {" / ".join(k): n for k, n in sorted(teaching.by_reason.items())}},
             "guided": {"users": teaching.guided_users, "turns": teaching.guided_turns},

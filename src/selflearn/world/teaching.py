@@ -34,9 +34,10 @@ __all__ = ["WorldTeaching", "DEFAULT_SLOTS", "vague_text", "user_answer", "guide
 DEFAULT_SLOTS = {"play_music": "music_genre", "play_radio": "music_genre", "takeaway_order": "food_type",
                  "takeaway_query": "food_type", "recommendation_locations": "food_type"}
 PREFERENCE_OF = {"music_genre": "music_genre", "food_type": "cuisine"}
-#: Slots that already say what is wanted: a default would override the request.
-NAMED = {"artist_name", "song_name", "playlist_name", "radio_name", "podcast_name", "audiobook_name", "music_genre",
-         "food_type", "business_name", "restaurant_name"}
+#: Per default slot, the slots that already say what is wanted: a default would override the request
+#: ("play despacito" names its song; "order two from the chinese food store" still leaves the food open).
+NAMED = {"music_genre": {"artist_name", "song_name", "playlist_name", "radio_name", "podcast_name", "audiobook_name", "music_genre"},
+         "food_type": {"food_type"}}
 #: the world's assistant marks its open-ended intents: a request of one that names nothing is a moment to ask
 WORLD_MOMENTS = MomentConfig(open_requests=tuple((intent, PREFERENCE_OF[slot]) for intent, slot in DEFAULT_SLOTS.items()))
 STATE_CODE = {w: c for w, c in STATES}
@@ -58,6 +59,7 @@ class WorldTeaching:
     prompts: dict = field(default_factory=lambda: {"accepted": 0, "declined": 0, "ignored": 0})
     by_reason: Counter = field(default_factory=Counter)  # (kind, reason, outcome) -> prompts
     trace: list | None = None  # (moment, answer, request) of every question, when a list is given
+    asked_on: list = field(default_factory=list)  # when each question was asked
     applied: Counter = field(default_factory=Counter)  # what entity resolution filled from preferences
     guided_users: int = 0
     guided_turns: int = 0
@@ -109,7 +111,7 @@ class WorldTeaching:
                 self.applied["place sense"] += 1
         slot_type = DEFAULT_SLOTS.get(intent)
         value = prefs.get((PREFERENCE_OF.get(slot_type, ""), "")) if slot_type else None
-        if value and not any(t in NAMED for t, _ in slots):
+        if value and not any(t in NAMED[slot_type] for t, _ in slots):
             ent = self._by_name.get((slot_type, value))
             slots = [list(s) for s in slots] + [[slot_type, value]]
             if ent is not None:
@@ -141,6 +143,7 @@ class WorldTeaching:
         outcome = answer_moment(m, said, self.preferences, now=now)
         self.prompts[outcome] += 1
         self.by_reason[(m.kind, m.reason, outcome)] += 1
+        self.asked_on.append(now)
         self._stored(user, before, f"moment:{m.reason}")
         return m
 
