@@ -38,7 +38,7 @@ from selflearn.world.run import simulate_to
 from selflearn.world.simulate import SimConfig, load_nlu_for
 from selflearn.world.truth import read_truth
 
-TASKS = ("defect", "goal_success", "same_goal", "intent", "slots")
+TASKS = ("defect", "goal_success", "same_goal", "intent", "goal_intent", "slots")
 
 
 def _brief(m: dict) -> dict:
