@@ -125,7 +125,7 @@ def test_guided_qa_asks_stores_skips_and_stops(store):
     teacher = Teacher(prefs, kinds=("sports_team", "music_genre", "cuisine", "home_city"))
     assert teacher.turn("u1", "what time is it") is None
     r = teacher.turn("u1", "Alexa, learn my preferences")
-    assert r.active and "sports team" in r.reply
+    assert r.active and "sports team" in r.reply and teacher.asking("u1") == "sports_team" and teacher.asking("u2") is None
     r = teacher.turn("u1", "It's the Warriors")
     assert r.stored[0]["value"] == "warriors" and "music" in r.reply
     r = teacher.turn("u1", "skip")

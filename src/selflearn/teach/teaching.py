@@ -111,6 +111,11 @@ class Teacher:
     def active(self, user_id: str) -> bool:
         return user_id in self._pending
 
+    def asking(self, user_id: str) -> str | None:
+        """The preference kind the Q&A is asking this user about, or None."""
+        queue = self._pending.get(user_id)
+        return queue[0] if queue else None
+
     def turn(self, user_id: str, text: str) -> TeachingReply | None:
         t = normalise(text)
         if user_id in self._pending:

@@ -28,7 +28,7 @@ from ..teach.teaching import QUESTIONS, Teacher, normalise
 from .catalogue import STATES
 from .population import User, mix
 
-__all__ = ["WorldTeaching", "DEFAULT_SLOTS", "vague_text", "user_answer", "guided_answers", "decline_propensity", "starts_guided"]
+__all__ = ["WorldTeaching", "WORLD_MOMENTS", "DEFAULT_SLOTS", "vague_text", "user_answer", "guided_answers", "decline_propensity", "starts_guided"]
 
 #: Intents whose open request takes a preference as its default, and which slot it fills.
 DEFAULT_SLOTS = {"play_music": "music_genre", "play_radio": "music_genre", "takeaway_order": "food_type",
@@ -155,8 +155,7 @@ class WorldTeaching:
         self.guided_users += 1
         self.guided_turns += 1
         while reply is not None and reply.active:
-            kind = teacher._pending[user_id][0]
-            reply = teacher.turn(user_id, answers.get(kind, "skip"))
+            reply = teacher.turn(user_id, answers.get(teacher.asking(user_id) or "", "skip"))
             self.guided_turns += 1
         self._stored(user_id, before, "guided")
 
