@@ -92,3 +92,19 @@ def test_vague_requests_and_teaching_leave_the_rest_of_the_traffic_unchanged(wor
     assert goals(cfg={"vague_share": 1.0}) == plain
     t = WorldTeaching(Preferences(store), world.entities)
     assert goals(cfg={"vague_share": 1.0}, teaching=t) == plain
+
+
+def test_cli_teach_ab(world_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from selflearn.cli.main import app
+
+    runner = CliRunner()
+    args = ["world", "teach-ab", "--world", str(world_dir), "--users", "30", "--days", "4", "--measure-from", "1", "--vague-share", "1"]
+    r = runner.invoke(app, [*args, "--store", str(tmp_path / "p.duckdb")])
+    assert r.exit_code == 0, r.output
+    assert "ambiguous" in r.output.lower() and "prompts" in r.output and "per 1,000 turns" in r.output
+    r = runner.invoke(app, [*args, "--store", str(tmp_path / "p.duckdb")])
+    assert r.exit_code != 0 and "must not exist yet" in r.output  # the treatment starts knowing nothing
+    r = runner.invoke(app, [*args, "--store", str(tmp_path / "q.duckdb"), "--prompt-window-days", "0"])
+    assert r.exit_code != 0 and "prompt_window_days" in r.output

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from selflearn.errors import SelflearnError
-from selflearn.world.run import ensure_world, run_ab, run_channel, simulate_to
+from selflearn.world.run import ensure_world, run_ab, run_channel, run_teaching_ab, simulate_to
 from selflearn.world.simulate import SimConfig
 
 from .app import app, err, fail, out
@@ -161,6 +161,48 @@ def ab_cmd(
     out.print(f"first attempts rewritten {res['first_attempts_rewritten']:,}: wins {res['wins']:,}, losses {res['losses']:,} "
               f"({res['losses_broken']:,} broken, {res['losses_defective_another_way']:,} defective another way), win:loss {ratio}; "
               f"rewrites served {res['treatment_rewrites']:,}")
+
+
+@world_app.command("teach-ab")
+def teach_ab_cmd(
+    store: Annotated[Path, typer.Option("--store", help="A new store for the preferences the treatment learns.")],
+    world: WorldOpt = Path("world"),
+    sentences: SentencesOpt = None,
+    asr_corpus: AsrOpt = None,
+    users: UsersOpt = 2000,
+    days: DaysOpt = 14,
+    seed: SeedOpt = 0,
+    vague_share: Annotated[float, typer.Option(help="Share of requests for a user's own genre or cuisine said without it.")] = 0.5,
+    measure_from: Annotated[int | None, typer.Option(help="Compare ambiguous requests from this day on (default: the first).")] = None,
+    prompt_window_days: Annotated[float, typer.Option(help="At most one teaching question per user within this many days.")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+) -> None:
+    """The same traffic without and with teaching (questions at teachable moments, the guided Q&A,
+    preferences used by entity resolution and the rewriter): defects on ambiguous requests, prompts
+    per 1,000 turns, the share declined, turns until learned."""
+    try:
+        w = _world(world, sentences, asr_corpus)
+        res = run_teaching_ab(world, w, SimConfig(users=users, days=days, seed=seed, vague_share=vague_share), store,
+                              measure_from_day=measure_from, prompt_window_days=prompt_window_days)
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(res))
+        return
+    t = Table(title=f"Teaching A/B: ambiguous first attempts from day {res['config']['measure_from_day']} ({users} users × {days} days)")
+    for c in ("requests", "goals", "without teaching", "with teaching", "fewer defects [95% CI]"):
+        t.add_column(c)
+    for name, r in res["ambiguous"].items():
+        if name.startswith("failure_points") or not r.get("goals"):
+            continue
+        t.add_row(name, f"{r['goals']:,}", f"{r['control_defect_rate']:.1%}", f"{r['teaching_defect_rate']:.1%}",
+                  f"{r['relative_reduction']:+.1%} [{r['ci_low']:+.1%}, {r['ci_high']:+.1%}]")
+    out.print(t)
+    p, learned = res["prompts"], res["learned"]
+    wait = learned["turns_until_learned"] or {}
+    out.print(f"prompts {p['total']:,} ({p['per_1000_turns']} per 1,000 turns), declined {p['declined_share']:.0%}; "
+              f"needed preferences learned {learned['learned']:,} of {learned['needs']:,}, turns until learned: median {wait.get('median')}, "
+              f"mean {wait.get('mean')}; guided Q&A users {res['guided']['users']:,}", highlight=False)
 
 
 @app.command("asr-channel")

@@ -18,7 +18,7 @@ from .rewriter import load_rewriter
 from .simulate import SimConfig, Simulator, load_nlu_for
 from .truth import TruthWriter, write_users
 
-__all__ = ["ensure_world", "simulate_to", "run_ab", "run_channel"]
+__all__ = ["ensure_world", "simulate_to", "run_ab", "run_teaching_ab", "run_channel"]
 
 
 def ensure_world(
@@ -116,6 +116,21 @@ def run_ab(world_dir: Path, world: World, config: SimConfig, *, treatment: str, 
         n_boot=n_boot,
         nlu_loader=load_nlu_for(world_dir),
     )
+
+
+def run_teaching_ab(world_dir: Path, world: World, config: SimConfig, store: Path, *, measure_from_day: int | None = None,
+                    prompt_window_days: float = 1.0, n_boot: int = 2000) -> dict:
+    """Issue 8's A/B: the same traffic without and with teaching (``teach_ab.teaching_ab``); the
+    treatment's preferences are written to ``store`` (a new file)."""
+    from dataclasses import replace
+
+    from .teach_ab import teaching_ab
+    from .teaching import WORLD_MOMENTS
+
+    if not 0 < prompt_window_days <= 365:
+        raise InvalidInputError(explain(f"prompt_window_days={prompt_window_days}", "must be in (0, 365]", "e.g. 1 (one question a day at most)"))
+    return teaching_ab(world, config, store, nlu_loader=load_nlu_for(world_dir), measure_from_day=measure_from_day,
+                       moments=replace(WORLD_MOMENTS, prompt_window_days=prompt_window_days), n_boot=n_boot)
 
 
 def run_channel(
