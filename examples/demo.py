@@ -4,7 +4,8 @@ Runs the real CLI as a user would: import two logs (one of our format, one Rasa 
 store, show the quarantine, print the store's statistics, export to Parquet, and re-import the export to
 show that nothing is added twice. Then the simulated world: build it from the shared SLURP sentences and
 ASR corpus (once; reused afterwards), simulate 2,000 users for 14 days, import the logs (zero quarantined),
-and run two A/B tests on identical traffic: a no-op rewriter (identical arms) and a naive example rewriter.
+and run two A/B tests on identical traffic: a no-op rewriter (identical arms) and a naive example rewriter;
+name the failing component of every turn; teach a preference; and write the morning report.
 
     python examples/demo.py [--shared ../shared/data]
 """
@@ -30,6 +31,16 @@ def run(*args: str) -> None:
     proc = subprocess.run([*SELFLEARN, *args], cwd=ROOT)
     if proc.returncode not in (0,):
         sys.exit(f"demo step failed with exit code {proc.returncode}")
+
+
+def run_json(out: Path, *args: str) -> dict:
+    """Run a command with --json, keep its JSON in ``out`` and return it."""
+    print(f"\n$ selflearn {' '.join(args)} --json > {out.relative_to(ROOT)}", flush=True)
+    proc = subprocess.run([*SELFLEARN, *args, "--json"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"demo step failed with exit code {proc.returncode}")
+    out.write_text(proc.stdout)
+    return json.loads(proc.stdout)
 
 
 def main() -> None:
@@ -65,7 +76,9 @@ def world(shared: Path, store: str) -> None:
     run("simulate", "--world", wd, "--users", "2000", "--days", "14", "--seed", "0", "--out", str(sim))
     run("import", str(sim / "logs.jsonl"), "--store", store)
     run("ab", "--world", wd, "--rewriter", "noop", "--users", "2000", "--days", "14")
-    run("ab", "--world", wd, "--rewriter", "examples.rewriters:StripFillers", "--users", "2000", "--days", "14")
+    ab = run_json(OUT / "ab-strip-fillers.json", "ab", "--world", wd, "--rewriter", "examples.rewriters:StripFillers", "--users", "2000", "--days", "14")
+    print(f"  first-attempt defects {ab['control_defect_rate']:.2%} -> {ab['treatment_defect_rate']:.2%} "
+          f"({ab['relative_reduction']:+.1%} [{ab['ci_low']:+.1%}, {ab['ci_high']:+.1%}])")
     # failure points: a small annotated run (other users, other seed) trains the classifier (traces and
     # context only here, for speed); it then names the failing component of every turn in the store
     fpi = OUT / "sim-fpi"
@@ -77,6 +90,10 @@ def world(shared: Path, store: str) -> None:
     # what a user teaches is used on their next request
     run("prefs", "teach", "--user", "u00042", "I'm a Warriors fan", "--store", store)
     run("prefs", "list", "--user", "u00042", "--store", store)
+    # the morning report: one offline HTML file
+    report = OUT / "report.html"
+    run("report", "--store", store, "--ab", str(OUT / "ab-strip-fillers.json"), "--out", str(report))
+    print(f"\nReport: {report} (open it in a browser; it works offline)")
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def migrate_cmd(store: StoreOpt = Path(DEFAULT_STORE)) -> None:
         raise fail(exc) from exc
 
 
-from . import fpi, labels, online, rewrites, teach, world  # noqa: E402,F401  (registers fpi, labels, prefs, mine, rewrites, train, serve, simulate, ab, asr-channel, world)
+from . import fpi, labels, online, report, rewrites, teach, world  # noqa: E402,F401  (registers fpi, labels, report, prefs, mine, rewrites, train, serve, simulate, ab, asr-channel, world)
 
 
 def main() -> None:

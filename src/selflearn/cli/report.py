@@ -1,0 +1,36 @@
+"""`selflearn report`: parses, calls selflearn.report, prints the path, maps errors to exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from selflearn.errors import SelflearnError
+from selflearn.store.store import DEFAULT_STORE
+
+from .app import StoreOpt, app, fail, out
+
+__all__ = ["report_cmd"]
+
+
+@app.command("report")
+def report_cmd(
+    store: StoreOpt = Path(DEFAULT_STORE),
+    out_path: Annotated[Path, typer.Option("--out", help="The HTML file to write (self-contained: opens offline).")] = Path("selflearn-report.html"),
+    rewrites: Annotated[Path | None, typer.Option(help="A rewrite table (`selflearn mine`) to show with its wins and losses in these logs.")] = None,
+    ab: Annotated[list[Path] | None, typer.Option(help="A/B results (`selflearn ab --json` output); repeat for several.")] = None,
+    labels_model: Annotated[Path | None, typer.Option(help="A label model directory whose precision/coverage curves to plot.")] = None,
+    top: Annotated[int, typer.Option(min=1, max=100, help="Rows in each top-N table.")] = 10,
+) -> None:
+    """Write the morning report: defect rate over time and by domain, intent and device; top defects with
+    example sessions; rewrites with wins, losses and support; A/B results with CIs; the failure-point
+    breakdown; label precision/coverage curves."""
+    from selflearn.report import write_report
+
+    try:
+        info = write_report(store, out_path, rewrites=rewrites, ab=ab or [], labels_model=labels_model, top=top)
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    out.print(f"wrote {out_path} ({info['bytes'] / 1e6:.1f} MB, {info['turns']:,} turns)", highlight=False)

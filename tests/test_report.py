@@ -1,0 +1,96 @@
+"""`selflearn report`: one self-contained HTML file from a store (and optional rewrites, A/B results,
+label curves)."""
+
+import json
+import re
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from conftest import session, write_jsonl
+from selflearn.cli.main import app
+from selflearn.errors import InvalidInputError
+from selflearn.report import store_summary, write_report
+from selflearn.store.importer import import_files
+from selflearn.store.store import Store
+
+
+@pytest.fixture
+def logged(tmp_path):
+    turns = session("s1", 3) + session("s2", 2, start_minute=30)
+    turns[0]["feedback"] = {"barge_in": True}
+    turns[0]["utterance"] = {"text": "play the beetles", "asr_confidence": 0.6, "rewrite": "play the beatles"}
+    turns[3]["feedback"] = {"barge_in": False, "explicit": "negative"}
+    path = write_jsonl(tmp_path / "logs.jsonl", turns)
+    with Store(tmp_path / "s.duckdb") as st:
+        import_files(st, [path])
+    return tmp_path / "s.duckdb"
+
+
+def test_summary_reads_rates_top_defects_and_served_rewrites(logged):
+    with Store(logged) as st:
+        s = store_summary(st)
+    assert s["turns"] == 5 and s["sessions"] == 2
+    assert 0 < s["defect_rate"] < 1 and s["by_day"] and s["by_device"]
+    top = s["top_defects"][0]
+    assert top["defects"] >= 1 and top["sessions"] and top["sessions"][0]["turns"]
+    assert s["served_rewrites"] == [{"request": "play the beetles", "rewrite": "play the beatles", "served": 1, "wins": 0, "losses": 1}]
+    assert s["failure_points"] is None  # `fpi apply` did not run
+
+
+def test_report_is_one_offline_file_with_every_section(logged, tmp_path):
+    ab = tmp_path / "ab.json"
+    ab.write_text(json.dumps({"goals": 100, "control_defect_rate": 0.3, "treatment_defect_rate": 0.25, "relative_reduction": 0.1667,
+                              "ci_low": 0.05, "ci_high": 0.28, "win_loss_ratio": 4.0}))
+    table = tmp_path / "rewrites.parquet"
+    pq.write_table(pa.table({"utterance": ["play the beetles"], "rewrite": ["play the beatles"], "probability": [0.9], "support": [7]}), table)
+    model = tmp_path / "labels"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"calibration": {"curves": {"defect": [{"threshold": 0.9, "precision": 0.97, "coverage": 0.5}]}}}))
+    out = tmp_path / "r" / "report.html"
+    info = write_report(logged, out, rewrites=table, ab=[ab], labels_model=model)
+    doc = out.read_text()
+    assert info["ab"] == 1 and info["rewrites"] and info["label_curves"] == ["defect"]
+    for section in ("id=defects", "id=top-defects", "id=rewrites", "id=ab", "id=failure-points", "id=labels"):
+        assert section in doc
+    assert "play the beatles" in doc and "4.0:1" in doc and "16.7%" in doc
+    assert not re.search(r"<script[^>]+src=[\"']?https?:", doc)  # plotly.js is inlined: works offline
+    assert doc.count("Plotly.newPlot") >= 5 and len(re.findall(r"plotly\.js v\d", doc)) == 1  # the library once, many figures
+    assert "No failure points" in doc  # empty states say what to run
+    assert not list(out.parent.glob("*.tmp"))
+
+
+def test_report_escapes_what_users_said(tmp_path):
+    turns = session("s1", 2)
+    turns[0]["utterance"] = {"text": "<script>alert(1)</script>", "asr_confidence": 0.5}
+    turns[0]["feedback"] = {"barge_in": True}
+    with Store(tmp_path / "s.duckdb") as st:
+        import_files(st, [write_jsonl(tmp_path / "l.jsonl", turns)])
+    write_report(tmp_path / "s.duckdb", tmp_path / "r.html")
+    doc = (tmp_path / "r.html").read_text()
+    assert "<script>alert(1)</script>" not in doc and "&lt;script&gt;alert(1)&lt;/script&gt;" in doc
+
+
+def test_bad_input_is_refused_with_the_fix(logged, tmp_path):
+    with pytest.raises(InvalidInputError, match="import logs first"):
+        write_report(tmp_path / "nope.duckdb", tmp_path / "r.html")
+    bad = tmp_path / "ab.json"
+    bad.write_text('{"goals": 3}')
+    with pytest.raises(InvalidInputError, match="selflearn ab"):
+        write_report(logged, tmp_path / "r.html", ab=[bad])
+    with pytest.raises(InvalidInputError, match="label model directory"):
+        write_report(logged, tmp_path / "r.html", labels_model=tmp_path)
+    (tmp_path / "t.parquet").write_text("not parquet")
+    with pytest.raises(InvalidInputError, match="rewrite table"):
+        write_report(logged, tmp_path / "r.html", rewrites=tmp_path / "t.parquet")
+    assert not (tmp_path / "r.html").exists()  # nothing half-written
+
+
+def test_cli_report(logged, tmp_path):
+    r = CliRunner().invoke(app, ["report", "--store", str(logged), "--out", str(tmp_path / "r.html")])
+    assert r.exit_code == 0, r.output
+    assert "wrote" in r.output and (tmp_path / "r.html").exists()
+    r = CliRunner().invoke(app, ["report", "--store", str(tmp_path / "missing.duckdb"), "--out", str(tmp_path / "x.html")])
+    assert r.exit_code != 0 and "import logs first" in r.output
