@@ -94,6 +94,10 @@ def world(shared: Path, store: str) -> None:
     report = OUT / "report.html"
     run("report", "--store", store, "--ab", str(OUT / "ab-strip-fillers.json"), "--out", str(report))
     print(f"\nReport: {report} (open it in a browser; it works offline)")
+    print("\nDashboard: mine rewrites, train the online rewriter and serve it with this store, then open http://127.0.0.1:8000/dashboard")
+    print(f"  selflearn mine --store {store} --out demo-out/rewrites.parquet")
+    print(f"  selflearn train online --store {store} --table demo-out/rewrites.parquet --out demo-out/online-model")
+    print(f"  SELFLEARN_ADMIN_TOKEN=$(openssl rand -hex 16) selflearn serve --model demo-out/online-model --store {store}")
 
 
 if __name__ == "__main__":

@@ -66,17 +66,19 @@ def serve_cmd(
     layers: Annotated[str, typer.Option(help="Comma-separated layers to use: table, global, personal.")] = "table,global,personal",
     persist: Annotated[bool, typer.Option(help="Write the personal layer back to the model directory on shutdown.")] = False,
     store: Annotated[Path | None, typer.Option(help="Store with users' preferences: serve /v1/users/{id}/preferences and /v1/teach, "
-                                                    "and fill what users taught into their requests.")] = None,
+                                                    "and fill what users taught into their requests; and the review dashboard at /dashboard.")] = None,
+    admin_token: Annotated[str | None, typer.Option(envvar="SELFLEARN_ADMIN_TOKEN", help="Token for the dashboard's admin actions "
+                                                    "(block or approve rewrites, delete preferences); without one they are refused.")] = None,
 ) -> None:
     """Serve POST /v1/rewrite (table, then the global and personal layers), POST /v1/turns,
-    /healthz, /metrics (Prometheus) and the OpenAPI docs at /docs."""
+    /healthz, /metrics (Prometheus), the OpenAPI docs at /docs and, with --store, the dashboard."""
     import uvicorn
 
     from selflearn.service import create_app
 
     try:
         chosen = tuple(x.strip() for x in layers.split(",") if x.strip())
-        api = create_app(model, layers=chosen, persist=persist, store=store)
+        api = create_app(model, layers=chosen, persist=persist, store=store, admin_token=admin_token)
     except SelflearnError as exc:
         raise fail(exc) from exc
     uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import __version__
-from ..errors import SelflearnError, explain
+from ..errors import InvalidInputError, SelflearnError, explain
 from ..logs.schema import Turn
 from ..online.rewriter import LAYERS, MAX_CHARS, OnlineRewriter
 from .metrics import Metrics
@@ -64,11 +64,14 @@ class Forgotten(BaseModel):
 
 
 def create_app(model_dir: Path, *, layers: tuple[str, ...] = LAYERS, persist: bool = False, rewriter: OnlineRewriter | None = None,
-               store: Path | None = None) -> FastAPI:
+               store: Path | None = None, admin_token: str | None = None) -> FastAPI:
     """The service over a model directory (`selflearn train online`). With ``persist`` the personal
     layer is written back to the directory (atomically) on shutdown. With ``store`` the users'
     preferences there are served and taught (/v1/users/{id}/preferences, /v1/teach) and filled into
-    requests before the rewriter."""
+    requests before the rewriter; and the review dashboard (/dashboard) browses its defects, reviews
+    rewrites and users' preferences, with admin actions allowed to holders of ``admin_token`` only."""
+    if admin_token is not None and len(admin_token) < 12:
+        raise InvalidInputError(explain("admin_token", "must be at least 12 characters", "set a long random token, e.g. `openssl rand -hex 16`"))
     rw = rewriter or OnlineRewriter.load(Path(model_dir), layers=layers)
     metrics = Metrics()
     prefs = None
@@ -143,9 +146,15 @@ def create_app(model_dir: Path, *, layers: tuple[str, ...] = LAYERS, persist: bo
         return Forgotten(user_id=user_id, forgotten=True)
 
     if prefs is not None:
+        from .dashboard import dashboard_router, read_model_table
         from .teach import teach_router
 
         app.include_router(teach_router(prefs))
+        app.include_router(dashboard_router(prefs.store, rw, admin_token=admin_token, rewrite_table=read_model_table(Path(model_dir))))
+    else:
+        @app.get("/dashboard", include_in_schema=False)
+        async def no_dashboard():
+            return JSONResponse(status_code=404, content={"error": "the dashboard needs a store; fix: start `selflearn serve --store selflearn.duckdb`"})
 
     base_openapi = app.openapi
 

@@ -59,8 +59,17 @@ def _v2(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _v3(con: duckdb.DuckDBPyConnection) -> None:
+    """What operators decided about rewrites (selflearn.rewrites.reviews): approved or blocked."""
+    con.execute(
+        """CREATE TABLE rewrite_reviews (
+             utterance VARCHAR NOT NULL, rewrite VARCHAR NOT NULL, decision VARCHAR NOT NULL, reviewer VARCHAR NOT NULL,
+             note VARCHAR NOT NULL, decided_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (utterance, rewrite))"""
+    )
+
+
 #: ``MIGRATIONS[i]`` turns a store of version ``i`` into version ``i + 1`` (0 = empty file).
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3]
 STORE_VERSION = len(MIGRATIONS)
 
 
