@@ -1,4 +1,5 @@
-"""What the morning report shows, read from the store (one reader cursor; nothing is written): defect
+"""What the morning report shows, read from the store (one reader cursor; the only write is the
+signals table, recomputed by the signals module as every consumer of signals does): defect
 rates over time and by domain, intent and device; the top defects with example sessions; the rewrites
 the assistant served and how they did; the failure-point breakdown when `selflearn fpi apply` ran."""
 
