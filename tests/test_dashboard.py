@@ -183,3 +183,28 @@ def test_blocking_a_rewrite_in_the_browser(online_model, store_copy, tmp_path):
             browser.quit()
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_reviews_are_kept_in_the_store(store, tmp_path):
+    from conftest import session, write_jsonl
+
+    from selflearn.rewrites.reviews import Reviews, rewrite_chains
+    from selflearn.store.importer import import_files
+
+    rv = Reviews(store)
+    r = rv.decide(" Play  The Beetles", "play the beatles", "blocked", reviewer="ops")
+    assert (r.utterance, r.rewrite, r.decision, r.reviewer) == ("play the beetles", "play the beatles", "blocked", "ops")
+    assert rv.blocked() == {("play the beetles", "play the beatles")}
+    rv.decide("play the beetles", "play the beatles", "approved")  # a later decision replaces the earlier one
+    assert rv.blocked() == set() and [x.decision for x in rv.list()] == ["approved"]
+    assert rv.undo("play the beetles", "play the beatles") and rv.get("play the beetles", "play the beatles") is None
+    with pytest.raises(InvalidInputError, match="must be one of"):
+        rv.decide("a", "b", "maybe")
+    with pytest.raises(InvalidInputError, match="non-empty string"):
+        rv.decide("", "b", "blocked")
+    turns = session("s1", 3)
+    turns[0]["utterance"] = {"text": "play the beetles", "asr_confidence": 0.5}
+    turns[2]["utterance"] = {"text": "play the beatles", "asr_confidence": 0.9}
+    import_files(store, [write_jsonl(tmp_path / "l.jsonl", turns)])
+    assert rewrite_chains(store, "play the beetles", "play the beatles") == ["s1"]
+    assert rewrite_chains(store, "play the beatles", "play the beetles") == []  # the other way round is no evidence
