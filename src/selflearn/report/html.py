@@ -148,9 +148,9 @@ def write_report(store_path: Path, out: Path, *, rewrites: Path | None = None, a
         parts.append(fig(go.Figure(go.Bar(x=names, y=red, error_y={"type": "data", "symmetric": False,
                                                                     "array": [r["ci_high"] - r["relative_reduction"] for _, r in ab_results],
                                                                     "arrayminus": [r["relative_reduction"] - r["ci_low"] for _, r in ab_results]}),
-                                   layout={"title": "fewer first-attempt defects than the control, with 95% CIs", "yaxis": {"tickformat": ".0%"}})))
+                                   layout={"title": "fewer first-attempt defects than the control, with 95% CIs", "yaxis": {"tickformat": ".1%"}})))
         parts.append("<table><tr><th>result</th><th>goals</th><th>control</th><th>treatment</th><th>fewer defects [95% CI]</th><th>win:loss</th></tr>" + "".join(
-            f"<tr><td>{_e(n)}</td><td class=n>{r.get('goals', '')}</td><td class=n>{_pct(r['control_defect_rate'])}</td><td class=n>{_pct(r['treatment_defect_rate'])}</td>"
+            f"<tr><td>{_e(n)}</td><td class=n>{_num(r.get('goals'))}</td><td class=n>{_pct(r['control_defect_rate'])}</td><td class=n>{_pct(r['treatment_defect_rate'])}</td>"
             f"<td class=n>{_pct(r['relative_reduction'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]</td>"
             f"<td class=n>{_ratio(r.get('win_loss_ratio'))}</td></tr>" for n, r in ab_results) + "</table>")
     else:
@@ -163,7 +163,7 @@ def write_report(store_path: Path, out: Path, *, rewrites: Path | None = None, a
         comp = [(c, v["turns"]) for c, v in fp["by_component"].items() if c != "correct"]
         parts.append(fig(go.Figure(go.Bar(x=[c for c, _ in comp], y=[n for _, n in comp]), layout={"title": f"root causes of {fp['defects']:,} defective turns"})))
         parts.append("<table><tr><th>intent</th><th>turns</th><th>defects</th>" + "".join(f"<th>{_e(k)}</th>" for k in fp["by_intent"][0] if k not in ("key", "turns", "defects")) + "</tr>"
-                     + "".join("<tr>" + "".join(f"<td{' class=n' if i else ''}>{_e(v)}</td>" for i, v in enumerate(r.values())) + "</tr>" for r in fp["by_intent"]) + "</table>"
+                     + "".join("<tr>" + "".join(f"<td{' class=n' if i else ''}>{_e(_num(v) if i else v)}</td>" for i, v in enumerate(r.values())) + "</tr>" for r in fp["by_intent"]) + "</table>"
                      if fp["by_intent"] else "")
     else:
         parts.append("<p class=empty>No failure points in this store (run <code>selflearn fpi apply</code>).</p>")
@@ -188,6 +188,10 @@ def write_report(store_path: Path, out: Path, *, rewrites: Path | None = None, a
     tmp.replace(out)  # never a half-written report
     return {"turns": s["turns"], "defects": bool(s["top_defects"]), "rewrites": table is not None or bool(s["served_rewrites"]),
             "ab": len(ab_results), "failure_points": fp is not None, "label_curves": sorted(curves), "bytes": len(doc.encode())}
+
+
+def _num(x) -> str:
+    return f"{x:,}" if isinstance(x, int) else ("" if x is None else str(x))
 
 
 def _ratio(x) -> str:
