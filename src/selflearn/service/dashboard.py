@@ -82,10 +82,13 @@ def dashboard_router(store: Store, rewriter, *, admin_token: str | None, rewrite
     @router.get("/dashboard/sessions", response_class=HTMLResponse)
     async def sessions(request: Request, q: str = "", limit: int = 20):
         q = normalise_utterance(q)
-        ids = [r[0] for r in store.reader().execute(
-            "SELECT DISTINCT session_id FROM turns WHERE lower(trim(asr_text)) = ? ORDER BY 1 LIMIT ?", [q, max(1, min(limit, 200))]).fetchall()]
-        body = table(["session"], [[link(f"/dashboard/sessions/{i}", i)] for i in ids], empty="No session has this request.")
-        return render(request, f"Sessions with “{q}”", body)
+        summary()  # the signals are computed
+        rows = store.reader().execute(
+            """SELECT t.session_id, max(s.defect_score) AS worst FROM turns t JOIN signals s USING (session_id, turn_index)
+               WHERE lower(trim(t.asr_text)) = ? GROUP BY 1 ORDER BY worst DESC, 1 LIMIT ?""", [q, max(1, min(limit, 200))]).fetchall()
+        body = table(["session", "defect score of the request (highest)"],
+                     [[link(f"/dashboard/sessions/{i}", i), f"{w:.2f}"] for i, w in rows], empty="No session has this request.", numeric=(1,))
+        return render(request, f"Sessions with “{q}”", "<p class=muted>Where the request failed first.</p>" + body)
 
     @router.get("/dashboard/sessions/{session_id}", response_class=HTMLResponse)
     async def session(request: Request, session_id: str):
@@ -214,13 +217,16 @@ def _tag(decision: str | None) -> str:
 
 
 def _transcript(store: Store, session_id: str) -> str:
+    score = "s.defect_score" if store.has_table("signals") else "NULL"
+    join = "LEFT JOIN signals s USING (session_id, turn_index)" if store.has_table("signals") else ""
     rows = store.reader().execute(
-        """SELECT turn_index, strftime(ts, '%H:%M:%S'), asr_text, intent, response_status, coalesce(response_text, ''), barge_in, explicit_feedback,
-                  json_extract_string(extra, '$.utterance.rewrite')
-           FROM turns WHERE session_id = ? ORDER BY turn_index""", [session_id]).fetchall()
-    return table(["#", "time", "user said", "rewritten to", "intent", "assistant", "feedback"],
-                 [[str(i), e(ts), e(text), e(rw or ""), e(intent), e(reply), ("barge-in " if barge else "") + e(fb or "")]
-                  for i, ts, text, intent, _status, reply, barge, fb, rw in rows], empty=f"No session {session_id} in this store.", numeric=(0,))
+        f"""SELECT t.turn_index, strftime(t.ts, '%H:%M:%S'), t.asr_text, t.intent, t.response_status, coalesce(t.response_text, ''), t.barge_in,
+                   t.explicit_feedback, json_extract_string(t.extra, '$.utterance.rewrite'), {score}
+            FROM turns t {join} WHERE t.session_id = ? ORDER BY t.turn_index""", [session_id]).fetchall()
+    return table(["#", "time", "user said", "rewritten to", "intent", "assistant", "feedback", "defect score"],
+                 [[str(i), e(ts), e(text), e(rw or ""), e(intent), e(reply), ("barge-in " if barge else "") + e(fb or ""),
+                   "—" if sc is None else f"{sc:.2f}"]
+                  for i, ts, text, intent, _status, reply, barge, fb, rw, sc in rows], empty=f"No session {session_id} in this store.", numeric=(0, 7))
 
 
 def read_model_table(model_dir: Path):
