@@ -148,3 +148,27 @@ def fpi_runs(world_dir, world, tmp_path_factory):
         out[name] = (*labelled(turns, read_failure_labels(labels)), d / f"{name}.duckdb", labels)
     out["dir"] = d
     return out
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(base: str, proc) -> None:
+    """Wait (up to a minute) until a server started as ``proc`` answers ``base``/healthz; fail with its output."""
+    import time
+
+    import httpx
+
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    pytest.fail("the server did not start: " + (proc.stdout.read1().decode(errors="replace") if proc.stdout else ""))

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import free_port, wait_until_up
 
 from selflearn.errors import InvalidInputError
 from selflearn.service import create_app
@@ -107,12 +106,6 @@ def test_a_short_admin_token_is_refused(online_model, store_copy):
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian chromium and chromium-driver (.ci/run installs them)")
 def test_blocking_a_rewrite_in_the_browser(online_model, store_copy, tmp_path):
     from selenium import webdriver
@@ -122,7 +115,7 @@ def test_blocking_a_rewrite_in_the_browser(online_model, store_copy, tmp_path):
     row = _row(online_model)
     shots = Path(os.environ.get("SELFLEARN_SCREENSHOTS") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "selflearn.cli.main", "serve", "--model", str(online_model["model"]), "--store", str(store_copy),
                              "--port", str(port)], env={**os.environ, "OMP_NUM_THREADS": "1", "SELFLEARN_ADMIN_TOKEN": TOKEN},
@@ -141,14 +134,7 @@ def test_blocking_a_rewrite_in_the_browser(online_model, store_copy, tmp_path):
         return True
 
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("the server did not start")
+        wait_until_up(base, proc)
         browser = webdriver.Chrome(service=Service(DRIVER), options=opts)
         browser.get(base + "/dashboard")
         assert shows("Most frequent defects")

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import free_port, wait_until_up
 import schemathesis
 from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner
@@ -174,27 +173,14 @@ async def test_teaching_over_http_and_preferences_used_on_the_next_request(clien
 
 
 # -- a real server ---------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_real_server_over_loopback_and_the_world_hook(online_model, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "selflearn.cli.main", "serve", "--model", str(online_model["model"]), "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("the server did not start: " + proc.stdout.read1().decode(errors="replace") if proc.stdout else "")
+        wait_until_up(base, proc)
         row = _table_row(online_model)
         hook = load_rewriter(base + "/v1/rewrite")
         assert isinstance(hook, HttpRewriter)

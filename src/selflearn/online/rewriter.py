@@ -85,11 +85,10 @@ class OnlineRewriter:
     def _taught(self, q: str, user_id: str) -> str | None:
         if self.preferences is None or "personal" not in self.layers or not user_id:
             return None
-        from ..teach.rewriter import apply_preferences
+        from ..teach.rewriter import PreferenceRewriter
 
-        prefs = {(p.kind, p.key): p.value for p in self.preferences.list(user_id)}
-        new = apply_preferences(q, prefs) if prefs else q
-        return new if new != q and (q, new) not in self.blocked else None
+        new = PreferenceRewriter(self.preferences).rewrite(q, user_id=user_id, device={}, context={})
+        return new if new is not None and (q, new) not in self.blocked else None
 
     def _decide(self, q: str, user_id: str, device: dict | None, context: dict | None) -> Decision:
         if "table" in self.layers and self.table is not None:

@@ -6,6 +6,7 @@ the assistant served and how they did; the failure-point breakdown when `selflea
 from __future__ import annotations
 
 from ..errors import InvalidInputError, explain
+from ..fpi.run import breakdown
 from ..signals import compute_signals
 from ..store.store import Store
 
@@ -37,7 +38,7 @@ def store_summary(store: Store, *, top: int = 10, examples: int = 2) -> dict:
            "by_domain": rate_by("domain", top), "by_intent": rate_by("intent", top), "by_device": rate_by("device_type")}
     out["top_defects"] = _top_defects(con, base, top, examples)
     out["served_rewrites"] = _served(con, base, top)
-    out["failure_points"] = _failure_points(store, con) if store.has_table("failure_points") else None
+    out["failure_points"] = breakdown(store) if store.has_table("failure_points") else None
     return out
 
 
@@ -72,8 +73,3 @@ def _served(con, base: str, top: int) -> list[dict]:
                            GROUP BY 1, 2 ORDER BY served DESC, q LIMIT {int(top)}""").fetchall()
     return [{"request": q, "rewrite": rw, "served": int(s), "wins": int(w), "losses": int(l_)} for q, rw, s, w, l_ in rows]
 
-
-def _failure_points(store: Store, con) -> dict:
-    from ..fpi.run import breakdown
-
-    return breakdown(store)

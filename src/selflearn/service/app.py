@@ -109,12 +109,10 @@ def create_app(model_dir: Path, *, layers: tuple[str, ...] = LAYERS, persist: bo
     @app.post("/v1/rewrite", response_model=RewriteResponse, summary="Rewrite one request (or pass it through)")
     async def rewrite(req: RewriteRequest) -> RewriteResponse:
         started = time.perf_counter()
-        device, context = req.device.model_dump(), req.context.model_dump(exclude_none=True)
-        d = rw.decide(req.utterance, user_id=req.user_id, device=device, context=context)
-        out = RewriteResponse(rewrite=d.rewrite, source=d.source, score=d.score)
-        metrics.requests.labels(source=out.source or "none").inc()
+        d = rw.decide(req.utterance, user_id=req.user_id, device=req.device.model_dump(), context=req.context.model_dump(exclude_none=True))
+        metrics.requests.labels(source=d.source or "none").inc()
         metrics.latency.observe(time.perf_counter() - started)
-        return out
+        return RewriteResponse(rewrite=d.rewrite, source=d.source, score=d.score)
 
     turn_schema = Turn.model_json_schema(ref_template="#/components/schemas/{model}")
     turn_defs = turn_schema.pop("$defs", {})

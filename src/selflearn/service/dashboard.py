@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -144,7 +145,7 @@ def dashboard_router(store: Store, rewriter, *, admin_token: str | None, rewrite
             rewriter.blocked.add(pair)
         else:
             rewriter.blocked.discard(pair)
-        return RedirectResponse(f"/dashboard/rewrites/evidence?{_q(utterance=pair[0], rewrite=pair[1])}", status_code=303)
+        return RedirectResponse(f"/dashboard/rewrites/evidence?{urlencode({'utterance': pair[0], 'rewrite': pair[1]})}", status_code=303)
 
     @router.get("/dashboard/users", response_class=HTMLResponse)
     async def users(request: Request, user_id: str = ""):
@@ -204,12 +205,6 @@ def dashboard_router(store: Store, rewriter, *, admin_token: str | None, rewrite
 def _local(path: str) -> str:
     """Only redirect within the dashboard."""
     return path if path.startswith("/dashboard") and "//" not in path else "/dashboard"
-
-
-def _q(**kw) -> str:
-    from urllib.parse import urlencode
-
-    return urlencode(kw)
 
 
 def _tag(decision: str | None) -> str:

@@ -10,7 +10,7 @@ import re
 
 from .preferences import KEYED, Preferences
 
-__all__ = ["apply_preferences", "PreferenceRewriter"]
+__all__ = ["apply_preferences", "filled_in", "PreferenceRewriter"]
 
 
 def _has(text: str, phrase: str) -> bool:
@@ -55,6 +55,14 @@ def apply_preferences(text: str, prefs: dict[tuple[str, str], str]) -> str:
     return t
 
 
+def filled_in(text: str, prefs: dict[tuple[str, str], str]) -> str | None:
+    """``text`` with ``prefs`` filled in, or None when they change nothing (or there are none)."""
+    if not prefs:
+        return None
+    new = apply_preferences(text, prefs)
+    return new if new != " ".join(text.lower().split()) else None
+
+
 class PreferenceRewriter:
     """A :class:`~selflearn.world.rewriter.Rewriter` over the store's preferences: returns the
     request with the user's preferences filled in, or None when nothing applies."""
@@ -65,8 +73,4 @@ class PreferenceRewriter:
     def rewrite(self, utterance: str, *, user_id: str, device: dict, context: dict) -> str | None:
         if not user_id or not utterance.strip() or len(utterance) > 1000:
             return None
-        prefs = {(p.kind, p.key): p.value for p in self.preferences.list(user_id)}
-        if not prefs:
-            return None
-        new = apply_preferences(utterance, prefs)
-        return new if new != " ".join(utterance.lower().split()) else None
+        return filled_in(utterance, {(p.kind, p.key): p.value for p in self.preferences.list(user_id)})

@@ -23,7 +23,7 @@ from ..teach.preferences import Preferences
 from .ab import relative_reduction_ci
 from .build import World
 from .simulate import SimConfig, Simulator
-from .teaching import DEFAULT_SLOTS, PREFERENCE_OF, STATE_CODE, WorldTeaching
+from .teaching import DEFAULT_SLOTS, PREFERENCE_OF, WorldTeaching, state_in
 
 __all__ = ["teaching_ab"]
 
@@ -149,7 +149,7 @@ def _learned(treated: _Tally, teaching: WorldTeaching) -> dict:
     for (user, kind, key), (first, sense) in treated.first_need.items():
         at = when.get((user, kind, key))
         home = when.get((user, "home_city", ""))
-        if kind == "place" and home is not None and _state_of(teaching.known(user).get(("home_city", ""), "")) == sense:
+        if kind == "place" and home is not None and state_in(teaching.known(user).get(("home_city", ""), "")) == sense:
             at = home if at is None else min(at, home)
         counts = by_kind.setdefault(kind, [0, 0])
         counts[0] += 1
@@ -163,6 +163,3 @@ def _learned(treated: _Tally, teaching: WorldTeaching) -> dict:
             "turns_until_learned": ({"median": float(np.median(w)), "mean": round(float(w.mean()), 2), "p90": float(np.percentile(w, 90))}
                                     if waits else None)}
 
-
-def _state_of(value: str) -> str | None:
-    return next((STATE_CODE[w] for w in reversed(value.split()) if w in STATE_CODE), None)

@@ -17,18 +17,18 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ..labels.weak import align_slot
 from ..teach.moments import Moment, MomentConfig, answer_moment, teachable_moment
 from ..teach.preferences import Preferences
-from ..teach.rewriter import apply_preferences
+from ..teach.rewriter import filled_in
 from ..teach.teaching import QUESTIONS, Teacher, normalise
 from .catalogue import STATES
 from .population import User, mix
 
-__all__ = ["WorldTeaching", "WORLD_MOMENTS", "DEFAULT_SLOTS", "vague_text", "user_answer", "guided_answers", "decline_propensity", "starts_guided"]
+__all__ = ["WorldTeaching", "WORLD_MOMENTS", "DEFAULT_SLOTS", "state_in", "vague_text", "user_answer", "guided_answers", "decline_propensity", "starts_guided"]
 
 #: Intents whose open request takes a preference as its default, and which slot it fills.
 DEFAULT_SLOTS = {"play_music": "music_genre", "play_radio": "music_genre", "takeaway_order": "food_type",
@@ -84,11 +84,7 @@ class WorldTeaching:
     def rewrite(self, utterance: str, *, user_id: str, device: dict, context: dict) -> str | None:
         """The preference rewriter for what entity resolution does not cover: places are left to it
         (adding the state to the words makes the NLU read "switzerland washington" as one name)."""
-        prefs = {k: v for k, v in self.known(user_id).items() if k[0] not in ("place", "home_city")}
-        if not prefs:
-            return None
-        new = apply_preferences(utterance, prefs)
-        return new if new != " ".join(utterance.lower().split()) else None
+        return filled_in(utterance, {k: v for k, v in self.known(user_id).items() if k[0] not in ("place", "home_city")})
 
     def resolve(self, user_id: str, it: list) -> list:
         """The interpretation with the user's preferences applied by entity resolution: an ambiguous
@@ -104,7 +100,7 @@ class WorldTeaching:
                 continue
             eid = e[3].split("@")[0]
             senses = self._by_id.get(eid, {}).get("senses", [])
-            code = _state_in(prefs.get(("place", normalise(str(e[1]))), "")) or _state_in(prefs.get(("home_city", ""), ""))
+            code = state_in(prefs.get(("place", normalise(str(e[1]))), "")) or state_in(prefs.get(("home_city", ""), ""))
             if code in senses:
                 e[2:5] = ["resolved", f"{eid}@{code}", f"{self._by_id[eid]['name']}, {code}"]
                 changed = True
@@ -135,7 +131,7 @@ class WorldTeaching:
         m = teachable_moment(turn, previous, self.preferences, config=self.config, now=now)
         if m is None:
             return None
-        m = Moment(m.user_id, m.kind, _spell_states(m.value), m.reason, _spell_states(m.question), m.key)
+        m = replace(m, value=_spell_states(m.value), question=_spell_states(m.question))
         before = dict(self.known(user))
         said = answer(m)
         if self.trace is not None:
@@ -160,7 +156,8 @@ class WorldTeaching:
         self._stored(user_id, before, "guided")
 
 
-def _state_in(value: str) -> str | None:
+def state_in(value: str) -> str | None:
+    """The code of the last state named in ``value`` ("wilkerson ohio" -> "OH"), or None."""
     for w in reversed(value.split()):
         if w in STATE_CODE:
             return STATE_CODE[w]
