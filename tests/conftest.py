@@ -172,3 +172,78 @@ def wait_until_up(base: str, proc) -> None:
         except httpx.TransportError:
             time.sleep(0.2)
     pytest.fail("the server did not start: " + (proc.stdout.read1().decode(errors="replace") if proc.stdout else ""))
+
+
+@pytest.fixture(scope="session")
+def api_keys(tmp_path_factory) -> dict:
+    """A key file with three keys (the assistant's backend: rewrite + ingest; an operator: admin; a
+    rewrite-only caller), their secrets and ready Authorization headers."""
+    from selflearn.service.keys import KeyRing, create_key
+
+    path = tmp_path_factory.mktemp("keys") / "keys.txt"
+    out: dict = {"file": path}
+    for name, scopes in (("backend", "rewrite,ingest"), ("ops", "admin"), ("reader", "rewrite")):
+        secret, _ = create_key(path, name, scopes)
+        out[name] = secret
+        out[f"{name}_headers"] = {"authorization": f"Bearer {secret}"}
+    out["ring"] = KeyRing.load(path, env="")
+    return out
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The service runs on uvicorn's asyncio loop (its owner thread is bridged with asyncio)."""
+    return "asyncio"
+
+
+# -- hostile input: every text field of every input carries markup that would run if not escaped ----
+XSS = "<img src=x onerror=\"document.title='XSS'\"><script>document.title='XSS'</script>"
+
+
+def hostile_turns() -> list[dict[str, Any]]:
+    """Two sessions whose every free-text field (ids included) is an XSS payload; the first turn of
+    each is a defect (barge-in / negative feedback), and one says a rewrite was served."""
+    out = []
+    for s in range(2):
+        sid = f"s{s}{XSS}"
+        for i in range(3):
+            t = make_turn(session_id=sid, turn_index=i, timestamp=f"2026-03-0{2 + s}T08:{i:02d}:00Z", user_id=f"u{XSS}",
+                          device_id=f"d{XSS}", device={"type": f"speaker{XSS}", "has_screen": False, "location": XSS},
+                          utterance={"text": f"play {XSS}", "asr_confidence": 0.5, "rewrite": f"play the {XSS}"},
+                          nlu={"domain": f"music{XSS}", "intent": f"music_play{XSS}", "slots": [{"name": f"song{XSS}", "value": XSS}]},
+                          response={"status": "failure" if i == 0 else "success", "text": f"Playing {XSS}", "action": XSS},
+                          feedback={"barge_in": i == 0, "explicit": "negative" if i == 0 else None, "comment": XSS})
+            out.append(t)
+    return out
+
+
+def chromium_driver(window: str = "1280,1000"):
+    """Headless Chromium through Debian's chromium-driver (None when either is missing)."""
+    import shutil
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        return None
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", f"--window-size={window}"):
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+def serve(online_model_dir: Path, keys_file: Path, *extra: str, env: dict | None = None):
+    """`selflearn serve` as a real process on a free loopback port: (process, base URL)."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "selflearn.cli.main", "serve", "--model", str(online_model_dir), "--port", str(port),
+                             "--api-keys", str(keys_file), *extra], env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    wait_until_up(base, proc)
+    return proc, base

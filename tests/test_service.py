@@ -23,13 +23,20 @@ from selflearn.world.rewriter import HttpRewriter, load_rewriter
 
 
 @pytest.fixture(scope="module")
-def api(online_model, tmp_path_factory):
-    return create_app(online_model["model"], store=tmp_path_factory.mktemp("prefs") / "prefs.duckdb")
+def api(online_model, api_keys, tmp_path_factory):
+    return create_app(online_model["model"], keys=api_keys["ring"], store=tmp_path_factory.mktemp("prefs") / "prefs.duckdb")
 
 
 @pytest.fixture
-async def client(api):
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://test") as c:
+async def client(api, api_keys):
+    """The assistant's backend: a key with the rewrite and ingest scopes."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://test", headers=api_keys["backend_headers"]) as c:
+        yield c
+
+
+@pytest.fixture
+async def admin(api, api_keys):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://test", headers=api_keys["ops_headers"]) as c:
         yield c
 
 
@@ -84,41 +91,48 @@ async def test_malformed_json_is_a_4xx(client):
 
 
 @pytest.mark.anyio
-async def test_turns_feed_the_personal_layer_and_users_can_be_forgotten(client):
+async def test_turns_feed_the_personal_layer_and_users_can_be_forgotten(client, admin):
     turn = {"schema_version": 1, "session_id": "svc-s1", "turn_index": 0, "timestamp": "2026-05-01T10:00:00Z", "user_id": "svc-user",
             "device_id": "d1", "device": {"type": "speaker", "has_screen": False},
             "utterance": {"text": "play my rainy day mix"}, "response": {"status": "success"}}
     r = await client.post("/v1/turns", json=turn)
     assert r.status_code == 200 and r.json()["observed"] >= 1
     r = await client.post("/v1/turns", json={**turn, "session_id": "svc-s2", "timestamp": "2026-05-01T12:00:00Z", "utterance": {"text": "stop"}})
-    hist = (await client.get("/v1/users/svc-user/history")).json()
+    assert (await client.get("/v1/users/svc-user/history")).status_code == 403  # the backend's key may not read a user's history
+    hist = (await admin.get("/v1/users/svc-user/history")).json()
     assert [x["text"] for x in hist["requests"]] == ["play my rainy day mix"] and hist["requests"][0]["successes"] == 1
     assert (await client.post("/v1/turns", json={**turn, "timestamp": "yesterday"})).status_code == 422
-    assert (await client.delete("/v1/users/svc-user")).json() == {"user_id": "svc-user", "forgotten": True}
-    r = await client.get("/v1/users/svc-user/history")
+    assert (await client.delete("/v1/users/svc-user")).status_code == 403
+    assert (await admin.delete("/v1/users/svc-user")).json() == {"user_id": "svc-user", "forgotten": True}
+    r = await admin.get("/v1/users/svc-user/history")
     assert r.status_code == 404 and "svc-user" in r.json()["error"]
-    assert (await client.delete("/v1/users/svc-user")).status_code == 404
+    assert (await admin.delete("/v1/users/svc-user")).status_code == 404
 
 
 @pytest.mark.anyio
-async def test_health_metrics_and_openapi(client):
+async def test_health_metrics_and_openapi(client, admin):
     await client.post("/v1/rewrite", json={"utterance": "what time is it", "user_id": "u"})
     health = (await client.get("/healthz")).json()
-    assert health["status"] == "ok" and health["global_candidates"] > 0 and health["layers"] == ["table", "global", "personal"]
-    metrics = (await client.get("/metrics")).text
+    assert health == {"status": "ok", "version": health["version"], "layers": ["table", "global", "personal"]}
+    status = (await admin.get("/v1/status")).json()
+    assert status["global_candidates"] > 0 and status["queued"] == 0
+    assert (await client.get("/metrics")).status_code == 403
+    metrics = (await admin.get("/metrics")).text
     assert "selflearn_rewrite_requests_total" in metrics and "selflearn_rewrite_seconds_bucket" in metrics
     spec = (await client.get("/openapi.json")).json()
     assert {"/v1/rewrite", "/v1/turns", "/healthz", "/metrics"} <= set(spec["paths"])
 
 
 # -- fuzzing against the service's own OpenAPI spec ----------------------------------------------
-def test_fuzz_never_a_server_error(api):
+def test_fuzz_never_a_server_error(online_model, api_keys, tmp_path):
     """Schemathesis generates valid (positive) and invalid (negative) requests for every
-    operation of /openapi.json; none may get a 5xx."""
+    operation of /openapi.json; none may get a 5xx. (Its own app: each call runs the app's lifespan,
+    whose end closes the store.)"""
     from hypothesis import given
     from hypothesis.errors import Unsatisfiable
     from schemathesis import GenerationMode
 
+    api = create_app(online_model["model"], keys=api_keys["ring"], store=tmp_path / "fuzz.duckdb")
     schema = schemathesis.openapi.from_asgi("/openapi.json", api)
     seen: dict[tuple[str, str], set[int]] = {}
     for result in schema.get_all_operations():
@@ -128,7 +142,7 @@ def test_fuzz_never_a_server_error(api):
             @given(op.as_strategy(generation_mode=mode))
             @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
             def check(case):
-                response = case.call()
+                response = case.call(headers={**api_keys["backend_headers"], "authorization": api_keys["backend_headers"]["authorization"]})
                 seen.setdefault((op.label, mode.value), set()).add(response.status_code)
                 assert response.status_code < 500, (case.method, case.path, case.body, response.text)
 
@@ -137,12 +151,13 @@ def test_fuzz_never_a_server_error(api):
             except Unsatisfiable:
                 assert mode is GenerationMode.NEGATIVE  # an operation without inputs has no invalid request
     assert seen[("POST /v1/rewrite", "positive")] == {200}
-    assert seen[("POST /v1/rewrite", "negative")] <= {400, 422}
+    # negative cases also drop or garble the credentials (401); a garbled header beside a valid body can pass (200)
+    assert 422 in seen[("POST /v1/rewrite", "negative")] and seen[("POST /v1/rewrite", "negative")] <= {200, 400, 401, 422}
 
 
 # -- preferences and teaching --------------------------------------------------------------------
 @pytest.mark.anyio
-async def test_teaching_over_http_and_preferences_used_on_the_next_request(client):
+async def test_teaching_over_http_and_preferences_used_on_the_next_request(client, admin):
     user = "teach-u1"
     r = await client.post("/v1/rewrite", json={"utterance": "play the game", "user_id": user})
     assert r.status_code == 200 and r.json()["source"] != "preferences"
@@ -160,29 +175,34 @@ async def test_teaching_over_http_and_preferences_used_on_the_next_request(clien
     assert r.status_code == 200 and r.json()["value"] == "italian"
     r = await client.put(f"/v1/users/{user}/preferences/shoe_size", json={"value": "9"})
     assert r.status_code == 400 and "must be one of" in r.json()["error"]
-    r = await client.get(f"/v1/users/{user}/preferences")
+    r = await admin.get(f"/v1/users/{user}/preferences")
     assert {p["kind"] for p in r.json()["preferences"]} == {"sports_team", "cuisine"}
-    r = await client.delete(f"/v1/users/{user}/preferences", params={"kind": "cuisine"})
+    r = await admin.delete(f"/v1/users/{user}/preferences", params={"kind": "cuisine"})
     assert r.json()["deleted"] == 1
-    r = await client.delete(f"/v1/users/{user}")
+    r = await admin.delete(f"/v1/users/{user}")
     assert r.status_code == 200
-    r = await client.get(f"/v1/users/{user}/preferences")
+    r = await admin.get(f"/v1/users/{user}/preferences")
     assert r.json()["preferences"] == []
-    r = await client.delete(f"/v1/users/{user}/preferences")
+    r = await admin.delete(f"/v1/users/{user}/preferences")
     assert r.status_code == 404
 
 
 # -- a real server ---------------------------------------------------------------------------
-def test_real_server_over_loopback_and_the_world_hook(online_model, tmp_path):
+def test_real_server_over_loopback_and_the_world_hook(online_model, api_keys, tmp_path):
     port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "selflearn.cli.main", "serve", "--model", str(online_model["model"]), "--port", str(port)],
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SELFLEARN_API_KEY": api_keys["reader"]}
+    proc = subprocess.Popen([sys.executable, "-m", "selflearn.cli.main", "serve", "--model", str(online_model["model"]), "--port", str(port),
+                             "--api-keys", str(api_keys["file"])],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_until_up(base, proc)
         row = _table_row(online_model)
-        hook = load_rewriter(base + "/v1/rewrite")
+        os.environ["SELFLEARN_API_KEY"] = api_keys["reader"]  # the world's hook reads the key from the environment
+        try:
+            hook = load_rewriter(base + "/v1/rewrite")
+        finally:
+            del os.environ["SELFLEARN_API_KEY"]
         assert isinstance(hook, HttpRewriter)
         assert hook.rewrite(row["utterance"], user_id="u", device={"type": "speaker", "has_screen": False}, context={"hour": 8}) == row["rewrite"]
         local = OnlineRewriter.load(online_model["model"])
@@ -190,15 +210,21 @@ def test_real_server_over_loopback_and_the_world_hook(online_model, tmp_path):
         for t in texts:  # the service answers what the library answers
             assert hook.rewrite(t, user_id="nobody", device={}, context={}) == local.rewrite(t, user_id="nobody", device={}, context={})
         assert hook.errors == 0
-        assert httpx.post(base + "/v1/rewrite", content=b"nope", headers={"content-type": "application/json"}).status_code == 422
+        assert httpx.post(base + "/v1/rewrite", content=b"nope", headers={"content-type": "application/json", **api_keys["reader_headers"]}).status_code == 422
     finally:
         proc.terminate()
         proc.wait(timeout=20)
 
 
-def test_cli_serve_rejects_a_missing_model(tmp_path):
-    r = CliRunner().invoke(cli, ["serve", "--model", str(tmp_path / "none")])
+def test_cli_serve_rejects_a_missing_model(tmp_path, api_keys):
+    r = CliRunner().invoke(cli, ["serve", "--model", str(tmp_path / "none"), "--api-keys", str(api_keys["file"])])
     assert r.exit_code == 2 and "manifest.json" in r.output
+
+
+def test_cli_serve_needs_api_keys(online_model, monkeypatch):
+    monkeypatch.delenv("SELFLEARN_API_KEYS", raising=False)
+    r = CliRunner().invoke(cli, ["serve", "--model", str(online_model["model"])])
+    assert r.exit_code == 2 and "needs at least one" in r.output and "selflearn keys create" in r.output
 
 
 def test_cli_train_online_rejects_an_empty_store(tmp_path):

@@ -16,6 +16,9 @@ __all__ = [
     "StoreBusyError",
     "NotFittedError",
     "ChannelUnavailableError",
+    "NotAuthorizedError",
+    "TooLargeError",
+    "OverloadedError",
     "explain",
 ]
 
@@ -68,3 +71,28 @@ class ChannelUnavailableError(SelflearnError, RuntimeError):
     """espeak-ng, sox or the Whisper model is missing on this machine."""
 
     exit_code = 5
+
+
+class NotAuthorizedError(SelflearnError, PermissionError):
+    """A caller without valid credentials (``authenticated`` False: HTTP 401) or without the scope an
+    action needs (True: HTTP 403)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, authenticated: bool = False) -> None:
+        super().__init__(message)
+        self.authenticated = authenticated
+
+
+class OverloadedError(SelflearnError, RuntimeError):
+    """The service cannot answer within the request's deadline (HTTP 503 with Retry-After)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class TooLargeError(InvalidInputError):
+    """A request, or one of its fields, is larger than the service's limit (HTTP 413)."""

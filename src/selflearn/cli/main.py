@@ -17,7 +17,7 @@ from selflearn.store.importer import import_files
 from selflearn.store.stats import store_stats
 from selflearn.store.store import DEFAULT_STORE, Store
 
-from .app import StoreOpt, app, err, fail, out
+from .app import StoreOpt, app, err, error, fail, out, plain
 
 __all__ = ["app", "main"]
 
@@ -41,13 +41,13 @@ def import_cmd(
     """
     try:
         with Store(store) as st, Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=err, transient=True, disable=as_json,
         ) as bar:
             task = bar.add_task("importing", total=None)
 
             def tick(path: str, n: int) -> None:
-                bar.update(task, advance=n, description=f"importing {Path(path).name}")
+                bar.update(task, advance=n, description=plain(f"importing {Path(path).name}"))
 
             report = import_files(st, files, fmt=fmt, quarantine_path=quarantine, progress=tick)
     except SelflearnError as exc:
@@ -62,7 +62,7 @@ def import_cmd(
         out.print(table)
         for f in report.files:
             if f.error:
-                err.print(f"[red]error:[/red] {f.error}", highlight=False, soft_wrap=True)
+                error(f.error)
         out.print(f"imported {report.imported}, duplicates {report.duplicates}, quarantined {report.quarantined}"
                   + (f" (reasons in {report.quarantine_path})" if report.quarantined else ""), highlight=False)
     if not report.ok:
@@ -122,7 +122,7 @@ def migrate_cmd(store: StoreOpt = Path(DEFAULT_STORE)) -> None:
     """Upgrade a store written by an older selflearn to this version's layout (one transaction)."""
     try:
         if not Path(store).exists():
-            err.print(f"[red]error:[/red] {store}: no store at this path; fix: check --store", highlight=False)
+            error(f"{store}: no store at this path; fix: check --store")
             raise typer.Exit(2)
         with Store(store) as st:
             out.print(f"{store} is at store version {st.version}", highlight=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from selflearn.errors import InvalidInputError, SelflearnError, explain
 from selflearn.store.store import DEFAULT_STORE, Store
@@ -61,24 +62,81 @@ def train_online_cmd(
 @app.command("serve")
 def serve_cmd(
     model: Annotated[Path, typer.Option(help="Model directory from `selflearn train online`.")] = Path("online-model"),
+    api_keys: Annotated[Path | None, typer.Option("--api-keys", envvar="SELFLEARN_API_KEYS_FILE", help="Key file from `selflearn keys create` "
+                                                  "(digests and scopes; $SELFLEARN_API_KEYS may hold more entries). The service needs at least one key.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     layers: Annotated[str, typer.Option(help="Comma-separated layers to use: table, global, personal.")] = "table,global,personal",
     persist: Annotated[bool, typer.Option(help="Write the personal layer back to the model directory on shutdown.")] = False,
     store: Annotated[Path | None, typer.Option(help="Store with users' preferences: serve /v1/users/{id}/preferences and /v1/teach, "
                                                     "and fill what users taught into their requests; and the review dashboard at /dashboard.")] = None,
-    admin_token: Annotated[str | None, typer.Option(envvar="SELFLEARN_ADMIN_TOKEN", help="Token for the dashboard's admin actions "
-                                                    "(block or approve rewrites, delete preferences); without one they are refused.")] = None,
+    deadline_ms: Annotated[float, typer.Option(help="A rewrite that cannot start within this many ms is answered 503 at once (callers may ask for less with x-deadline-ms).")] = 100.0,
+    max_body: Annotated[int, typer.Option(help="Largest request body in bytes (413 beyond).")] = 64 * 1024,
+    cors_origin: Annotated[list[str] | None, typer.Option(help="A browser origin allowed to call the API (repeatable); none by default.")] = None,
 ) -> None:
     """Serve POST /v1/rewrite (table, then the global and personal layers), POST /v1/turns,
-    /healthz, /metrics (Prometheus), the OpenAPI docs at /docs and, with --store, the dashboard."""
+    /healthz, /metrics (Prometheus), the OpenAPI docs at /docs and, with --store, the dashboard.
+    Every /v1 call and the dashboard need an API key of the right scope (docs/security.md)."""
     import uvicorn
 
     from selflearn.service import create_app
+    from selflearn.service.app import ServiceSettings
+    from selflearn.service.keys import KeyRing
 
     try:
         chosen = tuple(x.strip() for x in layers.split(",") if x.strip())
-        api = create_app(model, layers=chosen, persist=persist, store=store, admin_token=admin_token)
+        settings = ServiceSettings(deadline_ms=deadline_ms, max_body=max_body, cors_origins=tuple(cors_origin or ()))
+        api = create_app(model, keys=KeyRing.load(api_keys), layers=chosen, persist=persist, store=store, settings=settings)
     except SelflearnError as exc:
         raise fail(exc) from exc
-    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False, limit_concurrency=4096, h11_max_incomplete_event_size=16 * 1024)
+
+
+keys_app = typer.Typer(help="API keys of the rewrite service: create, list, revoke.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(keys_app, name="keys")
+KeyFile = Annotated[Path, typer.Option("--file", envvar="SELFLEARN_API_KEYS_FILE", help="The key file (digests only; created readable by you alone).")]
+
+
+@keys_app.command("create")
+def keys_create_cmd(
+    name: Annotated[str, typer.Argument(help="Who holds the key, e.g. assistant-backend.")],
+    scope: Annotated[list[str], typer.Option(help="rewrite, ingest or admin (repeatable, or comma-separated).")],
+    file: KeyFile = Path("selflearn-keys.txt"),
+) -> None:
+    """Make a key: its digest goes into the key file, the key itself is printed once (store it in your secret manager)."""
+    from selflearn.service.keys import create_key
+
+    try:
+        secret, entry = create_key(file, name, ",".join(scope))
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    err.print(f"key {entry.name!r} with scopes {','.join(sorted(entry.scopes))} added to {file}; it is shown once:", highlight=False)
+    out.print(secret, highlight=False)
+
+
+@keys_app.command("list")
+def keys_list_cmd(file: KeyFile = Path("selflearn-keys.txt")) -> None:
+    """The keys in a key file: names and scopes (the keys themselves are not kept)."""
+    from selflearn.service.keys import KeyRing
+
+    try:
+        ring = KeyRing.load(file, env="")
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    table = Table("name", "scopes", title=f"keys in {file}")
+    for k in ring.keys:
+        table.add_row(k.name, ",".join(sorted(k.scopes)))
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke_cmd(name: Annotated[str, typer.Argument(help="The key's name.")], file: KeyFile = Path("selflearn-keys.txt")) -> None:
+    """Remove a key (a running service stops accepting it within a second)."""
+    from selflearn.service.keys import revoke_key
+
+    try:
+        if not revoke_key(file, name):
+            raise InvalidInputError(explain(f"name {name!r}", f"is not a key in {file}", "see `selflearn keys list`"))
+    except SelflearnError as exc:
+        raise fail(exc) from exc
+    out.print(f"revoked {name}", highlight=False)

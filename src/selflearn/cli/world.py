@@ -38,7 +38,7 @@ FirstDayOpt = Annotated[int, typer.Option("--first-day", help="Start at this day
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True)
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True)
 
 
 def _world(world: Path, sentences, asr, max_sentences=None, epochs=None, world_seed=0):

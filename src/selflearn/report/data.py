@@ -1,26 +1,28 @@
-"""What the morning report shows, read from the store (one reader cursor; the only write is the
-signals table, recomputed by the signals module as every consumer of signals does): defect
+"""What the morning report and the dashboard show, read from the store through one reader cursor
+(the store is never written: the signals are computed into a temporary table of that cursor): defect
 rates over time and by domain, intent and device; the top defects with example sessions; the rewrites
-the assistant served and how they did; the failure-point breakdown when `selflearn fpi apply` ran."""
+the assistant served and how they did; the failure-point breakdown when `selflearn fpi apply` ran;
+sessions of a request and one session's turns."""
 
 from __future__ import annotations
 
 from ..errors import InvalidInputError, explain
 from ..fpi.run import breakdown
-from ..signals import compute_signals
+from ..signals.feedback import SignalConfig, signals_sql
 from ..store.store import Store
 
-__all__ = ["store_summary", "DEFECT_AT"]
+__all__ = ["store_summary", "DEFECT_AT", "session_turns", "sessions_with_request"]
 
 DEFECT_AT = 0.5  # defect score at or above which a turn counts as a defect (the signals' rule)
 
 
-def store_summary(store: Store, *, top: int = 10, examples: int = 2) -> dict:
-    """Everything the report draws from the store, as plain lists and dicts."""
+def store_summary(store: Store, *, con=None, top: int = 10, examples: int = 2) -> dict:
+    """Everything the report draws from the store, as plain lists and dicts. ``con``: the reader
+    cursor to use (its temporary ``signals`` table is left there for :func:`session_turns`)."""
     if not store.has_table("turns"):
         raise InvalidInputError(explain(str(store.path), "has no turns", "import logs first (`selflearn import FILE --store ...`)"))
-    compute_signals(store)
-    con = store.reader()
+    con = con or store.reader()
+    con.execute(f"CREATE OR REPLACE TEMP TABLE signals AS {signals_sql(SignalConfig())}")
     n = con.execute("SELECT count(*) FROM turns").fetchall()[0][0]
     if n == 0:
         raise InvalidInputError(explain(str(store.path), "has no turns", "import logs first (`selflearn import FILE --store ...`)"))
@@ -52,17 +54,29 @@ def _top_defects(con, base: str, top: int, examples: int) -> list[dict]:
         sids = [r[0] for r in con.execute(f"""SELECT DISTINCT session_id FROM ({base}) WHERE lower(trim(asr_text)) = ? AND defect
                                               ORDER BY session_id LIMIT {int(examples)}""", [q]).fetchall()]
         out.append({"request": q, "turns": int(turns), "defects": int(defects), "intent": intent,
-                    "sessions": [_session(con, base, sid) for sid in sids]})
+                    "sessions": [{"session_id": sid, "turns": session_turns(con, sid)} for sid in sids]})
     return out
 
 
-def _session(con, base: str, sid: str) -> dict:
-    rows = con.execute(f"""SELECT turn_index, CAST(ts AS VARCHAR), asr_text, intent, response_status, coalesce(response_text, ''),
-                                  barge_in, explicit_feedback, defect_score
-                           FROM ({base}) WHERE session_id = ? ORDER BY turn_index""", [sid]).fetchall()
-    return {"session_id": sid, "turns": [{"turn_index": int(i), "ts": ts, "request": text, "intent": intent, "status": status, "reply": reply,
-                                          "barge_in": bool(barge), "feedback": fb, "defect_score": round(float(score), 3)}
-                                         for i, ts, text, intent, status, reply, barge, fb, score in rows]}
+def session_turns(con, session_id: str) -> list[dict]:
+    """One session's turns, with the rewrite served and each turn's defect score (None without signals
+    on ``con``: see :func:`store_summary`)."""
+    has_signals = bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'signals'").fetchall()[0][0])
+    score, join = ("s.defect_score", "LEFT JOIN signals s USING (session_id, turn_index)") if has_signals else ("NULL", "")
+    rows = con.execute(
+        f"""SELECT t.turn_index, strftime(t.ts, '%Y-%m-%d %H:%M:%S'), t.asr_text, json_extract_string(t.extra, '$.utterance.rewrite'), t.intent,
+                   t.response_status, coalesce(t.response_text, ''), t.barge_in, t.explicit_feedback, {score}
+            FROM turns t {join} WHERE t.session_id = ? ORDER BY t.turn_index""", [session_id]).fetchall()
+    return [{"turn_index": int(i), "ts": ts, "request": text, "rewrite": rw, "intent": intent, "status": status, "reply": reply,
+             "barge_in": bool(barge), "feedback": fb, "defect_score": None if sc is None else round(float(sc), 3)}
+            for i, ts, text, rw, intent, status, reply, barge, fb, sc in rows]
+
+
+def sessions_with_request(con, request: str, limit: int = 20) -> list[tuple[str, float]]:
+    """Sessions where a request (normalised words) was said, worst defect score of it first."""
+    return con.execute(
+        """SELECT t.session_id, max(s.defect_score) AS worst FROM turns t JOIN signals s USING (session_id, turn_index)
+           WHERE lower(trim(t.asr_text)) = ? GROUP BY 1 ORDER BY worst DESC, 1 LIMIT ?""", [request, max(1, min(int(limit), 200))]).fetchall()
 
 
 def _served(con, base: str, top: int) -> list[dict]:

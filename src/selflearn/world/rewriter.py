@@ -35,17 +35,23 @@ class NoOpRewriter:
 
 class HttpRewriter:
     """Calls a rewrite service: POST {url} with {utterance, user_id, device, context},
-    reads {"rewrite": str | null}. Errors and timeouts pass the utterance through
-    (a rewriter must never take the assistant down) and are counted."""
+    reads {"rewrite": str | null}, with the API key ``api_key`` (default: ``$SELFLEARN_API_KEY``;
+    the service needs one with the rewrite scope). Errors, refusals (503 when the service is at
+    capacity) and timeouts pass the utterance through (a rewriter must never take the assistant
+    down) and are counted."""
 
-    def __init__(self, url: str, *, timeout_s: float = 1.0):
+    def __init__(self, url: str, *, timeout_s: float = 1.0, api_key: str | None = None):
         self.url = url
         self.timeout_s = timeout_s
+        self.api_key = api_key if api_key is not None else os.environ.get("SELFLEARN_API_KEY", "")
         self.errors = 0
 
     def rewrite(self, utterance: str, *, user_id: str, device: dict, context: dict) -> str | None:
         body = json.dumps({"utterance": utterance, "user_id": user_id, "device": device, "context": context}).encode()
-        req = urllib.request.Request(self.url, data=body, headers={"content-type": "application/json"})
+        headers = {"content-type": "application/json"}
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        req = urllib.request.Request(self.url, data=body, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 out = json.loads(resp.read())
