@@ -40,6 +40,11 @@ def test_malformed_json_line_is_quarantined_and_the_rest_kept(store, tmp_path):
     [
         ("turn_index", "3", ("turn_index = '3'", "integer")),
         ("turn_index", -1, ("turn_index = -1", "greater than or equal to 0")),
+        ("turn_index", 2**31, ("turn_index = 2147483648", "less than or equal to 2147483647")),
+        ("timestamp", "1700000000", ("timestamp = '1700000000'", "ISO 8601", "within ±14:00")),
+        ("timestamp", 1700000000, ("timestamp = 1700000000", "ISO 8601")),
+        ("timestamp", "2026-03-02T08:15:00+25:00", ("timestamp = '2026-03-02T08:15:00+25:00'", "within ±14:00")),
+        ("timestamp", "2026-02-30T08:15:00Z", ("not a real date",)),
         ("timestamp", "2026-03-02T08:15:00", ("timestamp", "timezone", "Z")),
         ("timestamp", "yesterday", ("timestamp = 'yesterday'",)),
         ("device", {"type": "speaker", "has_screen": "no"}, ("device.has_screen = 'no'", "true or false")),
@@ -176,6 +181,48 @@ def test_invalid_utf8_line_is_quarantined(store, tmp_path):
     report = import_files(store, [path])
     assert (report.imported, report.quarantined) == (1, 1)
     _assert_explains(_reason(store, 1), "fix")
+
+
+def test_a_latin1_line_keeps_its_exact_bytes_in_quarantine(store, tmp_path):
+    import base64
+
+    line = json.dumps(make_turn(session_id="café"), ensure_ascii=False).encode("latin-1")
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(line + b"\n" + json.dumps(make_turn(session_id="ok")).encode() + b"\n")
+    report = import_files(store, [path])
+    assert (report.imported, report.quarantined) == (1, 1)
+    _assert_explains(_reason(store, 1), "byte 0xe9", "not UTF-8", "re-save the file as UTF-8")
+    assert base64.b64decode(quarantined(store)[0]["record_base64"]) == line  # nothing lost: the raw bytes
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_record(store, tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(make_turn()).encode() + b"\n" + json.dumps(make_turn(session_id="s2")).encode() + b"\n")
+    csv_path = tmp_path / "bom.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbfschema_version,session_id,turn_index,timestamp,user_id,device_id,device.type,device.has_screen,utterance.text\n"
+                         b"1,c1,0,2026-03-02T08:15:00Z,u,d,speaker,false,play jazz\n")
+    report = import_files(store, [path, csv_path])
+    assert (report.imported, report.quarantined) == (3, 0), quarantined(store)
+
+
+def test_a_value_the_store_cannot_hold_spoils_only_its_own_file(store, tmp_path, monkeypatch):
+    """Should validation ever let through what DuckDB refuses, that file is rolled back with a one-line
+    reason and the next files are still imported."""
+    from selflearn.store import importer
+
+    first = write_jsonl(tmp_path / "a.jsonl", [make_turn(session_id="a")])
+    second = write_jsonl(tmp_path / "b.jsonl", [make_turn(session_id="b")])
+    real = importer._FileImport._store
+
+    def refuse(self, staged, originals):
+        if self.source == str(first):
+            self.con.execute("SELECT CAST(2147483648 AS INTEGER)")
+        return real(self, staged, originals)
+
+    monkeypatch.setattr(importer._FileImport, "_store", refuse)
+    report = import_files(store, [first, second])
+    assert report.files[0].imported == 0 and "store refused a value" in report.files[0].error and "\n" not in report.files[0].error
+    assert report.files[1].imported == 1 and count(store) == 1
 
 
 def test_truncated_gzip_imports_nothing_from_that_file(store, tmp_path):

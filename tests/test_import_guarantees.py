@@ -60,8 +60,11 @@ def test_a_killed_import_leaves_the_store_as_before_that_file(tmp_path, how):
         assert not default_quarantine_path(db).exists()  # the killed file's rejects never landed
         if how == "interrupt":
             assert not list(tmp_path.glob("*.part"))  # cleaned up on Ctrl-C
+        else:
+            assert list(tmp_path.glob("*.part"))  # kill -9 cannot clean up ...
         # The store is consistent: importing the second file again now works completely.
         report = import_files(st, [second])
+        assert not list(tmp_path.glob("*.part"))  # ... the next import removes what the dead process left
         assert (report.imported, report.quarantined) == (500, 1)
         assert count(st) == 600
 

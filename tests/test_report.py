@@ -94,3 +94,78 @@ def test_cli_report(logged, tmp_path):
     assert "wrote" in r.output and (tmp_path / "r.html").exists()
     r = CliRunner().invoke(app, ["report", "--store", str(tmp_path / "missing.duckdb"), "--out", str(tmp_path / "x.html")])
     assert r.exit_code != 0 and "import logs first" in r.output
+
+
+def _hostile_inputs(tmp_path):
+    """A store, a rewrite table, an A/B result and a label model whose every field is markup."""
+    from conftest import XSS, hostile_turns
+
+    with Store(tmp_path / "h.duckdb") as st:
+        assert import_files(st, [write_jsonl(tmp_path / "h.jsonl", hostile_turns())]).imported == 6
+    table = tmp_path / "rewrites.parquet"
+    pq.write_table(pa.table({"utterance": [f"play {XSS}"], "rewrite": [f"play the {XSS}"], "probability": [XSS], "support": [XSS],
+                             "rephrase_support": [XSS]}), table)
+    ab = tmp_path / f"ab{XSS.replace('/', '')}.json"  # the file name is shown too
+    ab.write_text(json.dumps({"goals": XSS, "control_defect_rate": XSS, "treatment_defect_rate": XSS, "relative_reduction": 0.1,
+                              "ci_low": 0.05, "ci_high": 0.2, "win_loss_ratio": XSS}))
+    model = tmp_path / "labels"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"calibration": {"curves": {XSS: [{"threshold": 0.5, "precision": 0.9, "coverage": 0.5}]}}}))
+    return tmp_path / "h.duckdb", table, ab, model
+
+
+def test_every_field_of_every_input_is_escaped(tmp_path):
+    """Strings where numbers belong (the A/B's goals, a table's support) included: all shown as text."""
+    from conftest import XSS
+
+    store, table, ab, model = _hostile_inputs(tmp_path)
+    out = tmp_path / "r.html"
+    write_report(store, out, rewrites=table, ab=[ab], labels_model=model)
+    doc = out.read_text()
+    assert "<img src=x" not in doc and "<script>document.title" not in doc
+    assert doc.count("&lt;img src=x onerror=") >= 10  # shown, escaped: requests, intents, sessions, rewrites, the A/B, ...
+    assert XSS not in doc
+
+
+def test_the_report_runs_no_script_from_its_inputs_in_a_browser(tmp_path):
+    from conftest import chromium_driver
+
+    store, table, ab, model = _hostile_inputs(tmp_path)
+    out = tmp_path / "r.html"
+    write_report(store, out, rewrites=table, ab=[ab], labels_model=model)
+    browser = chromium_driver()
+    if browser is None:
+        pytest.skip("needs Debian chromium and chromium-driver (.ci/run installs them)")
+    try:
+        browser.get(out.as_uri())
+        assert browser.execute_script("return document.readyState") == "complete"
+        assert browser.title == "selflearn report"  # no payload changed it
+        assert browser.execute_script("return document.querySelectorAll('main img, main script:not([type])').length") == 0 or \
+            browser.execute_script("return Array.from(document.querySelectorAll('main img')).length") == 0
+        assert "onerror=" in browser.find_element("css selector", "main").text  # the markup is there, as text
+    finally:
+        browser.quit()
+
+
+def test_long_texts_are_shortened_and_the_store_is_only_read(tmp_path):
+    import os
+    import stat
+
+    turns = [t for i in range(5) for t in session(f"s{i}", 1, start_minute=i)]  # five one-turn sessions of 1 MB texts
+    for t in turns:
+        t["utterance"] = {"text": "play " + "la " * 330_000, "asr_confidence": 0.4}
+        t["response"] = {"status": "failure", "text": "sorry " * 160_000}
+        t["feedback"] = {"barge_in": True}
+    with Store(tmp_path / "s.duckdb") as st:
+        import_files(st, [write_jsonl(tmp_path / "l.jsonl", turns)])
+    import hashlib
+
+    before = hashlib.sha256((tmp_path / "s.duckdb").read_bytes()).hexdigest()
+    os.chmod(tmp_path / "s.duckdb", stat.S_IRUSR | stat.S_IRGRP)  # read-only (for a user other than root): the report only reads
+    try:
+        info = write_report(tmp_path / "s.duckdb", tmp_path / "out" / "r.html")
+    finally:
+        os.chmod(tmp_path / "s.duckdb", stat.S_IRUSR | stat.S_IWUSR)
+    assert hashlib.sha256((tmp_path / "s.duckdb").read_bytes()).hexdigest() == before  # not a byte written (root may write anyway)
+    doc = (tmp_path / "out" / "r.html").read_text()
+    assert info["bytes"] < 6_000_000 and "characters)" in doc  # plotly.js (~4.7 MB) + shortened texts, not 5 x 2 MB

@@ -77,3 +77,43 @@ def test_store_path_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("SELFLEARN_STORE", str(tmp_path / "env.duckdb"))
     with Store() as st:
         assert st.path == tmp_path / "env.duckdb"
+
+
+def test_a_damaged_version_is_one_line_not_a_traceback(tmp_path):
+    db = tmp_path / "s.duckdb"
+    Store(db).close()
+    _sql(db, "UPDATE meta SET value = 'abc' WHERE key = 'store_version'")
+    with pytest.raises(StoreVersionError, match="store_version 'abc'.*damaged.*fix: restore"):
+        Store(db)
+
+
+def _cli(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "selflearn.cli.main", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_a_damaged_data_block_is_one_line_not_a_traceback(tmp_path):
+    from conftest import session, write_jsonl
+
+    from selflearn.store.importer import import_files
+
+    db = tmp_path / "s.duckdb"
+    with Store(db) as st:
+        import_files(st, [write_jsonl(tmp_path / "l.jsonl", session("s1", 200))])
+    data = bytearray(db.read_bytes())
+    for at in range(3 * 262144 // 2, len(data) - 4096, 4096):  # scribble over blocks past the headers
+        data[at:at + 512] = b"\xa5" * 512
+    db.write_bytes(bytes(data))
+    r = _cli("stats", "--store", str(db))
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("error: ") and "fix:" in r.stderr and len(r.stderr.strip().splitlines()) <= 3, r.stderr
+
+
+@pytest.mark.skipif(__import__("os").access("/proc/sys", __import__("os").W_OK), reason="needs a directory this user cannot write")
+def test_a_directory_that_cannot_be_written_is_named_as_such(tmp_path):
+    r = _cli("import", "--store", "/proc/sys/s.duckdb", str(tmp_path / "none.jsonl"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "is not writable (permission denied)" in r.stderr, r.stderr
+    r = _cli("import", "--store", "/proc/sys/new/s.duckdb", str(tmp_path / "none.jsonl"))
+    assert r.returncode == 2 and "cannot create the store's directory" in r.stderr, r.stderr

@@ -134,7 +134,15 @@ from . import fpi, labels, online, report, rewrites, teach, world  # noqa: E402,
 
 
 def main() -> None:
-    app()
+    """The console script: a store DuckDB cannot read (a damaged file) ends in one line, not a traceback."""
+    import duckdb
+
+    try:
+        app()
+    except duckdb.Error as exc:
+        error(f"the store could not be read ({str(exc).splitlines()[0][:200]}): the file may be damaged; "
+              "fix: restore it from a backup, or import the logs into a new store")
+        raise SystemExit(3) from None
 
 
 if __name__ == "__main__":

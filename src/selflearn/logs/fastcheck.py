@@ -30,7 +30,7 @@ import msgspec
 
 __all__ = ["ISO_TIMESTAMP", "compile_fast_type", "projection_structure"]
 
-ISO_TIMESTAMP = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$"
+ISO_TIMESTAMP = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-](0\d|1[0-4]):[0-5]\d)$"
 
 
 class _Compiler:

@@ -110,6 +110,8 @@ def _jsonl(path: Path, batch_size: int) -> Iterator[Batch]:
         batch = Batch()
         try:
             for line_no, line in enumerate(fh, start=1):
+                if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):
+                    line = line[3:]  # a UTF-8 byte-order mark (Windows editors write one) is not part of the record
                 line = line.strip()
                 if not line:
                     continue  # blank lines are not records
@@ -220,7 +222,7 @@ def _deep_merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
 
 def _csv(path: Path, batch_size: int) -> Iterator[Batch]:
     with _open(path, "csv") as fh:
-        text = io.TextIOWrapper(fh, encoding="utf-8", errors="strict", newline="")
+        text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="strict", newline="")  # -sig: a byte-order mark is skipped
         reader = csv.DictReader(text)
         batch = Batch()
         try:

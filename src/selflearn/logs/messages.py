@@ -30,6 +30,7 @@ _FIX = {
     "literal_error": "use one of the allowed values",
     "enum": "use one of the allowed values",
     "json_invalid": "write one complete JSON object per line",
+    "value_error": "see docs/log-format.md for the field's format",
 }
 
 
@@ -59,6 +60,10 @@ def describe_validation_error(error: ValidationError) -> str:
         )
     elif loc == () and kind in ("model_type", "model_attributes_type"):
         line = explain(f"record = {first['input']!r}", "each line must be a JSON object", _FIX[kind])
+    elif kind == "value_error":  # a rule of our own (a validator): its message is the rule
+        rule = str(first.get("ctx", {}).get("error", first["msg"]))
+        fix = (_FIX["timezone_aware"] if "timezone" in rule else _FIX["datetime_parsing"]) if loc == ("timestamp",) else _FIX[kind]
+        line = explain(f"{where} = {first['input']!r}", rule, fix)
     else:
         rule = first["msg"][0].lower() + first["msg"][1:]
         line = explain(f"{where} = {first['input']!r}", rule, _FIX.get(kind, "see docs/log-format.md"))

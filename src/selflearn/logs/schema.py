@@ -9,13 +9,15 @@ Rules a reader of the JSON Schema alone might miss:
 * Every object accepts extra fields. They are kept in the store and written back
   on export, never dropped.
 * Types are strict: ``"3"`` is not an integer and ``1`` is not a boolean.
-* Timestamps must carry a time zone (``Z`` or ``+hh:mm``); they are stored in UTC.
+* Timestamps are ISO 8601 text with a time zone (``Z`` or ``+hh:mm``, at most ±14:00); they are stored
+  in UTC. A bare number (Unix time) is refused: its unit and zone are guesses.
 * Hidden ground truth (what only a simulator knows) never lives in a turn: it is
   a separate table keyed by ``(session_id, turn_index)``.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -39,6 +41,11 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
+MAX_TURN_INDEX = 2**31 - 1  # stored as a 32-bit integer
+#: ISO 8601 / RFC 3339 with a zone: a date, "T" or a space, hours and minutes (seconds and fractions
+#: optional), then Z or an offset of at most 14 hours (the widest in use).
+ISO_WITHOUT_ZONE = re.compile(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d(:\d\d(\.\d{1,9})?)?$")
+ISO_WITH_ZONE = re.compile(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d(:\d\d(\.\d{1,9})?)?([Zz]|[+-](0\d|1[0-4]):?[0-5]\d)$")
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -150,7 +157,7 @@ class Turn(_Record):
 
     schema_version: Literal[1] = Field(description="Version of this schema the record follows. Supported: 1.")
     session_id: NonEmpty = Field(description="Session (dialogue) id; its turns are ordered by turn_index.")
-    turn_index: Annotated[int, Field(ge=0)] = Field(description="Position in the session, from 0, unique in it.")
+    turn_index: Annotated[int, Field(ge=0, le=MAX_TURN_INDEX)] = Field(description="Position in the session, from 0, unique in it.")
     timestamp: AwareDatetime = Field(description="When the request started, ISO 8601 with a time zone; stored in UTC.")
     user_id: NonEmpty = Field(description="Pseudonymous user id (never a name, e-mail or phone number).")
     device_id: NonEmpty = Field(description="Device id.")
@@ -161,6 +168,21 @@ class Turn(_Record):
     response: SystemResponse | None = Field(None, description="Null when the assistant did not respond.")
     latency_ms: Annotated[float, Field(ge=0.0)] | None = Field(None, description="End-to-end latency in ms.")
     feedback: Feedback = Field(default_factory=Feedback, description="Barge-in and explicit feedback.")
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _iso_text(cls, value):
+        # pydantic alone also reads "1700000000" as Unix time and accepts offsets such as +25:00
+        if isinstance(value, str):
+            if not ISO_WITH_ZONE.match(value):
+                if ISO_WITHOUT_ZONE.match(value):
+                    raise ValueError("input should have timezone info")
+                raise ValueError("must be ISO 8601 text with a zone (Z or an offset within ±14:00)")
+            try:
+                return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+            except ValueError as exc:  # e.g. 2026-02-30
+                raise ValueError(f"is not a real date and time ({exc})") from None
+        return value
 
     @field_validator("timestamp")
     @classmethod

@@ -61,7 +61,7 @@ def signals_sql(config: SignalConfig, source: str = "turns") -> str:
         CASE WHEN next_text IS NULL THEN NULL ELSE greatest(
           len(list_intersect(list_distinct(string_split(asr_text, ' ')), list_distinct(string_split(next_text, ' '))))
             / greatest(len(list_distinct(list_concat(string_split(asr_text, ' '), string_split(next_text, ' ')))), 1),
-          1 - levenshtein(asr_text, next_text) / greatest(length(asr_text), length(next_text), 1)
+          1 - levenshtein(left(asr_text, 1000), left(next_text, 1000)) / greatest(length(left(asr_text, 1000)), length(left(next_text, 1000)), 1)
         ) END AS next_similarity
       FROM t
     ), f AS (

@@ -18,6 +18,7 @@ every other record and explains the ones it rejects.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import msgspec
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
@@ -114,10 +116,18 @@ class _FileImport:
         con.execute("CREATE OR REPLACE TEMP TABLE touched_sessions (session_id VARCHAR PRIMARY KEY)")
 
     def reject(self, position: int, original: bytes | str, reason: str) -> None:
-        text = original.decode("utf-8", "replace") if isinstance(original, bytes) else original
-        self.quarantine.write(
-            json.dumps({"file": self.source, "line": position, "reason": reason, "record": text}) + "\n"
-        )
+        entry = {"file": self.source, "line": position, "reason": reason}
+        if isinstance(original, bytes):
+            try:
+                entry["record"] = original.decode("utf-8")
+            except UnicodeDecodeError as exc:  # e.g. a Latin-1 line: keep its exact bytes, say why
+                entry["reason"] = explain(f"byte 0x{original[exc.start]:02x} at position {exc.start}", "the line is not UTF-8 text",
+                                          "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+                entry["record"] = original.decode("utf-8", "replace")
+                entry["record_base64"] = base64.b64encode(original).decode("ascii")
+        else:
+            entry["record"] = original
+        self.quarantine.write(json.dumps(entry) + "\n")
         self.report.quarantined += 1
 
     def slow(self, items: Iterable[tuple[int, bytes]], staged: list[tuple[int, str, str | None]]) -> None:
@@ -278,6 +288,7 @@ def import_files(
     """Import each file atomically. File-level problems are reported, never raised."""
     qpath = Path(quarantine_path) if quarantine_path else default_quarantine_path(store.path)
     report = ImportReport(quarantine_path=str(qpath))
+    _remove_stale_parts(qpath)
     for p in paths:
         path = Path(p)
         started = datetime.now(UTC)
@@ -306,8 +317,27 @@ def import_files(
                         out.write(line)
         except SelflearnError as exc:
             file_report = FileReport(path=str(path), format=file_report.format, error=str(exc))
+        except duckdb.Error as exc:  # a value the store cannot hold that validation let through: this file only, rolled back
+            file_report = FileReport(path=str(path), format=file_report.format,
+                                     error=explain(str(path), f"the store refused a value ({str(exc).splitlines()[0]}); nothing of this file was imported",
+                                                   "report this file to the selflearn maintainers; the other files were imported"))
         finally:
             part.unlink(missing_ok=True)
         file_report.seconds = round(time.perf_counter() - t0, 3)
         report.files.append(file_report)
     return report
+
+
+def _remove_stale_parts(qpath: Path) -> None:
+    """Quarantine parts left by an import that was killed (its process is gone): never committed, so
+    never meant to be kept."""
+    for part in qpath.parent.glob(qpath.name + ".*.part"):
+        pid = part.name[len(qpath.name) + 1: -len(".part")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            part.unlink(missing_ok=True)
+        except OSError:
+            pass  # alive (owned by someone else): leave it

@@ -73,6 +73,13 @@ MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3]
 STORE_VERSION = len(MIGRATIONS)
 
 
+def _writable(path: Path) -> bool:
+    """The file (or, for a new store, its directory) can be written; DuckDB also writes a .wal beside it."""
+    if path.exists():
+        return os.access(path, os.W_OK) and os.access(path.parent or Path("."), os.W_OK)
+    return os.access(path.parent if str(path.parent) else Path("."), os.W_OK)
+
+
 class Store:
     """A selflearn store file. Use as a context manager, or call :meth:`close`."""
 
@@ -93,7 +100,14 @@ class Store:
                 explain(str(self.path), "no store at this path", "import logs first (`selflearn import FILE`) or pass --store")
             )
         if not self.read_only and self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UnreadableInputError(explain(str(self.path.parent), f"cannot create the store's directory ({exc.strerror or exc})",
+                                                   "pick a --store path in a directory you can write")) from exc
+        if not self.read_only and not _writable(self.path):
+            raise UnreadableInputError(explain(str(self.path), "is not writable (permission denied) and this command writes the store",
+                                               "fix the permissions of the file and its directory, or run a command that only reads it"))
         try:
             # A bounded buffer pool: big imports spill to disk instead of growing the process.
             con = duckdb.connect(str(self.path), read_only=self.read_only,
@@ -129,7 +143,13 @@ class Store:
                 )
             return 0
         row = self._con.execute("SELECT value FROM meta WHERE key = 'store_version'").fetchone()
-        return int(row[0]) if row else 0
+        if row is None:
+            return 0
+        try:
+            return int(row[0])
+        except ValueError:
+            raise StoreVersionError(explain(f"store_version {row[0]!r}", "must be a whole number: the store's meta table is damaged",
+                                            "restore the store from a backup, or import the logs into a new store")) from None
 
     def _check_version(self) -> None:
         version = self._version()
