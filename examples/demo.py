@@ -97,7 +97,8 @@ def world(shared: Path, store: str) -> None:
     print("\nDashboard: mine rewrites, train the online rewriter and serve it with this store, then open http://127.0.0.1:8000/dashboard")
     print(f"  selflearn mine --store {store} --out demo-out/rewrites.parquet")
     print(f"  selflearn train online --store {store} --table demo-out/rewrites.parquet --out demo-out/online-model")
-    print(f"  SELFLEARN_ADMIN_TOKEN=$(openssl rand -hex 16) selflearn serve --model demo-out/online-model --store {store}")
+    print("  selflearn keys create ops --scope admin --file demo-out/keys.txt    # prints the key to log in with")
+    print(f"  selflearn serve --model demo-out/online-model --store {store} --api-keys demo-out/keys.txt")
 
 
 if __name__ == "__main__":

@@ -70,8 +70,9 @@ def serve_cmd(
     persist: Annotated[bool, typer.Option(help="Write the personal layer back to the model directory on shutdown.")] = False,
     store: Annotated[Path | None, typer.Option(help="Store with users' preferences: serve /v1/users/{id}/preferences and /v1/teach, "
                                                     "and fill what users taught into their requests; and the review dashboard at /dashboard.")] = None,
-    deadline_ms: Annotated[float, typer.Option(help="A rewrite that cannot start within this many ms is answered 503 at once (callers may ask for less with x-deadline-ms).")] = 100.0,
+    deadline_ms: Annotated[float, typer.Option(help="A rewrite that cannot be answered within this many ms is refused at once with 503 (callers may ask for less with x-deadline-ms).")] = 50.0,
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes (413 beyond).")] = 64 * 1024,
+    max_queue: Annotated[int, typer.Option(help="Requests waiting for the rewriter at most (503 beyond, whatever their deadline).")] = 256,
     cors_origin: Annotated[list[str] | None, typer.Option(help="A browser origin allowed to call the API (repeatable); none by default.")] = None,
 ) -> None:
     """Serve POST /v1/rewrite (table, then the global and personal layers), POST /v1/turns,
@@ -85,10 +86,16 @@ def serve_cmd(
 
     try:
         chosen = tuple(x.strip() for x in layers.split(",") if x.strip())
-        settings = ServiceSettings(deadline_ms=deadline_ms, max_body=max_body, cors_origins=tuple(cors_origin or ()))
+        settings = ServiceSettings(deadline_ms=deadline_ms, max_body=max_body, max_queue=max_queue, cors_origins=tuple(cors_origin or ()))
         api = create_app(model, keys=KeyRing.load(api_keys), layers=chosen, persist=persist, store=store, settings=settings)
     except SelflearnError as exc:
         raise fail(exc) from exc
+    import os
+    import sys
+
+    # Two threads are busy in the service (the event loop, the owner thread): hand the GIL over every
+    # 0.5 ms rather than Python's 5 ms, or each hand-over can keep a request waiting for milliseconds.
+    sys.setswitchinterval(float(os.environ.get("SELFLEARN_SWITCH_INTERVAL_S", "0.0005")))
     uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False, limit_concurrency=4096, h11_max_incomplete_event_size=16 * 1024)
 
 

@@ -4,6 +4,7 @@ one place; the rewriting itself lives in :mod:`selflearn.online`. docs/security.
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ class ServiceSettings:
     max_body: int = DEFAULT_MAX_BODY  # bytes of one request body (413 beyond)
     max_field_chars: int = 2_000  # characters of any one text field of a logged turn (422 beyond)
     max_list_items: int = 50  # items of any one list of a logged turn (n-best, slots, entities)
-    deadline_ms: float = 100.0  # a rewrite not started by then is answered 503 (the assistant has moved on)
+    deadline_ms: float = 50.0  # a rewrite that cannot be answered by then is refused at once with 503 (the assistant passes it through)
     write_deadline_ms: float = 5_000.0  # the same for ingest and admin calls
     max_queue: int = 256  # requests waiting for the owner thread, at most
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (none by default)
@@ -254,7 +255,13 @@ def create_app(model_dir: Path, *, keys: KeyRing, layers: tuple[str, ...] = LAYE
 
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["authorization", "content-type", "x-deadline-ms"], allow_credentials=False)
-    app.add_middleware(RequestGuard, max_body=settings.max_body, on_refuse=lambda kind: metrics.errors.labels(kind=kind).inc())
+    def shed(path: str) -> int | None:
+        if path == "/v1/rewrite" and owner.saturated(settings.deadline_ms / 1000):
+            owner.shed += 1
+            return max(1, math.ceil(owner.waiting * owner.job_s))
+        return None
+
+    app.add_middleware(RequestGuard, max_body=settings.max_body, on_refuse=lambda kind: metrics.errors.labels(kind=kind).inc(), shed=shed)
     return app
 
 

@@ -6,6 +6,8 @@ twice and nothing large is ever held): the body's size and content type.
 * A ``POST``/``PUT``/``PATCH`` body to the API (``/v1/...``) must be ``application/json``: a browser can send
   ``text/plain`` or a form cross-site without a preflight, JSON it cannot (415 otherwise).
 * Forms are accepted only by the dashboard (``/dashboard/...``), where CSRF tokens guard them.
+* A request the service is too busy to answer in time (``shed(path)`` gives a Retry-After) is refused
+  with 503 before anything else is done for it: under overload, refusing must cost almost nothing.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ def _reply(status: int, message: str, headers: tuple = ()):
 
 
 class RequestGuard:
-    def __init__(self, app, *, max_body: int = DEFAULT_MAX_BODY, on_refuse=None) -> None:
+    def __init__(self, app, *, max_body: int = DEFAULT_MAX_BODY, on_refuse=None, shed=None) -> None:
         self.app = app
         self.max_body = max_body
         self.on_refuse = on_refuse or (lambda kind: None)
+        self.shed = shed or (lambda path: None)
 
     async def _send_all(self, send, messages) -> None:
         for m in messages:
@@ -40,8 +43,13 @@ class RequestGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
         path = scope.get("path", "")
+        if (retry := self.shed(path)) is not None:
+            self.on_refuse("OverloadedError")
+            return await self._send_all(send, _reply(503, explain(path, "the service is at capacity: it cannot answer within the deadline",
+                                                                  f"pass the request through; retry after {retry} s"),
+                                                     ((b"retry-after", str(retry).encode()),)))
+        headers = dict(scope.get("headers") or [])
         method = scope.get("method", "GET").encode()
         has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
         if method in _WRITES and has_body:

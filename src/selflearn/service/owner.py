@@ -4,7 +4,8 @@ The event loop only parses, authenticates and queues, so it stays free to answer
 whatever the owner thread is doing. Admission control sheds a request at once (503 with Retry-After)
 when it cannot be started before its deadline: the queue ahead of it, times the recent time per job
 (an exponentially weighted mean), already exceeds the time it has left, or the queue is at its cap.
-A job whose deadline passes while it waits is dropped unstarted: a rewrite that arrives after the
+To leave room for what happens around the job (parsing, the network), the queue ahead may hold at
+most ``ADMIT_SHARE`` of the deadline. A job whose deadline passes while it waits is dropped unstarted: a rewrite that arrives after the
 assistant gave up on it is useless, and doing it anyway would make every later request late too.
 """
 
@@ -23,6 +24,7 @@ from ..errors import OverloadedError
 __all__ = ["Owner"]
 
 T = TypeVar("T")
+ADMIT_SHARE = 0.5  # the share of a request's deadline the work queued ahead of it may take
 
 
 class Owner:
@@ -35,13 +37,17 @@ class Owner:
         self.shed = 0
         self.expired = 0
 
+    def saturated(self, budget_s: float) -> bool:
+        """Whether a request with ``budget_s`` seconds to go would be refused now."""
+        return self.waiting >= self.max_queue or (self.waiting + 1) * self.job_s > ADMIT_SHARE * budget_s
+
     def _admit(self, budget_s: float) -> None:
         expected = (self.waiting + 1) * self.job_s
-        if self.waiting >= self.max_queue or expected > budget_s:
+        if self.saturated(budget_s):
             self.shed += 1
             retry = max(1, math.ceil(self.waiting * self.job_s))
             raise OverloadedError(f"the service is at capacity ({self.waiting} requests queued, about {expected * 1000:.0f} ms of work ahead "
-                             f"against a deadline of {budget_s * 1000:.0f} ms); fix: retry after {retry} s, or add capacity", retry)
+                             f"against a deadline of {budget_s * 1000:.0f} ms); fix: pass the request through, retry after {retry} s, or add capacity", retry)
 
     async def run(self, fn: Callable[..., T], *args: Any, deadline_s: float) -> T:
         """Run ``fn(*args)`` on the owner thread, within ``deadline_s`` seconds from now."""
