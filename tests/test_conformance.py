@@ -9,7 +9,7 @@ import pytest
 
 from selflearn.online import OnlineRewriter
 from selflearn.rewrites.table import TableRewriter
-from selflearn.world.rewriter import Rewriter, load_rewriter
+from selflearn.rewriters import Rewriter, load_rewriter
 
 _PREFS: dict = {}
 

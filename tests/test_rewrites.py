@@ -147,7 +147,7 @@ def test_cli_mine_and_rewrites(mined_store, tmp_path):
 
 
 def test_the_world_plugs_a_table_in_by_path(mined_store, tmp_path):
-    from selflearn.world.rewriter import load_rewriter
+    from selflearn.rewriters import load_rewriter
 
     _mine(mined_store, tmp_path)
     rw = load_rewriter(str(tmp_path / "rw.parquet"))

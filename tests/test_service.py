@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from selflearn.cli.main import app as cli
 from selflearn.online import OnlineRewriter
 from selflearn.service import create_app
-from selflearn.world.rewriter import HttpRewriter, load_rewriter
+from selflearn.rewriters import HttpRewriter, load_rewriter
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from selflearn.store.importer import import_files
 from selflearn.store.store import Store
 from selflearn.world.ab import ab_test
 from selflearn.world.build import World
-from selflearn.world.rewriter import HttpRewriter, NoOpRewriter, load_rewriter
+from selflearn.rewriters import HttpRewriter, NoOpRewriter, load_rewriter
 from selflearn.world.run import ensure_world, simulate_to
 from selflearn.world.simulate import FAILURE_POINTS, SimConfig, Simulator, load_nlu_for
 

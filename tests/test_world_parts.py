@@ -142,7 +142,7 @@ def test_truth_guard_catches_offenders(tmp_path):
     (tmp_path / "signals" / "a.py").write_text("from selflearn.world.truth import read_truth\n")
     (tmp_path / "signals" / "b.py").write_text("import selflearn.world.truth as t\n")
     (tmp_path / "signals" / "c.py").write_text("from ..world.truth import read_truth\n")
-    (tmp_path / "signals" / "ok.py").write_text("from selflearn.world.rewriter import Rewriter\n")
+    (tmp_path / "signals" / "ok.py").write_text("from selflearn.world.simulate import SimConfig\n")
     assert _truth_importers(tmp_path) == ["signals/a.py", "signals/b.py", "signals/c.py"]
 
 
@@ -150,3 +150,29 @@ def test_world_readme_formats_are_documented():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "world.md").read_text()
     for key in ("slurp_id", "sentence_annotation", "hypothesis", "condition", "truth/turns.parquet"):
         assert key in doc
+
+
+def test_no_product_package_imports_the_world():
+    """The world sits beside the product: it imports the product's interfaces (rewriters, taxonomy),
+    never the other way round. Only the CLI's `world` commands (the top layer) import it."""
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] == "world" or rel.as_posix() == "cli/world.py":
+            continue
+        package = list(rel.parts[:-1])
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: resolve against this file's package (names relative to selflearn/)
+                    base = package[: len(package) - (node.level - 1)]
+                    mod = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    mod = (node.module or "").removeprefix("selflearn").lstrip(".")
+                targets = [mod] + [f"{mod}.{a.name}".lstrip(".") for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name.removeprefix("selflearn").lstrip(".") for a in node.names]
+            else:
+                continue
+            if any(t == "world" or t.startswith("world.") for t in targets):
+                offenders.append(str(rel))
+    assert offenders == []

@@ -11,6 +11,7 @@ import typer
 
 from selflearn.errors import SelflearnError
 from selflearn.store.store import DEFAULT_STORE
+from selflearn.taxonomy import COMPONENTS
 
 from .app import StoreOpt, app, err, fail, out
 
@@ -90,7 +91,7 @@ def _print_breakdown(b: dict, as_json: bool) -> None:
     for key in ("by_domain", "by_intent", "by_device_type", "by_day"):
         out.print(f"{key.replace('_', ' ')}:", highlight=False)
         for r in b[key]:
-            parts = ", ".join(f"{c} {r[c]}" for c in ("false_wake", "asr", "nlu", "entity_resolution", "result") if r[c])
+            parts = ", ".join(f"{c} {r[c]}" for c in COMPONENTS if r[c])
             out.print(f"  {r['key'] or '(none)':<28} {r['defects']:>6,} / {r['turns']:<7,} {parts}", highlight=False)
 
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 
 from ..signals import SignalConfig, compute_signals
 from ..store.store import Store
+from ..taxonomy import FAILURE_POINTS
 
 __all__ = ["FpiTurn", "store_turns", "CLASSES"]
 
 #: The failure points, pipeline order first; "correct" when no component failed unrecoverably
 #: (including turns the assistant recovered from and requests no assistant can serve).
-CLASSES = ("false_wake", "asr", "nlu", "entity_resolution", "result", "correct")
+CLASSES = FAILURE_POINTS  # the model predicts one of the pipeline's failure points
 
 
 @dataclass

@@ -64,7 +64,7 @@ def filled_in(text: str, prefs: dict[tuple[str, str], str]) -> str | None:
 
 
 class PreferenceRewriter:
-    """A :class:`~selflearn.world.rewriter.Rewriter` over the store's preferences: returns the
+    """A :class:`~selflearn.rewriters.Rewriter` over the store's preferences: returns the
     request with the user's preferences filled in, or None when nothing applies."""
 
     def __init__(self, preferences: Preferences):

@@ -10,7 +10,7 @@ truth; evaluation only) → ``ab`` (paired A/B harness) and ``realism`` (the rea
 
 from .ab import ab_test
 from .build import World, WorldConfig, build_world
-from .rewriter import HttpRewriter, NoOpRewriter, Rewriter, load_rewriter
+from ..rewriters import HttpRewriter, NoOpRewriter, Rewriter, load_rewriter
 from .simulate import FAILURE_POINTS, SimConfig, Simulator
 
 __all__ = [

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, explain
 from .build import World
-from .rewriter import Rewriter
+from ..rewriters import Rewriter
 from .simulate import FAILURE_POINTS, SimConfig, Simulator
 
 __all__ = ["ab_test", "ab_arms", "ab_worlds", "compare", "relative_reduction_ci"]

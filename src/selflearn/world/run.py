@@ -14,7 +14,7 @@ from .ab import ab_test
 from .asr_channel import CONDITIONS, AsrChannel, Condition
 from .build import World, WorldConfig, build_world
 from .corpus import load_sentences
-from .rewriter import load_rewriter
+from ..rewriters import load_rewriter
 from .simulate import SimConfig, Simulator, load_nlu_for
 from .truth import TruthWriter, write_users
 

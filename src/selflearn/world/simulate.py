@@ -23,12 +23,12 @@ from .build import World, interpret
 from .catalogue import CATALOGUE_TYPES
 from .population import User, make_users, mix
 from .records import ACT_AT, device_context, geometric, log_turn, poisson, respond, truth_row
-from .rewriter import Rewriter
+from ..rewriters import Rewriter
+from ..taxonomy import FAILURE_POINTS  # re-exported: the truth tables use these names
 from .teaching import DEFAULT_SLOTS, WorldTeaching, decline_propensity, guided_answers, starts_guided, user_answer, vague_text
 
 __all__ = ["SimConfig", "Simulator", "FAILURE_POINTS"]
 
-FAILURE_POINTS = ("false_wake", "asr", "nlu", "entity_resolution", "result", "correct")
 FALSE_WAKE_P = 0.02  # per session
 PROMPT_P = 0.04  # "Did I answer your question?" after an executed turn
 EPOCH = datetime(2026, 1, 5, tzinfo=timezone.utc)

@@ -1,21 +1,22 @@
-"""The rewriter hook between ASR and NLU.
+"""The rewriter interface: what sits between ASR and NLU and may replace a request.
 
-Any object with a ``rewrite`` method can be plugged in, or the URL of a rewrite
-service that speaks the ``POST /v1/rewrite`` protocol (issue 5's service).
+Any object with a ``rewrite`` method is a rewriter: the mined table, the online rewriter, the
+preference rewriter, your own (``module:attribute``), or the URL of a service that speaks the
+``POST /v1/rewrite`` protocol of `selflearn serve`. The product defines it; the simulated world plugs
+rewriters in through it.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 from pathlib import Path
-import urllib.error
-import urllib.request
 from typing import Protocol, runtime_checkable
 
-from ..errors import InvalidInputError, explain
+import httpx
+
+from .errors import InvalidInputError, explain
 
 __all__ = ["Rewriter", "NoOpRewriter", "HttpRewriter", "load_rewriter"]
 
@@ -45,17 +46,15 @@ class HttpRewriter:
         self.timeout_s = timeout_s
         self.api_key = api_key if api_key is not None else os.environ.get("SELFLEARN_API_KEY", "")
         self.errors = 0
+        headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        self._client = httpx.Client(timeout=timeout_s, headers=headers)  # one keep-alive connection pool
 
     def rewrite(self, utterance: str, *, user_id: str, device: dict, context: dict) -> str | None:
-        body = json.dumps({"utterance": utterance, "user_id": user_id, "device": device, "context": context}).encode()
-        headers = {"content-type": "application/json"}
-        if self.api_key:
-            headers["authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.url, data=body, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                out = json.loads(resp.read())
-        except (OSError, ValueError, urllib.error.URLError):
+            resp = self._client.post(self.url, json={"utterance": utterance, "user_id": user_id, "device": device, "context": context})
+            resp.raise_for_status()
+            out = resp.json()
+        except (httpx.HTTPError, ValueError):
             self.errors += 1
             return None
         value = out.get("rewrite") if isinstance(out, dict) else None
@@ -72,11 +71,11 @@ def load_rewriter(spec: str | None) -> Rewriter:
     if spec.startswith(("http://", "https://")):
         return HttpRewriter(spec)
     if spec.endswith(".parquet"):
-        from ..rewrites.table import TableRewriter
+        from .rewrites.table import TableRewriter
 
         return TableRewriter.load(Path(spec))
     if (Path(spec) / "manifest.json").is_file():
-        from ..online import OnlineRewriter
+        from .online import OnlineRewriter
 
         return OnlineRewriter.load(Path(spec))
     module, _, attr = spec.partition(":")
