@@ -360,6 +360,7 @@ def test_hostile_log_text_is_shown_not_run_in_the_browser(online_model, api_keys
                    model / "rewrites.parquet")
     proc, base = serve(model, api_keys["file"], "--store", str(tmp_path / "hostile.duckdb"))
     browser = chromium_driver()
+    shots = _shots(tmp_path)
     sid = f"s0{XSS}"
     try:
         _browser_login(browser, base, api_keys["ops"])
@@ -367,13 +368,14 @@ def test_hostile_log_text_is_shown_not_run_in_the_browser(online_model, api_keys
                  "/dashboard/sessions/" + quote(sid, safe=""),
                  "/dashboard/rewrites/evidence?" + str(httpx.QueryParams({"utterance": f"play {XSS}", "rewrite": f"play the {XSS}"})),
                  "/dashboard/users/" + quote(f"u{XSS}", safe="")]
-        for path in pages:
+        for n, path in enumerate(pages):
             browser.get(base + path)
             _shows(browser, "selflearn")
             for _ in range(60):  # the summary page reloads itself until it is computed
                 if "Computing" not in browser.page_source:
                     break
                 browser.get(base + path)
+            browser.save_screenshot(str(shots / f"hostile-{n}.png"))
             assert browser.title != "XSS", path
             assert "onerror=" in browser.find_element("css selector", "main").text, path  # the markup is shown, as text
     finally:

@@ -275,13 +275,13 @@ def dashboard_router(store: Store, rewriter, *, auth: Auth, run, rewrite_table=N
 
     @router.get("/dashboard/login", response_class=HTMLResponse)
     async def login_page(request: Request, next: str = "/dashboard"):
-        return page(request, "dashboard/login.html", "Log in", next=_local(next), hours=round(auth.max_age_s / 3600, 1))
+        return page(request, "dashboard/login.html", "Log in", next=_local(next), hours=f"{auth.max_age_s / 3600:g}")
 
     @router.post("/dashboard/login")
     async def login(request: Request, token: str = Form(""), next: str = Form("/dashboard")):
         cookie = auth.login(token) if same_origin(request) else None
         if cookie is None:
-            return page(request, "dashboard/login.html", "Log in", status=403, next=_local(next), hours=round(auth.max_age_s / 3600, 1),
+            return page(request, "dashboard/login.html", "Log in", status=403, next=_local(next), hours=f"{auth.max_age_s / 3600:g}",
                         notes=["That is not an admin API key (or the form did not come from this page)."])
         resp = RedirectResponse(_local(next), status_code=303)
         resp.set_cookie(COOKIE, cookie, max_age=auth.max_age_s, httponly=True, samesite="strict", path="/dashboard",
