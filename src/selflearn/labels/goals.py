@@ -3,7 +3,7 @@ successful last turn to the failed attempts before it.
 
 The per-turn intent head learns, above all, to repeat what the NLU said (its intent is an input
 feature and is right on most turns), so its confident labels teach the NLU nothing new. What the
-seed's loop needs are the failed attempts labelled with what the user wanted, which the session
+keynote's loop needs are the failed attempts labelled with what the user wanted, which the session
 shows: the user retried until the assistant understood. Here that is read off the model's own
 segmentation (``same_goal``) and goal-success probabilities: a turn's *goal intent* is the intent
 of the last turn of its predicted goal, with confidence the product of every link's probability,

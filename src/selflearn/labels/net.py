@@ -1,9 +1,9 @@
 """The label model's network: a MiniLM turn encoder over each exchange's user utterance and system
 reply, categorical and numerical turn features, a dialogue-level Transformer encoder over the turns
-of a dialogue, and one head per task (the seed's "Label generation model", RoBERTa → MiniLM).
+of a dialogue, and one head per task (the keynote's "Label generation model", RoBERTa → MiniLM).
 
 ``context=False`` replaces the dialogue Transformer by a per-turn layer of the same width: the
-context-free baseline (the seed's RoBERTa-without-context)."""
+context-free baseline (the keynote's RoBERTa-without-context)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Online rewriting (the seed's "Online rewriting"): dense retrieval over a global index of
+"""Online rewriting (the keynote's "Online rewriting"): dense retrieval over a global index of
 requests that work and each user's own history, a learned ranker, and a threshold chosen for
 precision; the precomputed table is consulted first."""
 

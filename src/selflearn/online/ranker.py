@@ -120,7 +120,7 @@ def choose_threshold_by_harm(scores: np.ndarray, fixed: np.ndarray, harmful: np.
     another meaning) at least ``min_ratio`` to 1 — wrong rewrites of requests that were failing
     anyway cost nothing here. 1.0 (never rewrite) when no threshold qualifies."""
     if min_ratio <= 0:
-        raise InvalidInputError(explain(f"min_ratio={min_ratio}", "must be > 0", "use e.g. 12 (the issue's win:loss goal)"))
+        raise InvalidInputError(explain(f"min_ratio={min_ratio}", "must be > 0", "use e.g. 12 (twelve fixes per broken request)"))
     order = np.argsort(-np.asarray(scores, float), kind="stable")
     w = np.ones(len(order)) if weights is None else np.asarray(weights, float)[order]
     s = np.asarray(scores, float)[order]

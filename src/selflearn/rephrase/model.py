@@ -1,4 +1,4 @@
-"""Contextual rephrase detection as span prediction (the seed's model), on MiniLM.
+"""Contextual rephrase detection as span prediction (the keynote's model), on MiniLM.
 
 The input is the anchor utterance followed by the next utterances of the session, each preceded by
 its time gap: ``[CLS] anchor [SEP] +5s next1 [SEP] +12s next2 [SEP] ...``. Two linear heads give

@@ -1,4 +1,4 @@
-"""Absorbing Markov chains over rephrase chains (the seed's "Precomputed rewriting").
+"""Absorbing Markov chains over rephrase chains (after "Why ambient computing needs self-learning", "Precomputed rewriting").
 
 States are normalised utterances. From an utterance a user either succeeds (an absorbing state
 "success of that utterance"), rephrases into another utterance (a transient state), or gives up

@@ -39,7 +39,7 @@ def _run(world: World, config: SimConfig, rewriter: Rewriter | None, nlu_loader)
     default_sense = {e["id"]: e["senses"][0] for e in world.entities if len(e["senses"]) > 1}
 
     def minority(truth: dict) -> bool:
-        """The seed's Wilkerson case: the user means an ambiguous place in a state other than the usual one."""
+        """The Wilkerson case (from the self-learning keynote): the user means an ambiguous place in a state other than the usual one."""
         for ent in json.loads(truth["intended_entities"]):
             eid, _, sense = ent.partition("@")
             if sense and eid in default_sense and sense != default_sense[eid]:

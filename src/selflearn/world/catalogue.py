@@ -1,7 +1,7 @@
 """Entity catalogues built from the sentence set's slot values, and the resolver.
 
 Ambiguity is made real in two ways: some places exist in several states (the
-seed's Wilkerson, Washington vs Wilkerson, California), and names get
+keynote's Wilkerson, Washington vs Wilkerson, California), and names get
 confusable neighbours (a contact "jon" beside "john", a song that shares all
 but one word with another). Resolution is fuzzy (rapidfuzz), so small
 recognition errors are recovered and larger ones land on the wrong entry.

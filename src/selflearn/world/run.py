@@ -120,7 +120,7 @@ def run_ab(world_dir: Path, world: World, config: SimConfig, *, treatment: str, 
 
 def run_teaching_ab(world_dir: Path, world: World, config: SimConfig, store: Path, *, measure_from_day: int | None = None,
                     prompt_window_days: float = 1.0, n_boot: int = 2000) -> dict:
-    """Issue 8's A/B: the same traffic without and with teaching (``teach_ab.teaching_ab``); the
+    """The teaching A/B: the same traffic without and with teaching (``teach_ab.teaching_ab``); the
     treatment's preferences are written to ``store`` (a new file)."""
     from dataclasses import replace
 

@@ -43,7 +43,7 @@ class SimConfig:
     #: simulate days [first_day, first_day + days): the same users, later traffic (e.g. after mining)
     first_day: int = 0
     #: share of requests for the user's own genre or cuisine said without it ("play some music"):
-    #: ambiguous requests only what the user taught can resolve (issue 8); 0 leaves traffic as it was
+    #: ambiguous requests only what the user taught can resolve; 0 leaves traffic as it was
     vague_share: float = 0.0
 
     def check(self) -> None:
@@ -63,7 +63,7 @@ class Simulator:
         self.world = world
         self.config = config
         self.nlu_loader = nlu_loader
-        self.teaching = teaching  # the assistant remembers what users teach it (issue 8)
+        self.teaching = teaching  # the assistant remembers what users teach it
         self._names = {e["id"]: e["name"] for e in world.entities}
         self._prev: dict | None = None  # the session's previous turn
         self._declines: dict[int, float] = {}

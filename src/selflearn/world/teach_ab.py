@@ -1,4 +1,4 @@
-"""Issue 8's measurement: the same traffic (with ambiguous requests) through the assistant without
+"""The teaching measurement: the same traffic (with ambiguous requests) through the assistant without
 and with teaching, compared on the requests only a user's preference can resolve.
 
 An *ambiguous request* is a first attempt whose right answer depends on who asks: a place name

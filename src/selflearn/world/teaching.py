@@ -1,4 +1,4 @@
-"""Teaching in the world (issue 8): the assistant remembers what users teach it, and users with
+"""Teaching in the world: the assistant remembers what users teach it, and users with
 hidden preferences make ambiguous requests, answer its questions and sometimes ask it to learn.
 
 The assistant's side is :class:`WorldTeaching`, built on the product's teach module: the
