@@ -169,3 +169,11 @@ def test_long_texts_are_shortened_and_the_store_is_only_read(tmp_path):
     assert hashlib.sha256((tmp_path / "s.duckdb").read_bytes()).hexdigest() == before  # not a byte written (root may write anyway)
     doc = (tmp_path / "out" / "r.html").read_text()
     assert info["bytes"] < 6_000_000 and "characters)" in doc  # plotly.js (~4.7 MB) + shortened texts, not 5 x 2 MB
+
+
+def test_days_without_traffic_are_gaps_not_lines():
+    from selflearn.report.html import _days
+
+    days, rates = _days([{"key": "2026-03-01", "defect_rate": 0.2}, {"key": "2026-03-04", "defect_rate": 0.4}])
+    assert days == ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04"] and rates == [0.2, None, None, 0.4]
+    assert _days([]) == ([], [])
