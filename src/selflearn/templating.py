@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-__all__ = ["render", "stylesheet", "Link", "Button", "Tag", "Muted", "Section", "href", "clip", "MAX_TEXT"]
+__all__ = ["render", "stylesheet", "Link", "Button", "Tag", "Muted", "Section", "href", "clip", "pct", "MAX_TEXT"]
 
 MAX_TEXT = 300  # characters of one text from the logs shown on a page (the rest is counted, not shown)
 
@@ -72,6 +72,11 @@ def clip(text, limit: int = MAX_TEXT) -> str:
     """A text from the logs, cut to ``limit`` characters with how much was left out."""
     s = "" if text is None else str(text)
     return s if len(s) <= limit else f"{s[:limit]}… (+{len(s) - limit:,} characters)"
+
+
+def pct(x) -> str:
+    """A share as a percentage with one decimal; "—" for anything that is not a number."""
+    return f"{100 * x:.1f}%" if isinstance(x, (int, float)) and not isinstance(x, bool) else "—"
 
 
 def _is_cell(value, kind: str) -> bool:

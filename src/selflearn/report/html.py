@@ -14,7 +14,7 @@ from markupsafe import Markup
 from .. import __version__
 from ..errors import InvalidInputError, explain
 from ..store.store import Store
-from ..templating import clip, render
+from ..templating import clip, pct, render
 from .data import store_summary
 
 __all__ = ["write_report", "read_ab_result", "read_label_curves", "read_rewrite_table"]
@@ -87,10 +87,6 @@ def _num(x) -> str:
     return f"{x:,}" if isinstance(x, int) and not isinstance(x, bool) else ("" if x is None else clip(x, 40))
 
 
-def _pct(x) -> str:
-    return f"{100 * x:.1f}%" if isinstance(x, (int, float)) and not isinstance(x, bool) else "—"
-
-
 def _ratio(x) -> str:
     return f"{x:.1f}:1" if isinstance(x, (int, float)) and not isinstance(x, bool) else "—"
 
@@ -136,7 +132,7 @@ def write_report(store_path: Path, out: Path, *, rewrites: Path | None = None, a
         rw["mined"] = []
         for r in mined:
             sv = served.get((" ".join(str(r["utterance"]).lower().split()), r["rewrite"]), {})
-            rw["mined"].append([clip(r["utterance"]), clip(r["rewrite"]), _pct(r.get("probability")), _num(r.get("support")),
+            rw["mined"].append([clip(r["utterance"]), clip(r["rewrite"]), pct(r.get("probability")), _num(r.get("support")),
                                 _num(sv.get("wins", "—")), _num(sv.get("losses", "—"))])
     rw["served"] = [[clip(r["request"]), clip(r["rewrite"]), r["served"], r["wins"], r["losses"]] for r in s["served_rewrites"]]
 
@@ -147,8 +143,8 @@ def write_report(store_path: Path, out: Path, *, rewrites: Path | None = None, a
                                              error_y={"type": "data", "symmetric": False, "array": [r["ci_high"] - r["relative_reduction"] for _, r in nums],
                                                       "arrayminus": [r["relative_reduction"] - r["ci_low"] for _, r in nums]}),
                                       layout={"title": "fewer first-attempt defects than the control, with 95% CIs", "yaxis": {"tickformat": ".1%"}}))
-        ab_rows = [[clip(n, 120), _num(r.get("goals")), _pct(r.get("control_defect_rate")), _pct(r.get("treatment_defect_rate")),
-                    f"{_pct(r.get('relative_reduction'))} [{_pct(r.get('ci_low'))}, {_pct(r.get('ci_high'))}]", _ratio(r.get("win_loss_ratio"))]
+        ab_rows = [[clip(n, 120), _num(r.get("goals")), pct(r.get("control_defect_rate")), pct(r.get("treatment_defect_rate")),
+                    f"{pct(r.get('relative_reduction'))} [{pct(r.get('ci_low'))}, {pct(r.get('ci_high'))}]", _ratio(r.get("win_loss_ratio"))]
                    for n, r in ab_results]
 
     fp = s["failure_points"]
@@ -174,7 +170,7 @@ def write_report(store_path: Path, out: Path, *, rewrites: Path | None = None, a
         figures["labels"] = fig(f)
 
     doc = render("report.html", store=clip(store_path, 200), generated=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}", version=__version__,
-                 cards=[("turns", f"{s['turns']:,}"), ("sessions", f"{s['sessions']:,}"), ("users", f"{s['users']:,}"), ("defect rate", _pct(s["defect_rate"]))],
+                 cards=[("turns", f"{s['turns']:,}"), ("sessions", f"{s['sessions']:,}"), ("users", f"{s['users']:,}"), ("defect rate", pct(s["defect_rate"]))],
                  figures=figures, top_defects=top_defects, transcript_headers=TRANSCRIPT, rewrites=rw, ab=ab_rows, failure_points=fp_view)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(out).with_suffix(".tmp")

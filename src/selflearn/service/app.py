@@ -4,7 +4,6 @@ one place; the rewriting itself lives in :mod:`selflearn.online`. docs/security.
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -72,7 +71,7 @@ class ServiceSettings:
     """Limits and policies of one service (each has a `selflearn serve` option; docs/security.md)."""
 
     max_body: int = DEFAULT_MAX_BODY  # bytes of one request body (413 beyond)
-    max_field_chars: int = 2_000  # characters of any one text field of a logged turn (422 beyond)
+    max_field_chars: int = 2_000  # characters of any one text field of a logged turn (413 beyond)
     max_list_items: int = 50  # items of any one list of a logged turn (n-best, slots, entities)
     deadline_ms: float = 50.0  # a rewrite that cannot be answered by then is refused at once with 503 (the assistant passes it through)
     write_deadline_ms: float = 5_000.0  # the same for ingest and admin calls
@@ -258,7 +257,7 @@ def create_app(model_dir: Path, *, keys: KeyRing, layers: tuple[str, ...] = LAYE
     def shed(path: str) -> int | None:
         if path == "/v1/rewrite" and owner.saturated(settings.deadline_ms / 1000):
             owner.shed += 1
-            return max(1, math.ceil(owner.waiting * owner.job_s))
+            return owner.retry_after_s()
         return None
 
     app.add_middleware(RequestGuard, max_body=settings.max_body, on_refuse=lambda kind: metrics.errors.labels(kind=kind).inc(), shed=shed)
@@ -266,7 +265,7 @@ def create_app(model_dir: Path, *, keys: KeyRing, layers: tuple[str, ...] = LAYE
 
 
 def _check_sizes(value: Any, settings: ServiceSettings, where: str = "") -> None:
-    """Every text field and list of a turn within the service's limits (422 naming the field)."""
+    """Every text field and list of a turn within the service's limits (413 naming the field)."""
     if isinstance(value, str) and len(value) > settings.max_field_chars:
         raise TooLargeError(explain(f"{where or 'body'} ({len(value):,} characters)", f"a text field may hold at most {settings.max_field_chars:,}",
                                         "send the turn without the oversized text (or truncate it)"))

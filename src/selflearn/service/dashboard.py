@@ -26,7 +26,7 @@ from ..rewrites.reviews import DECISIONS, Reviews, rewrite_chains
 from ..rewrites.table import normalise_utterance
 from ..store.store import Store
 from ..teach.preferences import Preferences
-from ..templating import Button, Link, Muted, Section, Tag, clip, href, render
+from ..templating import Button, Link, Muted, Section, Tag, clip, href, pct, render
 from .security import COOKIE, Auth, same_origin
 
 __all__ = ["dashboard_router", "refused_page", "read_model_table", "SUMMARY_TTL_S", "MIN_REFRESH_S"]
@@ -60,10 +60,6 @@ def _transcript_rows(turns: list[dict]) -> list[list]:
 
 
 TRANSCRIPT = ["#", "time", "user said", "rewritten to", "intent", "assistant", "feedback", "defect score"]
-
-
-def _pct(x) -> str:
-    return "—" if x is None else f"{100 * x:.1f}%"
 
 
 class _Reader:
@@ -143,10 +139,10 @@ def dashboard_router(store: Store, rewriter, *, auth: Auth, run, rewrite_table=N
         if s is None:
             return page(request, "dashboard/home.html", "Defects", s=None, empty=reader.error or "No summary.")
         cards = [("turns", f"{s['turns']:,}"), ("sessions", f"{s['sessions']:,}"), ("users", f"{s['users']:,}"),
-                 ("defect rate", _pct(s["defect_rate"])), ("rewrites blocked", len(rewriter.blocked))]
+                 ("defect rate", pct(s["defect_rate"])), ("rewrites blocked", len(rewriter.blocked))]
         top = [[clip(d["request"]) or Muted("(nothing heard)"), d["intent"] or "", d["defects"], d["turns"],
                 Link(href("/dashboard/sessions", q=d["request"]), "sessions")] for d in s["top_defects"]]
-        intents = [[r["key"], r["turns"], _pct(r["defect_rate"])] for r in s["by_intent"]]
+        intents = [[r["key"], r["turns"], pct(r["defect_rate"])] for r in s["by_intent"]]
         return page(request, "dashboard/home.html", "Defects", s=s, cards=cards, top=top, intents=intents,
                     computed=f"{reader.computed_at:%Y-%m-%d %H:%M:%S} UTC")
 
@@ -181,7 +177,7 @@ def dashboard_router(store: Store, rewriter, *, auth: Auth, run, rewrite_table=N
         decided = {(r.utterance, r.rewrite): r.decision for r in listed}
         ql = q.lower()
         shown = [r for r in rows if not q or ql in str(r["utterance"]).lower() or ql in str(r["rewrite"]).lower()][: max(1, min(limit, 500))]
-        mined = [[clip(r["utterance"]), clip(r["rewrite"]), _pct(r.get("probability")), r.get("support", ""),
+        mined = [[clip(r["utterance"]), clip(r["rewrite"]), pct(r.get("probability")), r.get("support", ""),
                   Tag(decided.get((normalise_utterance(r["utterance"]), normalise_utterance(r["rewrite"])))),
                   Link(href("/dashboard/rewrites/evidence", utterance=r["utterance"], rewrite=r["rewrite"]), "evidence")] for r in shown]
         done = [[clip(r.utterance), clip(r.rewrite), Tag(r.decision), r.reviewer, f"{r.decided_at:%Y-%m-%d %H:%M}",
@@ -205,7 +201,7 @@ def dashboard_router(store: Store, rewriter, *, auth: Auth, run, rewrite_table=N
             return reviews.get(u, r), [(sid, session_turns(reader.con, sid)) for sid in chains]
 
         rev, chains = await reader.run(read)
-        facts = (f"Success probability {_pct(row.get('probability'))}, support {row.get('support')} turns, "
+        facts = (f"Success probability {pct(row.get('probability'))}, support {row.get('support')} turns, "
                  f"{row.get('rephrase_support', '—')} followed by a rephrase." if row else "Not in the model's mined table.")
         status = f"Review: {rev.decision if rev else 'not reviewed'}" + (f" by {rev.reviewer} at {rev.decided_at:%Y-%m-%d %H:%M}" if rev else "")
         fields = {"utterance": u, "rewrite": r}

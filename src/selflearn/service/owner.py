@@ -41,11 +41,15 @@ class Owner:
         """Whether a request with ``budget_s`` seconds to go would be refused now."""
         return self.waiting >= self.max_queue or (self.waiting + 1) * self.job_s > ADMIT_SHARE * budget_s
 
+    def retry_after_s(self) -> int:
+        """Seconds until the work queued now is done (at least 1): the Retry-After of a refusal."""
+        return max(1, math.ceil(self.waiting * self.job_s))
+
     def _admit(self, budget_s: float) -> None:
         expected = (self.waiting + 1) * self.job_s
         if self.saturated(budget_s):
             self.shed += 1
-            retry = max(1, math.ceil(self.waiting * self.job_s))
+            retry = self.retry_after_s()
             raise OverloadedError(f"the service is at capacity ({self.waiting} requests queued, about {expected * 1000:.0f} ms of work ahead "
                              f"against a deadline of {budget_s * 1000:.0f} ms); fix: pass the request through, retry after {retry} s, or add capacity", retry)
 
