@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: any other torch spec pulls GBs of CUDA packages.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[world,test,bench]'
 	# optional: speaker embeddings in the ASR channel (resemblyzer's pins are stale, so --no-deps, last)
 	$(PY) -m pip install --quiet webrtcvad-wheels librosa
 	$(PY) -m pip install --quiet --no-deps resemblyzer==0.1.4

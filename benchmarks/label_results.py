@@ -187,7 +187,7 @@ def _nlu_loop(args, world: World, best: LabelModel, gold: list, train: list, tmp
             say(f"retrain NLU: {name}{tag} ({len(r)} rows)")
             d = tmp / f"w-variant-{seed}-{i}"
             loop.setdefault("retrained", {})[name + tag] = retrain_world_nlu(args.world, r, d, epochs=args.nlu_epochs, base_share=args.nlu_base_share,
-                                                                             seed=seed, threads=args.threads, progress=say)
+                                                                             seed=seed, threads=args.threads, progress=lambda s, *_: say(s))
             worlds[f"NLU + {name}{tag}"] = (World.load(d), load_nlu_for(d))
             if i:
                 pairs.append((f"NLU + same extra training (control){tag}", f"NLU + {name}{tag}"))

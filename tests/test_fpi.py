@@ -120,8 +120,8 @@ def test_save_load_and_seeding(runs, model, tmp_path):
     again = FailurePointModel.load(tmp_path / "m")
     assert np.allclose(again.predict_proba(test), model.predict_proba(test), atol=1e-6)
     train, y, _, _ = runs["train"]
-    a = FailurePointModel(**{**SMALL, "text": False, "epochs": 3}, seed=5).fit(train[:800], y[:800])
-    b = FailurePointModel(**{**SMALL, "text": False, "epochs": 3}, seed=5).fit(train[:800], y[:800])
+    a = FailurePointModel(**{**SMALL, "text": False, "epochs": 3}, random_state=5).fit(train[:800], y[:800])
+    b = FailurePointModel(**{**SMALL, "text": False, "epochs": 3}, random_state=5).fit(train[:800], y[:800])
     assert np.array_equal(a.predict_proba(test), b.predict_proba(test))
     assert model.predict([]) == [] and model.predict_proba([]).shape == (0, len(CLASSES))
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())

@@ -54,7 +54,7 @@ def synthetic(n: int, seed: int = 0) -> list[Dialogue]:
     return out
 
 
-SMALL = dict(text_layers=1, d_model=32, dialogue_layers=1, epochs=3, pretrain_epochs=1, batch_size=8, seed=0, lr=1e-4, head_lr=3e-3)
+SMALL = dict(text_layers=1, d_model=32, dialogue_layers=1, epochs=3, pretrain_epochs=1, batch_size=8, random_state=0, lr=1e-4, head_lr=3e-3)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_corruptions_mark_what_they_changed():
     vocab = Vocab.fit(ds)
     from transformers import AutoTokenizer
 
-    from selflearn.modeldir import encoder_path
+    from selflearn.models.backbone import encoder_path
 
     enc = encode_dialogues(ds, AutoTokenizer.from_pretrained(encoder_path()), vocab)
     for kind in ("swap", "shuffle", "insert"):

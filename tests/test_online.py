@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from selflearn.errors import InvalidInputError, NotFittedError
-from selflearn.online import OnlineRewriter, Ranker, TorchEncoder, OnnxEncoder, agreement, choose_threshold, precision_coverage
-from selflearn.online.encoder import _batches, fit_biencoder
+from selflearn.online import BiEncoder, OnlineRewriter, OnnxEncoder, Ranker, agreement, choose_threshold, precision_coverage
+from selflearn.online.encoder import _batches
 from selflearn.online.features import FEATURES, phonetic_key, smoothed_rate
 from selflearn.online.memory import PersonalMemory, meaning_key, text_similarity, turn_success
 from selflearn.online.rewriter import MODEL_FORMAT, Decision
@@ -82,8 +82,8 @@ def _toy(n=3000, seed=0):
 
 def test_ranker_learns_saves_and_is_deterministic(tmp_path):
     x, y = _toy()
-    a = Ranker(seed=3).fit(x, y)
-    b = Ranker(seed=3).fit(x, y)
+    a = Ranker(random_state=3).fit(x, y)
+    b = Ranker(random_state=3).fit(x, y)
     assert np.array_equal(a.score(x), b.score(x))  # same seed, same model
     assert ((a.score(x) > 0.5) == y).mean() > 0.9
     a.threshold_ = 0.7
@@ -185,12 +185,12 @@ def test_personal_layer_round_trip(tmp_path):
 # -- the encoder ---------------------------------------------------------------------------
 def test_biencoder_training_lowers_the_loss_and_is_seeded():
     pairs = [(f"play song number {i} plz", f"play song number {i}") for i in range(24)]
-    a, sa = fit_biencoder(pairs, epochs=2, batch_size=8, seed=1, lr=1e-4)
-    b, sb = fit_biencoder(pairs, epochs=2, batch_size=8, seed=1, lr=1e-4)
-    assert sa["loss_last"] < sa["loss_first"]
+    a = BiEncoder(epochs=2, batch_size=8, random_state=1, lr=1e-4).fit(pairs)
+    b = BiEncoder(epochs=2, batch_size=8, random_state=1, lr=1e-4).fit(pairs)
+    assert a.training_["loss_last"] < a.training_["loss_first"]
     assert np.array_equal(a.encode(["play song number 3"]), b.encode(["play song number 3"]))
     with pytest.raises(InvalidInputError, match="pairs"):
-        fit_biencoder([])
+        BiEncoder().fit([])
 
 
 # -- a model trained on the small world -------------------------------------------------------
@@ -201,8 +201,8 @@ def _logged(online_model, n=300):
 
 def test_training_writes_a_complete_model_directory(online_model):
     d, s = online_model["model"], online_model["stats"]
-    manifest = json.loads((d / "manifest.json").read_text())
-    assert manifest["format_version"] == MODEL_FORMAT == 2 and manifest["components"]["table"] == "rewrites.parquet"
+    config = json.loads((d / "config.json").read_text())
+    assert config["component"] == "online-rewriter" and config["format_version"] == MODEL_FORMAT == 3 and config["parts"]["table"] == "rewrites.parquet"
     for part in ("encoder/config.json", "encoder/model.safetensors", "encoder.onnx", "global/index.faiss", "global/entries.parquet",
                  "personal/history.parquet", "ranker/model.safetensors", "ranker/config.json", "rewrites.parquet"):
         assert (d / part).is_file(), part
@@ -221,7 +221,7 @@ def test_reloaded_model_decides_the_same(online_model):
 
 def test_onnx_encoder_agrees_with_torch(online_model):
     texts = [t["utterance"]["text"] for t in _logged(online_model, 200)]
-    torch_enc = TorchEncoder(online_model["model"] / "encoder")
+    torch_enc = BiEncoder.load(online_model["model"] / "encoder")
     onnx_enc = OnnxEncoder(online_model["model"] / "encoder.onnx", online_model["model"] / "encoder" / "tokenizer")
     agree = agreement(torch_enc, onnx_enc, texts)
     assert agree["mean_cosine"] > 0.98 and agree["min_cosine"] > 0.9, agree

@@ -53,7 +53,7 @@ def _toy(n: int) -> tuple[list[Example], list[int]]:
 @pytest.fixture(scope="module")
 def fitted():
     exs, labels = _toy(64)
-    return ContextualRephraseDetector(epochs=4, batch_size=16, lr=1e-4, seed=0).fit(exs, labels), exs, labels
+    return ContextualRephraseDetector(epochs=4, batch_size=16, lr=1e-4, random_state=0).fit(exs, labels), exs, labels
 
 
 def test_span_model_learns_a_toy_task(fitted):
@@ -69,7 +69,7 @@ def test_save_load_round_trip_and_seeding(fitted, tmp_path):
     assert [k for k, _ in again.predict(exs)] == [k for k, _ in model.predict(exs)]
     for (_, p), (_, q) in zip(again.predict(exs), model.predict(exs)):
         assert p == pytest.approx(q, abs=1e-5)
-    twin = ContextualRephraseDetector(epochs=4, batch_size=16, lr=1e-4, seed=0).fit(*_toy(64))
+    twin = ContextualRephraseDetector(epochs=4, batch_size=16, lr=1e-4, random_state=0).fit(*_toy(64))
     assert [k for k, _ in twin.predict(exs)] == [k for k, _ in model.predict(exs)]
 
 

@@ -172,3 +172,35 @@ def test_mining_with_a_rephrase_model(mined_store, tmp_path):
     assert 0 < n <= 20  # only turns that did not look successful are asked
     rewrites = dict(zip(*(pq.read_table(tmp_path / "rw.parquet").column(c).to_pylist() for c in ("utterance", "rewrite"))))
     assert rewrites.get("play jaz") == "play jazz music"
+
+
+def test_mixed_case_logs_explain_the_rewrite_that_is_served(store, tmp_path):
+    """Logs in mixed case and spacing: the table keys, the served rewrite, --explain and the
+    dashboard's evidence all use the one normalised text, so they agree."""
+    from selflearn.rewrites.reviews import rewrite_chains
+
+    turns = []
+    for _ in range(3):
+        turns += _session(("Play  Jaz", "fail"), ("Play Jazz Music", "ok"))
+    turns += _session(("play jaz", "fail"), ("PLAY jazz music", "ok"))
+    import_files(store, [write_jsonl(tmp_path / "t.jsonl", turns)])
+    _, table, _ = _mine(store, tmp_path)
+    assert table == {"play jaz": "play jazz music"}  # one key for the four spellings
+    served = TableRewriter.load(tmp_path / "rw.parquet").rewrite("PLAY JAZ", user_id="u", device={}, context={})
+    assert served == "play jazz music"
+    ex = explain_rewrite(store, "PLAY JAZ")
+    assert ex["rewrite"]["rewrite"] == served and len(ex["chains"]) == 4
+    assert [c.session_id for c in rewrite_chains(store, "play jaz", served)] == [c["session_id"] for c in ex["chains"]]
+
+
+def test_signals_are_computed_once_per_store_state_and_config(mined_store, tmp_path):
+    from selflearn.signals import SignalConfig, compute_signals
+    from selflearn.store.derived import entry
+
+    n = compute_signals(mined_store)
+    first = entry(mined_store.reader(), "signals")
+    assert compute_signals(mined_store) == n and entry(mined_store.reader(), "signals")["computed_at"] == first["computed_at"]  # reused
+    compute_signals(mined_store, SignalConfig(window_s=10))
+    assert entry(mined_store.reader(), "signals")["config"]["window_s"] == 10  # another config: recomputed and recorded
+    import_files(mined_store, [write_jsonl(tmp_path / "more.jsonl", _session(("play jaz", "fail"), ("play jazz music", "ok")))])
+    assert compute_signals(mined_store, SignalConfig(window_s=10)) == n + 2  # new turns: recomputed

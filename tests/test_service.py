@@ -218,7 +218,7 @@ def test_real_server_over_loopback_and_the_world_hook(online_model, api_keys, tm
 
 def test_cli_serve_rejects_a_missing_model(tmp_path, api_keys):
     r = CliRunner().invoke(cli, ["serve", "--model", str(tmp_path / "none"), "--api-keys", str(api_keys["file"])])
-    assert r.exit_code == 2 and "manifest.json" in r.output
+    assert r.exit_code == 2 and "config.json" in r.output
 
 
 def test_cli_serve_needs_api_keys(online_model, monkeypatch):
@@ -238,7 +238,7 @@ def test_cli_train_online_writes_a_model(online_model, tmp_path):
                                  "--examples", "200", "--min-precision", "0.8", "--json"])
     assert r.exit_code == 0, r.output
     stats = json.loads(r.output)
-    assert Path(tmp_path / "m" / "manifest.json").is_file() and stats["global_candidates"] > 0
+    assert Path(tmp_path / "m" / "config.json").is_file() and stats["global_candidates"] > 0
 
 
 def test_cli_train_online_rejects_an_unknown_calibration(tmp_path):

@@ -117,3 +117,21 @@ def test_a_directory_that_cannot_be_written_is_named_as_such(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr and "is not writable (permission denied)" in r.stderr, r.stderr
     r = _cli("import", "--store", "/proc/sys/new/s.duckdb", str(tmp_path / "none.jsonl"))
     assert r.returncode == 2 and "cannot create the store's directory" in r.stderr, r.stderr
+
+
+def test_the_normalised_text_is_the_same_in_python_and_in_the_store():
+    """selflearn.text.normalise (serving) and the store's text_norm (mining, reviews, the report)
+    give the same string for any text, Unicode case and spacing included."""
+    import random
+
+    import duckdb
+
+    from selflearn.text import normalise, normalise_sql
+
+    rng = random.Random(0)
+    alphabet = [chr(i) for i in range(0x20, 0x250)] + list(" \t\n\r\x0b\x0c\u00a0\u2003ΣİẞΩ")
+    texts = ["  Play\tJAZZ ", "ΣΑΣ", "İstanbul", "\u2003hi\u2003"] + ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(5000)]
+    got = duckdb.connect().execute(f"SELECT {normalise_sql('x')} FROM (SELECT unnest(?) AS x, generate_subscripts(?, 1) AS i) ORDER BY i",
+                                   [texts, texts]).fetchall()
+    assert [normalise(t) for t in texts] == [g[0] for g in got]
+    assert normalise("  Play\tJAZZ ") == "play jazz"

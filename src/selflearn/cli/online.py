@@ -46,7 +46,7 @@ def train_online_cmd(
         if table is not None and not table.is_file():
             raise InvalidInputError(explain(str(table), "is not a file", "pass the Parquet file `selflearn mine --out` wrote"))
         with Store(store) as st, err.status("training") as status:
-            stats = train_online(st, out_dir, table=table, config=cfg, threads=threads, progress=lambda s: status.update(f"training: {s}"))
+            stats = train_online(st, out_dir, table=table, config=cfg, threads=threads, progress=lambda s, *_: status.update(f"training: {s}"))
     except SelflearnError as exc:
         raise fail(exc) from exc
     if as_json:

@@ -42,7 +42,7 @@ def mine_cmd(
                 mining=MiningConfig(min_support=min_support, min_probability=min_probability, min_share=min_share,
                                     max_direct_success=max_direct_success),
                 rephrase_model=rephrase_model,
-                progress=lambda stage: status.update(f"mining: {stage}"),
+                progress=lambda stage, *_: status.update(f"mining: {stage}"),
             )
     except SelflearnError as exc:
         raise fail(exc) from exc

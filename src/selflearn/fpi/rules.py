@@ -11,7 +11,9 @@ import itertools
 
 import numpy as np
 
-from ..errors import InvalidInputError, NotFittedError, explain
+from ..errors import InvalidInputError, explain
+from ..signals.feedback import DEFECT_AT
+from ..models.base import Estimator
 from .features import unresolved
 from .turns import CLASSES, FpiTurn
 
@@ -23,7 +25,7 @@ GRID = {"false_wake_at": (0.0, 0.3, 0.4, 0.5), "asr_at": tuple(np.round(np.arang
 
 def _columns(turns: list[FpiTurn]) -> dict[str, np.ndarray]:
     er_min = [min((float(e.get("score") or 0.0) for e in t.entities if isinstance(e, dict)), default=1.0) for t in turns]
-    return {"ok": np.array([t.defect_score < 0.5 or t.status == "unsupported" for t in turns]),
+    return {"ok": np.array([t.defect_score < DEFECT_AT or t.status == "unsupported" for t in turns]),
             "first": np.array([t.prev is None for t in turns]),
             "asr": np.array([1.0 if t.asr_confidence is None else t.asr_confidence for t in turns]),
             "nlu": np.array([1.0 if t.nlu_confidence is None else t.nlu_confidence for t in turns]),
@@ -41,8 +43,13 @@ def _apply(c: dict, fw: float, asr: float, nlu: float, er: float) -> np.ndarray:
     return np.where(c["ok"], CLASSES.index("correct"), out)
 
 
-class RuleBaseline:
+class RuleBaseline(Estimator):
     """Confidence-threshold rules. Parameters are stored as given; fitted thresholds end in ``_``."""
+
+    component = "failure-point-rules"
+    fitted_attr = "thresholds_"
+    fix = "fit it on labelled turns (benchmarks/fpi_results.py) or use the given thresholds"
+    uses_torch = False
 
     def __init__(self, *, false_wake_at: float = 0.4, asr_at: float = 0.6, nlu_at: float = 0.6, er_at: float = 0.5):
         self.false_wake_at = false_wake_at
@@ -54,10 +61,14 @@ class RuleBaseline:
         """With ``labels``: the thresholds (grid search) that maximise accuracy on them; without:
         the thresholds as given."""
         if labels is None:
+            self._start(turns)
             self.thresholds_ = {k: float(getattr(self, k)) for k in GRID}
             return self
-        if len(turns) != len(labels) or not turns:
-            raise InvalidInputError(explain(f"{len(turns)} turns, {len(labels)} labels", "need one label per turn, at least one", "pass matching lists"))
+        bad = sorted({x for x in labels if x not in CLASSES})
+        if len(turns) != len(labels) or not turns or bad:
+            raise InvalidInputError(explain(f"{len(turns)} turns, {len(labels)} labels, unknown labels {bad[:5]}",
+                                            f"need one label per turn, at least one turn, labels among {list(CLASSES)}", "pass matching lists"))
+        self._start(turns, labels)
         y = np.array([CLASSES.index(x) for x in labels])
         c = _columns(turns)
         best = (-1.0, None)
@@ -69,7 +80,12 @@ class RuleBaseline:
         return self
 
     def predict(self, turns: list[FpiTurn]) -> list[str]:
-        th = getattr(self, "thresholds_", None)
-        if th is None:
-            raise NotFittedError(explain("RuleBaseline", "is not fitted", "call fit(turns) for the given thresholds or fit(turns, labels) to tune them"))
+        self._check_fitted()
+        th = self.thresholds_
         return [CLASSES[i] for i in _apply(_columns(turns), *(th[k] for k in GRID))] if turns else []
+
+    def _learned(self) -> dict:
+        return {"thresholds_": self.thresholds_}
+
+    def _restore(self, directory, learned: dict) -> None:
+        self.thresholds_ = {k: float(learned["thresholds_"][k]) for k in GRID}

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidInputError, explain
+from ..store.derived import replace_table
 from ..store.store import Store
 from .model import FailurePointModel
 from .rules import RuleBaseline
@@ -112,14 +113,15 @@ def apply_fpi(store: Store, model: FailurePointModel) -> dict:
                       "confidence": pa.array(proba.max(1) if len(turns) else np.zeros(0), pa.float64())})
     with store.transaction() as con:
         con.register("_fp", table)
-        con.execute("CREATE OR REPLACE TABLE failure_points AS SELECT * FROM _fp")
+        replace_table(con, "failure_points", "SELECT * FROM _fp", {"model": model.component, "params": model.saved_params(),
+                                                                    "data_fingerprint": getattr(model, "data_fingerprint_", None)})
         con.unregister("_fp")
     return breakdown(store)
 
 
 def breakdown(store: Store, *, top: int = 10) -> dict:
     """Root causes of the store's defects: per component, per domain and intent, per device type, per day."""
-    if not store.has_table("failure_points"):
+    if not store.has_derived("failure_points"):
         raise InvalidInputError(explain(str(store.path), "has no failure points", "run `selflearn fpi apply` first"))
     con = store.reader()
     total = con.execute("SELECT count(*) FROM failure_points").fetchall()[0][0]

@@ -10,7 +10,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..signals import SignalConfig, compute_signals
+from ..signals import DEFECT_AT, SignalConfig, compute_signals
 from ..store.store import Store
 from ..taxonomy import FAILURE_POINTS
 
@@ -93,7 +93,7 @@ def store_turns(store: Store, *, signals: SignalConfig | None = None) -> list[Fp
 def word_rarity(turns: list[FpiTurn]) -> None:
     """How usual each turn's words are among the requests that worked (signals say not a defect,
     action succeeded), not counting the turn itself: misheard words are rarely among them."""
-    ok = [t.defect_score < 0.5 and t.status == "success" for t in turns]
+    ok = [t.defect_score < DEFECT_AT and t.status == "success" for t in turns]
     counts = Counter(w for t, good in zip(turns, ok) if good for w in t.text.lower().split())
     top = math.log1p(max(counts.values(), default=1))
     for t, good in zip(turns, ok):

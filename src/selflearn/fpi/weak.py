@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..signals.feedback import DEFECT_AT
 from .features import relation, unresolved, value_mismatch
 from .turns import FpiTurn
 
@@ -24,7 +25,7 @@ class WeakConfig:
     """The rules' thresholds. The defaults were chosen by looking at one simulated training run
     (1,000 users x 7 days, traffic seed 5); results are reported on other runs."""
 
-    defect_at: float = 0.5  # defect score at or above which a turn is a defect (the signals' threshold)
+    defect_at: float = DEFECT_AT  # defect score at or above which a turn is a defect (the signals' threshold)
     low_asr: float = 0.9  # ASR confidence below which a misreading is blamed on ASR
     low_nlu: float = 0.6  # NLU confidence below which NLU is blamed
     false_wake_asr: float = 0.6  # a first turn heard below this, cut off (barge-in) and not retried, is a false wake

@@ -11,26 +11,32 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError, NotFittedError, explain
-from ..modeldir import encoder_path, load_model_dir, read_model_config, save_model_dir
+from ..errors import InvalidInputError, explain
+from ..models.backbone import load_tokenizer
+from ..models.base import Estimator, Progress, no_progress
+from ..models.directory import load_module, save_module
 from .batches import CORRUPTIONS, IGNORE, Vocab, collate, corrupt, drop_feedback, encode_dialogues
 from .dialogues import Dialogue
 from .goals import carry_goal_intents
 from .net import NetConfig, build_net
 
-__all__ = ["LabelModel", "FORMAT_VERSION", "TASKS"]
+__all__ = ["LabelModel", "TASKS"]
 
-FORMAT_VERSION = 1
 TASKS = ("defect", "same_goal", "goal_success", "intent", "slots", "satisfaction", "dialogue_label")
 SLOT_VALUE_MIN = 85.0  # rapidfuzz ratio for a tagged span to take a known value's canonical form
 
 
-class LabelModel:
+class LabelModel(Estimator):
     """Contextual label model. Parameters are stored as given; learned state ends in ``_``."""
+
+    component = "label-model"
+    format_version = 2  # 2: the shared model directory
+    fitted_attr = "net_"
+    fix = "train it with `selflearn labels train`"
 
     def __init__(self, *, text_layers: int = 6, d_model: int = 256, dialogue_layers: int = 2, context: bool = True,
                  pretrain_epochs: int = 1, corruptions: tuple[str, ...] = CORRUPTIONS, epochs: int = 2, batch_size: int = 32,
-                 lr: float = 5e-5, head_lr: float = 1e-3, feedback_dropout: float = 0.2, seed: int = 0, threads: int = 1):
+                 lr: float = 5e-5, head_lr: float = 1e-3, feedback_dropout: float = 0.2, random_state: int = 0, threads: int = 1):
         self.text_layers = text_layers
         self.d_model = d_model
         self.dialogue_layers = dialogue_layers
@@ -42,11 +48,8 @@ class LabelModel:
         self.lr = lr
         self.head_lr = head_lr
         self.feedback_dropout = feedback_dropout
-        self.seed = seed
+        self.random_state = random_state
         self.threads = threads
-
-    def _params(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if not k.endswith("_") and k != "threads"}
 
     def _check_params(self) -> None:
         bad = set(self.corruptions) - set(CORRUPTIONS)
@@ -57,25 +60,20 @@ class LabelModel:
                                             "use the defaults"))
 
     # -- training --------------------------------------------------------------------
-    def fit(self, dialogues: list[Dialogue], *, progress=None) -> "LabelModel":
-        import torch
-        from transformers import AutoTokenizer
-
+    def fit(self, dialogues: list[Dialogue], *, progress: Progress = no_progress) -> "LabelModel":
         self._check_params()
         if not dialogues or not any(e.labels for d in dialogues for e in d.exchanges):
             raise InvalidInputError(explain(f"{len(dialogues)} dialogues", "training needs dialogues with at least one labelled turn",
                                             "label turns (docs/dialogue-format.md) or build weak labels from a store"))
-        torch.manual_seed(self.seed)
-        torch.set_num_threads(self.threads)
-        rng = random.Random(self.seed)
-        say = progress or (lambda stage, done, total: None)
+        rng = self._start(dialogues)
+        say = progress
         self.vocab_ = Vocab.fit(dialogues)
-        self.tokenizer_ = AutoTokenizer.from_pretrained(encoder_path())
+        self.tokenizer_ = load_tokenizer()
         v = self.vocab_
         self.net_config_ = NetConfig(self.text_layers, self.d_model, self.dialogue_layers, context=self.context,
                                      categories=tuple(len(x) for x in v.categories.values()), n_intents=max(len(v.intents), 1),
                                      n_tags=len(v.tags), n_satisfaction=len(v.satisfaction), n_dialogue_labels=len(v.dialogue_labels))
-        self.net_ = build_net(self.net_config_, encoder_path(), pretrained=True)
+        self.net_ = build_net(self.net_config_, pretrained=True)
         data = encode_dialogues(dialogues, self.tokenizer_, v)
         started = time.perf_counter()
         self.history_ = {"pretrain": [], "finetune": []}
@@ -122,18 +120,14 @@ class LabelModel:
                 say(stage, step, steps)
 
     # -- inference -------------------------------------------------------------------
-    def _check(self) -> None:
-        if getattr(self, "net_", None) is None:
-            raise NotFittedError(explain("LabelModel", "must be fitted or loaded first", "call fit() or LabelModel.load(dir)"))
-
     def predict(self, dialogues: list[Dialogue], *, batch_size: int = 64) -> list[list[dict]]:
         """Per dialogue, per exchange: each task's prediction and confidence (``None`` where the
         task has no label space); ``dialogue_label`` sits on the first exchange."""
         import torch
         from rapidfuzz import fuzz, process
 
-        self._check()
-        torch.set_num_threads(self.threads)
+        self._check_fitted()
+        self._threads()
         v = self.vocab_
         data = encode_dialogues(dialogues, self.tokenizer_, v)
         out: list[list[dict]] = []
@@ -173,27 +167,27 @@ class LabelModel:
         return out
 
     # -- persistence -----------------------------------------------------------------
-    def save(self, directory: Path, *, calibration: dict | None = None) -> None:
-        self._check()
+    def save(self, directory: Path, *, calibration: dict | None = None) -> Path:
+        """The model directory; ``calibration`` (per-task thresholds) is kept with it."""
         if calibration is not None:
             self.calibration_ = calibration
-        save_model_dir(Path(directory), self.net_, self.tokenizer_, {
-            "format_version": FORMAT_VERSION, "component": "selflearn.labels.LabelModel", "params": self._params(),
-            "net": self.net_config_.to_dict(), "vocab": self.vocab_.to_dict(), "train_seconds": self.train_seconds_,
-            "n_dialogues": self.n_dialogues_, "history": self.history_, "calibration": getattr(self, "calibration_", None)})
+        return super().save(directory)
 
-    @classmethod
-    def load(cls, directory: Path, *, threads: int = 1) -> "LabelModel":
-        cfg = read_model_config(Path(directory), format_version=FORMAT_VERSION, what="label model", fix="train it with `selflearn labels train`")
-        params = cfg["params"]
-        self = cls(**{**params, "corruptions": tuple(params["corruptions"])}, threads=threads)
-        net = cfg["net"]
+    def _learned(self) -> dict:
+        return {"net": self.net_config_.to_dict(), "vocab": self.vocab_.to_dict(), "train_seconds": self.train_seconds_,
+                "n_dialogues": self.n_dialogues_, "history": self.history_, "calibration": getattr(self, "calibration_", None)}
+
+    def _save_weights(self, directory: Path) -> None:
+        save_module(directory, self.net_, self.tokenizer_)
+
+    def _restore(self, directory: Path, learned: dict) -> None:
+        net = learned["net"]
         self.net_config_ = NetConfig(**{**net, "categories": tuple(net["categories"])})
-        self.vocab_ = Vocab(**cfg["vocab"])
-        self.train_seconds_, self.n_dialogues_, self.history_ = cfg["train_seconds"], cfg["n_dialogues"], cfg["history"]
-        self.calibration_ = cfg.get("calibration")
-        self.net_, self.tokenizer_ = load_model_dir(Path(directory), build_net(self.net_config_, encoder_path(), pretrained=False))
-        return self
+        self.vocab_ = Vocab(**learned["vocab"])
+        self.train_seconds_, self.n_dialogues_, self.history_ = learned["train_seconds"], learned["n_dialogues"], learned["history"]
+        self.calibration_ = learned.get("calibration")
+        self.tokenizer_ = load_tokenizer(directory / "tokenizer")
+        self.net_ = load_module(directory, build_net(self.net_config_, pretrained=False))
 
 
 def _spans(tags: list[str]) -> list[tuple[str, int, int]]:

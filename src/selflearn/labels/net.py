@@ -33,25 +33,16 @@ class NetConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
-def build_net(cfg: NetConfig, encoder_dir: str, *, pretrained: bool):
+def build_net(cfg: NetConfig, *, pretrained: bool):
     import torch
     from torch import nn
-    from transformers import AutoConfig, AutoModel
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    from ..models.backbone import build_encoder, mean_pool
 
     class LabelNet(nn.Module):
         def __init__(self):
             super().__init__()
-            if pretrained:  # keep the first text_layers of the pretrained layers
-                self.text = AutoModel.from_pretrained(encoder_dir)
-                self.text.encoder.layer = self.text.encoder.layer[: cfg.text_layers]
-                self.text.config.num_hidden_layers = cfg.text_layers
-            else:
-                conf = AutoConfig.from_pretrained(encoder_dir)
-                conf.num_hidden_layers = cfg.text_layers
-                self.text = AutoModel.from_config(conf)
+            self.text = build_encoder(pretrained=pretrained, layers=cfg.text_layers)  # the first text_layers of MiniLM's six
             h, d = self.text.config.hidden_size, cfg.d_model
             self.cat_emb = nn.ModuleList(nn.Embedding(n, 16) for n in cfg.categories)
             self.turn_in = nn.Sequential(nn.Linear(4 * h + 16 * len(cfg.categories) + N_NUMERIC, d), nn.GELU(), nn.LayerNorm(d))
@@ -69,15 +60,10 @@ def build_net(cfg: NetConfig, encoder_dir: str, *, pretrained: bool):
             self.satisfaction = nn.Linear(d, max(cfg.n_satisfaction, 1))
             self.dialogue_label = nn.Linear(d, max(cfg.n_dialogue_labels, 1))
 
-        @staticmethod
-        def _pool(hidden, mask):
-            m = mask.unsqueeze(-1).float()
-            return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-
         def forward(self, b: dict) -> dict:
             hu = self.text(input_ids=b["u_ids"], attention_mask=b["u_mask"]).last_hidden_state
             hr = self.text(input_ids=b["r_ids"], attention_mask=b["r_mask"]).last_hidden_state
-            u, r = self._pool(hu, b["u_mask"]), self._pool(hr, b["r_mask"])
+            u, r = mean_pool(hu, b["u_mask"]), mean_pool(hr, b["r_mask"])
             parts = [u, r, (u - r).abs(), u * r]  # the pair as sentence-pair models see it: does the reply fit the request?
             parts += [emb(b["cats"][:, k]) for k, emb in enumerate(self.cat_emb)]
             parts.append(b["nums"])

@@ -42,8 +42,8 @@ def _held_out(dialogue_id: str, seed: int) -> bool:
 def train_labels(dialogues: list[Dialogue], out: Path, model: LabelModel, *, progress=None) -> dict:
     """Fit on 90% of the dialogues; draw each task's precision/coverage curve on the other 10%
     (against their labels: weak ones for a store) and save the model with it."""
-    cal = [d for d in dialogues if _held_out(d.dialogue_id, model.seed)]
-    train = [d for d in dialogues if not _held_out(d.dialogue_id, model.seed)] or dialogues
+    cal = [d for d in dialogues if _held_out(d.dialogue_id, model.random_state)]
+    train = [d for d in dialogues if not _held_out(d.dialogue_id, model.random_state)] or dialogues
     model.fit(train, progress=progress)
     metrics = evaluate_predictions(model.predict(cal), reference_targets(cal)) if cal else {}
     calibration = {"source": "held-out training dialogues", "dialogues": len(cal), "curves": _curves(metrics)}

@@ -15,13 +15,12 @@ import json
 
 from rapidfuzz import fuzz
 
-from ..signals import SignalConfig, compute_signals
+from ..signals import DEFECT_AT, SignalConfig, compute_signals
 from ..store.store import Store
 from .dialogues import Dialogue, Exchange
 
 __all__ = ["store_dialogues", "align_slot", "DEFECT_AT"]
 
-DEFECT_AT = 0.5  # defect score at or above which a turn is labelled a defect
 ALIGN_MIN = 80.0  # rapidfuzz ratio a heard span needs to take a slot value
 
 

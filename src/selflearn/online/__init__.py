@@ -2,11 +2,11 @@
 requests that work and each user's own history, a learned ranker, and a threshold chosen for
 precision; the precomputed table is consulted first."""
 
-from .encoder import OnnxEncoder, TorchEncoder, agreement, export_onnx, fit_biencoder
+from .encoder import BiEncoder, OnnxEncoder, SentenceEncoder, agreement, export_onnx
 from .memory import GlobalMemory, PersonalMemory
 from .ranker import Ranker, choose_threshold, precision_coverage
 from .rewriter import LAYERS, Decision, OnlineRewriter
 from .train import OnlineConfig, train_online
 
-__all__ = ["OnnxEncoder", "TorchEncoder", "agreement", "export_onnx", "fit_biencoder", "GlobalMemory", "PersonalMemory",
+__all__ = ["BiEncoder", "OnnxEncoder", "SentenceEncoder", "agreement", "export_onnx", "GlobalMemory", "PersonalMemory",
            "Ranker", "choose_threshold", "precision_coverage", "LAYERS", "Decision", "OnlineRewriter", "OnlineConfig", "train_online"]

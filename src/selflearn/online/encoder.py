@@ -1,14 +1,14 @@
 """The retrieval encoder: MiniLM, mean-pooled and L2-normalised, fine-tuned DPR-style with
 in-batch negatives, exported to ONNX (int8) for serving.
 
-Two implementations of one interface (``encode(texts) -> float32 (n, 384)``, unit rows):
-:class:`TorchEncoder` (training, reference) and :class:`OnnxEncoder` (serving). The ONNX
-export is checked against the torch model (``agreement``)."""
+Implementations of one interface (``encode(texts) -> float32 (n, 384)``, unit rows):
+:class:`BiEncoder` (the fine-tune, in torch), :class:`~selflearn.models.backbone.SentenceEncoder`
+(off the shelf) and :class:`OnnxEncoder` (serving). The ONNX export is checked against the torch
+model (``agreement``)."""
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 import warnings
 from pathlib import Path
@@ -16,51 +16,92 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidInputError, explain
-from ..modeldir import encoder_path, load_model_dir, read_model_config, save_model_dir
+from ..models.backbone import MAX_TOKENS, SentenceEncoder, build_encoder, encoder_path, load_tokenizer, mean_pool, pool_numpy
+from ..models.base import Estimator, Progress, no_progress
+from ..models.directory import load_module, save_module
 
-__all__ = ["TorchEncoder", "OnnxEncoder", "fit_biencoder", "export_onnx", "agreement", "FORMAT_VERSION"]
+__all__ = ["BiEncoder", "SentenceEncoder", "OnnxEncoder", "export_onnx", "agreement"]
 
-FORMAT_VERSION = 1
-MAX_TOKENS = 32  # assistant requests are short; longer input is truncated
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def _pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Mean over real tokens, then unit length (what all-MiniLM-L6-v2 was trained with)."""
-    v = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
-    return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+class BiEncoder(Estimator):
+    """The retrieval encoder: MiniLM fine-tuned so a failing request lands next to the request that
+    worked for the same goal. ``fit(pairs)`` with (query, positive) pairs; ``encode(texts)``."""
 
+    component = "biencoder"
+    format_version = 2  # 2: the shared model directory
+    fitted_attr = "model_"
+    fix = "train it with `selflearn online train`"
 
-class TorchEncoder:
-    """A MiniLM bi-encoder in torch: the off-the-shelf model (``path=None``) or a saved fine-tune."""
+    def __init__(self, *, epochs: int = 1, batch_size: int = 64, lr: float = 3e-5, scale: float = 20.0, max_pairs: int | None = None,
+                 random_state: int = 0, threads: int = 1):
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.scale = scale
+        self.max_pairs = max_pairs
+        self.random_state = random_state
+        self.threads = threads
 
-    def __init__(self, path: str | Path | None = None, *, threads: int = 1):
+    def fit(self, pairs: list[tuple[str, str]], *, progress: Progress = no_progress) -> "BiEncoder":
+        """In-batch negatives (sentence-transformers' multiple-negatives ranking loss, as in DPR),
+        cosine ×``scale``; a batch never holds the same positive twice (a false negative)."""
         import torch
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-        torch.set_num_threads(threads)
-        if path is None:
-            self.tokenizer = AutoTokenizer.from_pretrained(encoder_path())
-            self.model = AutoModel.from_pretrained(encoder_path(), attn_implementation="eager").eval()
-        else:
-            read_model_config(Path(path), format_version=FORMAT_VERSION, what="retrieval encoder", fix="train it with `selflearn train online`")
-            module = AutoModel.from_config(AutoConfig.from_pretrained(encoder_path()), attn_implementation="eager")
-            self.model, self.tokenizer = load_model_dir(Path(path), module)
+        if not pairs:
+            raise InvalidInputError(explain("0 pairs", "fine-tuning needs (query, positive) pairs", "mine rephrases first (`selflearn mine`)"))
+        if self.batch_size < 2:
+            raise InvalidInputError(explain(f"batch_size={self.batch_size}", "in-batch negatives need >= 2", "use e.g. 64"))
+        rng = self._start(pairs)
+        pairs = list(dict.fromkeys(pairs))
+        rng.shuffle(pairs)
+        if self.max_pairs is not None:
+            pairs = pairs[: self.max_pairs]
+        model, tok = build_encoder(pretrained=True, attn_implementation="eager"), load_tokenizer()
+        loss_fn = MultipleNegativesRankingLoss(model, scale=self.scale)
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=self.lr)
+        started, steps, losses = time.perf_counter(), 0, []
+
+        def embed(texts):
+            b = tok(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+            return mean_pool(model(**b).last_hidden_state, b["attention_mask"], normalise=True)
+
+        total = self.epochs * -(-len(pairs) // self.batch_size)
+        for _ in range(self.epochs):
+            rng.shuffle(pairs)
+            for batch in _batches(pairs, self.batch_size):
+                loss = loss_fn.compute_loss_from_embeddings([embed([a for a, _ in batch]), embed([b for _, b in batch])], None)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                steps += 1
+                losses.append(loss.item())
+                progress("train", steps, total)
+        model.eval()
+        self.model_, self.tokenizer_ = model, tok
+        k = max(1, len(losses) // 10)
+        self.training_ = {"pairs": len(pairs), "steps": steps, "epochs": self.epochs, "train_seconds": round(time.perf_counter() - started, 1),
+                          "loss_first": float(np.mean(losses[:k])) if losses else None, "loss_last": float(np.mean(losses[-k:])) if losses else None}
+        return self
 
     def encode(self, texts: list[str], *, batch_size: int = 256) -> np.ndarray:
-        import torch
+        """float32 (n, 384), unit rows."""
+        self._check_fitted()
+        return SentenceEncoder(self.model_, self.tokenizer_, threads=self.threads).encode(texts, batch_size=batch_size)
 
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(texts), batch_size):
-                enc = self.tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
-                out.append(_pool(self.model(**enc).last_hidden_state.numpy(), enc["attention_mask"].numpy()))
-        return np.concatenate(out) if out else np.zeros((0, 384), np.float32)
+    def _learned(self) -> dict:
+        return {"training_": self.training_, "pooling": "mean+l2", "max_tokens": MAX_TOKENS}
 
-    def save(self, directory: Path, meta: dict | None = None) -> None:
-        save_model_dir(Path(directory), self.model, self.tokenizer,
-                       {"format_version": FORMAT_VERSION, "component": "retrieval_encoder", "pooling": "mean+l2",
-                        "max_tokens": MAX_TOKENS, **(meta or {})})
+    def _save_weights(self, directory: Path) -> None:
+        save_module(directory, self.model_, self.tokenizer_)
+
+    def _restore(self, directory: Path, learned: dict) -> None:
+        self.training_ = learned["training_"]
+        self.tokenizer_ = load_tokenizer(directory / "tokenizer")
+        self.model_ = load_module(directory, build_encoder(pretrained=False, attn_implementation="eager"))
 
 
 class OnnxEncoder:
@@ -83,54 +124,8 @@ class OnnxEncoder:
         for i in range(0, len(texts), batch_size):
             enc = self.tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="np")
             feed = {k: enc[k].astype(np.int64) for k in ONNX_INPUTS}
-            out.append(_pool(self.session.run(None, feed)[0], enc["attention_mask"]))
+            out.append(pool_numpy(self.session.run(None, feed)[0], enc["attention_mask"]))
         return np.concatenate(out) if out else np.zeros((0, 384), np.float32)
-
-
-def fit_biencoder(pairs: list[tuple[str, str]], *, epochs: int = 1, batch_size: int = 64, lr: float = 3e-5, scale: float = 20.0,
-                  seed: int = 0, threads: int = 1, max_pairs: int | None = None) -> tuple[TorchEncoder, dict]:
-    """Fine-tune MiniLM so a failing request lands next to the request that worked for the same
-    goal: in-batch negatives (multiple-negatives ranking loss, as in DPR), similarity ×``scale``.
-    A batch never holds the same positive twice (it would be a false negative)."""
-    import torch
-
-    if not pairs:
-        raise InvalidInputError(explain("0 pairs", "fine-tuning needs (query, positive) pairs", "mine rephrases first (`selflearn mine`)"))
-    if batch_size < 2:
-        raise InvalidInputError(explain(f"batch_size={batch_size}", "in-batch negatives need >= 2", "use e.g. 64"))
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    pairs = list(dict.fromkeys(pairs))
-    rng.shuffle(pairs)
-    if max_pairs is not None:
-        pairs = pairs[:max_pairs]
-    enc = TorchEncoder(threads=threads)
-    model, tok = enc.model, enc.tokenizer
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    started, steps, losses = time.perf_counter(), 0, []
-
-    def embed(texts):
-        b = tok(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
-        h = model(**b).last_hidden_state
-        m = b["attention_mask"].unsqueeze(-1).float()
-        v = (h * m).sum(1) / m.sum(1).clamp(min=1)
-        return torch.nn.functional.normalize(v, dim=-1)
-
-    for _ in range(epochs):
-        rng.shuffle(pairs)
-        for batch in _batches(pairs, batch_size):
-            q, p = embed([a for a, _ in batch]), embed([b for _, b in batch])
-            loss = torch.nn.functional.cross_entropy(scale * q @ p.T, torch.arange(len(batch)))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            steps += 1
-            losses.append(loss.item())
-    model.eval()
-    k = max(1, len(losses) // 10)
-    return enc, {"pairs": len(pairs), "steps": steps, "epochs": epochs, "train_seconds": round(time.perf_counter() - started, 1),
-                 "loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:]))}
 
 
 def _batches(pairs: list[tuple[str, str]], size: int):
@@ -151,7 +146,7 @@ def _batches(pairs: list[tuple[str, str]], size: int):
         pending = rest
 
 
-def export_onnx(encoder: TorchEncoder, out_file: Path, *, quantize: bool = True) -> Path:
+def export_onnx(encoder: BiEncoder, out_file: Path, *, quantize: bool = True) -> Path:
     """Export the encoder's transformer to ONNX (opset 17, dynamic batch and length); with
     ``quantize``, dynamic int8 with per-channel weights (cosine to torch ≈ 0.99, ~3× faster)."""
     import torch
@@ -166,14 +161,15 @@ def export_onnx(encoder: TorchEncoder, out_file: Path, *, quantize: bool = True)
 
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    sample = encoder.tokenizer(["turn on the lights"], return_tensors="pt")
+    encoder._check_fitted()
+    sample = encoder.tokenizer_(["turn on the lights"], return_tensors="pt")
     fp32 = out_file.with_suffix(".fp32.onnx") if quantize else out_file
     axes = {k: {0: "batch", 1: "tokens"} for k in (*ONNX_INPUTS, "last_hidden_state")}
-    encoder.model.eval()
+    encoder.model_.eval()
     with warnings.catch_warnings():  # the tracer's notes on shapes it fixes; the agreement test checks the result
         warnings.simplefilter("ignore")
-        _export(torch, _Hidden(encoder.model), sample, fp32, axes)
-    encoder.model.eval()  # the exporter can leave the module in training mode
+        _export(torch, _Hidden(encoder.model_), sample, fp32, axes)
+    encoder.model_.eval()  # the exporter can leave the module in training mode
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InvalidInputError, explain
-from ..rewrites.table import normalise_utterance
+from ..text import normalise
+
 from ..signals.similarity import text_similarity
 
 __all__ = ["GlobalMemory", "PersonalMemory", "meaning_key", "hour_bucket", "turn_success", "text_similarity", "epoch_seconds", "insertion"]
@@ -176,8 +177,8 @@ class PersonalMemory:
         try:
             utt = turn["utterance"]
             feedback, nlu = turn.get("feedback") or {}, turn.get("nlu") or {}
-            cur = _Pending(turn["user_id"], turn["session_id"], epoch_seconds(turn["timestamp"]), normalise_utterance(utt["text"]),
-                           normalise_utterance(utt["rewrite"]) if utt.get("rewrite") else None,
+            cur = _Pending(turn["user_id"], turn["session_id"], epoch_seconds(turn["timestamp"]), normalise(utt["text"]),
+                           normalise(utt["rewrite"]) if utt.get("rewrite") else None,
                            (turn.get("response") or {}).get("status"), bool(feedback.get("barge_in")), feedback.get("explicit"),
                            meaning_key(nlu.get("intent"), nlu.get("slots")))
         except (KeyError, TypeError, ValueError, AttributeError):

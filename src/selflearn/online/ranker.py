@@ -3,28 +3,32 @@ and the rewrite threshold chosen for a precision target."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError, NotFittedError, explain
+from ..errors import InvalidInputError, explain
+from ..models.base import Estimator
 from .features import FEATURES
 
 __all__ = ["Ranker", "choose_threshold", "choose_threshold_by_harm", "precision_coverage"]
 
-FORMAT_VERSION = 1
 
-
-class Ranker:
+class Ranker(Estimator):
     """P(candidate is the rewrite that works | features). ``fit`` trains a one-hidden-layer MLP on
     standardised features; ``score`` runs it in numpy (microseconds for a request's candidates)."""
 
-    def __init__(self, *, hidden: int = 32, alpha: float = 1e-4, seed: int = 0, max_iter: int = 200):
+    component = "ranker"
+    format_version = 2  # 2: the shared model directory; max_iter saved
+    fitted_attr = "w1_"
+    fix = "train it with `selflearn online train`"
+    uses_torch = False
+
+    def __init__(self, *, hidden: int = 32, alpha: float = 1e-4, max_iter: int = 200, random_state: int = 0):
         self.hidden = hidden
         self.alpha = alpha
-        self.seed = seed
         self.max_iter = max_iter
+        self.random_state = random_state
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "Ranker":
         from sklearn.neural_network import MLPClassifier
@@ -34,9 +38,10 @@ class Ranker:
             raise InvalidInputError(explain(f"x {x.shape}, y {y.shape}", f"need (n, {len(FEATURES)}) features and n labels", "build them with the rewriter's candidates()"))
         if len(set(y.tolist())) < 2:
             raise InvalidInputError(explain(f"labels {sorted(set(y.tolist()))}", "the ranker needs positives and negatives", "train on more logs"))
+        self._start(map(tuple, x), y.tolist())
         self.mean_ = x.mean(0)
         self.scale_ = np.where(x.std(0) > 1e-9, x.std(0), 1.0)
-        mlp = MLPClassifier(hidden_layer_sizes=(self.hidden,), alpha=self.alpha, random_state=self.seed, max_iter=self.max_iter,
+        mlp = MLPClassifier(hidden_layer_sizes=(self.hidden,), alpha=self.alpha, random_state=self.random_state, max_iter=self.max_iter,
                             early_stopping=True, n_iter_no_change=10)
         mlp.fit((x - self.mean_) / self.scale_, y)
         self.w1_, self.w2_ = mlp.coefs_[0].astype(np.float32), mlp.coefs_[1].astype(np.float32)
@@ -45,39 +50,28 @@ class Ranker:
         return self
 
     def score(self, x: np.ndarray) -> np.ndarray:
-        if getattr(self, "w1_", None) is None:
-            raise NotFittedError(explain("Ranker", "is not fitted", "fit(x, y) or Ranker.load(dir)"))
+        self._check_fitted()
         z = (np.asarray(x, np.float32) - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
         h = np.maximum(z @ self.w1_ + self.b1_, 0.0)
         return (1.0 / (1.0 + np.exp(-(h @ self.w2_ + self.b2_)))).ravel()
 
-    def save(self, directory: Path) -> None:
+    def _learned(self) -> dict:
+        return {"features": list(FEATURES), "threshold_": float(self.threshold_)}
+
+    def _save_weights(self, directory: Path) -> None:
         from safetensors.numpy import save_file
 
-        if getattr(self, "w1_", None) is None:
-            raise NotFittedError(explain("Ranker", "is not fitted", "fit it before save"))
-        directory.mkdir(parents=True, exist_ok=True)
         save_file({"w1": self.w1_, "b1": self.b1_, "w2": self.w2_, "b2": self.b2_, "mean": self.mean_.astype(np.float64),
                    "scale": self.scale_.astype(np.float64)}, str(directory / "model.safetensors"))
-        (directory / "config.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "component": "ranker", "features": list(FEATURES),
-                                                           "hidden": self.hidden, "alpha": self.alpha, "seed": self.seed,
-                                                           "threshold": float(self.threshold_)}, indent=2) + "\n")
 
-    @classmethod
-    def load(cls, directory: Path) -> "Ranker":
+    def _restore(self, directory: Path, learned: dict) -> None:
         from safetensors.numpy import load_file
 
-        try:
-            cfg = json.loads((directory / "config.json").read_text())
-            w = load_file(str(directory / "model.safetensors"))
-        except (OSError, ValueError) as exc:
-            raise InvalidInputError(explain(str(directory), f"must be a saved ranker ({exc})", "train it with `selflearn train online`")) from exc
-        if cfg.get("features") != list(FEATURES):
-            raise InvalidInputError(explain(f"features {cfg.get('features')}", "must match this version's ranking features", "retrain with `selflearn train online`"))
-        r = cls(hidden=cfg["hidden"], alpha=cfg["alpha"], seed=cfg["seed"])
-        r.w1_, r.b1_, r.w2_, r.b2_, r.mean_, r.scale_ = w["w1"], w["b1"], w["w2"], w["b2"], w["mean"], w["scale"]
-        r.threshold_ = cfg["threshold"]
-        return r
+        if learned.get("features") != list(FEATURES):
+            raise InvalidInputError(explain(f"features {learned.get('features')}", "must match this version's ranking features", "retrain with `selflearn online train`"))
+        w = load_file(str(directory / "model.safetensors"))
+        self.w1_, self.b1_, self.w2_, self.b2_, self.mean_, self.scale_ = w["w1"], w["b1"], w["w2"], w["b2"], w["mean"], w["scale"]
+        self.threshold_ = learned["threshold_"]
 
 
 def precision_coverage(scores: np.ndarray, correct: np.ndarray, fixable: float, weights: np.ndarray | None = None,

@@ -3,26 +3,27 @@ personal layer, re-ranked, rewritten only above a threshold chosen for precision
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from ..errors import InvalidInputError, StoreVersionError, explain
-from ..rewrites.table import TableRewriter, normalise_utterance
+from ..errors import InvalidInputError, explain
+from ..text import normalise
+from ..models.directory import read_config, write_config
+from ..rewrites.table import TableRewriter
 from .features import as_matrix, candidate_features, query_features
 from .memory import GlobalMemory, PersonalMemory, epoch_seconds, hour_bucket
 from .ranker import Ranker
 
-__all__ = ["OnlineRewriter", "Decision", "LAYERS", "MODEL_FORMAT"]
+__all__ = ["OnlineRewriter", "Decision", "LAYERS", "MODEL_FORMAT", "COMPONENT"]
 
 LAYERS = ("table", "global", "personal")
-MODEL_FORMAT = 2  # 2: the personal layer remembers each user's own fixes
+COMPONENT = "online-rewriter"
+MODEL_FORMAT = 3  # 2: the personal layer remembers each user's own fixes; 3: the shared model directory (config.json)
 MAX_CHARS = 512  # requests longer than this are not assistant requests; they pass through
 
 
@@ -73,7 +74,7 @@ class OnlineRewriter:
             self.personal.observe(turn)
 
     def decide(self, utterance: str, *, user_id: str = "", device: dict | None = None, context: dict | None = None) -> Decision:
-        q = normalise_utterance(utterance)
+        q = normalise(utterance)
         if not q or len(q) > MAX_CHARS:
             return Decision(None, None, None)
         taught = self._taught(q, user_id)
@@ -211,7 +212,9 @@ class OnlineRewriter:
         return self.personal.vectors.get(text) if v is None else v
 
     # -- the model directory -------------------------------------------------------
-    def save(self, directory: Path, *, encoder_dir: Path | None = None, onnx_file: Path | None = None, meta: dict | None = None) -> None:
+    def save(self, directory: Path, *, meta: dict | None = None) -> None:
+        """Write the layers, the ranker and ``config.json`` into ``directory`` (which already holds
+        the encoder: `selflearn online train` writes it first, then the rest)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.global_.save(directory / "global")
@@ -219,34 +222,29 @@ class OnlineRewriter:
         self.ranker.save(directory / "ranker")
         if self.table is not None and self.table.path is not None and Path(self.table.path).resolve() != (directory / "rewrites.parquet").resolve():
             shutil.copyfile(self.table.path, directory / "rewrites.parquet")
-        manifest = {"format_version": MODEL_FORMAT, "selflearn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "components": {"encoder": "encoder/", "encoder_onnx": "encoder.onnx", "global": "global/", "personal": "personal/",
-                                   "ranker": "ranker/", "table": "rewrites.parquet" if (directory / "rewrites.parquet").exists() else None},
-                    "k_global": self.k_global, "k_personal": self.k_personal, "threshold": self.threshold, "fix_min": self.fix_min,
-                    "phrase_min": self.phrase_min, **(meta or {})}
-        (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        parts = {"encoder": "encoder/", "encoder_onnx": "encoder.onnx", "global": "global/", "personal": "personal/",
+                 "ranker": "ranker/", "table": "rewrites.parquet" if (directory / "rewrites.parquet").exists() else None}
+        params = {"k_global": self.k_global, "k_personal": self.k_personal, "fix_min": self.fix_min, "phrase_min": self.phrase_min}
+        write_config(directory, {"component": COMPONENT, "format_version": MODEL_FORMAT, "params": params, "parts": parts,
+                                 "learned": {"threshold": self.threshold}, "privacy": None, **(meta or {})})
 
     @classmethod
     def load(cls, directory: Path, *, layers: tuple[str, ...] = LAYERS, threads: int = 1, torch_encoder: bool = False,
              threshold: float | None = None, fix_min: int | None = None, phrase_min: int | None = None) -> "OnlineRewriter":
-        from .encoder import OnnxEncoder, TorchEncoder
+        from .encoder import BiEncoder, OnnxEncoder
 
         directory = Path(directory)
-        try:
-            manifest = json.loads((directory / "manifest.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise InvalidInputError(explain(str(directory), "must be a model directory with manifest.json", "write one with `selflearn train online`")) from exc
-        if manifest.get("format_version") != MODEL_FORMAT:
-            raise StoreVersionError(explain(f"format_version={manifest.get('format_version')}", f"must be {MODEL_FORMAT}", "retrain with `selflearn train online`"))
-        encoder = TorchEncoder(directory / "encoder", threads=threads) if torch_encoder else OnnxEncoder(directory / "encoder.onnx", directory / "encoder" / "tokenizer", threads=threads)
+        config = read_config(directory, component=COMPONENT, format_version=MODEL_FORMAT, fix="retrain it with `selflearn online train`")
+        params = config["params"]
+        encoder = BiEncoder.load(directory / "encoder", threads=threads) if torch_encoder else OnnxEncoder(directory / "encoder.onnx", directory / "encoder" / "tokenizer", threads=threads)
         g = GlobalMemory.load(directory / "global")
         personal = PersonalMemory.load(directory / "personal", encoder, known=g.has_vector)
-        table = TableRewriter.load(directory / "rewrites.parquet") if manifest["components"].get("table") else None
+        table = TableRewriter.load(directory / "rewrites.parquet") if config["parts"].get("table") else None
         return cls(encoder, g, personal, Ranker.load(directory / "ranker"), table, layers=layers,
-                   k_global=manifest["k_global"], k_personal=manifest["k_personal"],
-                   threshold=manifest["threshold"] if threshold is None else threshold,
-                   fix_min=manifest.get("fix_min", 0) if fix_min is None else fix_min,
-                   phrase_min=manifest.get("phrase_min", 0) if phrase_min is None else phrase_min)
+                   k_global=params["k_global"], k_personal=params["k_personal"],
+                   threshold=config["learned"]["threshold"] if threshold is None else threshold,
+                   fix_min=params["fix_min"] if fix_min is None else fix_min,
+                   phrase_min=params["phrase_min"] if phrase_min is None else phrase_min)
 
 
 def _now(context: dict, personal: PersonalMemory, user_id: str) -> float:

@@ -26,17 +26,19 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidInputError, explain
-from ..rewrites.table import TableRewriter, normalise_utterance
-from ..signals import SignalConfig, compute_signals
+from ..text import normalise
+from ..models.base import no_progress
+from ..rewrites.table import TableRewriter
+from ..signals import DEFECT_AT, SignalConfig, compute_signals
 from ..store.store import Store
-from .encoder import OnnxEncoder, export_onnx, fit_biencoder
+from .encoder import BiEncoder, OnnxEncoder, export_onnx
 from .memory import HOUR_BUCKETS, GlobalMemory, PersonalMemory, hour_bucket, meaning_key
 from .ranker import Ranker, choose_threshold, choose_threshold_by_harm, precision_coverage
 from .rewriter import OnlineRewriter
 
 __all__ = ["OnlineConfig", "train_online", "load_history", "History", "build_global", "retrieval_recall", "held_out"]
 
-SUCCESS_BELOW = 0.5  # defect score under which a turn counts as having worked (as in mining)
+SUCCESS_BELOW = DEFECT_AT  # defect score under which a turn counts as having worked (as in mining)
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,8 @@ def load_history(store: Store, signals: SignalConfig | None = None) -> History:
     keys: dict[tuple, str] = {}
     pos: dict[tuple[str, int], int] = {}
     for i, r in enumerate(rows):
-        r["text"] = normalise_utterance(r["asr_text"])
-        r["rewrite"] = normalise_utterance(r["rewrite"]) if r["rewrite"] else None
+        r["text"] = normalise(r["asr_text"])
+        r["rewrite"] = normalise(r["rewrite"]) if r["rewrite"] else None
         k = (r["intent"], r["slots"])
         r["meaning"] = keys[k] if k in keys else keys.setdefault(k, meaning_key(r["intent"], r["slots"]))
         r["ok"] = r["defect_score"] < SUCCESS_BELOW and r["response_status"] == "success"
@@ -212,29 +214,30 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     import torch
 
     c = (config or OnlineConfig()).check()
-    say = progress or (lambda stage: None)
+    say = progress or no_progress
     torch.set_num_threads(threads)
     started = time.perf_counter()
-    say("history")
+    say("history", 0, 0)
     h = load_history(store, signals)
     held = {u: held_out(u, c.validation_share, c.seed) for u in {r["user_id"] for r in h.rows}}
     pairs = [(h.rows[i]["text"], h.rows[t]["text"]) for i, t in h.target.items() if not held[h.rows[i]["user_id"]] and h.rows[i]["text"] != h.rows[t]["text"]]
-    say("global layer")
+    say("global layer", 0, 0)
     g = build_global(h)
-    say(f"fine-tune encoder ({min(len(set(pairs)), c.max_pairs)} pairs)")
-    enc, fit_stats = fit_biencoder(pairs, epochs=c.epochs, batch_size=c.batch_size, seed=c.seed, threads=threads, max_pairs=c.max_pairs)
+    say(f"fine-tune encoder ({min(len(set(pairs)), c.max_pairs)} pairs)", 0, 0)
+    enc = BiEncoder(epochs=c.epochs, batch_size=c.batch_size, random_state=c.seed, threads=threads, max_pairs=c.max_pairs).fit(pairs)
+    fit_stats = enc.training_
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    enc.save(out / "encoder", {"training": fit_stats})
-    say("export ONNX")
+    enc.save(out / "encoder")
+    say("export ONNX", 0, 0)
     export_onnx(enc, out / "encoder.onnx", quantize=True)
     onnx = OnnxEncoder(out / "encoder.onnx", out / "encoder" / "tokenizer", threads=threads)
-    say("index")
+    say("index", 0, 0)
     g.set_vectors(onnx.encode([g.texts[i] for i in g.candidates]))
     personal = PersonalMemory(onnx, known=g.has_vector)
     rw = OnlineRewriter(onnx, g, personal, Ranker(), TableRewriter.load(table) if table else None,
                         layers=("global", "personal"), k_global=c.k_global, k_personal=c.k_personal, threshold=1.0)
-    say("replay")
+    say("replay", 0, 0)
     rng = random.Random(c.seed)
     # a failing request whose chain ended in the meaning it already had failed for another reason
     # (the skill, the result): rewriting cannot fix it, so it teaches nothing
@@ -249,7 +252,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     fixable_set = set(fixable)
     rw.warm([h.rows[i]["text"] for i in chosen])
     examples = replay_examples(rw, h, chosen, eligible=fixable_set | set(worked))
-    say("ranker")
+    say("ranker", 0, 0)
     xs, ys, groups, train_mask = [], [], [], []
     for k, (i, texts, x, _) in enumerate(examples):
         if not texts:
@@ -260,7 +263,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
         groups.append(np.full(len(texts), k))
         train_mask.append(np.full(len(texts), not held[h.rows[i]["user_id"]]))
     x, y, grp, tr = np.vstack(xs), np.concatenate(ys), np.concatenate(groups), np.concatenate(train_mask)
-    ranker = Ranker(seed=c.seed).fit(x[tr], y[tr])
+    ranker = Ranker(random_state=c.seed).fit(x[tr], y[tr])
     s = ranker.score(x[~tr])
     # right: a fix of a failing request, or a rewrite of a working one to a request that means the
     # same (harmless); fixed: only the former
@@ -298,7 +301,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
              "validation_requests": int(len(top_score)), "validation_fixable": int(round(n_fixable)), "fixable_by_rewriting": len(fixable), "min_precision": c.min_precision,
              "threshold": threshold, "calibrate": c.calibrate, "at_threshold": at, "harm_threshold": by_harm[1], "curve": curve[:: max(1, len(curve) // 50)],
              "train_seconds": round(time.perf_counter() - started, 1)}
-    say("save")
+    say("save", 0, 0)
     rw.save(out, meta={"training": {k: v for k, v in stats.items() if k != "curve"}, "config": c.__dict__})
     return stats
 

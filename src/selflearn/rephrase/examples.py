@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import duckdb
 
+from ..signals.feedback import DEFECT_AT
+
 __all__ = ["Example", "load_examples", "weak_label", "with_distractors"]
 
 
@@ -53,7 +55,7 @@ def load_examples(con: duckdb.DuckDBPyConnection, *, max_following: int = 3, win
     return out
 
 
-def weak_label(ex: Example, *, defect_at: float = 0.5, fine_below: float = 0.2, retry_s: float = 30.0) -> int | None:
+def weak_label(ex: Example, *, defect_at: float = DEFECT_AT, fine_below: float = 0.2, retry_s: float = 30.0) -> int | None:
     """Index into ``ex.following`` of the weak rephrase, -1 for none, None for unlabelled."""
     if ex.defect_score >= defect_at:
         if ex.following and ex.following[0][2] <= retry_s:

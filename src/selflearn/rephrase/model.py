@@ -8,34 +8,39 @@ is the [CLS] position (as in SQuAD 2.0). Trained on weak labels from the feedbac
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError, NotFittedError, explain
-from ..modeldir import encoder_path, load_model_dir, read_model_config, save_model_dir
+from ..errors import InvalidInputError, explain
+from ..models.backbone import build_encoder, load_tokenizer
+from ..models.base import Estimator, Progress, no_progress
+from ..models.directory import load_module, save_module
 from .examples import Example
 
 __all__ = ["ContextualRephraseDetector"]
 
-FORMAT_VERSION = 1
 
 
 def _gap_words(gap: float) -> str:
     return f"after {int(round(gap))} seconds"
 
 
-class ContextualRephraseDetector:
+class ContextualRephraseDetector(Estimator):
     """``fit(examples, labels)``; ``predict(examples)`` → (index or -1, probability) per example."""
 
-    def __init__(self, *, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5, max_length: int = 96, seed: int = 0, threads: int = 1):
+    component = "rephrase-detector"
+    format_version = 2  # 2: the shared model directory (component, params, data fingerprint)
+    fitted_attr = "module_"
+    fix = "train one with `selflearn rephrase train`"
+
+    def __init__(self, *, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5, max_length: int = 96, random_state: int = 0, threads: int = 1):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
         self.max_length = max_length
-        self.seed = seed
+        self.random_state = random_state
         self.threads = threads
 
     # -- encoding -----------------------------------------------------------
@@ -68,16 +73,11 @@ class ContextualRephraseDetector:
 
     def _build(self, pretrained: bool):
         import torch
-        from transformers import AutoConfig, AutoModel
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        path = encoder_path()
 
         class SpanModel(torch.nn.Module):
             def __init__(self):
                 super().__init__()
-                self.encoder = AutoModel.from_pretrained(path) if pretrained else AutoModel.from_config(AutoConfig.from_pretrained(path))
+                self.encoder = build_encoder(pretrained=pretrained)
                 self.qa = torch.nn.Linear(self.encoder.config.hidden_size, 2)
 
             def forward(self, input_ids, attention_mask):
@@ -90,19 +90,16 @@ class ContextualRephraseDetector:
         return SpanModel()
 
     # -- training -------------------------------------------------------------
-    def fit(self, examples: list[Example], labels: list[int], *, progress=None) -> "ContextualRephraseDetector":
+    def fit(self, examples: list[Example], labels: list[int], *, progress: Progress = no_progress) -> "ContextualRephraseDetector":
         import torch
-        from transformers import AutoTokenizer
 
         if len(examples) != len(labels) or not examples:
             raise InvalidInputError(explain(f"{len(examples)} examples, {len(labels)} labels", "need as many labels as examples, at least one", "pass matching lists"))
         for lab, ex in zip(labels, examples):
             if not (lab == -1 or 0 <= lab < len(ex.following)):
                 raise InvalidInputError(explain(f"label={lab}", f"must be -1 or index a following turn (0..{len(ex.following) - 1})", "fix the labels"))
-        torch.manual_seed(self.seed)
-        torch.set_num_threads(self.threads)
-        rng = random.Random(self.seed)
-        self.tokenizer_ = AutoTokenizer.from_pretrained(encoder_path())
+        rng = self._start(examples, labels)
+        self.tokenizer_ = load_tokenizer()
         self.module_ = self._build(pretrained=True)
         opt = torch.optim.AdamW(self.module_.parameters(), lr=self.lr, weight_decay=0.01)
         data = list(zip(examples, labels))
@@ -122,8 +119,7 @@ class ContextualRephraseDetector:
                 loss.backward()
                 opt.step()
                 step += 1
-                if progress:
-                    progress(step, steps)
+                progress("train", step, steps)
         self.module_.eval()
         self.train_seconds_ = time.perf_counter() - started
         self.n_train_ = len(data)
@@ -134,9 +130,8 @@ class ContextualRephraseDetector:
         """Per example: (index of the rephrase among its following turns, or -1; probability)."""
         import torch
 
-        if getattr(self, "module_", None) is None:
-            raise NotFittedError(explain("ContextualRephraseDetector", "must be fitted or loaded", "fit() or load(dir)"))
-        torch.set_num_threads(self.threads)
+        self._check_fitted()
+        self._threads()
         out: list[tuple[int, float]] = []
         with torch.inference_mode():
             for b in range(0, len(examples), batch_size):
@@ -153,21 +148,13 @@ class ContextualRephraseDetector:
         return out
 
     # -- persistence --------------------------------------------------------------
-    def save(self, directory: Path) -> None:
-        if getattr(self, "module_", None) is None:
-            raise NotFittedError(explain("ContextualRephraseDetector", "must be fitted before save", "fit() first"))
-        save_model_dir(directory, self.module_, self.tokenizer_, {
-            "format_version": FORMAT_VERSION,
-            "component": "selflearn.rephrase.ContextualRephraseDetector",
-            "params": {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "max_length": self.max_length, "seed": self.seed},
-            "n_train": self.n_train_,
-            "train_seconds": round(self.train_seconds_, 1),
-        })
+    def _learned(self) -> dict:
+        return {"n_train_": self.n_train_, "train_seconds_": round(self.train_seconds_, 1)}
 
-    @classmethod
-    def load(cls, directory: Path, *, threads: int = 1) -> "ContextualRephraseDetector":
-        config = read_model_config(directory, format_version=FORMAT_VERSION, what="rephrase model", fix="train one with `selflearn train-rephrase`")
-        self = cls(**config["params"], threads=threads)
-        self.module_, self.tokenizer_ = load_model_dir(directory, self._build(pretrained=False))
-        self.n_train_, self.train_seconds_ = config["n_train"], config["train_seconds"]
-        return self
+    def _save_weights(self, directory: Path) -> None:
+        save_module(directory, self.module_, self.tokenizer_)
+
+    def _restore(self, directory: Path, learned: dict) -> None:
+        self.n_train_, self.train_seconds_ = learned["n_train_"], learned["train_seconds_"]
+        self.tokenizer_ = load_tokenizer(directory / "tokenizer")
+        self.module_ = load_module(directory, self._build(pretrained=False))

@@ -1,5 +1,5 @@
 """What the morning report and the dashboard show, read from the store through one reader cursor
-(the store is never written: the signals are computed into a temporary table of that cursor): defect
+(the store is never written: the stored signals are used when current, else computed into a temporary table of that cursor): defect
 rates over time and by domain, intent and device; the top defects with example sessions; the rewrites
 the assistant served and how they did; the failure-point breakdown when `selflearn fpi apply` ran;
 sessions of a request and one session's turns."""
@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from ..errors import InvalidInputError, explain
 from ..fpi.run import breakdown
-from ..signals.feedback import SignalConfig, signals_sql
+from ..signals import DEFECT_AT, signals_for_reading
 from ..store.store import Store
 
 __all__ = ["store_summary", "DEFECT_AT", "session_turns", "sessions_with_request"]
-
-DEFECT_AT = 0.5  # defect score at or above which a turn counts as a defect (the signals' rule)
 
 
 def store_summary(store: Store, *, con=None, top: int = 10, examples: int = 2) -> dict:
@@ -22,7 +20,7 @@ def store_summary(store: Store, *, con=None, top: int = 10, examples: int = 2) -
     if not store.has_table("turns"):
         raise InvalidInputError(explain(str(store.path), "has no turns", "import logs first (`selflearn import FILE --store ...`)"))
     con = con or store.reader()
-    con.execute(f"CREATE OR REPLACE TEMP TABLE signals AS {signals_sql(SignalConfig())}")
+    signals_for_reading(con)
     n = con.execute("SELECT count(*) FROM turns").fetchall()[0][0]
     if n == 0:
         raise InvalidInputError(explain(str(store.path), "has no turns", "import logs first (`selflearn import FILE --store ...`)"))
@@ -40,18 +38,18 @@ def store_summary(store: Store, *, con=None, top: int = 10, examples: int = 2) -
            "by_domain": rate_by("domain", top), "by_intent": rate_by("intent", top), "by_device": rate_by("device_type")}
     out["top_defects"] = _top_defects(con, base, top, examples)
     out["served_rewrites"] = _served(con, base, top)
-    out["failure_points"] = breakdown(store) if store.has_table("failure_points") else None
+    out["failure_points"] = breakdown(store) if store.has_derived("failure_points") else None
     return out
 
 
 def _top_defects(con, base: str, top: int, examples: int) -> list[dict]:
     """The requests that fail most often (by normalised words), each with example sessions."""
-    rows = con.execute(f"""SELECT lower(trim(asr_text)) AS q, count(*) AS turns, sum(defect::INT) AS defects, any_value(intent) AS intent
+    rows = con.execute(f"""SELECT text_norm AS q, count(*) AS turns, sum(defect::INT) AS defects, any_value(intent) AS intent
                            FROM ({base}) WHERE asr_text IS NOT NULL GROUP BY 1 HAVING sum(defect::INT) > 0
                            ORDER BY defects DESC, q LIMIT {int(top)}""").fetchall()
     out = []
     for q, turns, defects, intent in rows:
-        sids = [r[0] for r in con.execute(f"""SELECT DISTINCT session_id FROM ({base}) WHERE lower(trim(asr_text)) = ? AND defect
+        sids = [r[0] for r in con.execute(f"""SELECT DISTINCT session_id FROM ({base}) WHERE text_norm = ? AND defect
                                               ORDER BY session_id LIMIT {int(examples)}""", [q]).fetchall()]
         out.append({"request": q, "turns": int(turns), "defects": int(defects), "intent": intent,
                     "sessions": [{"session_id": sid, "turns": session_turns(con, sid)} for sid in sids]})
@@ -76,12 +74,12 @@ def sessions_with_request(con, request: str, limit: int = 20) -> list[tuple[str,
     """Sessions where a request (normalised words) was said, worst defect score of it first."""
     return con.execute(
         """SELECT t.session_id, max(s.defect_score) AS worst FROM turns t JOIN signals s USING (session_id, turn_index)
-           WHERE lower(trim(t.asr_text)) = ? GROUP BY 1 ORDER BY worst DESC, 1 LIMIT ?""", [request, max(1, min(int(limit), 200))]).fetchall()
+           WHERE t.text_norm = ? GROUP BY 1 ORDER BY worst DESC, 1 LIMIT ?""", [request, max(1, min(int(limit), 200))]).fetchall()
 
 
 def _served(con, base: str, top: int) -> list[dict]:
     """Rewrites the logs say were served (utterance.rewrite), with how often the turn then worked."""
-    rows = con.execute(f"""SELECT lower(trim(asr_text)) AS q, json_extract_string(extra, '$.utterance.rewrite') AS rw, count(*) AS served,
+    rows = con.execute(f"""SELECT text_norm AS q, json_extract_string(extra, '$.utterance.rewrite') AS rw, count(*) AS served,
                                   sum((NOT defect)::INT) AS wins, sum(defect::INT) AS losses
                            FROM ({base}) WHERE json_extract_string(extra, '$.utterance.rewrite') IS NOT NULL
                            GROUP BY 1, 2 ORDER BY served DESC, q LIMIT {int(top)}""").fetchall()

@@ -5,13 +5,15 @@ through the store's one write connection in its own transaction."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime, timezone
 
 from ..errors import InvalidInputError, explain
+from ..text import normalise
 from ..store.store import Store
-from .table import normalise_utterance
 
-__all__ = ["Reviews", "Review", "DECISIONS", "rewrite_chains"]
+
+__all__ = ["Reviews", "Review", "DECISIONS", "Chain", "rewrite_chains"]
 
 DECISIONS = ("approved", "blocked")
 MAX_TEXT = 512
@@ -30,7 +32,7 @@ class Review:
 def _text(name: str, v) -> str:
     if not isinstance(v, str) or not v.strip() or len(v) > MAX_TEXT:
         raise InvalidInputError(explain(f"{name}={v!r}", f"must be a non-empty string of at most {MAX_TEXT} characters", f"pass the {name} as the table has it"))
-    return normalise_utterance(v)
+    return normalise(v)
 
 
 class Reviews:
@@ -59,7 +61,7 @@ class Reviews:
 
     def get(self, utterance: str, rewrite: str) -> Review | None:
         rows = self.store.reader().execute("SELECT * FROM rewrite_reviews WHERE utterance = ? AND rewrite = ?",
-                                           [normalise_utterance(utterance), normalise_utterance(rewrite)]).fetchall()
+                                           [normalise(utterance), normalise(rewrite)]).fetchall()
         return Review(*rows[0]) if rows else None
 
     def list(self, decision: str | None = None) -> list[Review]:
@@ -71,11 +73,21 @@ class Reviews:
         return {(r.utterance, r.rewrite) for r in self.list("blocked")}
 
 
-def rewrite_chains(store: Store, utterance: str, rewrite: str, *, limit: int = 10) -> list[str]:
-    """The evidence for a rewrite: sessions (ids) where a turn heard as ``utterance`` was followed, later in
-    the same session, by a turn heard as ``rewrite`` (the rephrase chains the table was mined from)."""
-    u, r = normalise_utterance(utterance), normalise_utterance(rewrite)
+class Chain(NamedTuple):
+    session_id: str
+    first: int  # the turn heard as the utterance
+    last: int  # the first later turn of the session heard as the rewrite
+
+
+def rewrite_chains(store: Store, utterance: str, rewrite: str, *, limit: int = 10) -> list[Chain]:
+    """The evidence for a rewrite, computed in this one place for the CLI and the dashboard:
+    sessions where a turn heard as ``utterance`` was followed, later in the same session, by a turn
+    heard as ``rewrite`` (both compared as normalised text), first occurrence of each."""
+    u, r = normalise(utterance), normalise(rewrite)
     rows = store.reader().execute(
-        f"""SELECT DISTINCT a.session_id FROM turns a JOIN turns b ON a.session_id = b.session_id AND b.turn_index > a.turn_index
-            WHERE lower(trim(a.asr_text)) = ? AND lower(trim(b.asr_text)) = ? ORDER BY 1 LIMIT {int(limit)}""", [u, r]).fetchall()
-    return [x[0] for x in rows]
+        """WITH a AS (SELECT session_id, turn_index AS i0 FROM turns WHERE text_norm = ?),
+                b AS (SELECT session_id, turn_index AS i1 FROM turns WHERE text_norm = ?),
+                starts AS (SELECT a.session_id, min(a.i0) AS i0 FROM a JOIN b ON a.session_id = b.session_id AND b.i1 > a.i0 GROUP BY ALL)
+           SELECT st.session_id, st.i0, min(b.i1) FROM starts st JOIN b ON b.session_id = st.session_id AND b.i1 > st.i0
+           GROUP BY ALL ORDER BY st.session_id LIMIT ?""", [u, r, max(1, int(limit))]).fetchall()
+    return [Chain(sid, int(i0), int(i1)) for sid, i0, i1 in rows]

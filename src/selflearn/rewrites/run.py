@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
 
 from ..errors import InvalidInputError, explain
-from ..signals import SignalConfig, compute_signals
+from ..models.base import no_progress
+from ..signals import DEFECT_AT, SignalConfig, compute_signals
+from ..store.derived import replace_table
 from ..store.store import Store
-from .table import BASELINE_REPHRASES, MODEL_REPHRASES, MiningConfig, mine_rewrites, normalise_utterance, write_table
+from ..text import normalise
+from .reviews import rewrite_chains
+from .table import BASELINE_REPHRASES, MODEL_REPHRASES, MiningConfig, mine_rewrites, write_table
 
 __all__ = ["mine", "list_rewrites", "explain_rewrite", "detect_rephrases", "train_rephrase_model"]
 
@@ -19,14 +24,14 @@ def mine(store: Store, out: Path, *, signals: SignalConfig | None = None, mining
     """Compute signals, find rephrases (the pairwise baseline, or a trained contextual model),
     mine the rewrite table, write it to ``out`` (Parquet) and to the store's ``rewrites`` table
     (both replaced). Returns the statistics."""
-    say = progress or (lambda stage: None)
-    say("signals")
+    say = progress or no_progress
+    say("signals", 0, 0)
     n = compute_signals(store, signals)
     if n == 0:
         raise InvalidInputError(explain(str(store.path), "has no turns", "import logs first (`selflearn import FILE`)"))
     source = BASELINE_REPHRASES
     if rephrase_model is not None:
-        say("rephrases (model)")
+        say("rephrases (model)", 0, 0)
         stats_pairs = detect_rephrases(store, rephrase_model, success_below=(mining or MiningConfig()).success_below, threads=threads)
         source = MODEL_REPHRASES
     table, stats = mine_rewrites(store, mining, rephrases=source, progress=say)
@@ -34,17 +39,17 @@ def mine(store: Store, out: Path, *, signals: SignalConfig | None = None, mining
     stats["rephrases"] = "model" if rephrase_model is not None else "pairwise baseline"
     if rephrase_model is not None:
         stats["model_pairs"] = stats_pairs
-    say("write")
+    say("write", 0, 0)
     write_table(table, stats, out)
     with store.transaction() as con:
         con.register("_mined", table)
-        con.execute("CREATE OR REPLACE TABLE rewrites AS SELECT * FROM _mined")
+        replace_table(con, "rewrites", "SELECT * FROM _mined", {"mining": asdict(mining or MiningConfig()), "rephrases": stats["rephrases"]})
         con.unregister("_mined")
     stats["table"] = str(out)
     return stats
 
 
-def detect_rephrases(store: Store, model_dir: Path, *, success_below: float = 0.5, threads: int = 1) -> int:
+def detect_rephrases(store: Store, model_dir: Path, *, success_below: float = DEFECT_AT, threads: int = 1) -> int:
     """Run the contextual model on every turn that did not look successful (only those need a
     rephrase edge) and store the pairs in the ``rephrases`` table. Returns the pair count."""
     from ..rephrase import ContextualRephraseDetector, load_examples
@@ -56,7 +61,7 @@ def detect_rephrases(store: Store, model_dir: Path, *, success_below: float = 0.
                       "rephrase": [f[2] for f in found]})
     with store.transaction() as con:
         con.register("_found", table)
-        con.execute("CREATE OR REPLACE TABLE rephrases AS SELECT * FROM _found")
+        replace_table(con, "rephrases", "SELECT * FROM _found", {"model": str(model_dir), "success_below": success_below})
         con.unregister("_found")
     return len(found)
 
@@ -83,7 +88,7 @@ def train_rephrase_model(store: Store, out: Path, *, examples: int = 4000, epoch
     if not 0.0 <= distractors <= 1.0:
         raise InvalidInputError(explain(f"distractors={distractors}", "must be a share in [0, 1]", "use e.g. 0.3"))
     x, y = with_distractors([e for e, _ in chosen], [lab for _, lab in chosen], share=distractors, seed=seed)
-    model = ContextualRephraseDetector(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads).fit(x, y)
+    model = ContextualRephraseDetector(epochs=epochs, lr=lr, batch_size=batch_size, random_state=seed, threads=threads).fit(x, y)
     model.save(out)
     return {"model": str(out), "examples": len(chosen), "weak_positives": len(pos), "weak_negatives": len(neg),
             "train_seconds": round(model.train_seconds_, 1)}
@@ -95,7 +100,7 @@ def _rows(cur) -> list[dict]:
 
 
 def _require(store: Store, table: str, fix: str) -> None:
-    if not store.has_table(table):
+    if not store.has_derived(table):
         raise InvalidInputError(explain(f"table {table!r}", "is not in the store", fix))
 
 
@@ -116,29 +121,17 @@ def explain_rewrite(store: Store, utterance: str, *, max_chains: int = 10) -> di
     rephrases, by the rewrite, with every turn between them and its signals."""
     _require(store, "rewrites", "run `selflearn mine` first")
     con = store.reader()
-    u = normalise_utterance(utterance)
+    u = normalise(utterance)
     found = _rows(con.execute("SELECT * FROM rewrites WHERE utterance = ?", [u]))
     if not found:
         raise InvalidInputError(explain(f"utterance={u!r}", "has no rewrite in the table", "list them with `selflearn rewrites --search WORD`"))
     rw = found[0]
-    chains = _rows(
-        con.execute(
-            """
-            WITH a AS (SELECT session_id, turn_index AS i0 FROM signals WHERE asr_text = ?),
-                 b AS (SELECT session_id, turn_index AS i1 FROM signals WHERE asr_text = ?),
-                 starts AS (SELECT a.session_id, min(a.i0) AS i0 FROM a JOIN b ON a.session_id = b.session_id AND b.i1 > a.i0
-                            GROUP BY ALL ORDER BY a.session_id LIMIT ?),
-                 pairs AS (SELECT st.session_id, st.i0, min(b.i1) AS i1 FROM starts st JOIN b ON b.session_id = st.session_id AND b.i1 > st.i0
-                           GROUP BY ALL)
-            SELECT p.session_id, s.turn_index, s.ts, s.asr_text, s.response_status, s.barge_in, s.explicit_negative,
-                   s.rephrase_candidate, round(s.defect_score, 3) AS defect_score
-            FROM pairs p JOIN signals s ON s.session_id = p.session_id AND s.turn_index BETWEEN p.i0 AND p.i1
-            ORDER BY p.session_id, s.turn_index
-            """,
-            [u, rw["rewrite"], max_chains],
-        )
-    )
-    sessions: dict[str, list[dict]] = {}
-    for r in chains:
-        sessions.setdefault(r.pop("session_id"), []).append(r)
-    return {"rewrite": rw, "chains": [{"session_id": k, "turns": v} for k, v in sessions.items()]}
+    out = []
+    for chain in rewrite_chains(store, u, rw["rewrite"], limit=max_chains):
+        turns = _rows(con.execute(
+            """SELECT s.turn_index, s.ts, s.asr_text, s.response_status, s.barge_in, s.explicit_negative, s.rephrase_candidate,
+                      round(s.defect_score, 3) AS defect_score
+               FROM signals s WHERE s.session_id = ? AND s.turn_index BETWEEN ? AND ? ORDER BY s.turn_index""",
+            [chain.session_id, chain.first, chain.last]))
+        out.append({"session_id": chain.session_id, "turns": turns})
+    return {"rewrite": rw, "chains": out}

@@ -18,10 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InvalidInputError, NotFittedError, explain
+from ..models.base import no_progress
+from ..signals.feedback import DEFECT_AT
 from ..store.store import Store
+from ..text import normalise, normalise_sql
 from .markov import best_rewrites, solve_absorbing
 
-__all__ = ["MiningConfig", "mine_rewrites", "TableRewriter", "TABLE_SCHEMA", "BASELINE_REPHRASES", "MODEL_REPHRASES", "normalise_utterance"]
+__all__ = ["MiningConfig", "mine_rewrites", "TableRewriter", "TABLE_SCHEMA", "BASELINE_REPHRASES", "MODEL_REPHRASES"]
 
 TABLE_SCHEMA = pa.schema(
     [
@@ -40,7 +43,7 @@ TABLE_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class MiningConfig:
-    success_below: float = 0.5  # a turn with a lower defect score counts as a success
+    success_below: float = DEFECT_AT  # a turn with a lower defect score counts as a success
     min_support: int = 3  # turns of the utterance seen
     min_probability: float = 0.6  # least success probability of the rewrite (how often it works when said)
     min_share: float = 0.5  # least share of the utterance's successful chains that end in the rewrite
@@ -60,19 +63,19 @@ class MiningConfig:
 _EDGES_SQL = """
 WITH r AS ({rephrases}),
 e AS (
-  SELECT s.asr_text AS u,
+  SELECT s.text_norm AS u,
          CASE WHEN r.rephrase IS NOT NULL THEN 'next' WHEN s.defect_score < {success_below} THEN 'success' ELSE 'fail' END AS kind,
          r.rephrase AS v
-  FROM signals s LEFT JOIN r USING (session_id, turn_index) WHERE s.asr_text <> ''
+  FROM signals s LEFT JOIN r USING (session_id, turn_index) WHERE s.text_norm <> ''
 )
 SELECT u, kind, v, count(*)::BIGINT AS n FROM e GROUP BY ALL ORDER BY u, kind, v NULLS FIRST
 """
 
 
 #: rephrase pairs from the signals' pairwise baseline
-BASELINE_REPHRASES = "SELECT session_id, turn_index, next_text AS rephrase FROM signals WHERE rephrase_candidate"
+BASELINE_REPHRASES = "SELECT session_id, turn_index, next_norm AS rephrase FROM signals WHERE rephrase_candidate"
 #: rephrase pairs a model wrote to the store's ``rephrases`` table
-MODEL_REPHRASES = "SELECT session_id, turn_index, rephrase FROM rephrases"
+MODEL_REPHRASES = f"SELECT session_id, turn_index, {normalise_sql('rephrase')} AS rephrase FROM rephrases"
 
 
 def mine_rewrites(store: Store, config: MiningConfig | None = None, *, rephrases: str = BASELINE_REPHRASES, progress=None) -> tuple[pa.Table, dict]:
@@ -80,12 +83,12 @@ def mine_rewrites(store: Store, config: MiningConfig | None = None, *, rephrases
     rephrase pairs (``rephrases``: a SELECT of session_id, turn_index, rephrase text).
     Returns (table, statistics)."""
     c = (config or MiningConfig()).check()
-    say = progress or (lambda stage: None)
+    say = progress or no_progress
     started = time.perf_counter()
     con = store.reader()
-    if not store.has_table("signals"):
+    if not store.has_derived("signals"):
         raise InvalidInputError(explain(str(store.path), "has no signals table", "run `selflearn mine` (it computes signals first)"))
-    say("aggregate chains")
+    say("aggregate chains", 0, 0)
     cur = con.execute(_EDGES_SQL.format(success_below=float(c.success_below), rephrases=rephrases))
     rows = cur.fetchall()
     texts: dict[str, int] = {}
@@ -100,18 +103,18 @@ def mine_rewrites(store: Store, config: MiningConfig | None = None, *, rephrases
     n = np.array([x for *_, x in rows], dtype=float)
     # absorbing ids: success of utterance k is k; FAIL is n_t
     dst = np.where(kinds == "next", v_id, np.where(kinds == "success", n_t + u_id, n_t + n_t))
-    say("solve")
+    say("solve", 0, 0)
     chain = solve_absorbing(u_id, dst, n, n_transient=n_t, n_absorbing=n_t + 1)
     success_of = np.arange(n_t)
     utterance_of_success = np.concatenate([np.arange(n_t), [-1]])
-    say("meanings")
+    say("meanings", 0, 0)
     meaning = _meanings(con, texts, c.success_below)
     u, v, p, p_self, p_success, p_group = best_rewrites(chain, success_of, utterance_of_success=utterance_of_success, meaning=meaning)
     share = p_group / np.maximum(p_success, 1e-12)
     support = np.bincount(u_id, weights=n, minlength=n_t)
     direct = np.bincount(u_id, weights=n * (kinds == "success"), minlength=n_t) / np.maximum(support, 1)
     reph = np.bincount(u_id, weights=n * (kinds == "next"), minlength=n_t)
-    say("filter")
+    say("filter", 0, 0)
     keep = (
         (support[u] >= c.min_support)
         & (direct[v] >= c.min_probability)
@@ -152,14 +155,14 @@ def _meanings(con, texts: dict[str, int], success_below: float) -> np.ndarray:
     interpretation (intent + slots) of each utterance's successful turns. Successes with the same
     meaning are interchangeable rewrite targets. Utterances that never worked get their own group."""
     rows = con.execute(
-        f"""SELECT s.asr_text, arg_max(t.intent || ' ' || CAST(t.slots AS VARCHAR), n) AS meaning FROM (
-              SELECT session_id, turn_index, asr_text FROM signals WHERE defect_score < {float(success_below)}) s
+        f"""SELECT s.text_norm, arg_max(t.intent || ' ' || CAST(t.slots AS VARCHAR), n) AS meaning FROM (
+              SELECT session_id, turn_index, text_norm FROM signals WHERE defect_score < {float(success_below)}) s
             JOIN turns t USING (session_id, turn_index)
-            JOIN (SELECT s2.asr_text AS a, t2.intent AS i, CAST(t2.slots AS VARCHAR) AS sl, count(*) AS n
+            JOIN (SELECT s2.text_norm AS a, t2.intent AS i, CAST(t2.slots AS VARCHAR) AS sl, count(*) AS n
                   FROM signals s2 JOIN turns t2 USING (session_id, turn_index)
                   WHERE s2.defect_score < {float(success_below)} GROUP BY ALL) c
-              ON c.a = s.asr_text AND c.i IS NOT DISTINCT FROM t.intent AND c.sl = CAST(t.slots AS VARCHAR)
-            GROUP BY s.asr_text ORDER BY s.asr_text"""
+              ON c.a = s.text_norm AND c.i IS NOT DISTINCT FROM t.intent AND c.sl = CAST(t.slots AS VARCHAR)
+            GROUP BY s.text_norm ORDER BY s.text_norm"""
     ).fetchall()
     keys: dict[str, int] = {}
     meaning = np.arange(len(texts), dtype=np.int64) + len(texts)  # own group by default
@@ -180,7 +183,7 @@ class TableRewriter:
         missing = {"utterance", "rewrite"} - set(table.column_names)
         if missing:
             raise InvalidInputError(explain(f"columns {sorted(table.column_names)}", f"a rewrite table needs {sorted(missing)}", "write it with `selflearn mine`"))
-        self.table_ = dict(zip((normalise_utterance(x) for x in table.column("utterance").to_pylist()), table.column("rewrite").to_pylist()))
+        self.table_ = dict(zip((normalise(x) for x in table.column("utterance").to_pylist()), table.column("rewrite").to_pylist()))
         return self
 
     @classmethod
@@ -194,15 +197,12 @@ class TableRewriter:
     def rewrite(self, utterance: str, *, user_id: str = "", device: dict | None = None, context: dict | None = None) -> str | None:
         if getattr(self, "table_", None) is None:
             raise NotFittedError(explain("TableRewriter", "has no table", "fit(table) or TableRewriter.load(path)"))
-        return self.table_.get(normalise_utterance(utterance))
+        return self.table_.get(normalise(utterance))
 
     def __len__(self) -> int:
         return len(getattr(self, "table_", {}))
 
 
-def normalise_utterance(text: str) -> str:
-    """The table's key: lower case, single spaces."""
-    return " ".join(str(text).lower().split())
 
 
 def write_table(table: pa.Table, stats: dict, path: Path) -> None:

@@ -21,9 +21,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from ..errors import NotAuthorizedError, SelflearnError, explain
+from ..text import normalise
 from ..report.data import session_turns, sessions_with_request, store_summary
 from ..rewrites.reviews import DECISIONS, Reviews, rewrite_chains
-from ..rewrites.table import normalise_utterance
+
 from ..store.store import Store
 from ..teach.preferences import Preferences
 from ..templating import Button, Link, Muted, Section, Tag, clip, href, pct, render
@@ -157,7 +158,7 @@ def dashboard_router(store: Store, rewriter, *, auth: Auth, run, rewrite_table=N
         admin(request)
         if (wait := await needs_summary(request)) is not None:
             return wait
-        q = normalise_utterance(q)
+        q = normalise(q)
         found = await reader.run(sessions_with_request, reader.con, q, limit)
         table = Section(headers=["session", "defect score of the request (highest)"], numeric=(1,), empty="No session has this request.",
                         rows=[[Link(href("/dashboard/sessions", i), clip(i, 80)), f"{w:.2f}"] for i, w in found])
@@ -178,7 +179,7 @@ def dashboard_router(store: Store, rewriter, *, auth: Auth, run, rewrite_table=N
         ql = q.lower()
         shown = [r for r in rows if not q or ql in str(r["utterance"]).lower() or ql in str(r["rewrite"]).lower()][: max(1, min(limit, 500))]
         mined = [[clip(r["utterance"]), clip(r["rewrite"]), pct(r.get("probability")), r.get("support", ""),
-                  Tag(decided.get((normalise_utterance(r["utterance"]), normalise_utterance(r["rewrite"])))),
+                  Tag(decided.get((normalise(r["utterance"]), normalise(r["rewrite"])))),
                   Link(href("/dashboard/rewrites/evidence", utterance=r["utterance"], rewrite=r["rewrite"]), "evidence")] for r in shown]
         done = [[clip(r.utterance), clip(r.rewrite), Tag(r.decision), r.reviewer, f"{r.decided_at:%Y-%m-%d %H:%M}",
                  Link(href("/dashboard/rewrites/evidence", utterance=r.utterance, rewrite=r.rewrite), "evidence")] for r in listed]
@@ -193,12 +194,12 @@ def dashboard_router(store: Store, rewriter, *, auth: Auth, run, rewrite_table=N
         admin(request)
         if (wait := await needs_summary(request)) is not None:
             return wait
-        u, r = normalise_utterance(utterance), normalise_utterance(rewrite)
-        row = next((x for x in rows if normalise_utterance(x["utterance"]) == u and normalise_utterance(x["rewrite"]) == r), None)
+        u, r = normalise(utterance), normalise(rewrite)
+        row = next((x for x in rows if normalise(x["utterance"]) == u and normalise(x["rewrite"]) == r), None)
 
         def read():
             chains = rewrite_chains(store, u, r, limit=5)
-            return reviews.get(u, r), [(sid, session_turns(reader.con, sid)) for sid in chains]
+            return reviews.get(u, r), [(c.session_id, session_turns(reader.con, c.session_id)) for c in chains]
 
         rev, chains = await reader.run(read)
         facts = (f"Success probability {pct(row.get('probability'))}, support {row.get('support')} turns, "
@@ -222,7 +223,7 @@ def dashboard_router(store: Store, rewriter, *, auth: Auth, run, rewrite_table=N
         if decision != "undo" and decision not in DECISIONS:
             return page(request, "dashboard/message.html", "Bad request", status=400, link=None,
                         notes=[explain(f"decision={decision!r}", "must be blocked, approved or undo", "use the page's buttons")])
-        pair = (normalise_utterance(utterance), normalise_utterance(rewrite))
+        pair = (normalise(utterance), normalise(rewrite))
 
         def write():
             if decision == "undo":

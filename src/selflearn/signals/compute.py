@@ -4,18 +4,34 @@ from __future__ import annotations
 
 import duckdb
 
+from ..store.derived import entry, is_current, replace_table
 from ..store.store import Store
 from .feedback import SignalConfig, signals_sql
 
-__all__ = ["compute_signals", "evaluate_defect_score"]
+__all__ = ["compute_signals", "signals_for_reading", "evaluate_defect_score"]
 
 
-def compute_signals(store: Store, config: SignalConfig | None = None) -> int:
-    """(Re)build the store's ``signals`` table in one transaction; returns its row count."""
-    sql = signals_sql(config or SignalConfig())
-    with store.transaction() as con:
-        con.execute(f"CREATE OR REPLACE TABLE signals AS {sql}")
-        return con.execute("SELECT count(*) FROM signals").fetchall()[0][0]
+def compute_signals(store: Store, config: SignalConfig | None = None, *, force: bool = False) -> int:
+    """The store's ``signals`` table for ``config``: reused when it was computed with the same config
+    from the same turns, else rebuilt in one transaction (the only writer of the table). Returns its
+    row count."""
+    c = (config or SignalConfig()).check()
+    con = store.reader()
+    if not force and is_current(con, "signals", c.as_dict()):
+        return entry(con, "signals")["n_rows"]
+    with store.transaction() as wcon:
+        return replace_table(wcon, "signals", signals_sql(c), c.as_dict())
+
+
+def signals_for_reading(con: duckdb.DuckDBPyConnection, config: SignalConfig | None = None) -> None:
+    """Make ``signals`` on the cursor ``con`` (of a store opened read-only) the signals for
+    ``config``: the stored table when it is current, else a TEMP table computed for this cursor only
+    (a reader never writes the store)."""
+    c = (config or SignalConfig()).check()
+    if is_current(con, "signals", c.as_dict()):
+        con.execute("DROP TABLE IF EXISTS temp.signals")  # an older TEMP copy would hide the stored table
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE signals AS {signals_sql(c)}")
 
 
 def evaluate_defect_score(con: duckdb.DuckDBPyConnection, truth, thresholds=(0.3, 0.5, 0.7)) -> dict:

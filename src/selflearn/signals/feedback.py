@@ -21,7 +21,11 @@ from dataclasses import asdict, dataclass
 
 from ..errors import InvalidInputError, explain
 
-__all__ = ["SignalConfig", "signals_sql"]
+__all__ = ["SignalConfig", "signals_sql", "DEFECT_AT"]
+
+#: a turn whose defect score is at least this is a defect; below it, the turn worked (one setting for
+#: mining, serving, labels, failure points, the report and the dashboard)
+DEFECT_AT = 0.5
 
 
 @dataclass(frozen=True)
@@ -43,15 +47,20 @@ class SignalConfig:
                 raise InvalidInputError(explain(f"{name}={v}", "must be in [0, 1]", "use a probability"))
         return self
 
+    def as_dict(self) -> dict:
+        """The settings, as recorded with the store's ``signals`` table."""
+        return asdict(self)
+
 
 def signals_sql(config: SignalConfig, source: str = "turns") -> str:
     """A SELECT giving one row of signals per turn of ``source`` (the store's turns columns)."""
     c = config.check()
     return f"""
     WITH t AS (
-      SELECT session_id, turn_index, ts, user_id, device_type, asr_text, intent, response_status,
+      SELECT session_id, turn_index, ts, user_id, device_type, asr_text, text_norm, intent, response_status,
              barge_in, explicit_feedback, feedback_prompted,
              lead(asr_text) OVER w AS next_text,
+             lead(text_norm) OVER w AS next_norm,
              lead(turn_index) OVER w AS next_turn,
              epoch(lead(ts) OVER w) - epoch(ts) AS next_gap_s
       FROM {source}
@@ -73,10 +82,10 @@ def signals_sql(config: SignalConfig, source: str = "turns") -> str:
         (next_text IS NULL AND (coalesce(response_status = 'failure', false) OR barge_in)) AS abandoned
       FROM s
     )
-    SELECT session_id, turn_index, ts, user_id, device_type, asr_text, intent, response_status,
+    SELECT session_id, turn_index, ts, user_id, device_type, asr_text, text_norm, intent, response_status,
            barge_in, explicit_negative, explicit_positive, feedback_prompted AS prompted,
            rephrase_candidate, system_failure, abandoned,
-           next_turn, next_text, next_gap_s, next_similarity,
+           next_turn, next_text, next_norm, next_gap_s, next_similarity,
            (1 - (1 - {c.w_explicit_negative}::DOUBLE * explicit_negative::int)
               * (1 - {c.w_barge_in}::DOUBLE * barge_in::int)
               * (1 - {c.w_rephrase}::DOUBLE * rephrase_candidate::int)

@@ -40,6 +40,7 @@ from selflearn.logs.messages import describe_validation_error
 from selflearn.logs.schema import Turn
 from selflearn.store.columns import COLUMNS, FLAT_OBJECTS, projection_sql, same_content_sql
 from selflearn.store.store import Store
+from selflearn.text import normalise_sql
 
 __all__ = ["FileReport", "ImportReport", "import_files", "default_quarantine_path"]
 
@@ -246,7 +247,7 @@ class _FileImport:
                 )
             self.reject(line_no, originals[line_no], reason)
         con.execute(
-            f"""INSERT INTO turns SELECT {_COLS}, extra, {int(self.import_id)} FROM proj
+            f"""INSERT INTO turns SELECT {_COLS}, extra, {int(self.import_id)}, {normalise_sql('asr_text')} FROM proj
                 WHERE line_no IN (SELECT line_no FROM verdict WHERE verdict = 'new')
                   AND line_no NOT IN (SELECT line_no FROM disorder)"""
         )

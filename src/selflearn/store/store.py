@@ -18,6 +18,8 @@ import duckdb
 
 from selflearn.errors import StoreBusyError, StoreVersionError, UnreadableInputError, explain
 from selflearn.store.columns import turns_ddl
+from selflearn.store.derived import DERIVED_DDL, TABLES
+from selflearn.text import normalise_sql
 
 __all__ = ["Store", "STORE_VERSION", "MIGRATIONS", "DEFAULT_STORE", "default_store_path"]
 
@@ -68,8 +70,20 @@ def _v3(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _v4(con: duckdb.DuckDBPyConnection) -> None:
+    """Derived tables through migrations: each turn's normalised text (``text_norm``, what every part
+    keys requests by), the derived tables' schemas and the record of how each was computed. Derived
+    tables an older version built are dropped: the command that uses one recomputes it."""
+    con.execute("ALTER TABLE turns ADD COLUMN text_norm VARCHAR")
+    con.execute(f"UPDATE turns SET text_norm = {normalise_sql('asr_text')}")
+    con.execute(DERIVED_DDL)
+    for name, ddl in TABLES.items():
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+        con.execute(ddl)
+
+
 #: ``MIGRATIONS[i]`` turns a store of version ``i`` into version ``i + 1`` (0 = empty file).
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3, _v4]
 STORE_VERSION = len(MIGRATIONS)
 
 
@@ -132,6 +146,12 @@ class Store:
         only after the command that builds them)."""
         cur = self._con.cursor()
         return bool(cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()[0][0])
+
+    def has_derived(self, name: str) -> bool:
+        """Whether the derived table ``name`` (signals, rephrases, rewrites, failure_points) has been computed."""
+        from selflearn.store.derived import entry
+
+        return entry(self._con.cursor(), name) is not None
 
     def _version(self) -> int:
         if not self.has_table("meta"):

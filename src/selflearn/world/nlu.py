@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError, NotFittedError, explain
-from ..modeldir import encoder_path, load_model_dir, read_model_config, save_model_dir
+from ..errors import InvalidInputError, explain
+from ..models import register
+from ..models.backbone import build_encoder, load_tokenizer, mean_pool
+from ..models.base import Estimator, Progress, no_progress
+from ..models.directory import load_module, save_module
 from .corpus import Sentence
 
 __all__ = ["JointNLU", "NluResult"]
-
-FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -34,20 +35,13 @@ class NluResult:
     slots: tuple[tuple[str, str], ...]
 
 
-def _build_module(n_intents: int, n_tags: int, encoder_dir: str):
+def _build_module(n_intents: int, n_tags: int):
     import torch
-    from transformers import AutoConfig, AutoModel
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
 
     class Joint(torch.nn.Module):
         def __init__(self, pretrained: bool):
             super().__init__()
-            if pretrained:
-                self.encoder = AutoModel.from_pretrained(encoder_dir)
-            else:
-                self.encoder = AutoModel.from_config(AutoConfig.from_pretrained(encoder_dir))
+            self.encoder = build_encoder(pretrained=pretrained)
             h = self.encoder.config.hidden_size
             self.dropout = torch.nn.Dropout(0.1)
             self.intent_head = torch.nn.Linear(h, n_intents)
@@ -55,55 +49,54 @@ def _build_module(n_intents: int, n_tags: int, encoder_dir: str):
 
         def forward(self, input_ids, attention_mask):
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).float()
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            pooled = mean_pool(hidden, attention_mask)
             return self.intent_head(self.dropout(pooled)), self.slot_head(self.dropout(hidden))
 
     return Joint
 
 
-class JointNLU:
+class JointNLU(Estimator):
     """Intent + slot model. ``fit(sentences)`` fine-tunes; ``predict(texts)`` labels."""
 
-    def __init__(self, *, epochs: int = 4, batch_size: int = 32, lr: float = 1e-4, seed: int = 0, threads: int = 1):
+    component = "world-nlu"
+    format_version = 2  # 2: the shared model directory
+    fitted_attr = "module_"
+    fix = "rebuild the world with this version (`selflearn world build`)"
+
+    def __init__(self, *, epochs: int = 4, batch_size: int = 32, lr: float = 1e-4, random_state: int = 0, threads: int = 1):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
-        self.seed = seed
+        self.random_state = random_state
         self.threads = threads
 
     # -- training ---------------------------------------------------------
-    def fit(self, sentences: list[Sentence], *, progress=None) -> "JointNLU":
-        import torch
-        from transformers import AutoTokenizer
-
+    def fit(self, sentences: list[Sentence], *, progress: Progress = no_progress) -> "JointNLU":
         if not sentences:
             raise InvalidInputError(explain("sentences=[]", "NLU training needs at least one sentence", "pass a non-empty set"))
-        torch.manual_seed(self.seed)
-        torch.set_num_threads(self.threads)
-        rng = random.Random(self.seed)
+        rng = self._start(sentences)
         self.intents_ = sorted({s.intent for s in sentences})
         slot_types = sorted({t for s in sentences for t in s.tags if t})
         self.tags_ = ["O"] + [f"{p}-{t}" for t in slot_types for p in ("B", "I")]
-        self.tokenizer_ = AutoTokenizer.from_pretrained(encoder_path())
-        self.module_ = _build_module(len(self.intents_), len(self.tags_), encoder_path())(pretrained=True)
+        self.tokenizer_ = load_tokenizer()
+        self.module_ = _build_module(len(self.intents_), len(self.tags_))(pretrained=True)
         self.train_seconds_, self.n_train_ = 0.0, 0
         self._train(self._examples(sentences), self.epochs, self.lr, rng, progress)
         return self
 
-    def refit(self, sentences: list[Sentence], *, epochs: int = 1, lr: float | None = None, progress=None) -> "JointNLU":
+    def refit(self, sentences: list[Sentence], *, epochs: int = 1, lr: float | None = None, progress: Progress = no_progress) -> "JointNLU":
         """Continue training the fitted model on ``sentences`` (its intents and slot types stay as
         they are: a sentence with an unknown intent or slot type is skipped; one whose ``tags`` is
         None trains the intent head only)."""
         import torch
 
-        self._check()
-        torch.manual_seed(self.seed)
-        torch.set_num_threads(self.threads)
+        self._check_fitted()
+        torch.manual_seed(self.random_state)
+        self._threads()
         examples = self._examples(sentences)
         if not examples:
             raise InvalidInputError(explain(f"{len(sentences)} sentences", "none has an intent and slot types this NLU knows", "pass sentences of its label space"))
-        self._train(examples, epochs, self.lr / 2 if lr is None else lr, random.Random(self.seed), progress)
+        self._train(examples, epochs, self.lr / 2 if lr is None else lr, random.Random(self.random_state), progress)
         self.n_train_ += len(examples)
         return self
 
@@ -157,8 +150,7 @@ class JointNLU:
                 opt.step()
                 sched.step()
                 step += 1
-                if progress:
-                    progress(step, steps)
+                progress("train", step, steps)
         self.module_.eval()
         self.train_seconds_ = getattr(self, "train_seconds_", 0.0) + time.perf_counter() - started
         self.n_train_ = getattr(self, "n_train_", 0) or len(examples)
@@ -167,17 +159,13 @@ class JointNLU:
         enc = self.tokenizer_(words_batch, is_split_into_words=True, padding=True, truncation=True, max_length=64, return_tensors="pt")
         return enc, [enc.word_ids(i) for i in range(len(words_batch))]
 
-    def _check(self):
-        if getattr(self, "module_", None) is None:
-            raise NotFittedError(explain("JointNLU", "must be fitted or loaded before predict", "call fit() or JointNLU.load(dir)"))
-
     # -- inference ---------------------------------------------------------
     def predict(self, texts: list[str], *, batch_size: int = 128, top_k: int = 3) -> list[NluResult]:
         """Label normalised texts; empty text gives the ``unknown`` intent."""
         import torch
 
-        self._check()
-        torch.set_num_threads(self.threads)
+        self._check_fitted()
+        self._threads()
         out: list[NluResult | None] = [None] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         with torch.inference_mode():
@@ -204,27 +192,20 @@ class JointNLU:
         return out  # type: ignore[return-value]
 
     # -- persistence --------------------------------------------------------
-    def save(self, directory: Path) -> None:
-        self._check()
-        save_model_dir(directory, self.module_, self.tokenizer_, {
-            "format_version": FORMAT_VERSION,
-            "component": "selflearn.world.nlu.JointNLU",
-            "params": {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed},
-            "intents": self.intents_,
-            "tags": self.tags_,
-            "n_train": self.n_train_,
-            "train_seconds": round(self.train_seconds_, 1),
-        })
+    def _learned(self) -> dict:
+        return {"intents_": self.intents_, "tags_": self.tags_, "n_train_": self.n_train_, "train_seconds_": round(self.train_seconds_, 1)}
 
-    @classmethod
-    def load(cls, directory: Path, *, threads: int = 1) -> "JointNLU":
-        config = read_model_config(directory, format_version=FORMAT_VERSION, what="NLU model", fix="rebuild the world with this version")
-        self = cls(**config["params"], threads=threads)
-        self.intents_, self.tags_ = config["intents"], config["tags"]
-        self.n_train_, self.train_seconds_ = config["n_train"], config["train_seconds"]
-        module = _build_module(len(self.intents_), len(self.tags_), encoder_path())(pretrained=False)
-        self.module_, self.tokenizer_ = load_model_dir(directory, module)
-        return self
+    def _save_weights(self, directory: Path) -> None:
+        save_module(directory, self.module_, self.tokenizer_)
+
+    def _restore(self, directory: Path, learned: dict) -> None:
+        self.intents_, self.tags_ = learned["intents_"], learned["tags_"]
+        self.n_train_, self.train_seconds_ = learned["n_train_"], learned["train_seconds_"]
+        self.tokenizer_ = load_tokenizer(directory / "tokenizer")
+        self.module_ = load_module(directory, _build_module(len(self.intents_), len(self.tags_))(pretrained=False))
+
+
+register(JointNLU.component, JointNLU)
 
 
 def _decode(words: list[str], tags: list[str]) -> tuple[tuple[str, str], ...]:

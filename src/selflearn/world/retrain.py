@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InvalidInputError, explain
+from ..models.base import no_progress
 from ..labels.weak import align_slot
 from .build import World, interpret
 from .corpus import Sentence
@@ -49,7 +50,7 @@ def retrain_world_nlu(world_dir: Path, rows: list[dict], out_dir: Path, *, epoch
     own training sentences (``base_share`` of them, so it does not forget), re-interpret every
     text of the world, and write the variant world to ``out_dir``. ``rows=[]`` gives the control:
     the same extra training on the original sentences only."""
-    say = progress or (lambda stage: None)
+    say = progress or no_progress
     world = World.load(world_dir)
     nlu = JointNLU.load(world_dir / "nlu", threads=threads)
     base = [tagged_sentence(s["text"], s["intent"], s["slots"], s["slurp_id"]) for s in world.sentences if s["in_nlu_train"]]
@@ -58,10 +59,10 @@ def retrain_world_nlu(world_dir: Path, rows: list[dict], out_dir: Path, *, epoch
     new = [tagged_sentence(r["text"], r["intent"], None if r.get("slots") is None else [(s["name"], s["value"]) for s in r["slots"]]) for r in rows]
     new = [s for s in new if s is not None and s.text.split()]
     started = time.perf_counter()
-    say(f"retrain NLU ({len(base)} original + {len(new)} generated sentences)")
+    say(f"retrain NLU ({len(base)} original + {len(new)} generated sentences)", 0, 0)
     nlu.refit(base + new, epochs=epochs)
     train_s = time.perf_counter() - started
-    say("re-interpret the world's texts")
+    say("re-interpret the world's texts", 0, 0)
     catalogue = world.catalogue()
     results = []
     for b in range(0, len(world.texts), 2048):
