@@ -210,3 +210,19 @@ def test_a_model_directory_is_a_rewriter_spec(online_model):
 
     rw = load_rewriter(str(online_model["model"]))
     assert isinstance(rw, OnlineRewriter) and rw.layers == ("table", "global", "personal")
+
+
+def test_a_world_nlu_saved_by_the_previous_format_still_loads(tmp_path):
+    """Worlds built before the shared model directory keep working: same weights, config upgraded on load."""
+    case = _world_nlu(None)
+    model = case.make(0).fit(*case.fit_args)
+    model.save(tmp_path / "nlu")
+    new = json.loads((tmp_path / "nlu" / "config.json").read_text())
+    old = {"format_version": 1, "component": "selflearn.world.nlu.JointNLU",
+           "params": {k: v for k, v in new["params"].items() if k != "random_state"} | {"seed": 0},
+           "intents": new["learned"]["intents_"], "tags": new["learned"]["tags_"], "n_train": 9, "train_seconds": 1.0}
+    (tmp_path / "nlu" / "config.json").write_text(json.dumps(old))
+    from selflearn.world.nlu import JointNLU
+
+    again = JointNLU.load(tmp_path / "nlu")
+    assert again.random_state == 0 and case.predict(again) == case.predict(model)

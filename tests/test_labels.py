@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from selflearn.cli.main import app
-from selflearn.errors import InvalidInputError, NotFittedError
+from selflearn.errors import SelflearnError, InvalidInputError, NotFittedError
 from selflearn.labels import Dialogue, Exchange, LabelModel, evaluate_predictions, labels_as_predictions, read_dialogues, reference_targets, write_dialogues
 from selflearn.labels.batches import IGNORE, Vocab, collate, corrupt, encode_dialogues
 from selflearn.labels.dialogues import parse_dialogue
@@ -232,7 +232,7 @@ def test_bad_use_is_refused(tmp_path):
         LabelModel(**SMALL).fit([Dialogue("x", [Exchange("hi")])])
     with pytest.raises(InvalidInputError, match="corruptions"):
         LabelModel(**{**SMALL, "corruptions": ("melt",)}).fit(synthetic(2))
-    with pytest.raises(InvalidInputError, match="label model"):
+    with pytest.raises(SelflearnError, match="label-model"):
         LabelModel.load(tmp_path)
 
 
@@ -316,7 +316,7 @@ def test_cli_train_evaluate_apply(tmp_path):
     assert json.loads(r.stdout[r.stdout.index("{"):])["calibration"] == "evaluation labels"
     assert read_dialogues(tmp_path / "o.jsonl")[0]
     r = CliRunner().invoke(app, ["labels", "evaluate", "--model", str(tmp_path / "nothing"), "--data", str(data)])
-    assert r.exit_code == 2 and "label model" in r.output
+    assert r.exit_code == 2 and "label-model" in r.output
     r = CliRunner().invoke(app, ["labels", "train", "--data", str(data), "--store", str(tmp_path / "s.duckdb")])
     assert r.exit_code == 2 and "exactly one source" in r.output
 

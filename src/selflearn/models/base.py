@@ -108,7 +108,8 @@ class Estimator(BaseEstimator):
     @classmethod
     def load(cls, directory: str | Path, **runtime: Any):
         """The model saved in ``directory``; ``runtime`` gives settings such as ``threads``."""
-        config = read_config(Path(directory), component=cls.component, format_version=cls.format_version, fix=cls.fix)
+        config = cls._upgrade(Path(directory))
+        config = config or read_config(Path(directory), component=cls.component, format_version=cls.format_version, fix=cls.fix)
         params = {k: (tuple(v) if isinstance(getattr(cls(), k, None), tuple) else v) for k, v in config["params"].items()}
         model = cls(**params, **runtime)
         model.data_fingerprint_ = config.get("data_fingerprint")
@@ -117,6 +118,11 @@ class Estimator(BaseEstimator):
         return model
 
     # -- what a model overrides --------------------------------------------------------------
+    @classmethod
+    def _upgrade(cls, directory: Path) -> dict | None:
+        """The config of a directory an older selflearn saved, in today's layout (or None: read it as is)."""
+        return None
+
     def _learned(self) -> dict:
         """Learned state that is not weights, as JSON."""
         return {}

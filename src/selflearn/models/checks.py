@@ -129,6 +129,8 @@ def check_rewriter(case: RewriterCase) -> None:
     for odd in case.odd:
         out = a.rewrite(odd, user_id="", device={}, context={})
         assert out is None or isinstance(out, str), f"{name}: odd input {odd[:20]!r} must pass through or be rewritten"
+    for r in (a, b):
+        assert getattr(r, "errors", 0) == 0, f"{name}: {r.errors} requests failed (a refused request passes through, but a conforming one must not be refused)"
     if case.bad is not None:
         exc = _refuses(SelflearnError, case.bad, f"{name} given a bad spec")
         assert "; fix: " in str(exc), f"{name}: the error must name the value, the rule and the fix ({exc})"

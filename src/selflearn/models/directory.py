@@ -33,7 +33,7 @@ def read_config(directory: Path, *, component: str, format_version: int, fix: st
     try:
         config = json.loads((directory / CONFIG).read_text())
     except FileNotFoundError as exc:
-        raise UnreadableInputError(explain(str(directory), f"must be a saved {component} model directory (with {CONFIG})", fix)) from exc
+        raise UnreadableInputError(explain(str(directory), f"must be a model directory saved by selflearn ({component}: {CONFIG} and weights)", fix)) from exc
     except (OSError, ValueError) as exc:
         raise UnreadableInputError(explain(str(directory / CONFIG), f"must be readable JSON ({exc})", fix)) from exc
     if not isinstance(config, dict) or config.get("component") != component:

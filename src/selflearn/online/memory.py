@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InvalidInputError, explain
+from ..models.directory import replace_dir
 from ..text import normalise
 
 from ..signals.similarity import text_similarity
@@ -251,8 +252,8 @@ class PersonalMemory:
 
     # -- persistence -----------------------------------------------------------
     def save(self, directory: Path) -> None:
-        """Atomic: written beside, then renamed over the old files."""
-        directory.mkdir(parents=True, exist_ok=True)
+        """The whole directory is written beside and moved into place in one rename (a reader never
+        sees the history of one save with the fixes of another)."""
         rows = [(u, t, e[0], e[1], e[2], e[3]) for u, h in self.users.items() for t, e in h.items()]
         hist = pa.table({"user_id": [r[0] for r in rows], "text": [r[1] for r in rows], "attempts": pa.array([r[2] for r in rows], pa.int64()),
                          "successes": pa.array([r[3] for r in rows], pa.int64()), "last_ts": pa.array([r[4] for r in rows], pa.float64()),
@@ -265,11 +266,10 @@ class PersonalMemory:
                           "times": pa.array([r[3] for r in frows], pa.int64())})
         texts = list(self.vectors)
         vecs = pa.table({"text": texts, "vector": [v.tolist() for v in self.vectors.values()]})
-        for name, table in (("history", hist), ("served", served), ("fixes", fixes), ("vectors", vecs)):
-            tmp = directory / f".{name}.parquet.tmp"
-            pq.write_table(table, str(tmp))
-            tmp.replace(directory / f"{name}.parquet")
-        (directory / "config.json").write_text(json.dumps({"window_s": self.window_s, "min_similarity": self.min_similarity}) + "\n")
+        with replace_dir(Path(directory)) as tmp:
+            for name, table in (("history", hist), ("served", served), ("fixes", fixes), ("vectors", vecs)):
+                pq.write_table(table, str(tmp / f"{name}.parquet"))
+            (tmp / "config.json").write_text(json.dumps({"window_s": self.window_s, "min_similarity": self.min_similarity}) + "\n")
 
     @classmethod
     def load(cls, directory: Path, encoder=None, *, known=None) -> "PersonalMemory":

@@ -33,6 +33,7 @@ class Device(BaseModel):
     type: Annotated[str, Field(min_length=1, max_length=64, description="Device type, e.g. 'speaker', 'phone', 'car'.")] = "unknown"
     has_screen: bool | None = Field(None, description="Whether the device can show a visual response.")
     location: Annotated[str | None, Field(max_length=200, description="A room or place.")] = None
+    state: dict[str, Any] | None = Field(None, description="The device's state as the logs carry it (volume, do-not-disturb, ...).")
 
 
 class Context(BaseModel):

@@ -192,6 +192,21 @@ class JointNLU(Estimator):
         return out  # type: ignore[return-value]
 
     # -- persistence --------------------------------------------------------
+    @classmethod
+    def _upgrade(cls, directory: Path) -> dict | None:
+        """Worlds built before the shared model directory hold format 1 (same weights, other config)."""
+        import json
+
+        try:
+            old = json.loads((directory / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if old.get("format_version") != 1 or old.get("component") != "selflearn.world.nlu.JointNLU":
+            return None
+        params = {("random_state" if k == "seed" else k): v for k, v in old["params"].items()}
+        return {"component": cls.component, "format_version": cls.format_version, "params": params, "data_fingerprint": None, "privacy": None,
+                "learned": {"intents_": old["intents"], "tags_": old["tags"], "n_train_": old["n_train"], "train_seconds_": old["train_seconds"]}}
+
     def _learned(self) -> dict:
         return {"intents_": self.intents_, "tags_": self.tags_, "n_train_": self.n_train_, "train_seconds_": round(self.train_seconds_, 1)}
 
