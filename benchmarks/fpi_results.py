@@ -105,7 +105,7 @@ def main() -> None:
                     "model trained on weak labels (no truth)": (weak_train, {})}
         for name, (labels, kw) in variants.items():
             say(f"train {name}")
-            model = FailurePointModel(epochs=args.epochs, seed=args.seed, threads=args.threads, **kw).fit(train, labels)
+            model = FailurePointModel(epochs=args.epochs, random_state=args.seed, threads=args.threads, **kw).fit(train, labels)
             started = time.perf_counter()
             results[name] = fpi_metrics(y_test, model.predict(test))
             results[name]["train_seconds"] = model.train_seconds_

@@ -134,7 +134,7 @@ def main() -> None:
         curves = {"feedback heuristics": {t: heur[t]["curve"] for t in TASKS if t in heur and t != "slots"}}
         for name, kw in variants.items():
             say(f"train {name}")
-            model = LabelModel(text_layers=args.text_layers, epochs=args.epochs, seed=args.seed, threads=args.threads, **kw)
+            model = LabelModel(text_layers=args.text_layers, epochs=args.epochs, random_state=args.seed, threads=args.threads, **kw)
             stats = train_labels(train, tmp / name.replace(" ", "_").replace(",", ""), model)
             say(f"evaluate {name}")
             m = evaluate_predictions(model.predict(gold), ref)

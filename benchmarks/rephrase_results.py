@@ -73,7 +73,7 @@ def main() -> None:
     pos = [x for x in labelled if x[1] is not None and x[1] >= 0]
     neg = [x for x in labelled if x[1] == -1]
     train = rng.sample(pos, args.train // 2) + rng.sample(neg, args.train // 2)
-    model = ContextualRephraseDetector(epochs=1, seed=args.seed, threads=args.threads)
+    model = ContextualRephraseDetector(epochs=1, random_state=args.seed, threads=args.threads)
     train_x, train_y = with_distractors([e for e, _ in train], [lab for _, lab in train], share=args.distractors, seed=args.seed)
     model.fit(train_x, train_y)
     evaluation = [e for e in examples if e.session_id in held_out and e.following]

@@ -1,4 +1,4 @@
-"""Latency of `selflearn serve` under load, from a separate load-generator process on loopback.
+"""Latency of `selflearn online serve` under load, from a separate load-generator process on loopback.
 
 Starts the real server (uvicorn, one worker) on a free port, then sends an open-loop stream of
 POST /v1/rewrite requests at a fixed rate (default 100/s for 60 s; requests are not held back by
@@ -209,7 +209,7 @@ async def _overload(url: str, bodies: list[dict], rate: float, seconds: float, h
 def _start(model: Path, keys: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "selflearn.cli.main", "serve", "--model", str(model), "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "selflearn.cli.main", "online", "serve", "--model", str(model), "--port", str(port),
                                "--api-keys", str(keys), *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):

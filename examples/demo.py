@@ -61,7 +61,7 @@ def main() -> None:
     run("export", str(OUT / "turns.parquet"), "--store", store)
     run("import", str(OUT / "turns.parquet"), "--store", store)
     world(args.shared.resolve(), store)
-    print(f"\nDone. Store: {store}. Next: `selflearn stats --store {store} --json`.")
+    print(f"\nDone. Store: {store}. Next: `selflearn store stats --store {store} --json`.")
 
 
 def world(shared: Path, store: str) -> None:
@@ -69,7 +69,7 @@ def world(shared: Path, store: str) -> None:
     if not asr.exists():
         print(f"\n(no ASR corpus at {asr}: skipping the simulated world; pass --shared DIR)")
         return
-    wd = str(ROOT / "world")  # built once, reused by later demos and by `selflearn simulate`
+    wd = str(ROOT / "world")  # built once, reused by later demos and by `selflearn world simulate`
     run("world", "build", "--world", wd, "--sentences", str(slurp / "devel.jsonl"), "--sentences", str(slurp / "test.jsonl"),
         "--asr-corpus", str(asr))
     sim = OUT / "sim"
@@ -95,10 +95,10 @@ def world(shared: Path, store: str) -> None:
     run("report", "--store", store, "--ab", str(OUT / "ab-strip-fillers.json"), "--out", str(report))
     print(f"\nReport: {report} (open it in a browser; it works offline)")
     print("\nDashboard: mine rewrites, train the online rewriter and serve it with this store, then open http://127.0.0.1:8000/dashboard")
-    print(f"  selflearn mine --store {store} --out demo-out/rewrites.parquet")
-    print(f"  selflearn train online --store {store} --table demo-out/rewrites.parquet --out demo-out/online-model")
+    print(f"  selflearn rewrites mine --store {store} --out demo-out/rewrites.parquet")
+    print(f"  selflearn online train --store {store} --table demo-out/rewrites.parquet --out demo-out/online-model")
     print("  selflearn keys create ops --scope admin --file demo-out/keys.txt    # prints the key to log in with")
-    print(f"  selflearn serve --model demo-out/online-model --store {store} --api-keys demo-out/keys.txt")
+    print(f"  selflearn online serve --model demo-out/online-model --store {store} --api-keys demo-out/keys.txt")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Example rewriters for `selflearn ab` (plug in your own the same way).
+"""Example rewriters for `selflearn world ab` (plug in your own the same way).
 
-    selflearn ab --rewriter examples.rewriters:StripFillers
+    selflearn world ab --rewriter examples.rewriters:StripFillers
 
 A rewriter is any object with ``rewrite(utterance, *, user_id, device, context) -> str | None``;
 returning None passes the utterance through unchanged.

@@ -236,12 +236,12 @@ def chromium_driver(window: str = "1280,1000"):
 
 
 def serve(online_model_dir: Path, keys_file: Path, *extra: str, env: dict | None = None):
-    """`selflearn serve` as a real process on a free loopback port: (process, base URL)."""
+    """`selflearn online serve` as a real process on a free loopback port: (process, base URL)."""
     import subprocess
     import sys
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "selflearn.cli.main", "serve", "--model", str(online_model_dir), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "selflearn.cli.main", "online", "serve", "--model", str(online_model_dir), "--port", str(port),
                              "--api-keys", str(keys_file), *extra], env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

@@ -35,7 +35,7 @@ def test_channel_produces_corpus_rows(tmp_path):
     out = tmp_path / "rows.jsonl"
     r = CliRunner().invoke(
         app,
-        ["asr-channel", "--out", str(out), "--condition", "us_clean",
+        ["world", "asr-channel", "--out", str(out), "--condition", "us_clean",
          "--text", "turn off the lights in the kitchen", "--text", "what is the weather in paris tomorrow"],
     )
     assert r.exit_code == 0, r.output
@@ -50,7 +50,7 @@ def test_channel_produces_corpus_rows(tmp_path):
 
 
 def test_channel_rejects_unknown_condition_without_voice(tmp_path):
-    r = CliRunner().invoke(app, ["asr-channel", "--out", str(tmp_path / "x.jsonl"), "--condition", "mars", "--text", "hi"])
+    r = CliRunner().invoke(app, ["world", "asr-channel", "--out", str(tmp_path / "x.jsonl"), "--condition", "mars", "--text", "hi"])
     assert r.exit_code == 2 and "--voice" in r.output
 
 

@@ -186,7 +186,7 @@ def test_rewriter_conformance(name, request, tmp_path):
 
 
 def test_the_http_rewriter_answers_as_the_model_it_serves(online_model, api_keys):
-    """The same requests through `selflearn serve` and the model loaded in process: the same rewrites."""
+    """The same requests through `selflearn online serve` and the model loaded in process: the same rewrites."""
     from conftest import serve
 
     from selflearn.online import OnlineRewriter

@@ -1,4 +1,4 @@
-"""The review dashboard in `selflearn serve --store`: in process (httpx ASGITransport), and the real
+"""The review dashboard in `selflearn online serve --store`: in process (httpx ASGITransport), and the real
 pages in headless Chromium against a real server on a loopback port — including a CSRF attack from
 another port of the same host and hostile log text in every field."""
 

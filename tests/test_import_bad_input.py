@@ -254,10 +254,10 @@ def test_cli_exit_code_is_nonzero_only_when_nothing_imported(tmp_path):
     db = str(tmp_path / "s.duckdb")
     bad = write_jsonl(tmp_path / "bad.jsonl", ["{oops", make_turn(turn_index="x")])
     mixed = write_jsonl(tmp_path / "mixed.jsonl", ["{oops", make_turn()])
-    res = runner.invoke(app, ["import", str(bad), "--store", db])
+    res = runner.invoke(app, ["store", "import", str(bad), "--store", db])
     assert res.exit_code == 2, res.output
-    res = runner.invoke(app, ["import", str(mixed), "--store", db])
+    res = runner.invoke(app, ["store", "import", str(mixed), "--store", db])
     assert res.exit_code == 0, res.output
     assert "quarantined 1" in res.output
-    res = runner.invoke(app, ["import", str(Path(tmp_path / "missing.jsonl")), "--store", db])
+    res = runner.invoke(app, ["store", "import", str(Path(tmp_path / "missing.jsonl")), "--store", db])
     assert res.exit_code == 2

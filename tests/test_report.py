@@ -1,4 +1,4 @@
-"""`selflearn report`: one self-contained HTML file from a store (and optional rewrites, A/B results,
+"""`selflearn report write`: one self-contained HTML file from a store (and optional rewrites, A/B results,
 label curves)."""
 
 import json
@@ -78,7 +78,7 @@ def test_bad_input_is_refused_with_the_fix(logged, tmp_path):
         write_report(tmp_path / "nope.duckdb", tmp_path / "r.html")
     bad = tmp_path / "ab.json"
     bad.write_text('{"goals": 3}')
-    with pytest.raises(InvalidInputError, match="selflearn ab"):
+    with pytest.raises(InvalidInputError, match="selflearn world ab"):
         write_report(logged, tmp_path / "r.html", ab=[bad])
     with pytest.raises(InvalidInputError, match="label model directory"):
         write_report(logged, tmp_path / "r.html", labels_model=tmp_path)
@@ -89,10 +89,10 @@ def test_bad_input_is_refused_with_the_fix(logged, tmp_path):
 
 
 def test_cli_report(logged, tmp_path):
-    r = CliRunner().invoke(app, ["report", "--store", str(logged), "--out", str(tmp_path / "r.html")])
+    r = CliRunner().invoke(app, ["report", "write", "--store", str(logged), "--out", str(tmp_path / "r.html")])
     assert r.exit_code == 0, r.output
     assert "wrote" in r.output and (tmp_path / "r.html").exists()
-    r = CliRunner().invoke(app, ["report", "--store", str(tmp_path / "missing.duckdb"), "--out", str(tmp_path / "x.html")])
+    r = CliRunner().invoke(app, ["report", "write", "--store", str(tmp_path / "missing.duckdb"), "--out", str(tmp_path / "x.html")])
     assert r.exit_code != 0 and "import logs first" in r.output
 
 

@@ -133,16 +133,16 @@ def test_cli_mine_and_rewrites(mined_store, tmp_path):
     path = str(mined_store.path)
     mined_store.close()
     runner = CliRunner()
-    r = runner.invoke(app, ["mine", "--store", path, "--out", str(tmp_path / "t.parquet"), "--json"])
+    r = runner.invoke(app, ["rewrites", "mine", "--store", path, "--out", str(tmp_path / "t.parquet"), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["rewrites"] == 4
-    r = runner.invoke(app, ["rewrites", "--store", path, "--search", "jaz", "--json"])
+    r = runner.invoke(app, ["rewrites", "list", "--store", path, "--search", "jaz", "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)[0]["rewrite"] == "play jazz music"
-    r = runner.invoke(app, ["rewrites", "--store", path, "--explain", "weather today"])
+    r = runner.invoke(app, ["rewrites", "explain", "weather today", "--store", path])
     assert r.exit_code == 0 and "what's the weather today" in r.stdout
-    r = runner.invoke(app, ["mine", "--store", path, "--min-support", "0"])
+    r = runner.invoke(app, ["rewrites", "mine", "--store", path, "--min-support", "0"])
     assert r.exit_code == 2 and "min_support=0" in r.output
-    r = runner.invoke(app, ["rewrites", "--store", str(tmp_path / "none.duckdb")])
+    r = runner.invoke(app, ["rewrites", "list", "--store", str(tmp_path / "none.duckdb")])
     assert r.exit_code != 0 and "fix" in r.output
 
 

@@ -236,8 +236,8 @@ def test_cli_prints_hostile_log_text_as_text(tmp_path):
              for i, text in enumerate(evil)]
     logs = write_jsonl(tmp_path / "evil.jsonl", turns)
     store = tmp_path / "s.duckdb"
-    assert CliRunner().invoke(cli, ["import", str(logs), "--store", str(store)]).exit_code == 0
-    r = CliRunner().invoke(cli, ["stats", "--store", str(store)], terminal_width=200)
+    assert CliRunner().invoke(cli, ["store", "import", str(logs), "--store", str(store)]).exit_code == 0
+    r = CliRunner().invoke(cli, ["store", "stats", "--store", str(store)], terminal_width=200)
     assert r.exit_code == 0, r.output  # a markup-like intent does not crash it
     assert "[/bold]" in r.stdout and "[red]red[/red]" in r.stdout  # shown as written
     assert not any(ch in r.stdout for ch in "\x1b\x07\x9b")  # no raw control characters reach the terminal

@@ -191,7 +191,7 @@ async def test_teaching_over_http_and_preferences_used_on_the_next_request(clien
 def test_real_server_over_loopback_and_the_world_hook(online_model, api_keys, tmp_path):
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SELFLEARN_API_KEY": api_keys["reader"]}
-    proc = subprocess.Popen([sys.executable, "-m", "selflearn.cli.main", "serve", "--model", str(online_model["model"]), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "selflearn.cli.main", "online", "serve", "--model", str(online_model["model"]), "--port", str(port),
                              "--api-keys", str(api_keys["file"])],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -217,24 +217,24 @@ def test_real_server_over_loopback_and_the_world_hook(online_model, api_keys, tm
 
 
 def test_cli_serve_rejects_a_missing_model(tmp_path, api_keys):
-    r = CliRunner().invoke(cli, ["serve", "--model", str(tmp_path / "none"), "--api-keys", str(api_keys["file"])])
+    r = CliRunner().invoke(cli, ["online", "serve", "--model", str(tmp_path / "none"), "--api-keys", str(api_keys["file"])])
     assert r.exit_code == 2 and "config.json" in r.output
 
 
 def test_cli_serve_needs_api_keys(online_model, monkeypatch):
     monkeypatch.delenv("SELFLEARN_API_KEYS", raising=False)
-    r = CliRunner().invoke(cli, ["serve", "--model", str(online_model["model"])])
+    r = CliRunner().invoke(cli, ["online", "serve", "--model", str(online_model["model"])])
     assert r.exit_code == 2 and "needs at least one" in r.output and "selflearn keys create" in r.output
 
 
 def test_cli_train_online_rejects_an_empty_store(tmp_path):
-    r = CliRunner().invoke(cli, ["train", "online", "--store", str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "m")])
+    r = CliRunner().invoke(cli, ["online", "train", "--store", str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "m")])
     assert r.exit_code == 2 and "has no turns" in r.output
 
 
 def test_cli_train_online_writes_a_model(online_model, tmp_path):
     store = online_model["dir"] / "s.duckdb"
-    r = CliRunner().invoke(cli, ["train", "online", "--store", str(store), "--out", str(tmp_path / "m"), "--max-pairs", "64",
+    r = CliRunner().invoke(cli, ["online", "train", "--store", str(store), "--out", str(tmp_path / "m"), "--max-pairs", "64",
                                  "--examples", "200", "--min-precision", "0.8", "--json"])
     assert r.exit_code == 0, r.output
     stats = json.loads(r.output)
@@ -242,5 +242,5 @@ def test_cli_train_online_writes_a_model(online_model, tmp_path):
 
 
 def test_cli_train_online_rejects_an_unknown_calibration(tmp_path):
-    r = CliRunner().invoke(cli, ["train", "online", "--store", str(tmp_path / "s.duckdb"), "--calibrate", "vibes"])
+    r = CliRunner().invoke(cli, ["online", "train", "--store", str(tmp_path / "s.duckdb"), "--calibrate", "vibes"])
     assert r.exit_code == 2 and "calibrate='vibes'" in r.output

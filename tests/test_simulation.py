@@ -234,20 +234,20 @@ def test_bad_rewriter_specs_are_rejected():
 
 def test_cli_simulate_and_ab(world_dir, tmp_path):
     runner = CliRunner()
-    r = runner.invoke(app, ["simulate", "--world", str(world_dir), "--out", str(tmp_path / "o"), "--users", "10", "--days", "2", "--json"])
+    r = runner.invoke(app, ["world", "simulate", "--world", str(world_dir), "--out", str(tmp_path / "o"), "--users", "10", "--days", "2", "--json"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert summary["turns"] > 0 and (tmp_path / "o" / "truth" / "turns.parquet").exists()
-    r = runner.invoke(app, ["ab", "--world", str(world_dir), "--rewriter", "noop", "--users", "10", "--days", "2", "--json", "--n-boot", "200"])
+    r = runner.invoke(app, ["world", "ab", "--world", str(world_dir), "--rewriter", "noop", "--users", "10", "--days", "2", "--json", "--n-boot", "200"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     for key in ("control_defect_rate", "treatment_defect_rate", "relative_reduction", "ci_low", "ci_high", "turns"):
         assert key in res
-    r = runner.invoke(app, ["ab", "--world", str(world_dir), "--rewriter", "noop", "--users", "10", "--days", "2"])
+    r = runner.invoke(app, ["world", "ab", "--world", str(world_dir), "--rewriter", "noop", "--users", "10", "--days", "2"])
     assert r.exit_code == 0 and "first-attempt defect rate" in r.stdout
-    r = runner.invoke(app, ["simulate", "--world", str(tmp_path / "empty"), "--users", "0"])
+    r = runner.invoke(app, ["world", "simulate", "--world", str(tmp_path / "empty"), "--users", "0"])
     assert r.exit_code == 2 and "fix" in r.output
-    r = runner.invoke(app, ["simulate", "--world", str(world_dir), "--users", "0", "--out", str(tmp_path / "x")])
+    r = runner.invoke(app, ["world", "simulate", "--world", str(world_dir), "--users", "0", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "users=0" in r.output
 
 
@@ -262,7 +262,7 @@ def test_saved_nlu_reloads_and_agrees_with_the_world_cache(world_dir, world):
     for a, b in zip(again, world.interp[:64]):
         assert a[0] == b[0] and a[3] == b[3] and abs(a[1] - b[1]) < 1e-3
     manifest = json.loads((world_dir / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and manifest["stats"]["sentences"] == 400
+    assert manifest["format_version"] == 1 and manifest["store", "stats"]["sentences"] == 400
     assert json.loads((world_dir / "nlu" / "config.json").read_text())["format_version"] == 1
 
 

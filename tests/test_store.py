@@ -41,7 +41,7 @@ def test_older_store_is_migrated_on_write_and_named_on_read(tmp_path, monkeypatc
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, add_labels])
     monkeypatch.setattr(store_mod, "STORE_VERSION", STORE_VERSION + 1)
-    with pytest.raises(StoreVersionError, match=f"run `selflearn migrate --store {db}`"):
+    with pytest.raises(StoreVersionError, match=f"run `selflearn store migrate --store {db}`"):
         Store(db, read_only=True)
     with Store(db) as st:
         assert st.version == STORE_VERSION + 1
@@ -106,16 +106,16 @@ def test_a_damaged_data_block_is_one_line_not_a_traceback(tmp_path):
     for at in range(3 * 262144 // 2, len(data) - 4096, 4096):  # scribble over blocks past the headers
         data[at:at + 512] = b"\xa5" * 512
     db.write_bytes(bytes(data))
-    r = _cli("stats", "--store", str(db))
+    r = _cli("store", "stats", "--store", str(db))
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.startswith("error: ") and "fix:" in r.stderr and len(r.stderr.strip().splitlines()) <= 3, r.stderr
 
 
 @pytest.mark.skipif(__import__("os").access("/proc/sys", __import__("os").W_OK), reason="needs a directory this user cannot write")
 def test_a_directory_that_cannot_be_written_is_named_as_such(tmp_path):
-    r = _cli("import", "--store", "/proc/sys/s.duckdb", str(tmp_path / "none.jsonl"))
+    r = _cli("store", "import", "--store", "/proc/sys/s.duckdb", str(tmp_path / "none.jsonl"))
     assert r.returncode == 2 and "Traceback" not in r.stderr and "is not writable (permission denied)" in r.stderr, r.stderr
-    r = _cli("import", "--store", "/proc/sys/new/s.duckdb", str(tmp_path / "none.jsonl"))
+    r = _cli("store", "import", "--store", "/proc/sys/new/s.duckdb", str(tmp_path / "none.jsonl"))
     assert r.returncode == 2 and "cannot create the store's directory" in r.stderr, r.stderr
 
 

@@ -203,8 +203,8 @@ from selflearn.cli.main import app
 import selflearn.service.app, selflearn.labels, selflearn.online, selflearn.fpi, selflearn.report
 run = lambda *a: CliRunner().invoke(app, list(a))
 store = {str(tmp_path / 's.duckdb')!r}
-for args in (["import", {str(logs)!r}, "--store", store], ["mine", "--store", store, "--out", {str(tmp_path / 'rw.parquet')!r}],
-             ["report", "--store", store, "--out", {str(tmp_path / 'r.html')!r}]):
+for args in (["store", "import", {str(logs)!r}, "--store", store], ["rewrites", "mine", "--store", store, "--out", {str(tmp_path / 'rw.parquet')!r}],
+             ["report", "write", "--store", store, "--out", {str(tmp_path / 'r.html')!r}]):
     r = run(*args)
     assert r.exit_code == 0, (args, r.output)
 from selflearn.world.corpus import normalise

@@ -79,7 +79,7 @@ def cli_reference() -> str:
     runner = CliRunner()
     parts = ["# CLI reference\n", "Generated from the CLI by `make docs`; do not edit by hand.\n"]
     commands = [[]] + [[c.name] for c in app.registered_commands]
-    for g in app.registered_groups:  # sub-commands: `selflearn world build`, `selflearn train online`
+    for g in app.registered_groups:  # sub-commands: `selflearn world build`, `selflearn online train`
         commands += [[g.name]] + [[g.name, c.name] for c in g.typer_instance.registered_commands]
     for args in commands:
         res = runner.invoke(app, [*args, "--help"], terminal_width=100, env={"COLUMNS": "100", "NO_COLOR": "1"})

@@ -2,7 +2,7 @@
 
 Any object with a ``rewrite`` method is a rewriter: the mined table, the online rewriter, the
 preference rewriter, your own (``module:attribute``), or the URL of a service that speaks the
-``POST /v1/rewrite`` protocol of `selflearn serve`. The product defines it; the simulated world plugs
+``POST /v1/rewrite`` protocol of `selflearn online serve`. The product defines it; the simulated world plugs
 rewriters in through it.
 """
 
@@ -63,7 +63,7 @@ class HttpRewriter:
 
 def load_rewriter(spec: str | None) -> Rewriter:
     """``None``/``noop`` → pass-through; ``http(s)://...`` → a service; ``*.parquet`` → a
-    rewrite table (`selflearn mine`); a model directory → the online rewriter (`selflearn train online`);
+    rewrite table (`selflearn rewrites mine`); a model directory → the online rewriter (`selflearn online train`);
     ``module:attribute`` → an object (or a zero-argument factory) with ``rewrite``; the
     working directory is importable, as with uvicorn."""
     if spec is None or spec == "noop":

@@ -1,27 +1,53 @@
-"""The Typer application and what every command shares: consoles, error mapping, --version."""
+"""The Typer application and what every command shares: the grammar (``selflearn NOUN VERB``), the
+consoles, the one place errors become exit codes, ``--json``, ``--version``."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperGroup
 
 from selflearn import __version__
 from selflearn.errors import SelflearnError
 from selflearn.store.store import STORE_VERSION
 
-__all__ = ["app", "out", "err", "fail", "error", "plain", "StoreOpt", "SafeConsole"]
+__all__ = ["app", "group", "out", "err", "error", "plain", "print_json", "JsonOpt", "StoreOpt", "SafeConsole"]
 
 StoreOpt = Annotated[
     Path,
     typer.Option("--store", envvar="SELFLEARN_STORE", help="Store file (DuckDB).", show_default=True),
 ]
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+
+
+class _Commands(TyperGroup):
+    """Every command group: a :class:`~selflearn.errors.SelflearnError` raised by any command ends as
+    ``error: <value>: <rule>; fix: <fix>`` on stderr and the error's exit code; a store DuckDB cannot
+    read ends in one line and exit code 3. This is the only place errors become exit codes."""
+
+    def invoke(self, ctx):
+        import duckdb
+
+        try:
+            return super().invoke(ctx)
+        except SelflearnError as exc:
+            error(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except duckdb.Error as exc:
+            error(f"the store could not be read ({str(exc).splitlines()[0][:200]}): the file may be damaged; "
+                  "fix: restore it from a backup, or import the logs into a new store")
+            raise typer.Exit(3) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="selflearn",
     help="The self-learning layer for conversational assistants: find defects in interaction logs "
     "and learn to fix them without annotation.",
@@ -61,9 +87,16 @@ def error(message: object) -> None:
     err.print(Text("error: ", style="red") + Text(plain(message)), highlight=False, soft_wrap=True)
 
 
-def fail(exc: SelflearnError) -> typer.Exit:
-    error(exc)
-    return typer.Exit(exc.exit_code)
+def print_json(value: Any) -> None:
+    """``--json`` output: one JSON object on stdout (dates and paths as strings)."""
+    out.print_json(json.dumps(value, default=str))
+
+
+def group(name: str, help: str) -> typer.Typer:
+    """A noun of the grammar (``selflearn NAME VERB``), with the shared error mapping."""
+    sub = typer.Typer(cls=_Commands, help=help, no_args_is_help=True, rich_markup_mode=None)
+    app.add_typer(sub, name=name)
+    return sub
 
 
 def _version(value: bool) -> None:

@@ -3,27 +3,23 @@ Parse, call the library, print."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from selflearn.errors import SelflearnError
 from selflearn.store.store import DEFAULT_STORE
 from selflearn.taxonomy import COMPONENTS
 
-from .app import StoreOpt, app, err, fail, out
+from .app import JsonOpt, StoreOpt, err, group, out, print_json
 
 __all__ = ["fpi_app"]
 
-fpi_app = typer.Typer(help="Failure point isolation: which component failed first (false wake, ASR, NLU, entity resolution, result).",
-                      no_args_is_help=True, rich_markup_mode=None)
-app.add_typer(fpi_app, name="fpi")
+fpi_app = group("fpi", "Failure point isolation: which component failed first (false wake, ASR, NLU, entity resolution, result).")
 
 ModelOpt = Annotated[Path, typer.Option("--model", help="Failure-point model directory (from `selflearn fpi train`).")]
 Threads = Annotated[int, typer.Option(help="CPU threads for torch.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+AsJson = JsonOpt
 
 
 @fpi_app.command("train")
@@ -42,14 +38,11 @@ def train_cmd(
     from selflearn.fpi import FailurePointModel, train_fpi
     from selflearn.fpi.run import open_store
 
-    try:
-        model = FailurePointModel(text=text, epochs=epochs, random_state=seed, threads=threads)
-        with open_store(store) as st, err.status("training") as status:
-            stats = train_fpi(st, out_dir, model, labels_path=labels, progress=lambda stage, done, total: status.update(f"training: {stage} {done}/{total}"))
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    model = FailurePointModel(text=text, epochs=epochs, random_state=seed, threads=threads)
+    with open_store(store) as st, err.status("training") as status:
+        stats = train_fpi(st, out_dir, model, labels_path=labels, progress=lambda stage, done, total: status.update(f"training: {stage} {done}/{total}"))
     if as_json:
-        out.print_json(json.dumps(stats))
+        print_json(stats)
     else:
         out.print(f"failure-point model → {out_dir}: {stats['turns']:,} turns ({stats['labels']}) in {stats['train_seconds']} s", highlight=False)
 
@@ -67,14 +60,11 @@ def evaluate_cmd(
     from selflearn.fpi import FailurePointModel, evaluate_fpi
     from selflearn.fpi.run import open_store
 
-    try:
-        predictor = "rules" if rules else FailurePointModel.load(model, threads=threads)
-        with open_store(store) as st:
-            m = evaluate_fpi(predictor, st, labels)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    predictor = "rules" if rules else FailurePointModel.load(model, threads=threads)
+    with open_store(store) as st:
+        m = evaluate_fpi(predictor, st, labels)
     if as_json:
-        out.print_json(json.dumps(m))
+        print_json(m)
         return
     out.print(f"{m['turns']:,} turns: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}", highlight=False)
     for c, v in m["per_class"].items():
@@ -83,7 +73,7 @@ def evaluate_cmd(
 
 def _print_breakdown(b: dict, as_json: bool) -> None:
     if as_json:
-        out.print_json(json.dumps(b))
+        print_json(b)
         return
     out.print(f"{b['turns']:,} turns, {b['defects']:,} defective ({b['defect_rate']:.1%})", highlight=False)
     out.print("by component: " + ", ".join(f"{c} {v['turns']:,}" + (f" ({v['share_of_defects']:.0%})" if v["share_of_defects"] is not None else "")
@@ -107,12 +97,9 @@ def apply_cmd(
     from selflearn.fpi import FailurePointModel, apply_fpi
     from selflearn.fpi.run import open_store
 
-    try:
-        m = FailurePointModel.load(model, threads=threads)
-        with open_store(store) as st:
-            b = apply_fpi(st, m)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    m = FailurePointModel.load(model, threads=threads)
+    with open_store(store) as st:
+        b = apply_fpi(st, m)
     _print_breakdown(b, as_json)
 
 
@@ -122,9 +109,6 @@ def breakdown_cmd(store: StoreOpt = Path(DEFAULT_STORE), as_json: AsJson = False
     from selflearn.fpi import breakdown
     from selflearn.fpi.run import open_store
 
-    try:
-        with open_store(store) as st:
-            b = breakdown(st)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    with open_store(store) as st:
+        b = breakdown(st)
     _print_breakdown(b, as_json)

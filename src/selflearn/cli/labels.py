@@ -9,16 +9,14 @@ from typing import Annotated
 
 import typer
 
-from selflearn.errors import InvalidInputError, SelflearnError, explain
+from selflearn.errors import InvalidInputError, explain
 from selflearn.store.store import DEFAULT_STORE
 
-from .app import app, err, fail, out
+from .app import JsonOpt, err, group, out, print_json
 
 __all__ = ["labels_app"]
 
-labels_app = typer.Typer(help="Generate labels (defect, goals, intent, slots) from feedback with a contextual model.",
-                         no_args_is_help=True, rich_markup_mode=None)
-app.add_typer(labels_app, name="labels")
+labels_app = group("labels", "Generate labels (defect, goals, intent, slots) from feedback with a contextual model.")
 
 StoreSrc = Annotated[Path | None, typer.Option("--store", help="Store whose sessions to use; labels come from its feedback signals (weak labels).")]
 DataSrc = Annotated[Path | None, typer.Option("--data", help="Dialogue-format JSONL (docs/dialogue-format.md) with its own labels.")]
@@ -51,24 +49,21 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the split and training.")] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
     limit: Limit = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Pretrain on corrupted dialogues, fine-tune on the labels (weak ones from a store's signals,
     or a file's own), draw precision/coverage curves on 10% held out; write the model directory."""
     from selflearn.labels import LabelModel
     from selflearn.labels.run import train_labels
 
-    try:
-        kinds = tuple(x.strip() for x in corruptions.split(",") if x.strip())
-        model = LabelModel(text_layers=text_layers, epochs=epochs, pretrain_epochs=pretrain_epochs, corruptions=kinds, context=context,
-                           batch_size=batch_size, random_state=seed, threads=threads)
-        dialogues = _source(store, data, limit)
-        with err.status("training") as status:
-            stats = train_labels(dialogues, out_dir, model, progress=lambda s, a, b: status.update(f"{s} {a}/{b}"))
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    kinds = tuple(x.strip() for x in corruptions.split(",") if x.strip())
+    model = LabelModel(text_layers=text_layers, epochs=epochs, pretrain_epochs=pretrain_epochs, corruptions=kinds, context=context,
+                       batch_size=batch_size, random_state=seed, threads=threads)
+    dialogues = _source(store, data, limit)
+    with err.status("training") as status:
+        stats = train_labels(dialogues, out_dir, model, progress=lambda s, a, b: status.update(f"{s} {a}/{b}"))
     if as_json:
-        out.print_json(json.dumps(stats))
+        print_json(stats)
     else:
         out.print(f"label model → {out_dir}: {stats['dialogues']:,} dialogues in {stats['train_seconds']} s; "
                   f"fine-tuning loss {stats['finetune_loss']}", highlight=False)
@@ -82,20 +77,17 @@ def evaluate_cmd(
     calibrate: Annotated[bool, typer.Option(help="Save these precision/coverage curves as the model's calibration (for `apply`).")] = False,
     limit: Limit = None,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Score the model's labels against the data's labels: accuracy, macro-F1, per-class
     precision/recall, AUC where binary, coverage at 90% and 95% precision."""
     from selflearn.labels import LabelModel
     from selflearn.labels.run import evaluate_labels
 
-    try:
-        m = LabelModel.load(model, threads=threads)
-        metrics = evaluate_labels(m, _source(store, data, limit), calibrate_to=model if calibrate else None)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    m = LabelModel.load(model, threads=threads)
+    metrics = evaluate_labels(m, _source(store, data, limit), calibrate_to=model if calibrate else None)
     if as_json:
-        out.print_json(json.dumps(metrics))
+        print_json(metrics)
         return
     for task, m_ in metrics.items():
         if not isinstance(m_, dict):
@@ -121,21 +113,18 @@ def apply_cmd(
     min_precision: Annotated[float, typer.Option(help="Keep each task's labels only where the calibration promises this precision.")] = 0.95,
     limit: Limit = None,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the coverage per task as one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Label dialogues; write them with the labels that reach --min-precision, and print the
     share of turns each task labels."""
     from selflearn.labels import LabelModel, write_dialogues
     from selflearn.labels.run import apply_labels
 
-    try:
-        m = LabelModel.load(model, threads=threads)
-        labelled, summary = apply_labels(m, _source(store, data, limit), min_precision=min_precision)
-        write_dialogues(labelled, out_file)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    m = LabelModel.load(model, threads=threads)
+    labelled, summary = apply_labels(m, _source(store, data, limit), min_precision=min_precision)
+    write_dialogues(labelled, out_file)
     if as_json:
-        out.print_json(json.dumps(summary))
+        print_json(summary)
     else:
         parts = ", ".join(f"{t} {v['coverage']:.1%}" for t, v in summary["tasks"].items())
         out.print(f"{summary['turns']:,} turns → {out_file}; labelled at >= {min_precision:.0%} precision: {parts}", highlight=False)
@@ -150,10 +139,7 @@ def weak_cmd(
     """Export the store's sessions as dialogues with the feedback signals' labels alone."""
     from selflearn.labels import write_dialogues
 
-    try:
-        n = write_dialogues(_source(store, None, limit), out_file)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    n = write_dialogues(_source(store, None, limit), out_file)
     out.print(f"{n:,} dialogues → {out_file}", highlight=False)
 
 
@@ -166,11 +152,8 @@ def export_nlu_cmd(
     intent and slots."""
     from selflearn.labels.run import nlu_examples
 
-    try:
-        rows = nlu_examples(_source(None, data, None))
-        if not rows:
-            raise InvalidInputError(explain(str(data), "has no turn labelled goal_success=1 with an intent", "apply a model with those tasks first"))
-        out_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    rows = nlu_examples(_source(None, data, None))
+    if not rows:
+        raise InvalidInputError(explain(str(data), "has no turn labelled goal_success=1 with an intent", "apply a model with those tasks first"))
+    out_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out.print(f"{len(rows):,} NLU examples → {out_file}", highlight=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,18 +9,20 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from selflearn.errors import SelflearnError
 from selflearn.logs.formats import FORMATS
 from selflearn.store.export import export_turns
 from selflearn.store.importer import import_files
 from selflearn.store.stats import store_stats
 from selflearn.store.store import DEFAULT_STORE, Store
 
-from .app import StoreOpt, app, err, error, fail, out, plain
+from .app import JsonOpt, StoreOpt, app, err, error, group, out, plain, print_json
 
 __all__ = ["app", "main"]
 
-@app.command("import")
+store_app = group("store", "The store of interaction logs: import, export, statistics, migrate.")
+
+
+@store_app.command("import")
 def import_cmd(
     files: Annotated[list[Path], typer.Argument(help="Log files: .jsonl[.gz], .csv[.gz], .parquet, or Rasa exports.")],
     store: StoreOpt = Path(DEFAULT_STORE),
@@ -32,28 +33,25 @@ def import_cmd(
     quarantine: Annotated[
         Path | None, typer.Option(help="Where rejected records go (JSONL, appended). Default: next to the store.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Validate and import interaction logs. Bad records are quarantined with a reason, never dropped.
 
     Each file is imported atomically, and importing the same file twice adds nothing. Exits non-zero only
     when nothing at all could be imported.
     """
-    try:
-        with Store(store) as st, Progress(
-            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=err, transient=True, disable=as_json,
-        ) as bar:
-            task = bar.add_task("importing", total=None)
+    with Store(store) as st, Progress(
+        TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=True, disable=as_json,
+    ) as bar:
+        task = bar.add_task("importing", total=None)
 
-            def tick(path: str, n: int) -> None:
-                bar.update(task, advance=n, description=plain(f"importing {Path(path).name}"))
+        def tick(path: str, n: int) -> None:
+            bar.update(task, advance=n, description=plain(f"importing {Path(path).name}"))
 
-            report = import_files(st, files, fmt=fmt, quarantine_path=quarantine, progress=tick)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+        report = import_files(st, files, fmt=fmt, quarantine_path=quarantine, progress=tick)
     if as_json:
-        out.print_json(json.dumps(report.as_dict()))
+        print_json(report.as_dict())
     else:
         table = Table("file", "format", "imported", "duplicates", "quarantined", "seconds", title="import")
         for f in report.files:
@@ -69,39 +67,33 @@ def import_cmd(
         raise typer.Exit(2)
 
 
-@app.command("export")
+@store_app.command("export")
 def export_cmd(
     output: Annotated[Path, typer.Argument(help="Output file: .jsonl, .jsonl.gz or .parquet.")],
     store: StoreOpt = Path(DEFAULT_STORE),
     fmt: Annotated[str | None, typer.Option("--format", help="jsonl|parquet; default: from the name.")] = None,
 ) -> None:
     """Write every turn in the store to a file (JSONL in the log format, or flat Parquet)."""
-    try:
-        with Store(store, read_only=True) as st, Progress(
-            TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=err, transient=True,
-        ) as bar:
-            task = bar.add_task("exporting", total=None)
-            n = export_turns(st, output, fmt, progress=lambda k: bar.update(task, advance=k))
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    with Store(store, read_only=True) as st, Progress(
+        TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=True,
+    ) as bar:
+        task = bar.add_task("exporting", total=None)
+        n = export_turns(st, output, fmt, progress=lambda k: bar.update(task, advance=k))
     out.print(f"exported {n} turns to {output}", highlight=False)
 
 
-@app.command("stats")
+@store_app.command("stats")
 def stats_cmd(
     store: StoreOpt = Path(DEFAULT_STORE),
     top: Annotated[int, typer.Option(min=1, help="How many intents and device types to list.")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="Print as one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Counts, date range, top intents and devices, and feedback-signal counts."""
-    try:
-        with Store(store, read_only=True) as st:
-            s = store_stats(st, top=top)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    with Store(store, read_only=True) as st:
+        s = store_stats(st, top=top)
     if as_json:
-        out.print_json(json.dumps(s))
+        print_json(s)
         return
     summary = Table("", "", title=f"store {s['store']}", show_header=False)
     for key in ("turns", "sessions", "users", "devices", "first_turn", "last_turn", "turns_without_nlu",
@@ -117,32 +109,22 @@ def stats_cmd(
         out.print(table)
 
 
-@app.command("migrate")
+@store_app.command("migrate")
 def migrate_cmd(store: StoreOpt = Path(DEFAULT_STORE)) -> None:
     """Upgrade a store written by an older selflearn to this version's layout (one transaction)."""
-    try:
-        if not Path(store).exists():
-            error(f"{store}: no store at this path; fix: check --store")
-            raise typer.Exit(2)
-        with Store(store) as st:
-            out.print(f"{store} is at store version {st.version}", highlight=False)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    if not Path(store).exists():
+        error(f"{store}: no store at this path; fix: check --store")
+        raise typer.Exit(2)
+    with Store(store) as st:
+        out.print(f"{store} is at store version {st.version}", highlight=False)
 
 
-from . import fpi, labels, online, report, rewrites, teach, world  # noqa: E402,F401  (registers fpi, labels, report, prefs, mine, rewrites, train, serve, simulate, ab, asr-channel, world)
+from . import fpi, labels, online, report, rewrites, teach, world  # noqa: E402,F401  (each registers its nouns)
 
 
 def main() -> None:
-    """The console script: a store DuckDB cannot read (a damaged file) ends in one line, not a traceback."""
-    import duckdb
-
-    try:
-        app()
-    except duckdb.Error as exc:
-        error(f"the store could not be read ({str(exc).splitlines()[0][:200]}): the file may be damaged; "
-              "fix: restore it from a backup, or import the logs into a new store")
-        raise SystemExit(3) from None
+    """The console script."""
+    app()
 
 
 if __name__ == "__main__":

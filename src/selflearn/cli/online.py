@@ -2,55 +2,53 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from selflearn.errors import InvalidInputError, SelflearnError, explain
+from selflearn.errors import InvalidInputError, explain
 from selflearn.store.store import DEFAULT_STORE, Store
 
-from .app import StoreOpt, app, err, fail, out
+from .app import JsonOpt, StoreOpt, err, group, out, print_json
 
 __all__ = ["train_online_cmd", "serve_cmd"]
 
-train_app = typer.Typer(help="Train models from the store's logs.", no_args_is_help=True, rich_markup_mode=None)
-app.add_typer(train_app, name="train")
+from selflearn.online.train import OnlineConfig  # noqa: E402  (its defaults are the options' defaults)
+
+_ONLINE = OnlineConfig()
+online_app = group("online", "The online rewriter: train it from the store's logs, serve it.")
 
 
-@train_app.command("online")
+@online_app.command("train")
 def train_online_cmd(
     store: StoreOpt = Path(DEFAULT_STORE),
-    out_dir: Annotated[Path, typer.Option("--out", help="The model directory to write (what `selflearn serve` loads).")] = Path("online-model"),
-    table: Annotated[Path | None, typer.Option(help="A rewrite table from `selflearn mine`, served before the online layers.")] = None,
-    min_precision: Annotated[float, typer.Option(help="Rewrite only above the score that keeps this precision on held-out users.")] = 0.8,
-    max_pairs: Annotated[int, typer.Option(help="Most (failing request, what worked) pairs to fine-tune the encoder on.")] = 20_000,
-    examples: Annotated[int, typer.Option(help="Ranking examples drawn from the replayed logs.")] = 30_000,
-    calibrate: Annotated[str, typer.Option(help="Threshold by 'precision' (--min-precision) or by 'harm' (--harm-ratio fixes per broken request).")] = "precision",
-    harm_ratio: Annotated[float, typer.Option(help="With --calibrate harm: fixes needed per rewrite of a working request.")] = 12.0,
-    fix_min: Annotated[int, typer.Option(help="Serve a user's own fix of a request once they made it this often (0: leave it to the ranker).")] = 2,
-    phrase_min: Annotated[int, typer.Option(help="Insert the words a user added after a name (e.g. its state) once they did so this often (0: off).")] = 1,
-    seed: Annotated[int, typer.Option(help="Seed of sampling, splits and training.")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="The model directory to write (what `selflearn online serve` loads).")] = Path("online-model"),
+    table: Annotated[Path | None, typer.Option(help="A rewrite table from `selflearn rewrites mine`, served before the online layers.")] = None,
+    min_precision: Annotated[float, typer.Option(help="Rewrite only above the score that keeps this precision on held-out users.")] = _ONLINE.min_precision,
+    max_pairs: Annotated[int, typer.Option(help="Most (failing request, what worked) pairs to fine-tune the encoder on.")] = _ONLINE.max_pairs,
+    examples: Annotated[int, typer.Option(help="Ranking examples drawn from the replayed logs.")] = _ONLINE.examples,
+    calibrate: Annotated[str, typer.Option(help="Threshold by 'precision' (--min-precision) or by 'harm' (--harm-ratio fixes per broken request).")] = _ONLINE.calibrate,
+    harm_ratio: Annotated[float, typer.Option(help="With --calibrate harm: fixes needed per rewrite of a working request.")] = _ONLINE.harm_ratio,
+    fix_min: Annotated[int, typer.Option(help="Serve a user's own fix of a request once they made it this often (0: leave it to the ranker).")] = _ONLINE.fix_min,
+    phrase_min: Annotated[int, typer.Option(help="Insert the words a user added after a name (e.g. its state) once they did so this often (0: off).")] = _ONLINE.phrase_min,
+    seed: Annotated[int, typer.Option(help="Seed of sampling, splits and training.")] = _ONLINE.seed,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune the retrieval encoder, build the global and personal layers, train the ranker
     and pick its threshold; write the model directory."""
     from selflearn.online import OnlineConfig, train_online
 
-    try:
-        cfg = OnlineConfig(min_precision=min_precision, max_pairs=max_pairs, examples=examples, seed=seed,
-                           calibrate=calibrate, harm_ratio=harm_ratio, fix_min=fix_min, phrase_min=phrase_min).check()
-        if table is not None and not table.is_file():
-            raise InvalidInputError(explain(str(table), "is not a file", "pass the Parquet file `selflearn mine --out` wrote"))
-        with Store(store) as st, err.status("training") as status:
-            stats = train_online(st, out_dir, table=table, config=cfg, threads=threads, progress=lambda s, *_: status.update(f"training: {s}"))
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    cfg = OnlineConfig(min_precision=min_precision, max_pairs=max_pairs, examples=examples, seed=seed,
+                       calibrate=calibrate, harm_ratio=harm_ratio, fix_min=fix_min, phrase_min=phrase_min).check()
+    if table is not None and not table.is_file():
+        raise InvalidInputError(explain(str(table), "is not a file", "pass the Parquet file `selflearn rewrites mine --out` wrote"))
+    with Store(store) as st, err.status("training") as status:
+        stats = train_online(st, out_dir, table=table, config=cfg, threads=threads, progress=lambda s, *_: status.update(f"training: {s}"))
     if as_json:
-        out.print_json(json.dumps(stats))
+        print_json(stats)
     else:
         at = stats["at_threshold"]
         precision = "n/a" if at["precision"] is None else f"{at['precision']:.1%}"
@@ -59,9 +57,9 @@ def train_online_cmd(
                   f"in {stats['train_seconds']} s", highlight=False)
 
 
-@app.command("serve")
+@online_app.command("serve")
 def serve_cmd(
-    model: Annotated[Path, typer.Option(help="Model directory from `selflearn train online`.")] = Path("online-model"),
+    model: Annotated[Path, typer.Option(help="Model directory from `selflearn online train`.")] = Path("online-model"),
     api_keys: Annotated[Path | None, typer.Option("--api-keys", envvar="SELFLEARN_API_KEYS_FILE", help="Key file from `selflearn keys create` "
                                                   "(digests and scopes; $SELFLEARN_API_KEYS may hold more entries). The service needs at least one key.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -84,12 +82,9 @@ def serve_cmd(
     from selflearn.service.app import ServiceSettings
     from selflearn.service.keys import KeyRing
 
-    try:
-        chosen = tuple(x.strip() for x in layers.split(",") if x.strip())
-        settings = ServiceSettings(deadline_ms=deadline_ms, max_body=max_body, max_queue=max_queue, cors_origins=tuple(cors_origin or ()))
-        api = create_app(model, keys=KeyRing.load(api_keys), layers=chosen, persist=persist, store=store, settings=settings)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    chosen = tuple(x.strip() for x in layers.split(",") if x.strip())
+    settings = ServiceSettings(deadline_ms=deadline_ms, max_body=max_body, max_queue=max_queue, cors_origins=tuple(cors_origin or ()))
+    api = create_app(model, keys=KeyRing.load(api_keys), layers=chosen, persist=persist, store=store, settings=settings)
     import os
     import sys
 
@@ -99,8 +94,7 @@ def serve_cmd(
     uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False, limit_concurrency=4096, h11_max_incomplete_event_size=16 * 1024)
 
 
-keys_app = typer.Typer(help="API keys of the rewrite service: create, list, revoke.", no_args_is_help=True, rich_markup_mode=None)
-app.add_typer(keys_app, name="keys")
+keys_app = group("keys", "API keys of the rewrite service: create, list, revoke.")
 KeyFile = Annotated[Path, typer.Option("--file", envvar="SELFLEARN_API_KEYS_FILE", help="The key file (digests only; created readable by you alone).")]
 
 
@@ -113,10 +107,7 @@ def keys_create_cmd(
     """Make a key: its digest goes into the key file, the key itself is printed once (store it in your secret manager)."""
     from selflearn.service.keys import create_key
 
-    try:
-        secret, entry = create_key(file, name, ",".join(scope))
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    secret, entry = create_key(file, name, ",".join(scope))
     err.print(f"key {entry.name!r} with scopes {','.join(sorted(entry.scopes))} added to {file}; it is shown once:", highlight=False)
     out.print(secret, highlight=False)
 
@@ -126,10 +117,7 @@ def keys_list_cmd(file: KeyFile = Path("selflearn-keys.txt")) -> None:
     """The keys in a key file: names and scopes (the keys themselves are not kept)."""
     from selflearn.service.keys import KeyRing
 
-    try:
-        ring = KeyRing.load(file, env="")
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    ring = KeyRing.load(file, env="")
     table = Table("name", "scopes", title=f"keys in {file}")
     for k in ring.keys:
         table.add_row(k.name, ",".join(sorted(k.scopes)))
@@ -141,9 +129,6 @@ def keys_revoke_cmd(name: Annotated[str, typer.Argument(help="The key's name.")]
     """Remove a key (a running service stops accepting it within a second)."""
     from selflearn.service.keys import revoke_key
 
-    try:
-        if not revoke_key(file, name):
-            raise InvalidInputError(explain(f"name {name!r}", f"is not a key in {file}", "see `selflearn keys list`"))
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    if not revoke_key(file, name):
+        raise InvalidInputError(explain(f"name {name!r}", f"is not a key in {file}", "see `selflearn keys list`"))
     out.print(f"revoked {name}", highlight=False)

@@ -1,4 +1,4 @@
-"""`selflearn report`: parses, calls selflearn.report, prints the path, maps errors to exit codes."""
+"""`selflearn report write`: parses, calls selflearn.report, prints the path, maps errors to exit codes."""
 
 from __future__ import annotations
 
@@ -7,20 +7,22 @@ from typing import Annotated
 
 import typer
 
-from selflearn.errors import SelflearnError
 from selflearn.store.store import DEFAULT_STORE
 
-from .app import StoreOpt, app, fail, out
+from .app import StoreOpt, group, out
 
 __all__ = ["report_cmd"]
 
 
-@app.command("report")
+report_app = group("report", "The morning report: one self-contained HTML page.")
+
+
+@report_app.command("write")
 def report_cmd(
     store: StoreOpt = Path(DEFAULT_STORE),
     out_path: Annotated[Path, typer.Option("--out", help="The HTML file to write (self-contained: opens offline).")] = Path("selflearn-report.html"),
-    rewrites: Annotated[Path | None, typer.Option(help="A rewrite table (`selflearn mine`) to show with its wins and losses in these logs.")] = None,
-    ab: Annotated[list[Path] | None, typer.Option(help="A/B results (`selflearn ab --json` output); repeat for several.")] = None,
+    rewrites: Annotated[Path | None, typer.Option(help="A rewrite table (`selflearn rewrites mine`) to show with its wins and losses in these logs.")] = None,
+    ab: Annotated[list[Path] | None, typer.Option(help="A/B results (`selflearn world ab --json` output); repeat for several.")] = None,
     labels_model: Annotated[Path | None, typer.Option(help="A label model directory whose precision/coverage curves to plot.")] = None,
     top: Annotated[int, typer.Option(min=1, max=100, help="Rows in each top-N table.")] = 10,
 ) -> None:
@@ -29,8 +31,5 @@ def report_cmd(
     breakdown; label precision/coverage curves."""
     from selflearn.report import write_report
 
-    try:
-        info = write_report(store, out_path, rewrites=rewrites, ab=ab or [], labels_model=labels_model, top=top)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    info = write_report(store, out_path, rewrites=rewrites, ab=ab or [], labels_model=labels_model, top=top)
     out.print(f"wrote {out_path} ({info['bytes'] / 1e6:.1f} MB, {info['turns']:,} turns)", highlight=False)

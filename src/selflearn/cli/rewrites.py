@@ -1,85 +1,69 @@
-"""CLI commands of the precomputed rewrites: mine, rewrites. Parse, call selflearn.rewrites.run, print."""
+"""`selflearn rewrites mine | list | explain` and `selflearn rephrase train`: parse, call the library, print."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from selflearn.errors import SelflearnError
 from selflearn.rewrites.run import explain_rewrite, list_rewrites, mine, train_rephrase_model
 from selflearn.rewrites.table import MiningConfig
 from selflearn.signals import SignalConfig
 from selflearn.store.store import DEFAULT_STORE, Store
 
-from .app import StoreOpt, app, err, fail, out
+from .app import JsonOpt, StoreOpt, err, group, out, print_json
 
-__all__ = ["mine_cmd", "rewrites_cmd", "train_rephrase_cmd"]
+__all__ = ["mine_cmd", "list_cmd", "explain_cmd", "train_rephrase_cmd"]
 
-@app.command("mine")
+_SIG, _MINE = SignalConfig(), MiningConfig()
+rewrites_app = group("rewrites", "The precomputed rewrite table: mine it from the logs, list it, explain a rewrite.")
+rephrase_app = group("rephrase", "The contextual rephrase model: train it on weak labels from the logs.")
+
+@rewrites_app.command("mine")
 def mine_cmd(
     store: StoreOpt = Path(DEFAULT_STORE),
     out_file: Annotated[Path, typer.Option("--out", help="Where the rewrite table goes (Parquet).")] = Path("rewrites.parquet"),
-    window: Annotated[float, typer.Option(help="Seconds within which a next request can be a rephrase.")] = 45.0,
-    min_similarity: Annotated[float, typer.Option(help="How similar a next request must be to count as a rephrase.")] = 0.35,
-    min_support: Annotated[int, typer.Option(help="Turns of an utterance needed before it is rewritten.")] = 3,
-    min_probability: Annotated[float, typer.Option(help="Least success probability of the rewrite (how often it works when said).")] = 0.6,
-    min_share: Annotated[float, typer.Option(help="Least share of the utterance's successful chains that end in the rewrite.")] = 0.5,
-    max_direct_success: Annotated[float, typer.Option(help="Never rewrite an utterance that succeeds this often as it is.")] = 0.5,
-    rephrase_model: Annotated[Path | None, typer.Option(help="A contextual rephrase model (`selflearn train-rephrase`) instead of the pairwise baseline.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as one JSON object.")] = False,
+    window: Annotated[float, typer.Option(help="Seconds within which a next request can be a rephrase.")] = _SIG.window_s,
+    min_similarity: Annotated[float, typer.Option(help="How similar a next request must be to count as a rephrase.")] = _SIG.min_similarity,
+    min_support: Annotated[int, typer.Option(help="Turns of an utterance needed before it is rewritten.")] = _MINE.min_support,
+    min_probability: Annotated[float, typer.Option(help="Least success probability of the rewrite (how often it works when said).")] = _MINE.min_probability,
+    min_share: Annotated[float, typer.Option(help="Least share of the utterance's successful chains that end in the rewrite.")] = _MINE.min_share,
+    max_direct_success: Annotated[float, typer.Option(help="Never rewrite an utterance that succeeds this often as it is.")] = _MINE.max_direct_success,
+    rephrase_model: Annotated[Path | None, typer.Option(help="A contextual rephrase model (`selflearn rephrase train`) instead of the pairwise baseline.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Signals -> rephrase chains -> absorbing Markov chains -> rewrite table (Parquet and the store's
     `rewrites` table)."""
-    try:
-        with Store(store) as st, err.status("mining") as status:
-            stats = mine(
-                st, out_file,
-                signals=SignalConfig(window_s=window, min_similarity=min_similarity),
-                mining=MiningConfig(min_support=min_support, min_probability=min_probability, min_share=min_share,
-                                    max_direct_success=max_direct_success),
-                rephrase_model=rephrase_model,
-                progress=lambda stage, *_: status.update(f"mining: {stage}"),
-            )
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    with Store(store) as st, err.status("mining") as status:
+        stats = mine(
+            st, out_file,
+            signals=SignalConfig(window_s=window, min_similarity=min_similarity),
+            mining=MiningConfig(min_support=min_support, min_probability=min_probability, min_share=min_share,
+                                max_direct_success=max_direct_success),
+            rephrase_model=rephrase_model,
+            progress=lambda stage, *_: status.update(f"mining: {stage}"),
+        )
     if as_json:
-        out.print_json(json.dumps(stats))
+        print_json(stats)
     else:
         out.print(f"{stats['rewrites']:,} rewrites from {stats['signal_turns']:,} turns "
                   f"({stats['utterances']:,} distinct utterances) in {stats['seconds']} s → {stats['table']}")
 
 
-@app.command("rewrites")
-def rewrites_cmd(
+@rewrites_app.command("list")
+def list_cmd(
     store: StoreOpt = Path(DEFAULT_STORE),
     search: Annotated[str | None, typer.Option(help="Only rewrites whose utterance or rewrite contains this.")] = None,
-    explain_utterance: Annotated[str | None, typer.Option("--explain", help="Show one rewrite and the chains it came from.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """List or search the mined rewrites, or explain one with the sessions it was learned from."""
-    try:
-        with Store(store, read_only=True) as st:
-            result = explain_rewrite(st, explain_utterance) if explain_utterance else list_rewrites(st, search=search, limit=limit)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    """List or search the mined rewrites, most supported first."""
+    with Store(store, read_only=True) as st:
+        result = list_rewrites(st, search=search, limit=limit)
     if as_json:
-        out.print_json(json.dumps(result, default=str))
-        return
-    if explain_utterance:
-        rw = result["rewrite"]
-        out.print(f"{rw['utterance']!r} → {rw['rewrite']!r}: the rewrite works {rw['rewrite_success']:.0%} of the time, the utterance "
-                  f"{rw['direct_success']:.0%}; {rw['share']:.0%} of its successful chains end in the rewrite "
-                  f"(absorption probability {rw['probability']:.2f}); seen {rw['support']} times, {rw['rephrase_support']} followed by a rephrase")
-        for chain in result["chains"]:
-            out.print(f"\nsession {chain['session_id']}")
-            for t in chain["turns"]:
-                flags = ", ".join(k for k in ("barge_in", "explicit_negative", "rephrase_candidate") if t[k])
-                out.print(f"  [{t['turn_index']}] {t['asr_text']!r}  {t['response_status']}  defect score {t['defect_score']}  {flags}")
+        print_json(result)
         return
     t = Table(title=f"{len(result)} rewrites" + (f" matching {search!r}" if search else ""))
     for c in ("utterance", "rewrite", "works", "as is", "share", "support"):
@@ -89,7 +73,30 @@ def rewrites_cmd(
     out.print(t)
 
 
-@app.command("train-rephrase")
+@rewrites_app.command("explain")
+def explain_cmd(
+    utterance: Annotated[str, typer.Argument(help="The request (as heard; case and spacing do not matter).")],
+    store: StoreOpt = Path(DEFAULT_STORE),
+    as_json: JsonOpt = False,
+) -> None:
+    """One rewrite and the sessions it was learned from (the chains the dashboard shows too)."""
+    with Store(store, read_only=True) as st:
+        result = explain_rewrite(st, utterance)
+    if as_json:
+        print_json(result)
+        return
+    rw = result["rewrite"]
+    out.print(f"{rw['utterance']!r} → {rw['rewrite']!r}: the rewrite works {rw['rewrite_success']:.0%} of the time, the utterance "
+              f"{rw['direct_success']:.0%}; {rw['share']:.0%} of its successful chains end in the rewrite "
+              f"(absorption probability {rw['probability']:.2f}); seen {rw['support']} times, {rw['rephrase_support']} followed by a rephrase")
+    for chain in result["chains"]:
+        out.print(f"\nsession {chain['session_id']}")
+        for t in chain["turns"]:
+            flags = ", ".join(k for k in ("barge_in", "explicit_negative", "rephrase_candidate") if t[k])
+            out.print(f"  [{t['turn_index']}] {t['asr_text']!r}  {t['response_status']}  defect score {t['defect_score']}  {flags}")
+
+
+@rephrase_app.command("train")
 def train_rephrase_cmd(
     store: StoreOpt = Path(DEFAULT_STORE),
     out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path("rephrase-model"),
@@ -100,10 +107,7 @@ def train_rephrase_cmd(
     distractors: Annotated[float, typer.Option(help="Share of examples given a self-supervised distractor turn from another session.")] = 0.0,
 ) -> None:
     """Train the contextual rephrase model (MiniLM span prediction) on weak labels from the store's
-    feedback signals; no annotation needed. Use it with `selflearn mine --rephrase-model DIR`."""
-    try:
-        with Store(store) as st, err.status("training the rephrase model"):
-            res = train_rephrase_model(st, out_dir, examples=examples, epochs=epochs, seed=seed, threads=threads, distractors=distractors)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    feedback signals; no annotation needed. Use it with `selflearn rewrites mine --rephrase-model DIR`."""
+    with Store(store) as st, err.status("training the rephrase model"):
+        res = train_rephrase_model(st, out_dir, examples=examples, epochs=epochs, seed=seed, threads=threads, distractors=distractors)
     out.print(f"trained on {res['examples']:,} weak labels in {res['train_seconds']} s → {res['model']}")

@@ -3,26 +3,22 @@ library, print."""
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from selflearn.errors import SelflearnError
 from selflearn.store.store import DEFAULT_STORE
 
-from .app import StoreOpt, app, fail, out
+from .app import JsonOpt, StoreOpt, group, out, print_json
 
 __all__ = ["prefs_app"]
 
-prefs_app = typer.Typer(help="What users taught the assistant: list, put and delete preferences, or teach by talking.",
-                        no_args_is_help=True, rich_markup_mode=None)
-app.add_typer(prefs_app, name="prefs")
+prefs_app = group("prefs", "What users taught the assistant: list, put and delete preferences, or teach by talking.")
 
 UserOpt = Annotated[str, typer.Option("--user", help="The user's id.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+AsJson = JsonOpt
 
 
 @contextmanager
@@ -43,13 +39,10 @@ def _show(p: dict) -> str:
 @prefs_app.command("list")
 def list_cmd(user: UserOpt, store: StoreOpt = Path(DEFAULT_STORE), as_json: AsJson = False) -> None:
     """Everything remembered about a user."""
-    try:
-        with _prefs(store) as prefs:
-            rows = [p.to_dict() for p in prefs.list(user)]
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    with _prefs(store) as prefs:
+        rows = [p.to_dict() for p in prefs.list(user)]
     if as_json:
-        out.print_json(json.dumps(rows))
+        print_json(rows)
     elif not rows:
         out.print(f"nothing remembered about {user}", highlight=False)
     else:
@@ -67,11 +60,8 @@ def put_cmd(
     store: StoreOpt = Path(DEFAULT_STORE),
 ) -> None:
     """Remember (or update) one preference."""
-    try:
-        with _prefs(store) as prefs:
-            p = prefs.put(user, kind, value, key=key, provenance=provenance).to_dict()
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    with _prefs(store) as prefs:
+        p = prefs.put(user, kind, value, key=key, provenance=provenance).to_dict()
     out.print(_show(p), highlight=False)
 
 
@@ -83,11 +73,8 @@ def delete_cmd(
     store: StoreOpt = Path(DEFAULT_STORE),
 ) -> None:
     """Forget what a user taught (one kind, one nickname, or everything)."""
-    try:
-        with _prefs(store) as prefs:
-            n = prefs.delete(user, kind, key)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    with _prefs(store) as prefs:
+        n = prefs.delete(user, kind, key)
     out.print(f"forgot {n} preference(s) of {user}", highlight=False)
 
 
@@ -100,17 +87,14 @@ def teach_cmd(
     """Teach by talking: one statement, or the guided Q&A ("learn my preferences") answered at the prompt."""
     from selflearn.teach import Teacher
 
-    try:
-        with _prefs(store) as prefs:
-            teacher = Teacher(prefs)
-            if text is not None:
-                r = teacher.turn(user, text)
-                out.print(r.reply if r else "That did not teach me anything (try 'I'm a Warriors fan' or 'I live in Wilkerson, Ohio').", highlight=False)
-            else:
-                r = teacher.turn(user, "learn my preferences")
-                while r is not None and r.active:
-                    r = teacher.turn(user, typer.prompt(r.reply, default="skip", show_default=False))
-                if r is not None:
-                    out.print(r.reply, highlight=False)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    with _prefs(store) as prefs:
+        teacher = Teacher(prefs)
+        if text is not None:
+            r = teacher.turn(user, text)
+            out.print(r.reply if r else "That did not teach me anything (try 'I'm a Warriors fan' or 'I live in Wilkerson, Ohio').", highlight=False)
+        else:
+            r = teacher.turn(user, "learn my preferences")
+            while r is not None and r.active:
+                r = teacher.turn(user, typer.prompt(r.reply, default="skip", show_default=False))
+            if r is not None:
+                out.print(r.reply, highlight=False)

@@ -3,7 +3,6 @@ They parse, call selflearn.world.run, print, and map errors to exit codes."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,16 +10,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from selflearn.errors import SelflearnError
 from selflearn.world.run import ensure_world, run_ab, run_channel, run_teaching_ab, simulate_to
 from selflearn.world.simulate import SimConfig
 
-from .app import app, err, fail, out
+from .app import JsonOpt, err, group, out, print_json
 
 __all__ = ["world_app"]
 
-world_app = typer.Typer(help="Build and inspect the simulated world.", no_args_is_help=True, rich_markup_mode=None)
-app.add_typer(world_app, name="world")
+world_app = group("world", "Build and inspect the simulated world.")
 
 WorldOpt = Annotated[Path, typer.Option("--world", envvar="SELFLEARN_WORLD", help="World directory (built on first use).")]
 SentencesOpt = Annotated[
@@ -64,21 +61,18 @@ def build_cmd(
     world_seed: Annotated[int, typer.Option(help="Seed of the world (NLU split, catalogues, wordings).")] = 0,
     epochs: Annotated[int | None, typer.Option(help="NLU fine-tuning epochs (default: the world default, 4).")] = None,
     max_sentences: Annotated[int | None, typer.Option(help="Use a random subset of this many sentences (smaller, faster worlds).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the build statistics as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Build a world once: train its NLU on part of the sentences and run every wording through ASR, NLU and
     entity resolution. Rebuilt only when its inputs change."""
-    try:
-        w = _world(world, sentences, asr_corpus, max_sentences, epochs, world_seed)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
-    out.print_json(json.dumps(w.stats)) if as_json else out.print(w.stats)
+    w = _world(world, sentences, asr_corpus, max_sentences, epochs, world_seed)
+    print_json(w.stats) if as_json else out.print(w.stats)
 
 
 @world_app.command("gold")
 def gold_cmd(
     store: Annotated[Path, typer.Option("--store", help="Store holding the run's imported logs.")],
-    run: Annotated[Path, typer.Option("--run", help="The run directory (`selflearn simulate --out`) whose truth to read.")],
+    run: Annotated[Path, typer.Option("--run", help="The run directory (`selflearn world simulate --out`) whose truth to read.")],
     out_file: Annotated[Path, typer.Option("--out", help="Dialogue-format JSONL to write.")] = Path("gold.jsonl"),
     limit: Annotated[int | None, typer.Option(help="Only the first N sessions.")] = None,
 ) -> None:
@@ -86,14 +80,11 @@ def gold_cmd(
     reference labels for `selflearn labels evaluate --data` (evaluation only)."""
     from selflearn.world.gold import write_gold
 
-    try:
-        n = write_gold(store, run, out_file, limit=limit)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    n = write_gold(store, run, out_file, limit=limit)
     out.print(f"{n:,} dialogues with the truth's labels → {out_file}", highlight=False)
 
 
-@app.command("simulate")
+@world_app.command("simulate")
 def simulate_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory: logs.jsonl here, hidden truth under truth/.")] = Path("sim-out"),
     world: WorldOpt = Path("world"),
@@ -104,25 +95,22 @@ def simulate_cmd(
     first_day: FirstDayOpt = 0,
     seed: SeedOpt = 0,
     rewriter: Annotated[str | None, typer.Option(help="Rewriter between ASR and NLU: 'module:attr' or an http(s) URL.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Simulate users talking to the assistant; write logs (importable with `selflearn import`) and the
+    """Simulate users talking to the assistant; write logs (importable with `selflearn store import`) and the
     hidden truth, stored apart."""
-    try:
-        w = _world(world, sentences, asr_corpus)
-        with _progress() as bar:
-            task = bar.add_task("simulate (turns)", total=None)
-            summary = simulate_to(out_dir, world, w, SimConfig(users=users, days=days, seed=seed, first_day=first_day), rewriter=rewriter, progress=lambda n: bar.update(task, completed=n))
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    w = _world(world, sentences, asr_corpus)
+    with _progress() as bar:
+        task = bar.add_task("simulate (turns)", total=None)
+        summary = simulate_to(out_dir, world, w, SimConfig(users=users, days=days, seed=seed, first_day=first_day), rewriter=rewriter, progress=lambda n: bar.update(task, completed=n))
     if as_json:
-        out.print_json(json.dumps(summary))
+        print_json(summary)
     else:
         out.print(f"{summary['turns']:,} turns, {summary['goals']:,} goals, {summary['users']} users × {summary['days']} days; "
                   f"defect rate {summary['defect_rate']:.1%}\nlogs:  {summary['logs']}\ntruth: {summary['truth']} (evaluation only)")
 
 
-@app.command("ab")
+@world_app.command("ab")
 def ab_cmd(
     rewriter: Annotated[str, typer.Option("--rewriter", help="Treatment rewriter: 'module:attr', an http(s) URL, a rewrite table (.parquet), an online model directory, or 'noop'.")],
     control: Annotated[str | None, typer.Option(help="Control rewriter (default: none).")] = None,
@@ -134,17 +122,14 @@ def ab_cmd(
     first_day: FirstDayOpt = 0,
     seed: SeedOpt = 0,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples (over users).")] = 2000,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run control and treatment on identical traffic (same users, goals and ASR draws) and compare the
     first-attempt defect rate and the goal failure rate, with bootstrap 95% CIs."""
-    try:
-        w = _world(world, sentences, asr_corpus)
-        res = run_ab(world, w, SimConfig(users=users, days=days, seed=seed, first_day=first_day), treatment=rewriter, control=control, n_boot=n_boot)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    w = _world(world, sentences, asr_corpus)
+    res = run_ab(world, w, SimConfig(users=users, days=days, seed=seed, first_day=first_day), treatment=rewriter, control=control, n_boot=n_boot)
     if as_json:
-        out.print_json(json.dumps(res))
+        print_json(res)
         return
     t = Table(title=f"A/B on {res['goals']:,} goals ({users} users × {days} days, seed {seed})")
     for c in ("metric", "control", "treatment", "reduction [95% CI]"):
@@ -175,19 +160,16 @@ def teach_ab_cmd(
     vague_share: Annotated[float, typer.Option(help="Share of requests for a user's own genre or cuisine said without it.")] = 0.5,
     measure_from: Annotated[int | None, typer.Option(help="Compare ambiguous requests from this day on (default: the first).")] = None,
     prompt_window_days: Annotated[float, typer.Option(help="At most one teaching question per user within this many days.")] = 1.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """The same traffic without and with teaching (questions at teachable moments, the guided Q&A,
     preferences used by entity resolution and the rewriter): defects on ambiguous requests, prompts
     per 1,000 turns, the share declined, turns until learned."""
-    try:
-        w = _world(world, sentences, asr_corpus)
-        res = run_teaching_ab(world, w, SimConfig(users=users, days=days, seed=seed, vague_share=vague_share), store,
-                              measure_from_day=measure_from, prompt_window_days=prompt_window_days)
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    w = _world(world, sentences, asr_corpus)
+    res = run_teaching_ab(world, w, SimConfig(users=users, days=days, seed=seed, vague_share=vague_share), store,
+                          measure_from_day=measure_from, prompt_window_days=prompt_window_days)
     if as_json:
-        out.print_json(json.dumps(res))
+        print_json(res)
         return
     t = Table(title=f"Teaching A/B: ambiguous first attempts from day {res['config']['measure_from_day']} ({users} users × {days} days)")
     for c in ("requests", "goals", "without teaching", "with teaching", "fewer defects [95% CI]"):
@@ -205,7 +187,7 @@ def teach_ab_cmd(
               f"mean {wait.get('mean')}; guided Q&A users {res['guided']['users']:,}", highlight=False)
 
 
-@app.command("asr-channel")
+@world_app.command("asr-channel")
 def asr_channel_cmd(
     out_file: Annotated[Path, typer.Option("--out", help="Where the ASR-corpus rows go (JSONL).")],
     sentences: Annotated[Path | None, typer.Option("--sentences", help="SLURP-format sentences to speak.")] = None,
@@ -218,11 +200,8 @@ def asr_channel_cmd(
     limit: Annotated[int | None, typer.Option(help="Only the first N sentences.")] = None,
 ) -> None:
     """Produce ASR-corpus rows the way ../shared/data/asr was made: espeak-ng speaks, 16 kHz, Whisper tiny.en int8 listens."""
-    try:
-        with _progress() as bar:
-            task = bar.add_task("speak + recognise", total=None)
-            n = run_channel(out_file, sentences=sentences, texts=text, condition=condition, voice=voice, rate=rate, snr_db=snr,
-                            speaker_embeddings=speaker_embeddings, limit=limit, progress=lambda a, b: bar.update(task, completed=a, total=b))
-    except SelflearnError as exc:
-        raise fail(exc) from exc
+    with _progress() as bar:
+        task = bar.add_task("speak + recognise", total=None)
+        n = run_channel(out_file, sentences=sentences, texts=text, condition=condition, voice=voice, rate=rate, snr_db=snr,
+                        speaker_embeddings=speaker_embeddings, limit=limit, progress=lambda a, b: bar.update(task, completed=a, total=b))
     out.print(f"{n} rows → {out_file}")

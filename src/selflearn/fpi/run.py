@@ -22,7 +22,7 @@ __all__ = ["open_store", "read_failure_labels", "labelled", "train_fpi", "evalua
 def open_store(path: Path) -> Store:
     """An existing store (an error naming the fix when there is none at ``path``)."""
     if not Path(path).exists():
-        raise InvalidInputError(explain(str(path), "does not exist", "import logs first (`selflearn import FILE --store ...`)"))
+        raise InvalidInputError(explain(str(path), "does not exist", "import logs first (`selflearn store import FILE --store ...`)"))
     return Store(path)
 
 

@@ -9,7 +9,6 @@ import random
 import time
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import InvalidInputError, explain
 from ..models.backbone import load_tokenizer

@@ -30,7 +30,7 @@ def load_source(*, store: Path | None = None, data: Path | None = None, limit: i
     from .weak import store_dialogues
 
     if not Path(store).exists():
-        raise InvalidInputError(explain(str(store), "does not exist", "import logs first (`selflearn import FILE --store ...`)"))
+        raise InvalidInputError(explain(str(store), "does not exist", "import logs first (`selflearn store import FILE --store ...`)"))
     with Store(store) as st:
         return store_dialogues(st, limit=limit), []
 

@@ -51,7 +51,7 @@ class BiEncoder(Estimator):
         from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
         if not pairs:
-            raise InvalidInputError(explain("0 pairs", "fine-tuning needs (query, positive) pairs", "mine rephrases first (`selflearn mine`)"))
+            raise InvalidInputError(explain("0 pairs", "fine-tuning needs (query, positive) pairs", "mine rephrases first (`selflearn rewrites mine`)"))
         if self.batch_size < 2:
             raise InvalidInputError(explain(f"batch_size={self.batch_size}", "in-batch negatives need >= 2", "use e.g. 64"))
         rng = self._start(pairs)
@@ -112,7 +112,7 @@ class OnnxEncoder:
         from transformers import AutoTokenizer
 
         if not Path(onnx_file).is_file():
-            raise InvalidInputError(explain(str(onnx_file), "must be an ONNX file", "train the model directory with `selflearn train online`"))
+            raise InvalidInputError(explain(str(onnx_file), "must be an ONNX file", "train the model directory with `selflearn online train`"))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

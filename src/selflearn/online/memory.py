@@ -116,7 +116,7 @@ class GlobalMemory:
             t = pq.read_table(str(directory / "entries.parquet"))
             index = faiss.read_index(str(directory / "index.faiss"))
         except (OSError, RuntimeError, pa.ArrowInvalid) as exc:
-            raise InvalidInputError(explain(str(directory), f"must hold entries.parquet and index.faiss ({exc})", "train it with `selflearn train online`")) from exc
+            raise InvalidInputError(explain(str(directory), f"must hold entries.parquet and index.faiss ({exc})", "train it with `selflearn online train`")) from exc
         meta = json.loads(t.schema.metadata[b"selflearn.global"])
         vectors = index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, 384), np.float32)
 
@@ -280,7 +280,7 @@ class PersonalMemory:
             fixes = pq.read_table(str(directory / "fixes.parquet")).to_pylist()
             vecs = pq.read_table(str(directory / "vectors.parquet")).to_pylist()
         except (OSError, ValueError, pa.ArrowInvalid) as exc:
-            raise InvalidInputError(explain(str(directory), f"must hold a saved personal layer ({exc})", "train it with `selflearn train online`")) from exc
+            raise InvalidInputError(explain(str(directory), f"must hold a saved personal layer ({exc})", "train it with `selflearn online train`")) from exc
         m = cls(encoder, known=known, window_s=cfg["window_s"], min_similarity=cfg["min_similarity"])
         for r in hist:
             m.users.setdefault(r["user_id"], {})[r["text"]] = [r["attempts"], r["successes"], r["last_ts"], r["meaning"]]

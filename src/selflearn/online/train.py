@@ -1,4 +1,4 @@
-"""``selflearn train online``: from the store's logs to a model directory.
+"""``selflearn online train``: from the store's logs to a model directory.
 
 1. Signals say which turns worked; rephrase chains say what a failing request's user meant
    (the first working turn the chain reaches). No truth is read.
@@ -82,7 +82,7 @@ def load_history(store: Store, signals: SignalConfig | None = None) -> History:
     compute_signals(store, signals)
     con = store.reader()
     cur = con.execute(
-        f"""SELECT t.session_id, t.turn_index, epoch(t.ts) AS ts, hour(timezone('UTC', t.ts)) AS hour, t.user_id, t.device_type, t.has_screen, t.location,
+        """SELECT t.session_id, t.turn_index, epoch(t.ts) AS ts, hour(timezone('UTC', t.ts)) AS hour, t.user_id, t.device_type, t.has_screen, t.location,
                    t.asr_text, json_extract_string(t.extra, '$.utterance.rewrite') AS rewrite, t.intent, CAST(t.slots AS VARCHAR) AS slots,
                    t.response_status, t.barge_in, t.explicit_feedback, s.defect_score, s.rephrase_candidate
             FROM turns t JOIN signals s USING (session_id, turn_index)
@@ -91,7 +91,7 @@ def load_history(store: Store, signals: SignalConfig | None = None) -> History:
     names = [d[0] for d in cur.description]
     rows = [dict(zip(names, r)) for r in cur.fetchall()]
     if not rows:
-        raise InvalidInputError(explain(str(store.path), "has no turns", "import logs first (`selflearn import FILE`)"))
+        raise InvalidInputError(explain(str(store.path), "has no turns", "import logs first (`selflearn store import FILE`)"))
     keys: dict[tuple, str] = {}
     pos: dict[tuple[str, int], int] = {}
     for i, r in enumerate(rows):
@@ -210,7 +210,7 @@ def _labels(rw: OnlineRewriter, h: History, i: int, texts: list[str]) -> np.ndar
 def train_online(store: Store, out: Path, *, table: Path | None = None, config: OnlineConfig | None = None,
                  signals: SignalConfig | None = None, threads: int = 1, progress=None) -> dict:
     """Train the online rewriter from the store's logs and write the model directory ``out``
-    (with ``table``, a `selflearn mine` Parquet, served first). Returns the statistics."""
+    (with ``table``, a `selflearn rewrites mine` Parquet, served first). Returns the statistics."""
     import torch
 
     c = (config or OnlineConfig()).check()

@@ -18,12 +18,12 @@ def store_summary(store: Store, *, con=None, top: int = 10, examples: int = 2) -
     """Everything the report draws from the store, as plain lists and dicts. ``con``: the reader
     cursor to use (its temporary ``signals`` table is left there for :func:`session_turns`)."""
     if not store.has_table("turns"):
-        raise InvalidInputError(explain(str(store.path), "has no turns", "import logs first (`selflearn import FILE --store ...`)"))
+        raise InvalidInputError(explain(str(store.path), "has no turns", "import logs first (`selflearn store import FILE --store ...`)"))
     con = con or store.reader()
     signals_for_reading(con)
     n = con.execute("SELECT count(*) FROM turns").fetchall()[0][0]
     if n == 0:
-        raise InvalidInputError(explain(str(store.path), "has no turns", "import logs first (`selflearn import FILE --store ...`)"))
+        raise InvalidInputError(explain(str(store.path), "has no turns", "import logs first (`selflearn store import FILE --store ...`)"))
     base = f"SELECT t.*, s.defect_score, (s.defect_score >= {DEFECT_AT}) AS defect FROM turns t JOIN signals s USING (session_id, turn_index)"
 
     def rate_by(col: str, limit: int | None = None, order: str = "turns DESC") -> list[dict]:

@@ -1,4 +1,4 @@
-"""`selflearn report`: one self-contained HTML file (plotly.js inlined once, no network) with what a
+"""`selflearn report write`: one self-contained HTML file (plotly.js inlined once, no network) with what a
 team looks at every morning. The page is a Jinja2 template (autoescaped); texts from the logs and the
 input files are shortened to a few hundred characters; the store is opened read-only."""
 
@@ -20,14 +20,14 @@ from .data import store_summary
 __all__ = ["write_report", "read_ab_result", "read_label_curves", "read_rewrite_table"]
 
 def read_ab_result(path: Path) -> dict:
-    """An A/B result as `selflearn ab --json` writes it."""
+    """An A/B result as `selflearn world ab --json` writes it."""
     try:
         res = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise InvalidInputError(explain(str(path), f"must be the JSON `selflearn ab --json` prints ({exc})", "save it with `selflearn ab ... --json > ab.json`")) from exc
+        raise InvalidInputError(explain(str(path), f"must be the JSON `selflearn world ab --json` prints ({exc})", "save it with `selflearn world ab ... --json > ab.json`")) from exc
     need = {"control_defect_rate", "treatment_defect_rate", "relative_reduction", "ci_low", "ci_high"}
     if not isinstance(res, dict) or need - set(res):
-        raise InvalidInputError(explain(str(path), f"an A/B result needs {sorted(need)}", "save it with `selflearn ab ... --json > ab.json`"))
+        raise InvalidInputError(explain(str(path), f"an A/B result needs {sorted(need)}", "save it with `selflearn world ab ... --json > ab.json`"))
     return res
 
 
@@ -47,9 +47,9 @@ def read_rewrite_table(path: Path):
     try:
         table = pq.read_table(str(path))
     except (OSError, pa.ArrowInvalid) as exc:
-        raise InvalidInputError(explain(str(path), f"must be a rewrite table in Parquet ({exc})", "pass the file `selflearn mine` wrote")) from exc
+        raise InvalidInputError(explain(str(path), f"must be a rewrite table in Parquet ({exc})", "pass the file `selflearn rewrites mine` wrote")) from exc
     if {"utterance", "rewrite"} - set(table.column_names):
-        raise InvalidInputError(explain(str(path), "a rewrite table needs the columns utterance and rewrite", "pass the file `selflearn mine` wrote"))
+        raise InvalidInputError(explain(str(path), "a rewrite table needs the columns utterance and rewrite", "pass the file `selflearn rewrites mine` wrote"))
     return table
 
 
@@ -105,7 +105,7 @@ def write_report(store_path: Path, out: Path, *, rewrites: Path | None = None, a
     import plotly.graph_objects as go
 
     if not Path(store_path).exists():
-        raise InvalidInputError(explain(str(store_path), "does not exist", "import logs first (`selflearn import FILE --store ...`)"))
+        raise InvalidInputError(explain(str(store_path), "does not exist", "import logs first (`selflearn store import FILE --store ...`)"))
     ab_results = [(Path(p).name, read_ab_result(p)) for p in ab]
     curves = read_label_curves(labels_model) if labels_model else {}
     table = read_rewrite_table(rewrites) if rewrites else None

@@ -16,7 +16,7 @@ from ..text import normalise
 from .reviews import rewrite_chains
 from .table import BASELINE_REPHRASES, MODEL_REPHRASES, MiningConfig, mine_rewrites, write_table
 
-__all__ = ["mine", "list_rewrites", "explain_rewrite", "detect_rephrases", "train_rephrase_model"]
+__all__ = ["rewrites", "mine", "list_rewrites", "explain_rewrite", "detect_rephrases", "train_rephrase_model"]
 
 
 def mine(store: Store, out: Path, *, signals: SignalConfig | None = None, mining: MiningConfig | None = None,
@@ -28,7 +28,7 @@ def mine(store: Store, out: Path, *, signals: SignalConfig | None = None, mining
     say("signals", 0, 0)
     n = compute_signals(store, signals)
     if n == 0:
-        raise InvalidInputError(explain(str(store.path), "has no turns", "import logs first (`selflearn import FILE`)"))
+        raise InvalidInputError(explain(str(store.path), "has no turns", "import logs first (`selflearn store import FILE`)"))
     source = BASELINE_REPHRASES
     if rephrase_model is not None:
         say("rephrases (model)", 0, 0)
@@ -108,7 +108,7 @@ def list_rewrites(store: Store, *, search: str | None = None, limit: int = 20) -
     """Rewrites by support; ``search`` matches either side (case-insensitive substring)."""
     if limit < 1:
         raise InvalidInputError(explain(f"limit={limit}", "must be >= 1", "use e.g. --limit 20"))
-    _require(store, "rewrites", "run `selflearn mine` first")
+    _require(store, "rewrites", "run `selflearn rewrites mine` first")
     con = store.reader()
     where, args = "", []
     if search:
@@ -119,12 +119,12 @@ def list_rewrites(store: Store, *, search: str | None = None, limit: int = 20) -
 def explain_rewrite(store: Store, utterance: str, *, max_chains: int = 10) -> dict:
     """One rewrite and the chains it came from: sessions where the utterance was followed, through
     rephrases, by the rewrite, with every turn between them and its signals."""
-    _require(store, "rewrites", "run `selflearn mine` first")
+    _require(store, "rewrites", "run `selflearn rewrites mine` first")
     con = store.reader()
     u = normalise(utterance)
     found = _rows(con.execute("SELECT * FROM rewrites WHERE utterance = ?", [u]))
     if not found:
-        raise InvalidInputError(explain(f"utterance={u!r}", "has no rewrite in the table", "list them with `selflearn rewrites --search WORD`"))
+        raise InvalidInputError(explain(f"utterance={u!r}", "has no rewrite in the table", "list them with `selflearn rewrites list --search WORD`"))
     rw = found[0]
     out = []
     for chain in rewrite_chains(store, u, rw["rewrite"], limit=max_chains):

@@ -87,7 +87,7 @@ def mine_rewrites(store: Store, config: MiningConfig | None = None, *, rephrases
     started = time.perf_counter()
     con = store.reader()
     if not store.has_derived("signals"):
-        raise InvalidInputError(explain(str(store.path), "has no signals table", "run `selflearn mine` (it computes signals first)"))
+        raise InvalidInputError(explain(str(store.path), "has no signals table", "run `selflearn rewrites mine` (it computes signals first)"))
     say("aggregate chains", 0, 0)
     cur = con.execute(_EDGES_SQL.format(success_below=float(c.success_below), rephrases=rephrases))
     rows = cur.fetchall()
@@ -182,7 +182,7 @@ class TableRewriter:
     def fit(self, table: pa.Table) -> "TableRewriter":
         missing = {"utterance", "rewrite"} - set(table.column_names)
         if missing:
-            raise InvalidInputError(explain(f"columns {sorted(table.column_names)}", f"a rewrite table needs {sorted(missing)}", "write it with `selflearn mine`"))
+            raise InvalidInputError(explain(f"columns {sorted(table.column_names)}", f"a rewrite table needs {sorted(missing)}", "write it with `selflearn rewrites mine`"))
         self.table_ = dict(zip((normalise(x) for x in table.column("utterance").to_pylist()), table.column("rewrite").to_pylist()))
         return self
 
@@ -191,7 +191,7 @@ class TableRewriter:
         try:
             table = pq.read_table(str(path))
         except (OSError, pa.ArrowInvalid) as exc:
-            raise InvalidInputError(explain(str(path), f"must be a rewrite table in Parquet ({exc})", "pass the file `selflearn mine` wrote")) from exc
+            raise InvalidInputError(explain(str(path), f"must be a rewrite table in Parquet ({exc})", "pass the file `selflearn rewrites mine` wrote")) from exc
         return cls(path).fit(table)
 
     def rewrite(self, utterance: str, *, user_id: str = "", device: dict | None = None, context: dict | None = None) -> str | None:

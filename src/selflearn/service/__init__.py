@@ -1,4 +1,4 @@
-"""The rewrite service (`selflearn serve`): HTTP over the online rewriter."""
+"""The rewrite service (`selflearn online serve`): HTTP over the online rewriter."""
 
 from .app import RewriteRequest, RewriteResponse, create_app
 

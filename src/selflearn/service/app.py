@@ -1,4 +1,4 @@
-"""``selflearn serve``: the rewrite service (FastAPI). It parses requests, checks who is calling,
+"""``selflearn online serve``: the rewrite service (FastAPI). It parses requests, checks who is calling,
 queues the work for the one thread that owns the rewriter and the store, and maps errors to 4xx/503 in
 one place; the rewriting itself lives in :mod:`selflearn.online`. docs/security.md is the threat model."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -69,7 +69,7 @@ class Forgotten(BaseModel):
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """Limits and policies of one service (each has a `selflearn serve` option; docs/security.md)."""
+    """Limits and policies of one service (each has a `selflearn online serve` option; docs/security.md)."""
 
     max_body: int = DEFAULT_MAX_BODY  # bytes of one request body (413 beyond)
     max_field_chars: int = 2_000  # characters of any one text field of a logged turn (413 beyond)
@@ -94,7 +94,7 @@ class ServiceSettings:
 
 def create_app(model_dir: Path, *, keys: KeyRing, layers: tuple[str, ...] = LAYERS, persist: bool = False, rewriter: OnlineRewriter | None = None,
                store: Path | None = None, settings: ServiceSettings | None = None) -> FastAPI:
-    """The service over a model directory (`selflearn train online`), for callers holding one of
+    """The service over a model directory (`selflearn online train`), for callers holding one of
     ``keys``. With ``persist`` the personal layer is written back to the directory (atomically) on
     shutdown. With ``store`` the users' preferences there are served and taught
     (/v1/users/{id}/preferences, /v1/teach) and filled into requests before the rewriter; and the
@@ -184,7 +184,7 @@ def create_app(model_dir: Path, *, keys: KeyRing, layers: tuple[str, ...] = LAYE
     @app.post("/v1/turns", response_model=Observed, summary="Feed one logged turn to the personal layer; scope: ingest",
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": turn_schema}}}})
     async def turns(request: Request, _key=scope("ingest")) -> Observed:
-        # validated from the JSON text, as `selflearn import` does (strict types, ISO timestamps)
+        # validated from the JSON text, as `selflearn store import` does (strict types, ISO timestamps)
         try:
             turn = Turn.model_validate_json(await request.body())
         except ValidationError as exc:
@@ -220,7 +220,7 @@ def create_app(model_dir: Path, *, keys: KeyRing, layers: tuple[str, ...] = LAYE
     else:
         @app.get("/dashboard", include_in_schema=False)
         async def no_dashboard():
-            return JSONResponse(status_code=404, content={"error": "the dashboard needs a store; fix: start `selflearn serve --store selflearn.duckdb`"})
+            return JSONResponse(status_code=404, content={"error": "the dashboard needs a store; fix: start `selflearn online serve --store selflearn.duckdb`"})
 
     base_openapi = app.openapi
 

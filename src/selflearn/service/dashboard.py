@@ -1,4 +1,4 @@
-"""The review dashboard in `selflearn serve --store`, for operators logged in with an admin API key:
+"""The review dashboard in `selflearn online serve --store`, for operators logged in with an admin API key:
 browse defects and their sessions, inspect a rewrite's evidence (the chains it came from), approve or
 block it (a blocked pair is never served again, by the table or the online layers, and stays blocked
 across restarts: it is kept in the store), and view or delete a user's preferences.

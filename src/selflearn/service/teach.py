@@ -1,4 +1,4 @@
-"""The service's teaching endpoints (``selflearn serve --store``): list, put and delete a user's
+"""The service's teaching endpoints (``selflearn online serve --store``): list, put and delete a user's
 preferences, and a teaching turn ("learn my preferences", "I'm a Warriors fan", an answer). They
 parse, check the caller's scope and run :mod:`selflearn.teach` on the service's owner thread (``run``),
 which holds the store's one write connection."""

@@ -3,7 +3,7 @@
 JSONL output re-imports to the same store contents (tested round trip). Parquet
 output has one column per stored field, named by its dotted record path
 (``device.type``, ``nlu.slots`` as JSON text, ...) plus ``_extra``: the layout
-``selflearn import`` reads back.
+``selflearn store import`` reads back.
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ class Store:
     def _connect(self) -> duckdb.DuckDBPyConnection:
         if self.read_only and not self.path.exists():
             raise UnreadableInputError(
-                explain(str(self.path), "no store at this path", "import logs first (`selflearn import FILE`) or pass --store")
+                explain(str(self.path), "no store at this path", "import logs first (`selflearn store import FILE`) or pass --store")
             )
         if not self.read_only and self.path.parent and not self.path.parent.exists():
             try:
@@ -182,7 +182,7 @@ class Store:
             if self.read_only:
                 raise StoreVersionError(
                     explain(f"store version {version}", f"this selflearn needs store version {STORE_VERSION}",
-                            f"run `selflearn migrate --store {self.path}`")
+                            f"run `selflearn store migrate --store {self.path}`")
                 )
             self.migrate(version)
 

@@ -31,7 +31,7 @@ def apply_preferences(text: str, prefs: dict[tuple[str, str], str]) -> str:
     if city:
         words = city.split()
         for n in range(len(words) - 1, 0, -1):  # "wilkerson" said, "wilkerson ohio" taught: add what was left out
-            head, rest = " ".join(words[:n]), " ".join(words[n:])
+            head = " ".join(words[:n])
             if _has(t, head) and not _has(t, city):
                 t = re.sub(rf"\b{re.escape(head)}\b", city, t, count=1)
                 break

@@ -25,7 +25,7 @@ from .asr_channel import CONDITIONS, AsrChannel, Condition
 from .catalogue import CATALOGUE_TYPES, Catalogue, Entity
 from .corpus import AsrRow, Sentence, load_asr_corpus, load_sentences, normalise, word_error_rate
 from .nlu import JointNLU, NluResult
-from .surfaces import Lexicon, Surface, build_surfaces
+from .surfaces import Lexicon, build_surfaces
 
 __all__ = ["WorldConfig", "World", "build_world", "interpret"]
 

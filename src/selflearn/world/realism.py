@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from .build import World
-from .corpus import normalise, word_error_rate
+from .corpus import word_error_rate
 from .simulate import FAILURE_POINTS
 from .truth import read_truth
 

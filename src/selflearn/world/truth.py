@@ -88,5 +88,5 @@ def read_truth(run_dir: Path) -> pa.Table:
     """The per-turn truth of a simulated run (evaluation only)."""
     path = run_dir / "truth" / "turns.parquet"
     if not path.exists():
-        raise InvalidInputError(explain(str(path), "must exist (written by `selflearn simulate`)", "pass the --out directory of a simulation"))
+        raise InvalidInputError(explain(str(path), "must exist (written by `selflearn world simulate`)", "pass the --out directory of a simulation"))
     return pq.read_table(str(path))
