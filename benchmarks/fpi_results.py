@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from selflearn.fpi import CLASSES, FailurePointModel, RuleBaseline, fpi_metrics, read_failure_labels, store_turns, weak_failure_points
-from selflearn.fpi.run import apply_fpi, labelled
+from selflearn.fpi.isolation import apply_fpi, labelled
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
 from selflearn.world.build import World
-from selflearn.world.run import simulate_to
+from selflearn.world.experiments import simulate_to
 from selflearn.world.simulate import SimConfig
 
 

@@ -27,14 +27,14 @@ from pathlib import Path
 import torch
 
 from selflearn.labels import LabelModel, evaluate_predictions, labels_as_predictions, reference_targets, store_dialogues
-from selflearn.labels.run import apply_labels, evaluate_labels, nlu_examples, train_labels
+from selflearn.labels.training import apply_labels, evaluate_labels, nlu_examples, train_labels
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
 from selflearn.world.ab import ab_worlds
 from selflearn.world.build import World
 from selflearn.world.gold import attach_truth
 from selflearn.world.retrain import retrain_world_nlu
-from selflearn.world.run import simulate_to
+from selflearn.world.experiments import simulate_to
 from selflearn.world.simulate import SimConfig, load_nlu_for
 from selflearn.world.truth import read_truth
 

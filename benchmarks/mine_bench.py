@@ -23,7 +23,7 @@ from selflearn.signals import compute_signals
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
 from selflearn.world.build import World
-from selflearn.world.run import simulate_to
+from selflearn.world.experiments import simulate_to
 from selflearn.world.simulate import SimConfig
 
 

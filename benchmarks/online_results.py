@@ -21,13 +21,13 @@ import torch
 
 from selflearn.online import OnlineConfig, OnlineRewriter, OnnxEncoder, BiEncoder, SentenceEncoder, agreement, train_online
 from selflearn.online.train import held_out, load_history, retrieval_recall
-from selflearn.rewrites.run import mine
+from selflearn.rewrites.mining import mine
 from selflearn.rewrites.table import TableRewriter
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
 from selflearn.world.ab import ab_arms
 from selflearn.world.build import World
-from selflearn.world.run import simulate_to
+from selflearn.world.experiments import simulate_to
 from selflearn.world.simulate import load_nlu_for
 from selflearn.world.simulate import SimConfig
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import duckdb
 
-from selflearn.rewrites.run import mine, train_rephrase_model
+from selflearn.rewrites.mining import mine, train_rephrase_model
 from selflearn.signals import evaluate_defect_score
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
 from selflearn.world.build import World
-from selflearn.world.run import run_ab, simulate_to
+from selflearn.world.experiments import run_ab, simulate_to
 from selflearn.world.simulate import SimConfig
 from selflearn.world.truth import read_truth
 

@@ -43,7 +43,7 @@ def _free_port() -> int:
 def _mix(world_dir: Path, users: int, seed: int) -> list[dict]:
     """Request bodies from a fresh simulated day (the days after training)."""
     from selflearn.world.build import World
-    from selflearn.world.run import simulate_to
+    from selflearn.world.experiments import simulate_to
     from selflearn.world.simulate import SimConfig
 
     with tempfile.TemporaryDirectory() as tmp:

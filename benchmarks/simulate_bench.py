@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from selflearn.world.build import World
-from selflearn.world.run import simulate_to
+from selflearn.world.experiments import simulate_to
 from selflearn.world.simulate import SimConfig, Simulator
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from selflearn.world.build import World
 from selflearn.world.corpus import load_asr_corpus
 from selflearn.world.realism import realism_report
-from selflearn.world.run import simulate_to
+from selflearn.world.experiments import simulate_to
 from selflearn.world.simulate import SimConfig
 
 

@@ -95,7 +95,7 @@ WORLD_DATA = Path(__file__).parent / "data" / "world"
 @pytest.fixture(scope="session")
 def world_dir(tmp_path_factory) -> Path:
     """A small world (tests/data/world: 400 SLURP sentences), built once per test run."""
-    from selflearn.world.run import ensure_world
+    from selflearn.world.experiments import ensure_world
 
     d = tmp_path_factory.mktemp("world")
     ensure_world(d, sentences=[WORLD_DATA / "sentences.jsonl"], asr_corpus=[WORLD_DATA / "asr.jsonl"], nlu_epochs=4)
@@ -113,9 +113,9 @@ def world(world_dir):
 def online_model(world_dir, world, tmp_path_factory) -> dict:
     """Logs of the small world, a mined table and an online model trained on them (small settings)."""
     from selflearn.online import OnlineConfig, train_online
-    from selflearn.rewrites.run import mine
+    from selflearn.rewrites.mining import mine
     from selflearn.store.importer import import_files
-    from selflearn.world.run import simulate_to
+    from selflearn.world.experiments import simulate_to
     from selflearn.world.simulate import SimConfig
 
     d = tmp_path_factory.mktemp("online")
@@ -132,9 +132,9 @@ def online_model(world_dir, world, tmp_path_factory) -> dict:
 def fpi_runs(world_dir, world, tmp_path_factory):
     """Two runs of the small world (other users, other seeds): one to train on, one held out."""
     from selflearn.fpi import read_failure_labels, store_turns
-    from selflearn.fpi.run import labelled
+    from selflearn.fpi.isolation import labelled
     from selflearn.store.importer import import_files
-    from selflearn.world.run import simulate_to
+    from selflearn.world.experiments import simulate_to
     from selflearn.world.simulate import SimConfig
 
     d = tmp_path_factory.mktemp("fpi")

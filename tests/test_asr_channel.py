@@ -56,7 +56,7 @@ def test_channel_rejects_unknown_condition_without_voice(tmp_path):
 
 @pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng is installed by .ci/run (apt-get install espeak-ng sox)")
 def test_speaker_embeddings_on_every_fifth_row(tmp_path):
-    from selflearn.world.run import run_channel
+    from selflearn.world.experiments import run_channel
 
     out = tmp_path / "rows.jsonl"
     texts = ["turn on the radio", "what time is it", "call mom", "play jazz", "good morning", "set a timer"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import session, write_jsonl
@@ -62,13 +63,13 @@ def test_unknown_export_format(tmp_path):
 
 def test_the_cli_is_one_grammar_with_one_error_mapping():
     """`selflearn NOUN VERB` everywhere; SelflearnError becomes an exit code in one place (cli/app.py)."""
-    import click
     import typer
+    from typer.core import TyperGroup
 
     import selflearn.cli
 
     root = typer.main.get_command(app)
-    assert root.commands and all(isinstance(c, click.Group) for c in root.commands.values()), sorted(root.commands)
+    assert root.commands and all(isinstance(c, TyperGroup) for c in root.commands.values()), sorted(root.commands)
     sources = Path(selflearn.cli.__file__).parent.glob("*.py")
     assert sum(p.read_text().count("except SelflearnError") for p in sources) == 1
 

@@ -14,7 +14,7 @@ from selflearn.errors import InvalidInputError, NotFittedError
 from selflearn.fpi import (CLASSES, TRACE_FEATURES, FailurePointModel, RuleBaseline, apply_fpi, breakdown, fpi_metrics, read_failure_labels,
                            store_turns, trace_features, weak_failure_points)
 from selflearn.fpi.features import relation
-from selflearn.fpi.run import labelled
+from selflearn.fpi.isolation import labelled
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
 
@@ -125,7 +125,7 @@ def test_save_load_and_seeding(runs, model, tmp_path):
     assert np.array_equal(a.predict_proba(test), b.predict_proba(test))
     assert model.predict([]) == [] and model.predict_proba([]).shape == (0, len(CLASSES))
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
-    cfg["trace_features"] = cfg["trace_features"][:-1]
+    cfg["learned"]["trace_features"] = cfg["learned"]["trace_features"][:-1]
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(InvalidInputError, match="retrain"):
         FailurePointModel.load(tmp_path / "m")

@@ -17,7 +17,7 @@ from selflearn.labels import Dialogue, Exchange, LabelModel, evaluate_prediction
 from selflearn.labels.batches import IGNORE, Vocab, collate, corrupt, encode_dialogues
 from selflearn.labels.dialogues import parse_dialogue
 from selflearn.labels.evaluate import precision_coverage, threshold_for
-from selflearn.labels.run import apply_labels, nlu_examples
+from selflearn.labels.training import apply_labels, nlu_examples
 from selflearn.labels.weak import align_slot, store_dialogues
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
@@ -344,7 +344,7 @@ def test_nlu_sentences_without_slot_labels_teach_the_intent_only():
 
 
 def test_intents_the_nlu_did_not_say_get_their_own_curve_and_threshold():
-    from selflearn.labels.run import apply_labels
+    from selflearn.labels.training import apply_labels
 
     def ex(nlu, ref):
         return Exchange("play it", "ok", {"intent": nlu}, {"intent": ref})
@@ -386,7 +386,7 @@ def test_goal_intents_are_carried_back_from_the_goals_last_turn():
 
 
 def test_a_carried_goal_intent_labels_the_failed_attempt_at_its_own_threshold():
-    from selflearn.labels.run import apply_labels, nlu_examples
+    from selflearn.labels.training import apply_labels, nlu_examples
 
     # a failed attempt heard "play radio" (NLU: play_radio), the retry worked as play_music
     data = [Dialogue(f"d{i}", [Exchange("play radio", "ok", {"intent": "play_radio"}, {"intent": "play_music"}),

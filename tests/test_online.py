@@ -13,7 +13,7 @@ from selflearn.online import BiEncoder, OnlineRewriter, OnnxEncoder, Ranker, agr
 from selflearn.online.encoder import _batches
 from selflearn.online.features import FEATURES, phonetic_key, smoothed_rate
 from selflearn.online.memory import PersonalMemory, meaning_key, text_similarity, turn_success
-from selflearn.online.rewriter import MODEL_FORMAT, Decision
+from selflearn.online.online_rewriter import MODEL_FORMAT, Decision
 
 
 # -- pure parts ------------------------------------------------------------------
@@ -200,7 +200,7 @@ def _logged(online_model, n=300):
 
 
 def test_training_writes_a_complete_model_directory(online_model):
-    d, s = online_model["model"], online_model["store", "stats"]
+    d, s = online_model["model"], online_model["stats"]
     config = json.loads((d / "config.json").read_text())
     assert config["component"] == "online-rewriter" and config["format_version"] == MODEL_FORMAT == 3 and config["parts"]["table"] == "rewrites.parquet"
     for part in ("encoder/config.json", "encoder/model.safetensors", "encoder.onnx", "global/index.faiss", "global/entries.parquet",

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from selflearn.cli.main import app
 from selflearn.errors import InvalidInputError, NotFittedError
-from selflearn.rewrites.run import explain_rewrite, list_rewrites, mine
+from selflearn.rewrites.mining import explain_rewrite, list_rewrites, mine
 from selflearn.rewrites.table import MiningConfig, TableRewriter
 from selflearn.store.importer import import_files
 
@@ -162,7 +162,7 @@ def test_mining_is_deterministic(mined_store, tmp_path):
 
 def test_mining_with_a_rephrase_model(mined_store, tmp_path):
     """Train the contextual model on the store's weak labels, then mine with its pairs instead."""
-    from selflearn.rewrites.run import train_rephrase_model
+    from selflearn.rewrites.mining import train_rephrase_model
 
     res = train_rephrase_model(mined_store, tmp_path / "m", examples=40, epochs=8, lr=1e-4, batch_size=16)
     assert res["weak_positives"] > 0 and (tmp_path / "m" / "config.json").exists()

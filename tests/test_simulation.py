@@ -18,7 +18,7 @@ from selflearn.store.store import Store
 from selflearn.world.ab import ab_test
 from selflearn.world.build import World
 from selflearn.rewriters import HttpRewriter, NoOpRewriter, load_rewriter
-from selflearn.world.run import ensure_world, simulate_to
+from selflearn.world.experiments import ensure_world, simulate_to
 from selflearn.world.simulate import FAILURE_POINTS, SimConfig, Simulator, load_nlu_for
 
 DATA = Path(__file__).parent / "data" / "world"
@@ -262,8 +262,8 @@ def test_saved_nlu_reloads_and_agrees_with_the_world_cache(world_dir, world):
     for a, b in zip(again, world.interp[:64]):
         assert a[0] == b[0] and a[3] == b[3] and abs(a[1] - b[1]) < 1e-3
     manifest = json.loads((world_dir / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and manifest["store", "stats"]["sentences"] == 400
-    assert json.loads((world_dir / "nlu" / "config.json").read_text())["format_version"] == 1
+    assert manifest["format_version"] == 1 and manifest["stats"]["sentences"] == 400
+    assert json.loads((world_dir / "nlu" / "config.json").read_text())["format_version"] == JointNLU.format_version == 2
 
 
 def test_world_dir_errors_name_the_fix(tmp_path):

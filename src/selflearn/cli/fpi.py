@@ -36,7 +36,7 @@ def train_cmd(
 ) -> None:
     """Train the failure-point classifier on the store's turns; write the model directory."""
     from selflearn.fpi import FailurePointModel, train_fpi
-    from selflearn.fpi.run import open_store
+    from selflearn.fpi.isolation import open_store
 
     model = FailurePointModel(text=text, epochs=epochs, random_state=seed, threads=threads)
     with open_store(store) as st, err.status("training") as status:
@@ -58,7 +58,7 @@ def evaluate_cmd(
 ) -> None:
     """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix on annotated turns."""
     from selflearn.fpi import FailurePointModel, evaluate_fpi
-    from selflearn.fpi.run import open_store
+    from selflearn.fpi.isolation import open_store
 
     predictor = "rules" if rules else FailurePointModel.load(model, threads=threads)
     with open_store(store) as st:
@@ -95,7 +95,7 @@ def apply_cmd(
     """Add a failure point to every turn in the store (table failure_points) and print the
     root-cause breakdown: per component, domain, intent, device type and day."""
     from selflearn.fpi import FailurePointModel, apply_fpi
-    from selflearn.fpi.run import open_store
+    from selflearn.fpi.isolation import open_store
 
     m = FailurePointModel.load(model, threads=threads)
     with open_store(store) as st:
@@ -107,7 +107,7 @@ def apply_cmd(
 def breakdown_cmd(store: StoreOpt = Path(DEFAULT_STORE), as_json: AsJson = False) -> None:
     """Print the root-cause breakdown of failure points already in the store."""
     from selflearn.fpi import breakdown
-    from selflearn.fpi.run import open_store
+    from selflearn.fpi.isolation import open_store
 
     with open_store(store) as st:
         b = breakdown(st)

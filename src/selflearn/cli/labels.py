@@ -25,7 +25,7 @@ Limit = Annotated[int | None, typer.Option(help="Use only the first N dialogues.
 
 
 def _source(store, data, limit):
-    from selflearn.labels.run import load_source
+    from selflearn.labels.training import load_source
 
     dialogues, bad = load_source(store=store, data=data, limit=limit)
     if bad:
@@ -54,7 +54,7 @@ def train_cmd(
     """Pretrain on corrupted dialogues, fine-tune on the labels (weak ones from a store's signals,
     or a file's own), draw precision/coverage curves on 10% held out; write the model directory."""
     from selflearn.labels import LabelModel
-    from selflearn.labels.run import train_labels
+    from selflearn.labels.training import train_labels
 
     kinds = tuple(x.strip() for x in corruptions.split(",") if x.strip())
     model = LabelModel(text_layers=text_layers, epochs=epochs, pretrain_epochs=pretrain_epochs, corruptions=kinds, context=context,
@@ -82,7 +82,7 @@ def evaluate_cmd(
     """Score the model's labels against the data's labels: accuracy, macro-F1, per-class
     precision/recall, AUC where binary, coverage at 90% and 95% precision."""
     from selflearn.labels import LabelModel
-    from selflearn.labels.run import evaluate_labels
+    from selflearn.labels.training import evaluate_labels
 
     m = LabelModel.load(model, threads=threads)
     metrics = evaluate_labels(m, _source(store, data, limit), calibrate_to=model if calibrate else None)
@@ -118,7 +118,7 @@ def apply_cmd(
     """Label dialogues; write them with the labels that reach --min-precision, and print the
     share of turns each task labels."""
     from selflearn.labels import LabelModel, write_dialogues
-    from selflearn.labels.run import apply_labels
+    from selflearn.labels.training import apply_labels
 
     m = LabelModel.load(model, threads=threads)
     labelled, summary = apply_labels(m, _source(store, data, limit), min_precision=min_precision)
@@ -150,7 +150,7 @@ def export_nlu_cmd(
 ) -> None:
     """NLU training data from generated labels: turns of goals labelled successful, with their
     intent and slots."""
-    from selflearn.labels.run import nlu_examples
+    from selflearn.labels.training import nlu_examples
 
     rows = nlu_examples(_source(None, data, None))
     if not rows:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from selflearn.rewrites.run import explain_rewrite, list_rewrites, mine, train_rephrase_model
+from selflearn.rewrites.mining import explain_rewrite, list_rewrites, mine, train_rephrase_model
 from selflearn.rewrites.table import MiningConfig
 from selflearn.signals import SignalConfig
 from selflearn.store.store import DEFAULT_STORE, Store

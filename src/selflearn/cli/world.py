@@ -1,5 +1,5 @@
 """CLI commands of the simulated world: simulate, ab, world build, asr-channel.
-They parse, call selflearn.world.run, print, and map errors to exit codes."""
+They parse, call selflearn.world.experiments, print, and map errors to exit codes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from selflearn.world.run import ensure_world, run_ab, run_channel, run_teaching_ab, simulate_to
+from selflearn.world.experiments import ensure_world, run_ab, run_channel, run_teaching_ab, simulate_to
 from selflearn.world.simulate import SimConfig
 
 from .app import JsonOpt, err, group, out, print_json

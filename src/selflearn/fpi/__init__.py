@@ -3,7 +3,7 @@
 from .features import TRACE_FEATURES, trace_features
 from .model import FailurePointModel
 from .rules import RuleBaseline
-from .run import apply_fpi, breakdown, evaluate_fpi, fpi_metrics, read_failure_labels, train_fpi
+from .isolation import apply_fpi, breakdown, evaluate_fpi, fpi_metrics, read_failure_labels, train_fpi
 from .turns import CLASSES, FpiTurn, store_turns
 from .weak import WeakConfig, weak_failure_points
 

@@ -90,7 +90,7 @@ class FailurePointModel(Estimator):
         return torch.from_numpy(self._embed(turns)), torch.from_numpy(trace.astype(np.float32)), torch.from_numpy(cats)
 
     # -- estimator ------------------------------------------------------------------------
-    def fit(self, turns: list[FpiTurn], labels: list[str], *, progress: Progress = no_progress) -> "FailurePointModel":
+    def fit(self, turns: list[FpiTurn], labels: list[str], *, progress: Progress | None = None) -> "FailurePointModel":
         import torch
 
         bad = sorted({x for x in labels if x not in CLASSES})
@@ -131,7 +131,7 @@ class FailurePointModel(Estimator):
                 sched.step()
                 total += loss.item() * len(ix)
             history.append(round(total / len(order), 5))
-            progress("epoch", epoch + 1, self.epochs)
+            (progress or no_progress)("epoch", epoch + 1, self.epochs)
         net.eval()
         self.net_, self.history_ = net, history
         self.class_counts_ = dict(zip(CLASSES, map(int, counts)))

@@ -59,13 +59,13 @@ class LabelModel(Estimator):
                                             "use the defaults"))
 
     # -- training --------------------------------------------------------------------
-    def fit(self, dialogues: list[Dialogue], *, progress: Progress = no_progress) -> "LabelModel":
+    def fit(self, dialogues: list[Dialogue], *, progress: Progress | None = None) -> "LabelModel":
         self._check_params()
         if not dialogues or not any(e.labels for d in dialogues for e in d.exchanges):
             raise InvalidInputError(explain(f"{len(dialogues)} dialogues", "training needs dialogues with at least one labelled turn",
                                             "label turns (docs/dialogue-format.md) or build weak labels from a store"))
         rng = self._start(dialogues)
-        say = progress
+        say = progress or no_progress
         self.vocab_ = Vocab.fit(dialogues)
         self.tokenizer_ = load_tokenizer()
         v = self.vocab_

@@ -28,8 +28,8 @@ REWRITERS: dict[str, str] = {
     "no-op": "selflearn.rewriters:NoOpRewriter",
     "http": "selflearn.rewriters:HttpRewriter",
     "table": "selflearn.rewrites.table:TableRewriter",
-    "preferences": "selflearn.teach.rewriter:PreferenceRewriter",
-    "online": "selflearn.online.rewriter:OnlineRewriter",
+    "preferences": "selflearn.teach.preference_rewriter:PreferenceRewriter",
+    "online": "selflearn.online.online_rewriter:OnlineRewriter",
 }
 
 

@@ -5,7 +5,7 @@ precision; the precomputed table is consulted first."""
 from .encoder import BiEncoder, OnnxEncoder, SentenceEncoder, agreement, export_onnx
 from .memory import GlobalMemory, PersonalMemory
 from .ranker import Ranker, choose_threshold, precision_coverage
-from .rewriter import LAYERS, Decision, OnlineRewriter
+from .online_rewriter import LAYERS, Decision, OnlineRewriter
 from .train import OnlineConfig, train_online
 
 __all__ = ["BiEncoder", "OnnxEncoder", "SentenceEncoder", "agreement", "export_onnx", "GlobalMemory", "PersonalMemory",

@@ -44,7 +44,7 @@ class BiEncoder(Estimator):
         self.random_state = random_state
         self.threads = threads
 
-    def fit(self, pairs: list[tuple[str, str]], *, progress: Progress = no_progress) -> "BiEncoder":
+    def fit(self, pairs: list[tuple[str, str]], *, progress: Progress | None = None) -> "BiEncoder":
         """In-batch negatives (sentence-transformers' multiple-negatives ranking loss, as in DPR),
         cosine ×``scale``; a batch never holds the same positive twice (a false negative)."""
         import torch
@@ -79,7 +79,7 @@ class BiEncoder(Estimator):
                 opt.step()
                 steps += 1
                 losses.append(loss.item())
-                progress("train", steps, total)
+                (progress or no_progress)("train", steps, total)
         model.eval()
         self.model_, self.tokenizer_ = model, tok
         k = max(1, len(losses) // 10)

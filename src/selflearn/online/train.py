@@ -34,7 +34,7 @@ from ..store.store import Store
 from .encoder import BiEncoder, OnnxEncoder, export_onnx
 from .memory import HOUR_BUCKETS, GlobalMemory, PersonalMemory, hour_bucket, meaning_key
 from .ranker import Ranker, choose_threshold, choose_threshold_by_harm, precision_coverage
-from .rewriter import OnlineRewriter
+from .online_rewriter import OnlineRewriter
 
 __all__ = ["OnlineConfig", "train_online", "load_history", "History", "build_global", "retrieval_recall", "held_out"]
 

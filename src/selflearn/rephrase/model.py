@@ -90,7 +90,7 @@ class ContextualRephraseDetector(Estimator):
         return SpanModel()
 
     # -- training -------------------------------------------------------------
-    def fit(self, examples: list[Example], labels: list[int], *, progress: Progress = no_progress) -> "ContextualRephraseDetector":
+    def fit(self, examples: list[Example], labels: list[int], *, progress: Progress | None = None) -> "ContextualRephraseDetector":
         import torch
 
         if len(examples) != len(labels) or not examples:
@@ -119,7 +119,7 @@ class ContextualRephraseDetector(Estimator):
                 loss.backward()
                 opt.step()
                 step += 1
-                progress("train", step, steps)
+                (progress or no_progress)("train", step, steps)
         self.module_.eval()
         self.train_seconds_ = time.perf_counter() - started
         self.n_train_ = len(data)

@@ -7,7 +7,7 @@ sessions of a request and one session's turns."""
 from __future__ import annotations
 
 from ..errors import InvalidInputError, explain
-from ..fpi.run import breakdown
+from ..fpi.isolation import breakdown
 from ..signals import DEFECT_AT, signals_for_reading
 from ..store.store import Store
 

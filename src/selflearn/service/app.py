@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .. import __version__
 from ..errors import InvalidInputError, NotAuthorizedError, OverloadedError, SelflearnError, TooLargeError, explain
 from ..logs.schema import Turn
-from ..online.rewriter import LAYERS, MAX_CHARS, OnlineRewriter
+from ..online.online_rewriter import LAYERS, MAX_CHARS, OnlineRewriter
 from .guard import DEFAULT_MAX_BODY, RequestGuard
 from .keys import KeyRing
 from .metrics import Metrics

@@ -2,7 +2,7 @@
 
 from .moments import SLOT_KINDS, Moment, MomentConfig, answer_moment, teachable_moment
 from .preferences import KINDS, OUTCOMES, PROVENANCE, Preference, Preferences
-from .rewriter import PreferenceRewriter, apply_preferences
+from .preference_rewriter import PreferenceRewriter, apply_preferences
 from .teaching import QUESTIONS, START_PHRASES, Teacher, TeachingReply, parse_statement
 
 __all__ = ["KINDS", "OUTCOMES", "PROVENANCE", "Preference", "Preferences", "parse_statement", "Teacher", "TeachingReply", "QUESTIONS",

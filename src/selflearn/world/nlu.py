@@ -71,7 +71,7 @@ class JointNLU(Estimator):
         self.threads = threads
 
     # -- training ---------------------------------------------------------
-    def fit(self, sentences: list[Sentence], *, progress: Progress = no_progress) -> "JointNLU":
+    def fit(self, sentences: list[Sentence], *, progress: Progress | None = None) -> "JointNLU":
         if not sentences:
             raise InvalidInputError(explain("sentences=[]", "NLU training needs at least one sentence", "pass a non-empty set"))
         rng = self._start(sentences)
@@ -84,7 +84,7 @@ class JointNLU(Estimator):
         self._train(self._examples(sentences), self.epochs, self.lr, rng, progress)
         return self
 
-    def refit(self, sentences: list[Sentence], *, epochs: int = 1, lr: float | None = None, progress: Progress = no_progress) -> "JointNLU":
+    def refit(self, sentences: list[Sentence], *, epochs: int = 1, lr: float | None = None, progress: Progress | None = None) -> "JointNLU":
         """Continue training the fitted model on ``sentences`` (its intents and slot types stay as
         they are: a sentence with an unknown intent or slot type is skipped; one whose ``tags`` is
         None trains the intent head only)."""
@@ -150,7 +150,7 @@ class JointNLU(Estimator):
                 opt.step()
                 sched.step()
                 step += 1
-                progress("train", step, steps)
+                (progress or no_progress)("train", step, steps)
         self.module_.eval()
         self.train_seconds_ = getattr(self, "train_seconds_", 0.0) + time.perf_counter() - started
         self.n_train_ = getattr(self, "n_train_", 0) or len(examples)

@@ -23,7 +23,7 @@ from datetime import datetime
 from ..labels.weak import align_slot
 from ..teach.moments import Moment, MomentConfig, answer_moment, teachable_moment
 from ..teach.preferences import Preferences
-from ..teach.rewriter import filled_in
+from ..teach.preference_rewriter import filled_in
 from ..teach.teaching import QUESTIONS, Teacher, normalise
 from .catalogue import STATES
 from .population import User, mix

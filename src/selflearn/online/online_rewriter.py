@@ -86,7 +86,7 @@ class OnlineRewriter:
     def _taught(self, q: str, user_id: str) -> str | None:
         if self.preferences is None or "personal" not in self.layers or not user_id:
             return None
-        from ..teach.rewriter import PreferenceRewriter
+        from ..teach.preference_rewriter import PreferenceRewriter
 
         new = PreferenceRewriter(self.preferences).rewrite(q, user_id=user_id, device={}, context={})
         return new if new is not None and (q, new) not in self.blocked else None

@@ -16,7 +16,7 @@ from ..text import normalise
 from .reviews import rewrite_chains
 from .table import BASELINE_REPHRASES, MODEL_REPHRASES, MiningConfig, mine_rewrites, write_table
 
-__all__ = ["rewrites", "mine", "list_rewrites", "explain_rewrite", "detect_rephrases", "train_rephrase_model"]
+__all__ = ["mine", "list_rewrites", "explain_rewrite", "detect_rephrases", "train_rephrase_model"]
 
 
 def mine(store: Store, out: Path, *, signals: SignalConfig | None = None, mining: MiningConfig | None = None,
