@@ -12,7 +12,7 @@ import selflearn
 ROOT = Path(selflearn.__file__).parent
 #: lower layers never import higher ones (the same layer may import itself)
 LAYERS = [
-    {"errors", "text", "taxonomy", "templating"},
+    {"errors", "text", "taxonomy", "templating", "metrics"},
     {"logs", "models"},
     {"store"},
     {"signals"},

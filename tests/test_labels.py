@@ -247,11 +247,11 @@ def test_precision_coverage_hand_worked():
     conf = np.array([0.99, 0.9, 0.8, 0.7])
     right = np.array([True, True, False, True])
     curve = precision_coverage(conf, right, total=8)
-    assert curve[0] == {"threshold": 0.99, "precision": 1.0, "coverage": 0.125}
-    assert curve[-1] == {"threshold": 0.7, "precision": 0.75, "coverage": 0.5}
+    assert curve[0] == {"threshold": 0.99, "count": 1, "precision": 1.0, "coverage": 0.125}
+    assert curve[-1] == {"threshold": 0.7, "count": 4, "precision": 0.75, "coverage": 0.5}
     assert threshold_for(curve, 0.95)["coverage"] == 0.25 and threshold_for(curve, 1.01) is None
     flat = precision_coverage(np.ones(10), np.arange(10) < 9, total=10)  # labels without a confidence: one point
-    assert flat == [{"threshold": 1.0, "precision": 0.9, "coverage": 1.0}]
+    assert flat == [{"threshold": 1.0, "count": 10, "precision": 0.9, "coverage": 1.0}]
 
 
 def test_weak_labels_scored_against_themselves_are_perfect_and_slots_count_values():

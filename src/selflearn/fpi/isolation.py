@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidInputError, explain
+from ..metrics import classification_report
 from ..store.derived import replace_table
 from ..store.store import Store
 from .model import FailurePointModel
@@ -82,14 +83,8 @@ def train_fpi(store: Store, out: Path, model: FailurePointModel, *, labels_path:
 def fpi_metrics(y_true: list[str], y_pred: list[str]) -> dict:
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix (rows:
     reference, columns: predicted, in :data:`CLASSES` order)."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
-
     present = [c for c in CLASSES if c in set(y_true) | set(y_pred)]
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=present, zero_division=0)
-    return {"turns": len(y_true), "accuracy": float(accuracy_score(y_true, y_pred)),
-            "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
-            "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i, c in enumerate(present)},
-            "confusion": {"labels": list(CLASSES), "matrix": confusion_matrix(y_true, y_pred, labels=list(CLASSES)).tolist()}}
+    return {"turns": len(y_true), **classification_report(y_true, y_pred, present, confusion_labels=CLASSES)}
 
 
 def evaluate_fpi(predictor, store: Store, labels_path: Path) -> dict:

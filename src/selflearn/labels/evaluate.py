@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import metrics
+
 __all__ = ["evaluate_predictions", "precision_coverage", "threshold_for", "reference_targets", "labels_as_predictions", "BINARY"]
 
 BINARY = ("defect", "same_goal", "goal_success")
@@ -62,29 +64,16 @@ def _pairs(pred, ref, task):
 
 
 def precision_coverage(conf: np.ndarray, right: np.ndarray, total: int, points: int = 50) -> list[dict]:
-    """Precision among the ``k`` most confident labels and their share of ``total`` turns, at
-    thresholds spread over the confidences."""
-    if len(conf) == 0:
-        return []
-    order = np.argsort(-conf, kind="stable")
-    c, r = conf[order], right[order].astype(float)
-    cum = np.cumsum(r) / np.arange(1, len(r) + 1)
-    out = []
-    ks = {int(np.searchsorted(-c, -c[k - 1], side="right")) for k in np.linspace(1, len(c), min(points, len(c))).astype(int)}
-    for k in sorted(ks):  # every label as confident as the k-th: equal confidences are one point
-        out.append({"threshold": round(float(c[k - 1]), 6), "precision": round(float(cum[k - 1]), 4), "coverage": round(k / total, 4)})
-    return out
+    """Precision among the labels at least as confident as each threshold and their share of
+    ``total`` turns, at about ``points`` thresholds spread over the confidences."""
+    return [{"threshold": round(p["threshold"], 6), "count": p["count"], "precision": round(p["precision"], 4), "coverage": round(p["coverage"], 4)}
+            for p in metrics.thin(metrics.precision_coverage(conf, right, total), points)]
 
 
-def threshold_for(curve: list[dict], min_precision: float) -> dict | None:
-    """The point of widest coverage whose precision is at least ``min_precision``."""
-    ok = [p for p in curve if p["precision"] >= min_precision]
-    return max(ok, key=lambda p: p["coverage"]) if ok else None
+threshold_for = metrics.threshold_for
 
 
 def evaluate_predictions(pred: list[list[dict]], ref: list[list[dict]], *, precision_targets=(0.9, 0.95)) -> dict:
-    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
-
     turns = sum(len(d) for d in ref)
     out: dict = {"turns": turns}
     for task in ("defect", "same_goal", "goal_success", "intent", "goal_intent", "satisfaction", "dialogue_label", "slots"):
@@ -100,20 +89,20 @@ def evaluate_predictions(pred: list[list[dict]], ref: list[list[dict]], *, preci
         right = np.array([a == b for a, b in zip(y_pred, y_true)])
         labels = sorted({str(x) for x in y_true} | {str(x) for x in y_pred})
         sp, st = [str(x) for x in y_pred], [str(x) for x in y_true]
-        p, r, f, n = precision_recall_fscore_support(st, sp, labels=labels, zero_division=0)
+        report = metrics.classification_report(st, sp, labels)
         m = {"n": len(rows), "coverage_of_reference": round(len(rows) / total, 4) if total else None,
-             "accuracy": round(float(accuracy_score(st, sp)), 4), "macro_f1": round(float(f1_score(st, sp, labels=labels, average="macro", zero_division=0)), 4)}
+             "accuracy": round(report["accuracy"], 4), "macro_f1": round(report["macro_f1"], 4)}
         if task in BINARY:
             tp = float(((np.array(y_pred) == 1) & (np.array(y_true) == 1)).sum())
             pp, tt = float(sum(y_pred)), float(sum(y_true))
             m.update({"precision": round(tp / pp, 4) if pp else 0.0, "recall": round(tp / tt, 4) if tt else 0.0})
             m["f1"] = round(2 * m["precision"] * m["recall"] / (m["precision"] + m["recall"]), 4) if m["precision"] + m["recall"] else 0.0
-            scores = [r[3] for r in rows]
-            if len(set(y_true)) == 2 and len(set(scores)) >= 2:
-                m["auc"] = round(float(roc_auc_score(y_true, scores)), 4)
+            area = metrics.auc(y_true, [r[3] for r in rows])
+            if area is not None:
+                m["auc"] = round(area, 4)
+        n = np.array([report["per_class"][c]["support"] for c in labels])
         top = np.argsort(-n)[:20] if len(labels) > 20 else range(len(labels))
-        m["per_class"] = {labels[i]: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4), "f1": round(float(f[i]), 4), "support": int(n[i])}
-                          for i in top}
+        m["per_class"] = {labels[i]: {k: (round(v, 4) if k != "support" else v) for k, v in report["per_class"][labels[i]].items()} for i in top}
         curve = precision_coverage(np.array([r[1] for r in rows]), right, total)
         m["curve"] = curve
         m["coverage_at"] = {str(t): (threshold_for(curve, t) or {}).get("coverage", 0.0) for t in precision_targets}
@@ -150,9 +139,7 @@ def _slot_metrics(rows, total, precision_targets) -> dict:
         right.append(pvv == rvv)
 
     def prf(tp, fp, fn):
-        p = tp / (tp + fp) if tp + fp else 0.0
-        r = tp / (tp + fn) if tp + fn else 0.0
-        return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0}
+        return {k: round(v, 4) for k, v in metrics.prf(tp, fp, fn).items()}
 
     curve = precision_coverage(np.array([r[1] for r in rows]), np.array(right), total)
     return {"n": len(rows), "slot_types": prf(tp_t, fp_t, fn_t), "slot_values": prf(tp_v, fp_v, fn_v),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import metrics
 from ..errors import InvalidInputError, explain
 from ..models.base import Estimator
 from .features import FEATURES
@@ -80,17 +81,10 @@ def precision_coverage(scores: np.ndarray, correct: np.ndarray, fixable: float, 
     (fixes / requests that had a fix). ``scores``/``correct`` per request: the top candidate's score
     and whether rewriting to it is right (or harmless); ``fixed``: whether it fixes a failing
     request (default: ``correct``); ``weights`` undo a sample's over-representation of a kind of
-    request (``fixable`` is then a weighted count too)."""
-    order = np.argsort(-scores, kind="stable")
-    w = np.ones(len(scores)) if weights is None else np.asarray(weights, float)[order]
-    s, c = scores[order], correct[order].astype(float)
-    f = c if fixed is None else np.asarray(fixed, float)[order]
-    good = np.cumsum(c * w)
-    tp = np.cumsum(f * w)
-    n = np.cumsum(w)
-    last = np.r_[s[1:] != s[:-1], True]
-    return [{"threshold": float(s[i]), "rewrites": int(i + 1), "precision": float(good[i] / n[i]), "coverage": float(tp[i] / max(fixable, 1e-12))}
-            for i in np.flatnonzero(last)]
+    request (``fixable`` is then a weighted count too). :func:`selflearn.metrics.precision_coverage`
+    with the rewriter's names."""
+    curve = metrics.precision_coverage(scores, correct, fixable, weights=weights, covered=correct if fixed is None else fixed)
+    return [{"threshold": p["threshold"], "rewrites": p["count"], "precision": p["precision"], "coverage": p["coverage"]} for p in curve]
 
 
 def choose_threshold(scores: np.ndarray, correct: np.ndarray, fixable: float, *, min_precision: float, min_rewrites: int = 20,
@@ -99,12 +93,11 @@ def choose_threshold(scores: np.ndarray, correct: np.ndarray, fixable: float, *,
     at that precision); 1.0 (never rewrite) when none is."""
     if not 0.0 < min_precision <= 1.0:
         raise InvalidInputError(explain(f"min_precision={min_precision}", "must be in (0, 1]", "use e.g. 0.9"))
-    best = None
-    for p in precision_coverage(np.asarray(scores, float), np.asarray(correct, bool), fixable, weights, fixed):
-        if p["rewrites"] >= min_rewrites and p["precision"] >= min_precision:
-            best = p
+    curve = precision_coverage(np.asarray(scores, float), np.asarray(correct, bool), fixable, weights, fixed)
+    best = metrics.threshold_for([{**p, "count": p["rewrites"]} for p in curve], min_precision, min_count=min_rewrites)
     if best is None:
         return 1.0, {"threshold": 1.0, "rewrites": 0, "precision": None, "coverage": 0.0}
+    best = {k: v for k, v in best.items() if k != "count"}
     return best["threshold"], best
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
+from ..metrics import prf
 from ..store.derived import entry, is_current, replace_table
 from ..store.store import Store
 from .feedback import SignalConfig, signals_sql
@@ -46,8 +47,6 @@ def evaluate_defect_score(con: duckdb.DuckDBPyConnection, truth, thresholds=(0.3
                        sum((s.defect_score < {th} AND t.defective)::int), count(*)
                 FROM signals s JOIN _truth t USING (session_id, turn_index)"""
         ).fetchall()[0]
-        p = tp / (tp + fp) if tp + fp else 0.0
-        r = tp / (tp + fn) if tp + fn else 0.0
-        out[str(th)] = {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "turns": n}
+        out[str(th)] = {**prf(tp or 0, fp or 0, fn or 0), "turns": n}
     con.unregister("_truth")
     return out

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError, explain
+from ..metrics import paired_bootstrap_reduction
 from .build import World
 from ..rewriters import Rewriter
 from .simulate import FAILURE_POINTS, SimConfig, Simulator
@@ -61,24 +62,7 @@ def _run(world: World, config: SimConfig, rewriter: Rewriter | None, nlu_loader)
     return _Arm(goals, counts[0], counts[1], sim.rewrites, (counts[2], counts[3]))
 
 
-def relative_reduction_ci(users: np.ndarray, control: np.ndarray, treatment: np.ndarray, *, n_users: int, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float, float, float, float]:
-    """Rates, relative reduction and its 95% percentile CI, resampling users.
-
-    ``control``/``treatment`` are 0/1 per goal, ``users`` the goal's user index.
-    Returns (control rate, treatment rate, reduction, ci_low, ci_high, p_boot_le_0).
-    """
-    n_goals = np.bincount(users, minlength=n_users).astype(float)
-    c = np.bincount(users, weights=control, minlength=n_users)
-    t = np.bincount(users, weights=treatment, minlength=n_users)
-    cr, tr = c.sum() / n_goals.sum(), t.sum() / n_goals.sum()
-    red = (cr - tr) / cr if cr > 0 else 0.0
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n_users, np.full(n_users, 1.0 / n_users), size=n_boot).astype(float)
-    bc, bt = draws @ c, draws @ t
-    with np.errstate(invalid="ignore", divide="ignore"):
-        reds = np.where(bc > 0, (bc - bt) / bc, 0.0)
-    lo, hi = np.percentile(reds, [2.5, 97.5])
-    return float(cr), float(tr), float(red), float(lo), float(hi), float((reds <= 0).mean())
+relative_reduction_ci = paired_bootstrap_reduction  # the A/B harness's CI (selflearn.metrics)
 
 
 def ab_test(
