@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from selflearn.metrics import prf
 from selflearn.rephrase import ContextualRephraseDetector, load_examples, weak_label, with_distractors
 from selflearn.signals import compute_signals
 from selflearn.store.importer import import_files
@@ -38,8 +39,7 @@ def score(examples, predictions, truth) -> dict:
             fp += 1
         if true and k not in true:
             fn += 1
-    p, r = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
-    return {"precision": p, "recall": r, "f1": 2 * p * r / max(p + r, 1e-12), "true_pairs": tp + fn}
+    return {**prf(tp, fp, fn), "true_pairs": tp + fn}
 
 
 def main() -> None:

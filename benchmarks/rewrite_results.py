@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from selflearn.metrics import prf
 from selflearn.rewrites.mining import mine, train_rephrase_model
 from selflearn.signals import evaluate_defect_score
 from selflearn.store.importer import import_files
@@ -37,8 +38,7 @@ def rephrase_scores(con: duckdb.DuckDBPyConnection, truth) -> dict:
                   sum((NOT s.rephrase_candidate AND n.rephrase_of = s.turn_index)::int)
            FROM signals s LEFT JOIN _t n ON n.session_id = s.session_id AND n.turn_index = s.next_turn"""
     ).fetchall()[0]
-    p, r = tp / (tp + fp), tp / (tp + fn)
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r), "true_pairs": tp + fn}
+    return {**prf(tp, fp, fn), "true_pairs": tp + fn}
 
 
 def main() -> None:
