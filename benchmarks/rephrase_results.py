@@ -19,7 +19,12 @@ import time
 from pathlib import Path
 
 from selflearn.metrics import prf
-from selflearn.rephrase import ContextualRephraseDetector, load_examples, weak_label, with_distractors
+from selflearn.rephrase import (
+    ContextualRephraseDetector,
+    load_examples,
+    weak_label,
+    with_distractors,
+)
 from selflearn.signals import compute_signals
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store

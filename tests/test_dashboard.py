@@ -185,15 +185,15 @@ async def test_recomputing_the_summary_never_holds_up_rewrites(online_model, sto
     """The summary runs on the dashboard's reader thread: while it takes a second, rewrites are answered."""
     import time
 
-    from selflearn.service import dashboard
+    from selflearn.report import data
 
-    real = dashboard.store_summary
+    real = data.store_summary
 
     def slow(*a, **k):
         time.sleep(1.0)
         return real(*a, **k)
 
-    monkeypatch.setattr(dashboard, "store_summary", slow)
+    monkeypatch.setattr(data, "store_summary", slow)
     app = create_app(online_model["model"], keys=api_keys["ring"], store=store_copy)
     async with await _client(app) as c:
         assert "Computing" in (await c.get("/dashboard", headers=api_keys["ops_headers"])).text  # started in the background
