@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(PY) examples/demo.py --shared $(SHARED)
+	$(PY) examples/demo.py --shared $(SHARED) $(DEMO_ARGS)
 
 docs: $(STAMP)
 	$(PY) -m selflearn.docs
