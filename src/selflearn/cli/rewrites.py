@@ -77,11 +77,12 @@ def list_cmd(
 def explain_cmd(
     utterance: Annotated[str, typer.Argument(help="The request (as heard; case and spacing do not matter).")],
     store: StoreOpt = Path(DEFAULT_STORE),
+    chains: Annotated[int, typer.Option(min=1, max=100, help="At most this many sessions it was learned from.")] = 10,
     as_json: JsonOpt = False,
 ) -> None:
     """One rewrite and the sessions it was learned from (the chains the dashboard shows too)."""
     with Store(store, read_only=True) as st:
-        result = explain_rewrite(st, utterance)
+        result = explain_rewrite(st, utterance, max_chains=chains)
     if as_json:
         print_json(result)
         return
