@@ -78,7 +78,7 @@ def world(shared: Path, *, online: bool) -> None:
     if not asr.exists():
         print(f"\n(no ASR corpus at {asr}: skipping the simulated world; pass --shared DIR)")
         return
-    wd = str(ROOT / "world")  # built once (about 25 minutes on 2 cores), reused by later demos and by `selflearn world ...`
+    wd = str(ROOT / "world")  # built once (about 6 minutes on 2 idle cores), reused by later demos and by `selflearn world ...`
     run("world", "build", "--world", wd, "--sentences", str(slurp / "devel.jsonl"), "--sentences", str(slurp / "test.jsonl"),
         "--asr-corpus", str(asr))
     store = str(OUT / "assistant.duckdb")
