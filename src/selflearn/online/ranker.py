@@ -83,8 +83,16 @@ def precision_coverage(scores: np.ndarray, correct: np.ndarray, fixable: float, 
     request (default: ``correct``); ``weights`` undo a sample's over-representation of a kind of
     request (``fixable`` is then a weighted count too). :func:`selflearn.metrics.precision_coverage`
     with the rewriter's names."""
-    curve = metrics.precision_coverage(scores, correct, fixable, weights=weights, covered=correct if fixed is None else fixed)
-    return [{"threshold": p["threshold"], "rewrites": p["count"], "precision": p["precision"], "coverage": p["coverage"]} for p in curve]
+    return [_as_rewrites(p) for p in _curve(scores, correct, fixable, weights, fixed)]
+
+
+def _curve(scores, correct, fixable, weights, fixed) -> list[dict]:
+    return metrics.precision_coverage(scores, correct, fixable, weights=weights, covered=correct if fixed is None else fixed)
+
+
+def _as_rewrites(point: dict) -> dict:
+    """A curve point with the rewriter's name for its count."""
+    return {"threshold": point["threshold"], "rewrites": point["count"], "precision": point["precision"], "coverage": point["coverage"]}
 
 
 def choose_threshold(scores: np.ndarray, correct: np.ndarray, fixable: float, *, min_precision: float, min_rewrites: int = 20,
@@ -93,12 +101,11 @@ def choose_threshold(scores: np.ndarray, correct: np.ndarray, fixable: float, *,
     at that precision); 1.0 (never rewrite) when none is."""
     if not 0.0 < min_precision <= 1.0:
         raise InvalidInputError(explain(f"min_precision={min_precision}", "must be in (0, 1]", "use e.g. 0.9"))
-    curve = precision_coverage(np.asarray(scores, float), np.asarray(correct, bool), fixable, weights, fixed)
-    best = metrics.threshold_for([{**p, "count": p["rewrites"]} for p in curve], min_precision, min_count=min_rewrites)
+    best = metrics.threshold_for(_curve(np.asarray(scores, float), np.asarray(correct, bool), fixable, weights, fixed), min_precision,
+                                 min_count=min_rewrites)
     if best is None:
         return 1.0, {"threshold": 1.0, "rewrites": 0, "precision": None, "coverage": 0.0}
-    best = {k: v for k, v in best.items() if k != "count"}
-    return best["threshold"], best
+    return best["threshold"], _as_rewrites(best)
 
 
 def choose_threshold_by_harm(scores: np.ndarray, fixed: np.ndarray, harmful: np.ndarray, *, min_ratio: float,
