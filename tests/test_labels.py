@@ -16,6 +16,7 @@ from selflearn.errors import SelflearnError, InvalidInputError, NotFittedError
 from selflearn.labels import Dialogue, Exchange, LabelModel, evaluate_predictions, labels_as_predictions, read_dialogues, reference_targets, write_dialogues
 from selflearn.labels.batches import IGNORE, Vocab, collate, corrupt, encode_dialogues
 from selflearn.labels.dialogues import parse_dialogue
+from selflearn.labels.feeding import plan_batches
 from selflearn.labels.evaluate import precision_coverage, threshold_for
 from selflearn.labels.training import apply_labels, nlu_examples
 from selflearn.labels.weak import align_slot, store_dialogues
@@ -54,7 +55,7 @@ def synthetic(n: int, seed: int = 0) -> list[Dialogue]:
     return out
 
 
-SMALL = dict(text_layers=1, d_model=32, dialogue_layers=1, epochs=3, pretrain_epochs=1, batch_size=8, random_state=0, lr=1e-4, head_lr=3e-3)
+SMALL = dict(text_layers=1, d_model=32, dialogue_layers=1, epochs=3, pretrain_epochs=1, batch_turns=16, random_state=0, lr=1e-4, head_lr=3e-3)
 
 
 @pytest.fixture(scope="module")
@@ -202,9 +203,11 @@ def test_fine_tuning_lowers_the_loss(small_model):
 
 
 def test_pretraining_on_swapped_replies_lowers_its_loss():
-    m = LabelModel(**{**SMALL, "pretrain_epochs": 10, "epochs": 0, "corruptions": ("swap",)}).fit(synthetic(48))
+    ds = synthetic(48)
+    m = LabelModel(**{**SMALL, "pretrain_epochs": 10, "epochs": 0, "corruptions": ("swap",)}).fit(ds)
     h = m.history_["pretrain"]
-    assert len(h) == 60 and not m.history_["finetune"]
+    per_epoch = len(plan_batches([len(d.exchanges) for d in ds], SMALL["batch_turns"], None))
+    assert len(h) == 10 * per_epoch and not m.history_["finetune"]
     assert np.mean(h[-12:]) < 0.75 * np.mean(h[:12])
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["prf", "classification_report", "auc", "precision_coverage", "thin", "threshold_for", "paired_bootstrap_reduction"]
+__all__ = ["prf", "classification_report", "agreement", "auc", "precision_coverage", "thin", "threshold_for", "paired_bootstrap_reduction"]
 
 
 def prf(tp: float, fp: float, fn: float) -> dict:
@@ -27,12 +27,31 @@ def classification_report(y_true: Sequence, y_pred: Sequence, labels: Sequence, 
 
     labels = list(labels)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    out = {"accuracy": float(accuracy_score(y_true, y_pred)),
+    mp, mr, mf, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+    out = {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_precision": float(mp), "macro_recall": float(mr),
            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
            "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i, c in enumerate(labels)}}
     if confusion_labels is not None:
         out["confusion"] = {"labels": list(confusion_labels), "matrix": confusion_matrix(y_true, y_pred, labels=list(confusion_labels)).tolist()}
     return out
+
+
+def agreement(y_true: Sequence, y_pred: Sequence, labels: Sequence, *, order: Sequence | None = None) -> dict:
+    """Cohen's kappa (scikit-learn) and, when the classes have an ``order``, Spearman's rho of the
+    class ranks (SciPy: tied ranks averaged); None where undefined (a constant side)."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import cohen_kappa_score
+
+    import warnings
+
+    with warnings.catch_warnings():  # undefined cases (one class on both sides) come back as nan, reported as None
+        warnings.simplefilter("ignore")
+        kappa = float(cohen_kappa_score(y_true, y_pred, labels=list(labels))) if len(y_true) else None
+    rho = None
+    if order is not None and len(set(y_true)) > 1 and len(set(y_pred)) > 1:
+        rank = {c: i for i, c in enumerate(order)}
+        rho = float(spearmanr([rank[c] for c in y_true], [rank[c] for c in y_pred]).statistic)
+    return {"kappa": None if kappa is None or np.isnan(kappa) else kappa, "spearman": rho}
 
 
 def auc(y_true: Sequence[int], scores: Sequence[float]) -> float | None:

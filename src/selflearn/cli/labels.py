@@ -39,34 +39,73 @@ def _source(store, data, limit):
 def train_cmd(
     store: StoreSrc = None,
     data: DataSrc = None,
+    valid: Annotated[Path | None, typer.Option("--valid", help="Dialogue-format JSONL to choose the checkpoint on and draw the curves on "
+                                               "(default: 10% of the training dialogues, held out).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path("label-model"),
-    text_layers: Annotated[int, typer.Option(help="MiniLM layers kept in the turn encoder (1-6; fewer is faster).")] = 6,
-    epochs: Annotated[int, typer.Option(help="Multi-task fine-tuning epochs.")] = 2,
+    mode: Annotated[str, typer.Option(help="offline: label finished dialogues (later turns are read); online: estimate at turn t from "
+                                           "turns up to t, as a live assistant must.")] = "offline",
+    encoder: Annotated[str, typer.Option(help="finetune MiniLM, use it frozen (fast; no slot tagging), or auto (frozen unless the data "
+                                              "has slot labels).")] = "auto",
+    text_layers: Annotated[int, typer.Option(help="MiniLM layers kept when fine-tuning (1-6; fewer is faster).")] = 6,
+    epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs (default: chosen from the data size).")] = None,
     pretrain_epochs: Annotated[int, typer.Option(help="Self-supervised pretraining epochs on corrupted dialogues (0: none).")] = 1,
     corruptions: Annotated[str, typer.Option(help="Pretraining corruptions, comma-separated: swap, shuffle, insert.")] = "swap,shuffle,insert",
     context: Annotated[bool, typer.Option(help="Dialogue-level Transformer over the turns (--no-context: each turn alone).")] = True,
-    batch_size: Annotated[int, typer.Option(help="Dialogues per step.")] = 32,
+    batch_turns: Annotated[int, typer.Option(help="Exchanges per optimiser step (dialogues are batched whole).")] = 128,
+    class_weight: Annotated[str, typer.Option(help="balanced: weigh the satisfaction and dialogue-label classes by inverse frequency; none.")] = "balanced",
+    patience: Annotated[int, typer.Option(help="Stop after this many validations without a gain in mean macro-F1.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the split and training.")] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
     limit: Limit = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Pretrain on corrupted dialogues, fine-tune on the labels (weak ones from a store's signals,
-    or a file's own), draw precision/coverage curves on 10% held out; write the model directory."""
+    or a file's own), keep the checkpoint with the best validation macro-F1, draw precision/coverage
+    curves on the validation dialogues; write the model directory."""
     from selflearn.labels import LabelModel
     from selflearn.labels.training import train_labels
 
     kinds = tuple(x.strip() for x in corruptions.split(",") if x.strip())
-    model = LabelModel(text_layers=text_layers, epochs=epochs, pretrain_epochs=pretrain_epochs, corruptions=kinds, context=context,
-                       batch_size=batch_size, random_state=seed, threads=threads)
+    model = LabelModel(mode=mode, encoder=encoder, text_layers=text_layers, epochs=epochs, pretrain_epochs=pretrain_epochs, corruptions=kinds,
+                       context=context, batch_turns=batch_turns, class_weight=None if class_weight == "none" else class_weight,
+                       patience=patience, random_state=seed, threads=threads)
     dialogues = _source(store, data, limit)
+    held = _source(None, valid, None) if valid is not None else None
     with err.status("training") as status:
-        stats = train_labels(dialogues, out_dir, model, progress=lambda s, a, b: status.update(f"{s} {a}/{b}"))
+        stats = train_labels(dialogues, out_dir, model, valid=held, progress=lambda s, a, b: status.update(f"{s} {a}/{b}"))
     if as_json:
         print_json(stats)
     else:
-        out.print(f"label model → {out_dir}: {stats['dialogues']:,} dialogues in {stats['train_seconds']} s; "
-                  f"fine-tuning loss {stats['finetune_loss']}", highlight=False)
+        out.print(f"label model ({stats['mode']}, {stats['encoder']} encoder) → {out_dir}: {stats['dialogues']:,} dialogues, "
+                  f"{stats['schedule']['epochs']} epochs of {stats['schedule']['steps_per_epoch']} steps, best at step {stats['best_step']}, "
+                  f"{stats['train_seconds']} s; fine-tuning loss {stats['finetune_loss']}", highlight=False)
+
+
+@labels_app.command("import-uss")
+def import_uss_cmd(
+    file: Annotated[Path, typer.Argument(help="Rated dialogues in the USS text format (ROLE, text, action, ratings; blank line between dialogues).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for train.jsonl, valid.jsonl, test.jsonl (dialogue format).")] = Path("rated"),
+    split: Annotated[str, typer.Option(help="Shares of train:valid:test, by dialogue.")] = "8:1:1",
+    min_user_turns: Annotated[int, typer.Option(help="Keep dialogues with at least this many rated user turns.")] = 2,
+    middle: Annotated[float, typer.Option(help="The scale's neutral rating: a turn's mean rating below it is dissatisfied, above satisfied.")] = 3.0,
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert rated dialogues (USS, SIGIR 2021) to the dialogue format with the published protocol's
+    split and three satisfaction classes per user turn (the OVERALL rating becomes the dialogue's label)."""
+    from selflearn.labels.rated import import_rated
+
+    summary = import_rated(file, out_dir, split=split, min_user_turns=min_user_turns, middle=middle, seed=seed)
+    bad = summary.pop("bad")
+    if bad:
+        q = out_dir / "quarantine.jsonl"
+        q.write_text("".join(json.dumps(b) + "\n" for b in bad))
+        err.print(f"{len(bad)} bad dialogues quarantined → {q} (first: {bad[0]['reason']})", highlight=False, soft_wrap=True)
+    if as_json:
+        print_json(summary)
+        return
+    parts = ", ".join(f"{k} {v['dialogues']:,} dialogues / {v['turns']:,} turns" for k, v in summary["parts"].items())
+    out.print(f"{summary['kept']:,} of {summary['dialogues']:,} dialogues → {out_dir}: {parts}", highlight=False)
 
 
 @labels_app.command("evaluate")
@@ -75,20 +114,23 @@ def evaluate_cmd(
     store: StoreSrc = None,
     data: DataSrc = None,
     calibrate: Annotated[bool, typer.Option(help="Save these precision/coverage curves as the model's calibration (for `apply`).")] = False,
+    predictions: Annotated[Path | None, typer.Option("--predictions", help="Write every turn's predictions and reference labels here (JSONL).")] = None,
     limit: Limit = None,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score the model's labels against the data's labels: accuracy, macro-F1, per-class
-    precision/recall, AUC where binary, coverage at 90% and 95% precision."""
+    """Score the model's labels against the data's labels, in the model's mode: accuracy, macro
+    precision/recall (UAR)/F1, Cohen's kappa, Spearman's rho, AUC where binary, coverage at 90% and
+    95% precision."""
     from selflearn.labels import LabelModel
     from selflearn.labels.training import evaluate_labels
 
     m = LabelModel.load(model, threads=threads)
-    metrics = evaluate_labels(m, _source(store, data, limit), calibrate_to=model if calibrate else None)
+    metrics = evaluate_labels(m, _source(store, data, limit), calibrate_to=model if calibrate else None, predictions_to=predictions)
     if as_json:
         print_json(metrics)
         return
+    out.print(f"mode: {metrics['mode']}", highlight=False)
     for task, m_ in metrics.items():
         if not isinstance(m_, dict):
             continue
@@ -99,8 +141,8 @@ def evaluate_cmd(
             out.print(f"{task:>14}: types F1 {m_['slot_types']['f1']:.3f}, values F1 {m_['slot_values']['f1']:.3f}, "
                       f"coverage at 95% precision {m_['coverage_at']['0.95']:.1%}", highlight=False)
         else:
-            auc = f", AUC {m_['auc']:.3f}" if "auc" in m_ else ""
-            out.print(f"{task:>14}: accuracy {m_['accuracy']:.3f}, macro-F1 {m_['macro_f1']:.3f}{auc}, "
+            extra = "".join(f", {k} {m_[k]:.3f}" for k in ("kappa", "spearman", "auc") if m_.get(k) is not None)
+            out.print(f"{task:>14}: accuracy {m_['accuracy']:.3f}, macro-F1 {m_['macro_f1']:.3f}, UAR {m_['uar']:.3f}{extra}, "
                       f"coverage at 95% precision {m_['coverage_at']['0.95']:.1%}", highlight=False)
 
 

@@ -1,8 +1,14 @@
 """Dialogues → tensors for the label network, and the corruptions of self-supervised pretraining.
 
-Each exchange is encoded once (:class:`Encoded`: token ids, categorical and numerical features,
-targets); a batch is a list of dialogues, each a list of Encoded, flattened dialogue by dialogue
-so that the network's ``turn_pos`` indexes them in order."""
+Each exchange is encoded (:class:`Encoded`: token ids or frozen sentence vectors, categorical and
+numerical features, targets) batch by batch; a batch is a list of dialogues, each a list of Encoded,
+flattened dialogue by dialogue so that the network's ``turn_pos`` indexes them in order.
+
+Two modes (:data:`MODES`). ``offline`` labels a finished dialogue: an exchange is the user turn and
+the system's reply to it, and the numbers include how similar the NEXT request is and how soon it
+came. ``online`` estimates at turn t from turns up to t: an exchange is the user turn and the reply it
+reacts to (the system's previous turn), the response's own status, feedback and barge-in are those
+of the previous exchange, and nothing about later turns is read (the network is causal too)."""
 
 from __future__ import annotations
 
@@ -13,12 +19,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..signals.similarity import text_similarity
-from .dialogues import CATEGORICAL, Dialogue
+from .dialogues import CATEGORICAL, SATISFACTION_WORDS, Dialogue
 from .weak import align_slot
 
-__all__ = ["Vocab", "Encoded", "encode_dialogues", "collate", "corrupt", "drop_feedback", "CORRUPTIONS", "IGNORE"]
+__all__ = ["Vocab", "Encoded", "encode_dialogues", "exchange_texts", "collate", "corrupt", "drop_feedback", "CORRUPTIONS", "IGNORE", "MODES"]
 
 IGNORE = -100
+MODES = ("offline", "online")
+RESPONSE_FEATURES = ("status", "feedback", "barge_in")  # what the system's reply and the user's reaction to it say: known after the turn
 CORRUPTIONS = ("swap", "shuffle", "insert")
 MAX_USER_TOKENS = 32
 MAX_SYSTEM_TOKENS = 24
@@ -57,12 +65,18 @@ class Vocab:
                 for s in lab.get("slots", []):
                     names.add(s["name"])
                     values.setdefault(s["name"], set()).add(s["value"])
+        if len({type(x) for x in sats}) > 1:
+            raise ValueError(f"satisfaction labels {sorted(map(str, sats))}: mix integers and classes; fix: use one scale in a data set")
         return cls({c: ["<unk>"] + [v for v, n in cnt.most_common(max_values) if n >= min_count] for c, cnt in cats.items()},
                    sorted(intents), ["O"] + [f"{p}-{n}" for n in sorted(names) for p in ("B", "I")],
-                   sorted(sats), sorted(dls), {k: sorted(v) for k, v in sorted(values.items())})
+                   sorted(sats, key=_satisfaction_rank), sorted(dls), {k: sorted(v) for k, v in sorted(values.items())})
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
+
+
+def _satisfaction_rank(v):
+    return SATISFACTION_WORDS.index(v) if v in SATISFACTION_WORDS else v
 
 
 @dataclass
@@ -81,6 +95,8 @@ class Encoded:
     satisfaction: int
     dialogue_label: int
     corrupted: float = 0.0
+    u_vec: np.ndarray | None = None  # frozen sentence vectors (instead of token ids)
+    r_vec: np.ndarray | None = None
 
 
 def _numeric(text: str, f: dict, nxt=None) -> list[float]:
@@ -123,36 +139,60 @@ def drop_feedback(batch: list[list[Encoded]], rng: random.Random, rate: float) -
     return out
 
 
-def encode_dialogues(dialogues: list[Dialogue], tokenizer, vocab: Vocab) -> list[list[Encoded]]:
+def exchange_texts(dialogue: Dialogue, mode: str) -> list[tuple[str, str]]:
+    """(user text, reply text) of each exchange as the model reads it in ``mode``."""
+    if mode == "online":
+        return [(e.user, dialogue.exchanges[t - 1].system if t else "") for t, e in enumerate(dialogue.exchanges)]
+    return [(e.user, e.system) for e in dialogue.exchanges]
+
+
+def _features(dialogue: Dialogue, t: int, mode: str) -> dict:
+    f = dialogue.exchanges[t].features
+    if mode != "online":
+        return f
+    prev = dialogue.exchanges[t - 1].features if t else {}
+    return {k: v for k, v in f.items() if k not in RESPONSE_FEATURES} | {k: prev[k] for k in RESPONSE_FEATURES if k in prev}
+
+
+def encode_dialogues(dialogues: list[Dialogue], tokenizer, vocab: Vocab, *, mode: str = "offline", vectors=None) -> list[list[Encoded]]:
+    """The dialogues' exchanges as :class:`Encoded`, in ``mode``; with ``vectors`` (the user and reply
+    sentence vectors of every exchange, in order) no text is tokenised."""
     cat_ix = {c: {v: i for i, v in enumerate(vals)} for c, vals in vocab.categories.items()}
     intent_ix = {v: i for i, v in enumerate(vocab.intents)}
     tag_ix = {v: i for i, v in enumerate(vocab.tags)}
     sat_ix = {v: i for i, v in enumerate(vocab.satisfaction)}
     dl_ix = {v: i for i, v in enumerate(vocab.dialogue_labels)}
-    flat = [e for d in dialogues for e in d.exchanges]
-    if not flat:
+    pairs = [p for d in dialogues for p in exchange_texts(d, mode)]
+    if not pairs:
         return [[] for _ in dialogues]
-    words = [e.user.split() for e in flat]
-    u = tokenizer(words, is_split_into_words=True, truncation=True, max_length=MAX_USER_TOKENS)
-    r = tokenizer([e.system for e in flat], truncation=True, max_length=MAX_SYSTEM_TOKENS)
+    words = [u.split() for u, _ in pairs]
+    if vectors is None:
+        u = tokenizer(words, is_split_into_words=True, truncation=True, max_length=MAX_USER_TOKENS)
+        r = tokenizer([r for _, r in pairs], truncation=True, max_length=MAX_SYSTEM_TOKENS)
     out, k = [], 0
     for d in dialogues:
         dl = dl_ix.get(str(d.label), IGNORE) if d.label is not None else IGNORE
         enc = []
         for t, e in enumerate(d.exchanges):
-            wid = u.word_ids(k)
-            first = [w if w is not None and (j == 0 or wid[j - 1] != w) else -1 for j, w in enumerate(wid)]
+            if vectors is None:
+                wid = u.word_ids(k)
+                first = [w if w is not None and (j == 0 or wid[j - 1] != w) else -1 for j, w in enumerate(wid)]
+                ids, rids, uv, rv = u["input_ids"][k], r["input_ids"][k], None, None
+            else:
+                first, ids, rids, uv, rv = [], [], [], vectors[0][k], vectors[1][k]
             lab = e.labels
             tags = [IGNORE] * len(words[k])
-            if "slots" in lab:
+            if "slots" in lab and vectors is None:
                 tags = _bio(words[k], lab["slots"], tag_ix)
+            f = _features(d, t, mode)
+            nxt = d.exchanges[t + 1] if mode == "offline" and t + 1 < len(d.exchanges) else None
             enc.append(Encoded(
-                u["input_ids"][k], first, r["input_ids"][k],
-                [cat_ix[c].get(e.features.get(c), 0) for c in CATEGORICAL], _numeric(e.user, e.features, d.exchanges[t + 1] if t + 1 < len(d.exchanges) else None),
+                ids, first, rids,
+                [cat_ix[c].get(f.get(c), 0) for c in CATEGORICAL], _numeric(e.user, f, nxt),
                 float(lab["defect"]) if "defect" in lab else math.nan,
                 float(lab["goal_success"]) if "goal_success" in lab else math.nan,
                 lab.get("goal"), intent_ix.get(lab.get("intent"), IGNORE), tags,
-                sat_ix.get(lab.get("satisfaction"), IGNORE), dl))
+                sat_ix.get(lab.get("satisfaction"), IGNORE), dl, u_vec=uv, r_vec=rv))
             k += 1
         out.append(enc)
     return out
@@ -187,7 +227,7 @@ def corrupt(batch: list[list[Encoded]], kinds: tuple[str, ...], rng: random.Rand
             status = CATEGORICAL.index("status")
             cats = list(d[t].cats)
             cats[status] = o.cats[status]  # the reply's status travels with it
-            d[t] = replace(d[t], r_ids=o.r_ids, cats=cats, corrupted=1.0)
+            d[t] = replace(d[t], r_ids=o.r_ids, r_vec=o.r_vec, cats=cats, corrupted=1.0)
         elif kind == "shuffle":
             t = rng.randrange(len(d) - 1)
             d[t], d[t + 1] = replace(d[t + 1], corrupted=1.0), replace(d[t], corrupted=1.0)
@@ -212,8 +252,14 @@ def collate(batch: list[list[Encoded]], pad_id: int) -> dict:
             mask[i, : len(s)] = 1
         return torch.from_numpy(ids), torch.from_numpy(mask)
 
-    u_ids, u_mask = pad([e.u_ids for e in flat], max(len(e.u_ids) for e in flat))
-    r_ids, r_mask = pad([e.r_ids for e in flat], max(len(e.r_ids) for e in flat))
+    if flat[0].u_vec is not None:
+        text = {"u_vec": torch.from_numpy(np.stack([e.u_vec for e in flat]).astype(np.float32)),
+                "r_vec": torch.from_numpy(np.stack([e.r_vec for e in flat]).astype(np.float32))}
+        u_ids = torch.zeros((n, 1), dtype=torch.long)
+    else:
+        u_ids, u_mask = pad([e.u_ids for e in flat], max(len(e.u_ids) for e in flat))
+        r_ids, r_mask = pad([e.r_ids for e in flat], max(len(e.r_ids) for e in flat))
+        text = {"u_ids": u_ids, "u_mask": u_mask, "r_ids": r_ids, "r_mask": r_mask}
     width = max(len(d) for d in batch)
     pos = np.full((len(batch), width), -1, np.int64)
     same = np.full(n, math.nan, np.float32)
@@ -230,7 +276,7 @@ def collate(batch: list[list[Encoded]], pad_id: int) -> dict:
             if w >= 0 and w < len(e.tags):
                 tok_tags[i, j] = e.tags[w]
     f = torch.tensor
-    return {"u_ids": u_ids, "u_mask": u_mask, "r_ids": r_ids, "r_mask": r_mask,
+    return {**text,
             "cats": f([e.cats for e in flat], dtype=torch.long), "nums": f([e.nums for e in flat], dtype=torch.float32),
             "turn_pos": torch.from_numpy(pos),
             "y_defect": f([e.defect for e in flat], dtype=torch.float32), "y_goal_success": f([e.goal_success for e in flat], dtype=torch.float32),

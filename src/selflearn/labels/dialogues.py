@@ -24,7 +24,8 @@ __all__ = ["Exchange", "Dialogue", "TURN_LABELS", "CATEGORICAL", "NUMERIC", "rea
 #: per-turn labels a dialogue may carry (all optional): what each must be
 TURN_LABELS = {
     "defect": "0 or 1",
-    "satisfaction": "an integer 1-5",
+    "satisfaction": "an integer 1-5 or one of \"dissatisfied\", \"neutral\", \"satisfied\"",
+    "ratings": "a non-empty list of numbers (the annotators' raw ratings; kept, not learned)",
     "intent": "a non-empty string",
     "slots": "a list of {\"name\": str, \"value\": str}",
     "goal": "a string or integer naming the goal the turn serves (turns with the same goal are one segment)",
@@ -33,6 +34,7 @@ TURN_LABELS = {
 CATEGORICAL = ("domain", "intent", "status", "device_type", "feedback")  # optional per-turn features, strings ("feedback": positive | negative)
 NUMERIC = ("asr_confidence", "nlu_confidence", "gap_s", "barge_in")  # optional per-turn features, numbers >= 0 (barge_in: 0 or 1)
 MAX_TEXT = 2000
+SATISFACTION_WORDS = ("dissatisfied", "neutral", "satisfied")  # the three classes, in order
 
 
 @dataclass
@@ -78,7 +80,8 @@ def _check_labels(labels, where: str) -> dict:
         ok = {
             "defect": lambda v: v in (0, 1) and not isinstance(v, float),
             "goal_success": lambda v: v in (0, 1) and not isinstance(v, float),
-            "satisfaction": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 5,
+            "satisfaction": lambda v: (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 5) or v in SATISFACTION_WORDS,
+            "ratings": lambda v: isinstance(v, list) and v != [] and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v),
             "intent": lambda v: isinstance(v, str) and v.strip() != "",
             "goal": lambda v: (isinstance(v, str) and v != "") or (isinstance(v, int) and not isinstance(v, bool)),
             "slots": lambda v: isinstance(v, list) and all(isinstance(s, dict) and isinstance(s.get("name"), str) and s["name"]

@@ -73,7 +73,10 @@ def precision_coverage(conf: np.ndarray, right: np.ndarray, total: int, points: 
 threshold_for = metrics.threshold_for
 
 
-def evaluate_predictions(pred: list[list[dict]], ref: list[list[dict]], *, precision_targets=(0.9, 0.95)) -> dict:
+def evaluate_predictions(pred: list[list[dict]], ref: list[list[dict]], *, precision_targets=(0.9, 0.95), curves: bool = True) -> dict:
+    """Per task: accuracy, macro precision/recall(=UAR)/F1, Cohen's kappa, Spearman's rho (tasks
+    whose classes are ordered), per-class figures, AUC where binary, and (``curves``) the
+    precision/coverage curve with the coverage at each precision target."""
     turns = sum(len(d) for d in ref)
     out: dict = {"turns": turns}
     for task in ("defect", "same_goal", "goal_success", "intent", "goal_intent", "satisfaction", "dialogue_label", "slots"):
@@ -82,7 +85,8 @@ def evaluate_predictions(pred: list[list[dict]], ref: list[list[dict]], *, preci
             continue
         total = sum(1 for rd in ref for r in rd if r.get(REFERENCE_OF.get(task, task)) is not None)
         if task == "slots":
-            out[task] = _slot_metrics(rows, total, precision_targets)
+            if curves:
+                out[task] = _slot_metrics(rows, total, precision_targets)
             continue
         y_pred = [r[0] for r in rows]
         y_true = [r[2] for r in rows]
@@ -90,8 +94,11 @@ def evaluate_predictions(pred: list[list[dict]], ref: list[list[dict]], *, preci
         labels = sorted({str(x) for x in y_true} | {str(x) for x in y_pred})
         sp, st = [str(x) for x in y_pred], [str(x) for x in y_true]
         report = metrics.classification_report(st, sp, labels)
+        agree = metrics.agreement(st, sp, labels, order=_order(labels))
         m = {"n": len(rows), "coverage_of_reference": round(len(rows) / total, 4) if total else None,
-             "accuracy": round(report["accuracy"], 4), "macro_f1": round(report["macro_f1"], 4)}
+             "accuracy": round(report["accuracy"], 4), "macro_precision": round(report["macro_precision"], 4),
+             "macro_recall": round(report["macro_recall"], 4), "uar": round(report["macro_recall"], 4), "macro_f1": round(report["macro_f1"], 4),
+             **{k: (round(v, 4) if v is not None else None) for k, v in agree.items()}}
         if task in BINARY:
             tp = float(((np.array(y_pred) == 1) & (np.array(y_true) == 1)).sum())
             pp, tt = float(sum(y_pred)), float(sum(y_true))
@@ -103,14 +110,29 @@ def evaluate_predictions(pred: list[list[dict]], ref: list[list[dict]], *, preci
         n = np.array([report["per_class"][c]["support"] for c in labels])
         top = np.argsort(-n)[:20] if len(labels) > 20 else range(len(labels))
         m["per_class"] = {labels[i]: {k: (round(v, 4) if k != "support" else v) for k, v in report["per_class"][labels[i]].items()} for i in top}
-        curve = precision_coverage(np.array([r[1] for r in rows]), right, total)
-        m["curve"] = curve
-        m["coverage_at"] = {str(t): (threshold_for(curve, t) or {}).get("coverage", 0.0) for t in precision_targets}
+        if curves:
+            curve = precision_coverage(np.array([r[1] for r in rows]), right, total)
+            m["curve"] = curve
+            m["coverage_at"] = {str(t): (threshold_for(curve, t) or {}).get("coverage", 0.0) for t in precision_targets}
         out[task] = m
-    change = _intent_change(pred, ref, precision_targets)
+    change = _intent_change(pred, ref, precision_targets) if curves else None
     if change:
         out["intent_change"] = change
     return out
+
+
+def _order(labels: list[str]) -> list[str] | None:
+    """The classes in their natural order when they have one (binary, a 1-5 scale, the three
+    satisfaction classes), else None (no rank correlation for unordered classes)."""
+    from .dialogues import SATISFACTION_WORDS
+
+    if set(labels) <= {"0", "1"}:
+        return ["0", "1"]
+    if set(labels) <= set(SATISFACTION_WORDS):
+        return list(SATISFACTION_WORDS)
+    if all(x.isdigit() for x in labels) and len(labels) <= 10:
+        return sorted(labels, key=int)
+    return None
 
 
 def _intent_change(pred, ref, precision_targets) -> dict | None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from ..errors import InvalidInputError, explain
 from .dialogues import Dialogue, Exchange, read_dialogues
-from .evaluate import BINARY, evaluate_predictions, reference_targets, threshold_for
+from .evaluate import BINARY, REFERENCE_OF, evaluate_predictions, reference_targets, threshold_for
 from .model import LabelModel
 
-__all__ = ["load_source", "train_labels", "evaluate_labels", "apply_labels", "nlu_examples", "CALIBRATION_SHARE"]
+__all__ = ["load_source", "train_labels", "evaluate_labels", "write_predictions", "apply_labels", "nlu_examples", "CALIBRATION_SHARE"]
 
 CALIBRATION_SHARE = 0.1  # dialogues held out of training to draw the precision/coverage curves
 APPLIED = ("defect", "goal_success", "intent", "slots", "satisfaction", "goal_intent")
@@ -39,18 +39,21 @@ def _held_out(dialogue_id: str, seed: int) -> bool:
     return int(hashlib.sha256(f"{seed}:{dialogue_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < CALIBRATION_SHARE
 
 
-def train_labels(dialogues: list[Dialogue], out: Path, model: LabelModel, *, progress=None) -> dict:
-    """Fit on 90% of the dialogues; draw each task's precision/coverage curve on the other 10%
-    (against their labels: weak ones for a store) and save the model with it."""
-    cal = [d for d in dialogues if _held_out(d.dialogue_id, model.random_state)]
-    train = [d for d in dialogues if not _held_out(d.dialogue_id, model.random_state)] or dialogues
-    model.fit(train, progress=progress)
-    metrics = evaluate_predictions(model.predict(cal), reference_targets(cal)) if cal else {}
-    calibration = {"source": "held-out training dialogues", "dialogues": len(cal), "curves": _curves(metrics)}
+def train_labels(dialogues: list[Dialogue], out: Path, model: LabelModel, *, valid: list[Dialogue] | None = None, progress=None) -> dict:
+    """Fit on the dialogues, choosing the checkpoint on ``valid`` (by default 10% of the dialogues
+    held out by a hash of their ids), draw each task's precision/coverage curve on the same
+    validation dialogues (against their labels: weak ones for a store) and save the model with it."""
+    if valid is None:
+        valid = [d for d in dialogues if _held_out(d.dialogue_id, model.random_state)]
+        dialogues = [d for d in dialogues if not _held_out(d.dialogue_id, model.random_state)] or dialogues
+    model.fit(dialogues, valid=valid or None, progress=progress)
+    metrics = evaluate_predictions(model.predict(valid), reference_targets(valid)) if valid else {}
+    calibration = {"source": "validation dialogues", "dialogues": len(valid), "curves": _curves(metrics)}
     model.save(out, calibration=calibration)
-    return {"dialogues": len(train), "calibration_dialogues": len(cal), "train_seconds": model.train_seconds_,
+    return {"dialogues": len(dialogues), "validation_dialogues": len(valid), "mode": model.mode, "encoder": model.net_config_.encoder,
+            "schedule": model.schedule_, "best_step": model.best_step_, "train_seconds": model.train_seconds_,
             "pretrain_loss": _ends(model.history_["pretrain"]), "finetune_loss": _ends(model.history_["finetune"]),
-            "held_out": _summary(metrics)}
+            "validation": _summary(metrics)}
 
 
 def _curves(metrics: dict) -> dict:
@@ -68,13 +71,45 @@ def _summary(metrics: dict) -> dict:
     return {t: {k: v for k, v in m.items() if k != "curve"} if isinstance(m, dict) else m for t, m in metrics.items()}
 
 
-def evaluate_labels(model: LabelModel, dialogues: list[Dialogue], *, calibrate_to: Path | None = None, full: bool = False) -> dict:
-    """Metrics of the model's labels against the dialogues' labels; with ``calibrate_to`` the
-    curves become the model's calibration (saved there)."""
-    metrics = evaluate_predictions(model.predict(dialogues), reference_targets(dialogues))
+def evaluate_labels(model: LabelModel, dialogues: list[Dialogue], *, calibrate_to: Path | None = None, full: bool = False,
+                    predictions_to: Path | None = None) -> dict:
+    """Metrics of the model's labels against the dialogues' labels, and the model's ``mode`` (which
+    setting the figures are for); with ``calibrate_to`` the curves become the model's calibration
+    (saved there); with ``predictions_to`` every turn's predictions and references are written (JSONL)."""
+    preds, refs = model.predict(dialogues), reference_targets(dialogues)
+    metrics = evaluate_predictions(preds, refs)
     if calibrate_to is not None:
         model.save(calibrate_to, calibration={"source": "evaluation labels", "dialogues": len(dialogues), "curves": _curves(metrics)})
-    return metrics if full else _summary(metrics)
+    if predictions_to is not None:
+        write_predictions(dialogues, preds, refs, predictions_to)
+    return {"mode": model.mode, **(metrics if full else _summary(metrics))}
+
+
+def write_predictions(dialogues: list[Dialogue], preds: list[list[dict]], refs: list[list[dict]], path: Path) -> int:
+    """One JSON line per turn: dialogue id, turn index and id, and per task the prediction, its
+    confidence and the reference label (null where there is none)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w", encoding="utf-8") as f:
+        for d, pd, rd in zip(dialogues, preds, refs):
+            for t, (e, p, r) in enumerate(zip(d.exchanges, pd, rd)):
+                row = {"dialogue_id": d.dialogue_id, "turn": t, "turn_id": e.turn_id}
+                for task, v in p.items():
+                    if task in ("slots_confidence",) or v is None:
+                        continue
+                    if isinstance(v, tuple):
+                        row[task] = {"label": v[0], "confidence": round(v[1], 4)}
+                    elif isinstance(v, float):
+                        row[task] = {"probability": round(v, 4)}
+                    else:
+                        row[task] = v
+                    ref = r.get(REFERENCE_OF.get(task, task))
+                    if ref is not None and isinstance(row[task], dict):
+                        row[task]["reference"] = ref
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
+    return n
 
 
 def apply_labels(model: LabelModel, dialogues: list[Dialogue], *, min_precision: float, predictions: list | None = None) -> tuple[list[Dialogue], dict]:

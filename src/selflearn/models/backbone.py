@@ -75,12 +75,13 @@ class SentenceEncoder:
         self.model = (model if model is not None else build_encoder(pretrained=True, attn_implementation="eager")).eval()
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
 
-    def encode(self, texts: list[str], *, batch_size: int = 256) -> np.ndarray:
+    def encode(self, texts: list[str], *, batch_size: int = 256, max_length: int = MAX_TOKENS) -> np.ndarray:
+        """Unit-length sentence vectors; texts longer than ``max_length`` tokens are truncated."""
         import torch
 
         out = []
         with torch.no_grad():
             for i in range(0, len(texts), batch_size):
-                enc = self.tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+                enc = self.tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
                 out.append(pool_numpy(self.model(**enc).last_hidden_state.numpy(), enc["attention_mask"].numpy()))
         return np.concatenate(out) if out else np.zeros((0, DIM), np.float32)

@@ -1,0 +1,127 @@
+"""Feeding the label network with memory bounded by the batch, not the data set.
+
+- :func:`plan_batches`: dialogues grouped into batches of about ``batch_turns`` exchanges (a long
+  dialogue is a batch of its own), similar lengths together (less padding), batch order shuffled.
+- :class:`VectorCache`: with a frozen encoder, every exchange's user and reply sentence vectors are
+  computed once, written to a temporary file (float16) and read back batch by batch — RAM holds one
+  batch of vectors and an offset per dialogue, whatever the data set's size.
+- :func:`training_schedule`: how many epochs and evaluations a data set of a given size gets.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..models.backbone import DIM
+from .batches import exchange_texts
+from .dialogues import Dialogue
+
+__all__ = ["plan_batches", "VectorCache", "training_schedule", "TARGET_STEPS", "FROZEN_MAX_TOKENS"]
+
+#: optimiser steps a training run aims at when the epochs are left to the data: a frozen encoder
+#: (cheap steps, a small head) and a fine-tuned one (costly steps, a pretrained body that moves little)
+TARGET_STEPS = {"frozen": 1500, "finetune": 400}
+MAX_EPOCHS = 40
+FROZEN_MAX_TOKENS = 64  # a frozen sentence vector reads more of a long turn than the fine-tuned encoder's 32 tokens
+
+
+def plan_batches(lengths: list[int], batch_turns: int, rng: random.Random | None) -> list[list[int]]:
+    """Indices of dialogues grouped into batches of at most ``batch_turns`` exchanges (at least one
+    dialogue each). With ``rng`` the order is shuffled, then sorted by length within windows of 50
+    batches; without it the input order is kept (inference)."""
+    order = list(range(len(lengths)))
+    if rng is not None:
+        rng.shuffle(order)
+        window = 50 * batch_turns
+        out, k = [], 0
+        while k < len(order):
+            chunk, turns = [], 0
+            while k < len(order) and turns < window:
+                chunk.append(order[k])
+                turns += lengths[order[k]]
+                k += 1
+            out.extend(sorted(chunk, key=lambda i: lengths[i]))
+        order = out
+    batches, cur, turns = [], [], 0
+    for i in order:
+        if cur and turns + lengths[i] > batch_turns:
+            batches.append(cur)
+            cur, turns = [], 0
+        cur.append(i)
+        turns += lengths[i]
+    if cur:
+        batches.append(cur)
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+def training_schedule(steps_per_epoch: int, encoder: str, epochs: int | None) -> tuple[int, int]:
+    """(epochs, evaluate every N steps): ``epochs`` when given, else enough epochs for about
+    :data:`TARGET_STEPS` steps (at least 1, at most 40); about 10 evaluations in all (at least one per epoch
+    for short runs, several per epoch when one epoch is already most of the steps)."""
+    steps_per_epoch = max(1, steps_per_epoch)
+    if epochs is None:
+        epochs = min(MAX_EPOCHS, max(1, math.ceil(TARGET_STEPS[encoder] / steps_per_epoch)))
+    total = epochs * steps_per_epoch
+    every = min(steps_per_epoch, max(1, math.ceil(total / 10)))
+    return epochs, every
+
+
+class VectorCache:
+    """Sentence vectors of every exchange (user turn, reply) of ``dialogues`` in ``mode``, on disk."""
+
+    def __init__(self, dialogues: list[Dialogue], mode: str, encoder, *, chunk: int = 256, progress=None):
+        fd, name = tempfile.mkstemp(prefix="selflearn-vectors-", suffix=".f16")
+        self.path = Path(name)
+        self._fd = fd
+        self.offsets = np.zeros(len(dialogues) + 1, np.int64)
+        row = 0
+        pending: list[tuple[str, str]] = []
+        for i, d in enumerate(dialogues):
+            pairs = exchange_texts(d, mode)
+            pending.extend(pairs)
+            row += len(pairs)
+            self.offsets[i + 1] = row
+            if len(pending) >= chunk or i == len(dialogues) - 1:
+                self._write(pending, encoder)
+                pending = []
+                if progress:
+                    progress("encode", i + 1, len(dialogues))
+
+    def _write(self, pairs: list[tuple[str, str]], encoder) -> None:
+        if not pairs:
+            return
+        texts = sorted({t for p in pairs for t in p}, key=lambda x: (len(x), x))  # similar lengths batch together
+        vec = dict(zip(texts, encoder.encode(texts, max_length=FROZEN_MAX_TOKENS)))
+        rows = np.stack([np.stack([vec[u], vec[r]]) for u, r in pairs]).astype(np.float16)  # (n, 2, DIM)
+        os.write(self._fd, rows.tobytes())
+
+    def get(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(user vectors, reply vectors) of the exchanges of dialogues ``indices``, in order."""
+        parts = []
+        width = 2 * DIM * 2  # bytes per exchange
+        for i in indices:
+            a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+            buf = os.pread(self._fd, (b - a) * width, a * width)
+            parts.append(np.frombuffer(buf, np.float16).reshape(b - a, 2, DIM))
+        rows = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 2, DIM), np.float32)
+        return rows[:, 0], rows[:, 1]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VectorCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
