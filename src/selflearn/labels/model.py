@@ -12,7 +12,6 @@ weights of the evaluation with the best mean macro-F1 on the validation set (ear
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from pathlib import Path
