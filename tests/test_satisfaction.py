@@ -17,7 +17,7 @@ from selflearn.cli.main import app
 from selflearn.errors import InvalidInputError
 from selflearn.labels import Dialogue, Exchange, LabelModel, evaluate_predictions, read_dialogues, reference_targets
 from selflearn.labels.feeding import VectorCache, plan_batches, training_schedule
-from selflearn.labels.model import _class_weights
+from selflearn.labels.feeding import class_weights as _class_weights
 from selflearn.labels.batches import Vocab
 from selflearn.labels.rated import import_rated, read_uss, satisfaction_class, split_dialogues
 from selflearn.models.backbone import SentenceEncoder

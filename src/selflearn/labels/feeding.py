@@ -6,6 +6,7 @@
   computed once, written to a temporary file (float16) and read back batch by batch — RAM holds one
   batch of vectors and an offset per dialogue, whatever the data set's size.
 - :func:`training_schedule`: how many epochs and evaluations a data set of a given size gets.
+- :func:`class_weights`: balanced weights of the rating tasks' classes.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ..models.backbone import DIM
-from .batches import exchange_texts
+from .batches import Vocab, exchange_texts
 from .dialogues import Dialogue
 
-__all__ = ["plan_batches", "VectorCache", "training_schedule", "TARGET_STEPS", "FROZEN_MAX_TOKENS"]
+__all__ = ["plan_batches", "VectorCache", "Feed", "sentence_vectors", "class_weights", "training_schedule", "TARGET_STEPS", "FROZEN_MAX_TOKENS"]
 
 #: optimiser steps a training run aims at when the epochs are left to the data: a frozen encoder
 #: (cheap steps, a small head) and a fine-tuned one (costly steps, a pretrained body that moves little)
@@ -125,3 +126,34 @@ class VectorCache:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Feed:
+    """Dialogues to batch, their lengths, and (frozen encoder, training) their cached vectors."""
+
+    def __init__(self, dialogues: list[Dialogue], cache: VectorCache | None):
+        self.dialogues, self.cache = dialogues, cache
+        self.lengths = [len(d.exchanges) for d in dialogues]
+
+
+def sentence_vectors(encoder, dialogues: list[Dialogue], mode: str) -> tuple[list, list]:
+    """The user and reply sentence vectors of every exchange of ``dialogues`` (computed now: inference)."""
+    pairs = [p for d in dialogues for p in exchange_texts(d, mode)]
+    texts = sorted({t for p in pairs for t in p}, key=lambda x: (len(x), x))  # similar lengths batch together
+    vec = dict(zip(texts, encoder.encode(texts, max_length=FROZEN_MAX_TOKENS)))
+    return [vec[u] for u, _ in pairs], [vec[r] for _, r in pairs]
+
+
+def class_weights(dialogues: list[Dialogue], v: Vocab) -> dict[str, list[float]]:
+    """Balanced weights (n / (k * count)) of the rating tasks' classes seen in training."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    out = {}
+    for task, labels, ys in (("satisfaction", v.satisfaction, [e.labels["satisfaction"] for d in dialogues for e in d.exchanges if "satisfaction" in e.labels]),
+                             ("dialogue_label", v.dialogue_labels, [str(d.label) for d in dialogues if d.label is not None])):
+        if len(labels) < 2 or not ys:
+            continue
+        present = np.array(sorted(set(ys), key=labels.index))
+        w = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=np.array(ys)).tolist()))
+        out[task] = [round(float(w.get(c, 1.0)), 4) for c in labels]
+    return out

@@ -23,7 +23,7 @@ from ..models.base import Estimator, Progress, no_progress
 from ..models.directory import load_module, save_module
 from .batches import CORRUPTIONS, IGNORE, MODES, Vocab, collate, corrupt, drop_feedback, encode_dialogues
 from .dialogues import Dialogue
-from .feeding import VectorCache, plan_batches, training_schedule
+from .feeding import Feed, VectorCache, class_weights, plan_batches, sentence_vectors, training_schedule
 from .goals import carry_goal_intents
 from .net import NetConfig, build_net
 
@@ -113,7 +113,7 @@ class LabelModel(Estimator):
                                      n_tags=len(v.tags) if encoder == "finetune" else 1, n_satisfaction=len(v.satisfaction),
                                      n_dialogue_labels=len(v.dialogue_labels))
         self.net_ = build_net(self.net_config_, pretrained=True)
-        self.class_weights_ = _class_weights(dialogues, v) if self.class_weight == "balanced" else {}
+        self.class_weights_ = class_weights(dialogues, v) if self.class_weight == "balanced" else {}
         self.history_ = {"pretrain": [], "finetune": [], "valid": []}
         self.best_step_ = None
         caches = []
@@ -121,8 +121,8 @@ class LabelModel(Estimator):
             if encoder == "frozen":
                 caches = [VectorCache(dialogues, self.mode, self._sentence_encoder(), progress=say)]
                 caches.append(VectorCache(valid, self.mode, self._sentence_encoder()) if valid else None)
-            train = _Feed(dialogues, caches[0] if caches else None)
-            held = _Feed(valid, caches[1] if caches else None) if valid else None
+            train = Feed(dialogues, caches[0] if caches else None)
+            held = Feed(valid, caches[1] if caches else None) if valid else None
             if self.pretrain_epochs and self.corruptions:
                 self._run(train, None, self.pretrain_epochs, rng, pretrain=True, say=say)
             self._run(train, held, self.epochs, rng, pretrain=False, say=say)
@@ -135,7 +135,7 @@ class LabelModel(Estimator):
         self.n_dialogues_ = len(dialogues)
         return self
 
-    def _run(self, feed: "_Feed", held: "_Feed | None", epochs: int | None, rng: random.Random, *, pretrain: bool, say) -> None:
+    def _run(self, feed: "Feed", held: "Feed | None", epochs: int | None, rng: random.Random, *, pretrain: bool, say) -> None:
         import torch
 
         body = [p for n, p in self.net_.named_parameters() if n.startswith("text.")]
@@ -189,7 +189,7 @@ class LabelModel(Estimator):
         if best_state is not None:
             self.net_.load_state_dict(best_state)
 
-    def _score(self, held: "_Feed") -> float:
+    def _score(self, held: "Feed") -> float:
         """Mean macro-F1 over the turn-level tasks the validation dialogues label (the checkpoint
         criterion; the dialogue label counts only where no turn is labelled: one per dialogue is
         too few to choose on)."""
@@ -201,11 +201,11 @@ class LabelModel(Estimator):
         chosen = turn or list(scores.values())
         return sum(chosen) / len(chosen) if chosen else 0.0
 
-    def _encode(self, feed: "_Feed", idx: list[int]):
+    def _encode(self, feed: "Feed", idx: list[int]):
         dias = [feed.dialogues[i] for i in idx]
         vectors = None
         if self.net_config_.encoder == "frozen":
-            vectors = feed.cache.get(idx) if feed.cache is not None else _vectors(self._sentence_encoder(), dias, self.mode)
+            vectors = feed.cache.get(idx) if feed.cache is not None else sentence_vectors(self._sentence_encoder(), dias, self.mode)
         return encode_dialogues(dias, self.tokenizer_, self.vocab_, mode=self.mode, vectors=vectors)
 
     def _sentence_encoder(self) -> SentenceEncoder:
@@ -221,9 +221,9 @@ class LabelModel(Estimator):
         turn t's labels depend on turns up to t only."""
         self._check_fitted()
         self._threads()
-        return self._predict_feed(_Feed(dialogues, None))
+        return self._predict_feed(Feed(dialogues, None))
 
-    def _predict_feed(self, feed: "_Feed") -> list[list[dict]]:
+    def _predict_feed(self, feed: "Feed") -> list[list[dict]]:
         import torch
 
         was_training = self.net_.training
@@ -319,40 +319,6 @@ class LabelModel(Estimator):
         self.schedule_, self.best_step_ = learned.get("schedule"), learned.get("best_step")
         self.tokenizer_ = load_tokenizer(directory / "tokenizer")
         self.net_ = load_module(directory, build_net(self.net_config_, pretrained=False))
-
-
-class _Feed:
-    """Dialogues to batch, their lengths, and (frozen encoder, training) their cached vectors."""
-
-    def __init__(self, dialogues: list[Dialogue], cache: VectorCache | None):
-        self.dialogues, self.cache = dialogues, cache
-        self.lengths = [len(d.exchanges) for d in dialogues]
-
-
-def _vectors(encoder: SentenceEncoder, dialogues: list[Dialogue], mode: str):
-    from .batches import exchange_texts
-    from .feeding import FROZEN_MAX_TOKENS
-
-    pairs = [p for d in dialogues for p in exchange_texts(d, mode)]
-    texts = sorted({t for p in pairs for t in p}, key=lambda x: (len(x), x))  # similar lengths batch together
-    vec = dict(zip(texts, encoder.encode(texts, max_length=FROZEN_MAX_TOKENS)))
-    return [vec[u] for u, _ in pairs], [vec[r] for _, r in pairs]
-
-
-def _class_weights(dialogues: list[Dialogue], v: Vocab) -> dict[str, list[float]]:
-    """Balanced weights (n / (k * count)) of the rating tasks' classes seen in training."""
-    import numpy as np
-    from sklearn.utils.class_weight import compute_class_weight
-
-    out = {}
-    for task, labels, ys in (("satisfaction", v.satisfaction, [e.labels["satisfaction"] for d in dialogues for e in d.exchanges if "satisfaction" in e.labels]),
-                             ("dialogue_label", v.dialogue_labels, [str(d.label) for d in dialogues if d.label is not None])):
-        if len(labels) < 2 or not ys:
-            continue
-        present = np.array(sorted(set(ys), key=labels.index))
-        w = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=np.array(ys)).tolist()))
-        out[task] = [round(float(w.get(c, 1.0)), 4) for c in labels]
-    return out
 
 
 def _spans(tags: list[str]) -> list[tuple[str, int, int]]:
