@@ -7,6 +7,9 @@ in a child process (wall time and peak RSS from /usr/bin/time), and `labels eval
 split: accuracy, macro P/R/F1, UAR, Cohen's kappa, Spearman's rho; beside it the most-common-class
 baseline (the training split's majority class on every test turn).
 
+--no-context: also the online model without the dialogue Transformer (each turn alone, with the
+reply it reacts to). --finetune-epochs E: also the online model with MiniLM fine-tuned (E epochs).
+
 --scaling N [N ...]: the same online training on N dialogues (the training split repeated under new
 ids when N exceeds it), to show how time and peak memory grow with the data set.
 
@@ -65,7 +68,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--uss", type=Path, required=True, help="directory of the USS files (ReDial.txt, CCPE.txt)")
     ap.add_argument("--domains", nargs="+", default=["ReDial", "CCPE"])
-    ap.add_argument("--modes", nargs="+", default=["offline", "online"])
+    ap.add_argument("--modes", nargs="*", default=["offline", "online"])
+    ap.add_argument("--no-context", action="store_true", help="also the online model without dialogue context")
+    ap.add_argument("--finetune-epochs", type=int, default=0, help="also the online model with MiniLM fine-tuned for this many epochs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scaling", type=int, nargs="*", default=[], help="also train (online) on these numbers of dialogues")
@@ -81,16 +86,22 @@ def main() -> None:
         train, _ = read_dialogues(data / "train.jsonl")
         test, _ = read_dialogues(data / "test.jsonl")
         res = out["domains"][dom] = {"data": summary["parts"], "majority": _majority(train, test)}
-        for mode in args.modes:
-            say(f"{dom} {mode}: train")
-            model = data / f"model-{mode}"
-            stats, wall, rss = _child(["labels", "train", "--data", str(data / "train.jsonl"), "--valid", str(data / "valid.jsonl"),
-                                       "--mode", mode, "--out", str(model), "--seed", str(args.seed), "--threads", str(args.threads), "--json"],
-                                      args.threads)
-            say(f"{dom} {mode}: evaluate")
+        runs = {mode: ["--mode", mode] for mode in args.modes}
+        if args.no_context:
+            runs["online, no context"] = ["--mode", "online", "--no-context"]
+        if args.finetune_epochs:
+            runs[f"online, MiniLM fine-tuned ({args.finetune_epochs} epochs)"] = ["--mode", "online", "--encoder", "finetune",
+                                                                                  "--epochs", str(args.finetune_epochs)]
+        for name, flags in runs.items():
+            say(f"{dom} {name}: train")
+            tag = name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+            model = data / f"model-{tag}"
+            stats, wall, rss = _child(["labels", "train", "--data", str(data / "train.jsonl"), "--valid", str(data / "valid.jsonl"), *flags,
+                                       "--out", str(model), "--seed", str(args.seed), "--threads", str(args.threads), "--json"], args.threads)
+            say(f"{dom} {name}: evaluate")
             ev, _, _ = _child(["labels", "evaluate", "--model", str(model), "--data", str(data / "test.jsonl"),
-                               "--predictions", str(data / f"predictions-{mode}.jsonl"), "--threads", str(args.threads), "--json"], args.threads)
-            res[mode] = {"test": _brief(ev["satisfaction"]), "dialogue_label_test": _brief(ev.get("dialogue_label", {})),
+                               "--predictions", str(data / f"predictions-{tag}.jsonl"), "--threads", str(args.threads), "--json"], args.threads)
+            res[name] = {"test": _brief(ev["satisfaction"]), "dialogue_label_test": _brief(ev.get("dialogue_label", {})),
                          "valid": _brief(stats["validation"].get("satisfaction", {})), "schedule": stats["schedule"], "best_step": stats["best_step"],
                          "encoder": stats["encoder"], "train_seconds": stats["train_seconds"], "wall_seconds": wall, "peak_rss_mb": rss}
     if args.scaling:
