@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ablation", action="store_true", help="also train without pretraining and with swaps only")
+    ap.add_argument("--online", action="store_true", help="also the contextual model in online mode (turn t from turns up to t)")
     ap.add_argument("--no-context-free", action="store_true", help="skip the context-free baseline (e.g. to re-run only the loop)")
     ap.add_argument("--nlu-loop", action="store_true", help="retrain the world's NLU on the generated labels and A/B it")
     ap.add_argument("--ab-days", type=int, default=7)
@@ -128,6 +129,8 @@ def main() -> None:
         heur = evaluate_predictions(labels_as_predictions([weak[d.dialogue_id] for d in gold]), ref)
         out["feedback heuristics"] = _brief(heur)
         variants = {"contextual": {}} if args.no_context_free else {"contextual": {}, "context-free": {"context": False}}
+        if args.online:
+            variants["contextual, online"] = {"mode": "online"}
         if args.ablation:
             variants["contextual, no pretraining"] = {"pretrain_epochs": 0}
             variants["contextual, swap-only pretraining"] = {"corruptions": ("swap",)}
