@@ -72,7 +72,8 @@ def main() -> None:
     ap.add_argument("--no-context", action="store_true", help="also the online model without dialogue context")
     ap.add_argument("--finetune-epochs", type=int, default=0, help="also the online model with MiniLM fine-tuned for this many epochs")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the split (and of training, unless --train-seeds)")
+    ap.add_argument("--train-seeds", type=int, nargs="*", default=None, help="train each model once per seed (same split): run-to-run spread")
     ap.add_argument("--scaling", type=int, nargs="*", default=[], help="also train (online) on these numbers of dialogues")
     ap.add_argument("--work", type=Path, default=None, help="keep the converted data and models here (default: a temporary directory)")
     args = ap.parse_args()
@@ -86,18 +87,19 @@ def main() -> None:
         train, _ = read_dialogues(data / "train.jsonl")
         test, _ = read_dialogues(data / "test.jsonl")
         res = out["domains"][dom] = {"data": summary["parts"], "majority": _majority(train, test)}
-        runs = {mode: ["--mode", mode] for mode in args.modes}
+        seeds = args.train_seeds or [args.seed]
+        runs = {(mode if len(seeds) == 1 else f"{mode}, seed {s}"): ["--mode", mode, "--seed", str(s)] for mode in args.modes for s in seeds}
         if args.no_context:
-            runs["online, no context"] = ["--mode", "online", "--no-context"]
+            runs["online, no context"] = ["--mode", "online", "--no-context", "--seed", str(args.seed)]
         if args.finetune_epochs:
             runs[f"online, MiniLM fine-tuned ({args.finetune_epochs} epochs)"] = ["--mode", "online", "--encoder", "finetune",
-                                                                                  "--epochs", str(args.finetune_epochs)]
+                                                                                  "--epochs", str(args.finetune_epochs), "--seed", str(args.seed)]
         for name, flags in runs.items():
             say(f"{dom} {name}: train")
             tag = name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
             model = data / f"model-{tag}"
             stats, wall, rss = _child(["labels", "train", "--data", str(data / "train.jsonl"), "--valid", str(data / "valid.jsonl"), *flags,
-                                       "--out", str(model), "--seed", str(args.seed), "--threads", str(args.threads), "--json"], args.threads)
+                                       "--out", str(model), "--threads", str(args.threads), "--json"], args.threads)
             say(f"{dom} {name}: evaluate")
             ev, _, _ = _child(["labels", "evaluate", "--model", str(model), "--data", str(data / "test.jsonl"),
                                "--predictions", str(data / f"predictions-{tag}.jsonl"), "--threads", str(args.threads), "--json"], args.threads)
