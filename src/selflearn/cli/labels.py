@@ -51,7 +51,7 @@ def train_cmd(
     pretrain_epochs: Annotated[int, typer.Option(help="Self-supervised pretraining epochs on corrupted dialogues (0: none).")] = 1,
     corruptions: Annotated[str, typer.Option(help="Pretraining corruptions, comma-separated: swap, shuffle, insert.")] = "swap,shuffle,insert",
     context: Annotated[bool, typer.Option(help="Dialogue-level Transformer over the turns (--no-context: each turn alone).")] = True,
-    batch_turns: Annotated[int, typer.Option(help="Exchanges per optimiser step (dialogues are batched whole).")] = 128,
+    batch_turns: Annotated[int, typer.Option(help="Exchanges per optimiser step (dialogues are batched whole).")] = 80,
     class_weight: Annotated[str, typer.Option(help="balanced: weigh the satisfaction and dialogue-label classes by inverse frequency; none.")] = "balanced",
     patience: Annotated[int, typer.Option(help="Stop after this many validations without a gain in mean macro-F1.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the split and training.")] = 0,

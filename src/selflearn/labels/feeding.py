@@ -1,7 +1,7 @@
 """Feeding the label network with memory bounded by the batch, not the data set.
 
 - :func:`plan_batches`: dialogues grouped into batches of about ``batch_turns`` exchanges (a long
-  dialogue is a batch of its own), similar lengths together (less padding), batch order shuffled.
+  dialogue is a batch of its own), in a shuffled order.
 - :class:`VectorCache`: with a frozen encoder, every exchange's user and reply sentence vectors are
   computed once, written to a temporary file (float16) and read back batch by batch — RAM holds one
   batch of vectors and an offset per dialogue, whatever the data set's size.
@@ -34,21 +34,12 @@ FROZEN_MAX_TOKENS = 64  # a frozen sentence vector reads more of a long turn tha
 
 def plan_batches(lengths: list[int], batch_turns: int, rng: random.Random | None) -> list[list[int]]:
     """Indices of dialogues grouped into batches of at most ``batch_turns`` exchanges (at least one
-    dialogue each). With ``rng`` the order is shuffled, then sorted by length within windows of 50
-    batches; without it the input order is kept (inference)."""
+    dialogue each), in a shuffled order with ``rng`` (training), else in the input order (inference).
+    Batches are not sorted by length: a batch of only one-turn dialogues would hold no label of what
+    needs two turns (goal segmentation), and mixed batches are what the world's figures were made with."""
     order = list(range(len(lengths)))
     if rng is not None:
         rng.shuffle(order)
-        window = 50 * batch_turns
-        out, k = [], 0
-        while k < len(order):
-            chunk, turns = [], 0
-            while k < len(order) and turns < window:
-                chunk.append(order[k])
-                turns += lengths[order[k]]
-                k += 1
-            out.extend(sorted(chunk, key=lambda i: lengths[i]))
-        order = out
     batches, cur, turns = [], [], 0
     for i in order:
         if cur and turns + lengths[i] > batch_turns:
@@ -58,8 +49,6 @@ def plan_batches(lengths: list[int], batch_turns: int, rng: random.Random | None
         turns += lengths[i]
     if cur:
         batches.append(cur)
-    if rng is not None:
-        rng.shuffle(batches)
     return batches
 
 

@@ -53,7 +53,7 @@ class LabelModel(Estimator):
 
     def __init__(self, *, mode: str = "offline", encoder: str = "auto", text_layers: int = 6, d_model: int = 256, dialogue_layers: int = 2,
                  context: bool = True, pretrain_epochs: int = 1, corruptions: tuple[str, ...] = CORRUPTIONS, epochs: int | None = None,
-                 batch_turns: int = 128, lr: float = 5e-5, head_lr: float | None = None, class_weight: str | None = "balanced", patience: int = 5,
+                 batch_turns: int = 80, lr: float = 5e-5, head_lr: float | None = None, class_weight: str | None = "balanced", patience: int = 5,
                  feedback_dropout: float = 0.2, random_state: int = 0, threads: int = 1):
         self.mode = mode
         self.encoder = encoder
