@@ -28,11 +28,15 @@ def _source(store, data, limit):
     from selflearn.labels.training import load_source
 
     dialogues, bad = load_source(store=store, data=data, limit=limit)
-    if bad:
-        q = Path(str(data) + ".quarantine.jsonl")
-        q.write_text("".join(json.dumps(b) + "\n" for b in bad))
-        err.print(f"{len(bad)} bad lines quarantined → {q} (first: {bad[0]['reason']})", highlight=False, soft_wrap=True)
+    _quarantine(bad, Path(str(data) + ".quarantine.jsonl"), "lines")
     return dialogues
+
+
+def _quarantine(bad: list[dict], path: Path, what: str) -> None:
+    """Write the quarantined records (line, reason, raw) and say where, with the first reason."""
+    if bad:
+        path.write_text("".join(json.dumps(b) + "\n" for b in bad))
+        err.print(f"{len(bad)} bad {what} quarantined → {path} (first: {bad[0]['reason']})", highlight=False, soft_wrap=True)
 
 
 @labels_app.command("train")
@@ -96,11 +100,7 @@ def import_uss_cmd(
     from selflearn.labels.rated import import_rated
 
     summary = import_rated(file, out_dir, split=split, min_user_turns=min_user_turns, middle=middle, seed=seed)
-    bad = summary.pop("bad")
-    if bad:
-        q = out_dir / "quarantine.jsonl"
-        q.write_text("".join(json.dumps(b) + "\n" for b in bad))
-        err.print(f"{len(bad)} bad dialogues quarantined → {q} (first: {bad[0]['reason']})", highlight=False, soft_wrap=True)
+    _quarantine(summary.pop("bad"), out_dir / "quarantine.jsonl", "dialogues")
     if as_json:
         print_json(summary)
         return

@@ -88,10 +88,8 @@ class VectorCache:
     def _write(self, pairs: list[tuple[str, str]], encoder) -> None:
         if not pairs:
             return
-        texts = sorted({t for p in pairs for t in p}, key=lambda x: (len(x), x))  # similar lengths batch together
-        vec = dict(zip(texts, encoder.encode(texts, max_length=FROZEN_MAX_TOKENS)))
-        rows = np.stack([np.stack([vec[u], vec[r]]) for u, r in pairs]).astype(np.float16)  # (n, 2, DIM)
-        os.write(self._fd, rows.tobytes())
+        users, replies = _encode_pairs(encoder, pairs)
+        os.write(self._fd, np.stack([users, replies], axis=1).astype(np.float16).tobytes())  # (n, 2, DIM)
 
     def get(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(user vectors, reply vectors) of the exchanges of dialogues ``indices``, in order."""
@@ -125,12 +123,17 @@ class Feed:
         self.lengths = [len(d.exchanges) for d in dialogues]
 
 
-def sentence_vectors(encoder, dialogues: list[Dialogue], mode: str) -> tuple[list, list]:
+def sentence_vectors(encoder, dialogues: list[Dialogue], mode: str) -> tuple[np.ndarray, np.ndarray]:
     """The user and reply sentence vectors of every exchange of ``dialogues`` (computed now: inference)."""
-    pairs = [p for d in dialogues for p in exchange_texts(d, mode)]
+    return _encode_pairs(encoder, [p for d in dialogues for p in exchange_texts(d, mode)])
+
+
+def _encode_pairs(encoder, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """(user vectors, reply vectors) of ``pairs``, each distinct text encoded once."""
     texts = sorted({t for p in pairs for t in p}, key=lambda x: (len(x), x))  # similar lengths batch together
-    vec = dict(zip(texts, encoder.encode(texts, max_length=FROZEN_MAX_TOKENS)))
-    return [vec[u] for u, _ in pairs], [vec[r] for _, r in pairs]
+    row = {t: i for i, t in enumerate(texts)}
+    vec = encoder.encode(texts, max_length=FROZEN_MAX_TOKENS)
+    return vec[[row[u] for u, _ in pairs]], vec[[row[r] for _, r in pairs]]
 
 
 def class_weights(dialogues: list[Dialogue], v: Vocab) -> dict[str, list[float]]:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 
 from ..errors import InvalidInputError, explain
 from ..models.backbone import SentenceEncoder, load_tokenizer
 from ..models.base import Estimator, Progress, no_progress
-from ..models.directory import load_module, save_module
+from ..models.directory import load_module, read_older_config, save_module
 from .batches import CORRUPTIONS, IGNORE, MODES, Vocab, collate, corrupt, drop_feedback, encode_dialogues
 from .dialogues import Dialogue
 from .feeding import Feed, VectorCache, class_weights, plan_batches, sentence_vectors, training_schedule
@@ -116,20 +117,16 @@ class LabelModel(Estimator):
         self.class_weights_ = class_weights(dialogues, v) if self.class_weight == "balanced" else {}
         self.history_ = {"pretrain": [], "finetune": [], "valid": []}
         self.best_step_ = None
-        caches = []
-        try:
-            if encoder == "frozen":
-                caches = [VectorCache(dialogues, self.mode, self._sentence_encoder(), progress=say)]
-                caches.append(VectorCache(valid, self.mode, self._sentence_encoder()) if valid else None)
-            train = Feed(dialogues, caches[0] if caches else None)
-            held = Feed(valid, caches[1] if caches else None) if valid else None
+        with ExitStack() as files:  # the frozen encoder's vector files go away with the run
+
+            def cached(ds, **kw):
+                return files.enter_context(VectorCache(ds, self.mode, self._sentence_encoder(), **kw)) if encoder == "frozen" else None
+
+            train = Feed(dialogues, cached(dialogues, progress=say))
+            held = Feed(valid, cached(valid)) if valid else None
             if self.pretrain_epochs and self.corruptions:
                 self._run(train, None, self.pretrain_epochs, rng, pretrain=True, say=say)
             self._run(train, held, self.epochs, rng, pretrain=False, say=say)
-        finally:
-            for c in caches:
-                if c is not None:
-                    c.close()
         self.net_.eval()
         self.train_seconds_ = round(time.perf_counter() - started, 1)
         self.n_dialogues_ = len(dialogues)
@@ -174,7 +171,6 @@ class LabelModel(Estimator):
                     continue
                 score = self._score(held)
                 self.history_["valid"].append({"step": step, "mean_macro_f1": round(score, 4)})
-                self.net_.train()
                 if score > best:
                     best, stale = score, 0
                     best_state = {k: x.detach().clone() for k, x in self.net_.state_dict().items()}
@@ -286,13 +282,8 @@ class LabelModel(Estimator):
     @classmethod
     def _upgrade(cls, directory: Path) -> dict | None:
         """Label models saved at format 2 (offline, fine-tuned encoder, batches of dialogues) load as they were trained."""
-        import json
-
-        try:
-            old = json.loads((directory / "config.json").read_text())
-        except (OSError, ValueError):
-            return None
-        if old.get("format_version") != 2 or old.get("component") != cls.component:
+        old = read_older_config(directory, component=cls.component, format_version=2)
+        if old is None:
             return None
         params = dict(old["params"])
         params["batch_turns"] = 4 * params.pop("batch_size", 32)

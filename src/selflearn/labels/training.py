@@ -96,7 +96,7 @@ def write_predictions(dialogues: list[Dialogue], preds: list[list[dict]], refs: 
             for t, (e, p, r) in enumerate(zip(d.exchanges, pd, rd)):
                 row = {"dialogue_id": d.dialogue_id, "turn": t, "turn_id": e.turn_id}
                 for task, v in p.items():
-                    if task in ("slots_confidence",) or v is None:
+                    if task == "slots_confidence" or v is None:
                         continue
                     if isinstance(v, tuple):
                         row[task] = {"label": v[0], "confidence": round(v[1], 4)}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import InvalidInputError, StoreVersionError, UnreadableInputError, explain
 
-__all__ = ["write_config", "read_config", "replace_dir", "save_module", "load_module", "CONFIG"]
+__all__ = ["write_config", "read_config", "read_older_config", "replace_dir", "save_module", "load_module", "CONFIG"]
 
 CONFIG = "config.json"
 
@@ -26,6 +26,18 @@ def write_config(directory: Path, config: dict) -> None:
 
     stamped = {**config, "selflearn_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (directory / CONFIG).write_text(json.dumps(stamped, indent=2) + "\n")
+
+
+def read_older_config(directory: Path, *, component: str, format_version: int) -> dict | None:
+    """``config.json`` of ``directory`` when it names ``component`` at the older ``format_version``
+    (for a model's ``_upgrade``), else None: read it as today's format, with today's checks."""
+    try:
+        config = json.loads((directory / CONFIG).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict) or config.get("format_version") != format_version or config.get("component") != component:
+        return None
+    return config
 
 
 def read_config(directory: Path, *, component: str, format_version: int, fix: str) -> dict:

@@ -21,7 +21,7 @@ from ..errors import InvalidInputError, explain
 from ..models import register
 from ..models.backbone import build_encoder, load_tokenizer, mean_pool
 from ..models.base import Estimator, Progress, no_progress
-from ..models.directory import load_module, save_module
+from ..models.directory import load_module, read_older_config, save_module
 from .corpus import Sentence
 
 __all__ = ["JointNLU", "NluResult"]
@@ -195,13 +195,8 @@ class JointNLU(Estimator):
     @classmethod
     def _upgrade(cls, directory: Path) -> dict | None:
         """Worlds built before the shared model directory hold format 1 (same weights, other config)."""
-        import json
-
-        try:
-            old = json.loads((directory / "config.json").read_text())
-        except (OSError, ValueError):
-            return None
-        if old.get("format_version") != 1 or old.get("component") != "selflearn.world.nlu.JointNLU":
+        old = read_older_config(directory, component="selflearn.world.nlu.JointNLU", format_version=1)
+        if old is None:
             return None
         params = {("random_state" if k == "seed" else k): v for k, v in old["params"].items()}
         return {"component": cls.component, "format_version": cls.format_version, "params": params, "data_fingerprint": None, "privacy": None,
