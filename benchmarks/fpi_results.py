@@ -88,7 +88,8 @@ def main() -> None:
             with Store(tmp / f"{name}.duckdb") as st:
                 import_files(st, [tmp / name / "logs.jsonl"])
                 turns = store_turns(st)
-            data[name] = labelled(turns, read_failure_labels(tmp / name / "truth" / "turns.parquet"))
+                ids = st.pseudonyms()
+            data[name] = labelled(turns, read_failure_labels(tmp / name / "truth" / "turns.parquet", ids))
         (train, y_train), (test, y_test) = data["train"], data["eval"]
         out["data"] = {"train_turns": len(train), "eval_turns": len(test),
                        "eval_classes": {c: y_test.count(c) for c in CLASSES}}

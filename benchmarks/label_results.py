@@ -121,7 +121,8 @@ def main() -> None:
         with Store(tmp / "eval.duckdb") as st:
             weak = {d.dialogue_id: d for d in store_dialogues(st)}
             plain = store_dialogues(st, weak_labels=False)
-        gold = attach_truth(plain, read_truth(tmp / "eval"))
+            ids = st.pseudonyms()
+        gold = attach_truth(plain, read_truth(tmp / "eval", ids))
         ref = reference_targets(gold)
         out["data"] = {"train_dialogues": len(train), "train_turns": sum(len(d.exchanges) for d in train),
                        "eval_dialogues": len(gold), "eval_turns": sum(len(d.exchanges) for d in gold)}

@@ -67,7 +67,8 @@ def main() -> None:
             con = st.reader()
             examples = load_examples(con)
             baseline = {(r[0], r[1]): r[2] for r in con.execute("SELECT session_id, turn_index, rephrase_candidate FROM signals").fetchall()}
-        truth = {(r["session_id"], r["turn_index"]): r["rephrase_of"] for r in read_truth(tmp / "sim").select(["session_id", "turn_index", "rephrase_of"]).to_pylist()}
+            ids = st.pseudonyms()
+        truth = {(r["session_id"], r["turn_index"]): r["rephrase_of"] for r in read_truth(tmp / "sim", ids).select(["session_id", "turn_index", "rephrase_of"]).to_pylist()}
     finally:
         shutil.rmtree(tmp)
     rng = random.Random(args.seed)

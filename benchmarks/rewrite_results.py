@@ -64,7 +64,7 @@ def main() -> None:
             stats = mine(st, tmp / "rewrites.parquet", rephrase_model=model, threads=args.threads)
             if model is not None:
                 stats["rephrase_model"] = trained
-            truth = read_truth(tmp / "sim")
+            truth = read_truth(tmp / "sim", st.pseudonyms())
             con = st.reader()
             signals = evaluate_defect_score(con, truth, thresholds=(0.3, 0.5, 0.7))
             baseline = rephrase_scores(con, truth)

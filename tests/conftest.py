@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# One pseudonym key for the suite: stores order sessions by pseudonym, so a fixed key keeps trained
+# models the same from run to run (the key-file tests unset it).
+os.environ["SELFLEARN_PSEUDONYM_KEY"] = "selflearn-test-suite-pseudonym-key"
 
 import pytest  # noqa: E402
 
@@ -78,6 +81,12 @@ def store(tmp_path: Path):
         yield st
 
 
+def raw_ids(st: Store, *raw: str) -> dict[str, str]:
+    """pseudonym -> raw id for the raw ids a test wrote (the store holds only keyed pseudonyms)."""
+    ids = st.pseudonyms()
+    return {ids.of(r): r for r in raw}
+
+
 def count(st: Store, table: str = "turns") -> int:
     return st.reader().execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
@@ -144,8 +153,9 @@ def fpi_runs(world_dir, world, tmp_path_factory):
         with Store(d / f"{name}.duckdb") as st:
             import_files(st, [d / name / "logs.jsonl"])
             turns = store_turns(st)
+            ids = st.pseudonyms()
         labels = d / name / "truth" / "turns.parquet"
-        out[name] = (*labelled(turns, read_failure_labels(labels)), d / f"{name}.duckdb", labels)
+        out[name] = (*labelled(turns, read_failure_labels(labels, ids)), d / f"{name}.duckdb", labels)
     out["dir"] = d
     return out
 

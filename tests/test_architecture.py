@@ -13,13 +13,13 @@ ROOT = Path(selflearn.__file__).parent
 #: lower layers never import higher ones (the same layer may import itself)
 LAYERS = [
     {"errors", "text", "taxonomy", "templating", "metrics"},
-    {"logs", "models"},
+    {"logs", "models", "privacy"},
     {"store"},
     {"signals"},
     {"rephrase", "teach"},
     {"rewrites", "labels", "fpi"},
     {"online"},
-    {"rewriters", "report"},
+    {"rewriters", "report", "governance"},
     {"service"},
     {"world"},
     {"cli", "docs"},

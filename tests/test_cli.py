@@ -69,7 +69,9 @@ def test_the_cli_is_one_grammar_with_one_error_mapping():
     import selflearn.cli
 
     root = typer.main.get_command(app)
-    assert root.commands and all(isinstance(c, TyperGroup) for c in root.commands.values()), sorted(root.commands)
+    # one verb stands alone: `selflearn forget --user ID`, what a data-protection request asks for
+    nouns = {k: c for k, c in root.commands.items() if k != "forget"}
+    assert nouns and all(isinstance(c, TyperGroup) for c in nouns.values()), sorted(root.commands)
     sources = Path(selflearn.cli.__file__).parent.glob("*.py")
     assert sum(p.read_text().count("except SelflearnError") for p in sources) == 1
 

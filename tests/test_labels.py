@@ -23,7 +23,7 @@ from selflearn.labels.weak import align_slot, store_dialogues
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
 
-from conftest import write_jsonl
+from conftest import raw_ids, write_jsonl
 
 SONGS = ["purple haze", "yellow submarine", "hey jude", "blue in green", "so what", "take five"]
 CITIES = ["boston", "denver", "austin", "seattle", "miami"]
@@ -133,7 +133,8 @@ def test_weak_labels_follow_the_signals(tmp_path):
             _log("s2", 0, "what time is it", "success", "datetime_query", [], 0)]
     with Store(tmp_path / "s.duckdb") as st:
         import_files(st, [write_jsonl(tmp_path / "l.jsonl", logs)])
-        ds = {d.dialogue_id: d for d in store_dialogues(st)}
+        raw = raw_ids(st, "s1", "s2")
+        ds = {raw[d.dialogue_id]: d for d in store_dialogues(st)}
     a, b = ds["s1"].exchanges
     assert a.labels["defect"] == 1 and b.labels["defect"] == 0
     assert a.labels["goal"] == b.labels["goal"] and a.labels["goal_success"] == b.labels["goal_success"] == 1
@@ -292,7 +293,8 @@ def test_weak_labels_against_the_worlds_truth(online_model):
     with Store(online_model["dir"] / "s.duckdb") as st:
         weak = store_dialogues(st, limit=400)
         plain = store_dialogues(st, weak_labels=False, limit=400)
-    gold = attach_truth(plain, read_truth(online_model["dir"] / "sim"))
+        ids = st.pseudonyms()
+    gold = attach_truth(plain, read_truth(online_model["dir"] / "sim", ids))
     assert len(gold) == len(plain) == 400
     m = evaluate_predictions(labels_as_predictions(weak), reference_targets(gold))
     assert 0.8 <= m["defect"]["accuracy"] < 1.0 and m["intent"]["accuracy"] > 0.7

@@ -256,9 +256,9 @@ def test_personal_layer_updates_without_rebuild(online_model):
     text = "put on my special sunday morning playlist"
     rw.observe({**_turn("newcomer", "n1", 0, text), "timestamp": "2026-04-01T08:00:00Z"})
     rw.observe({**_turn("newcomer", "n2", 0, "good night"), "timestamp": "2026-04-01T22:00:00Z"})
-    assert rw.personal.history("newcomer")[text][:2] == [1, 1]
+    assert rw.history("newcomer")[text][:2] == [1, 1]
     assert text in rw.personal.vectors  # encoded once, on arrival
-    texts, sources, x = rw.candidates("put on my sunday playlist", user_id="newcomer", device={"type": "speaker"}, context={"hour": 8})
+    texts, sources, x = rw.candidates("put on my sunday playlist", user_id=rw.ids.of("newcomer"), device={"type": "speaker"}, context={"hour": 8})
     assert text in texts and sources[texts.index(text)] == "personal"
     assert x[texts.index(text), FEATURES.index("u_c_log_successes")] == pytest.approx(math.log(2))
     assert len(rw.global_.texts) == before  # the global layer was not rebuilt
@@ -270,10 +270,10 @@ def test_a_users_own_fix_becomes_a_personal_candidate(online_model):
     rw.observe({**_turn("wilkerson-fan", "w1", 0, said, intent="weather_query"), "timestamp": "2026-04-01T08:00:00Z"})
     rw.observe({**_turn("wilkerson-fan", "w1", 0, meant, intent="weather_query"), "timestamp": "2026-04-01T08:00:09Z"})
     rw.observe({**_turn("wilkerson-fan", "w2", 0, "good night"), "timestamp": "2026-04-01T22:00:00Z"})
-    texts, sources, x = rw.candidates(said, user_id="wilkerson-fan", device={"type": "speaker"}, context={"hour": 8})
+    texts, sources, x = rw.candidates(said, user_id=rw.ids.of("wilkerson-fan"), device={"type": "speaker"}, context={"hour": 8})
     k = texts.index(meant)
     assert sources[k] == "personal" and x[k, FEATURES.index("u_pair_log_fixed")] == pytest.approx(math.log(2))
-    other, _, y = rw.candidates(said, user_id="someone-else", device={"type": "speaker"}, context={"hour": 8})
+    other, _, y = rw.candidates(said, user_id=rw.ids.of("someone-else"), device={"type": "speaker"}, context={"hour": 8})
     assert meant not in other or y[other.index(meant), FEATURES.index("u_pair_log_fixed")] == 0
 
 
@@ -298,7 +298,7 @@ def test_users_habits_are_served_by_the_rules_only_when_switched_on(online_model
         rw.observe({**_turn("habit", f"h{day}", 0, said, intent="weather_query"), "timestamp": f"2026-04-0{day}T08:00:00Z"})
         rw.observe({**_turn("habit", f"h{day}", 0, meant, intent="weather_query"), "timestamp": f"2026-04-0{day}T08:00:09Z"})
         rw.observe({**_turn("habit", f"n{day}", 0, "good night"), "timestamp": f"2026-04-0{day}T22:00:00Z"})
-    assert rw.personal.phrase_fixes("habit") == {"springfield": {("ohio",): 2}}
+    assert rw.personal.phrase_fixes(rw.ids.of("habit")) == {"springfield": {("ohio",): 2}}
     assert rw.decide(said, user_id="habit") == Decision(meant, "personal", None)  # fixed twice: the whole request
     assert rw.decide(other, user_id="habit") == Decision(other_meant, "personal", None)  # the place, in a new request
     assert rw.decide(other_meant, user_id="habit").rewrite != other_meant + " ohio"  # never inserted twice
@@ -312,7 +312,7 @@ def test_users_habits_are_served_by_the_rules_only_when_switched_on(online_model
 
 def test_unknown_user_gets_the_global_layer_only(online_model):
     rw = OnlineRewriter.load(online_model["model"])
-    texts, sources, x = rw.candidates("play some jazz", user_id="nobody-at-all", device={"type": "speaker"}, context={})
+    texts, sources, x = rw.candidates("play some jazz", user_id=rw.ids.of("nobody-at-all"), device={"type": "speaker"}, context={})
     assert texts and set(sources) == {"global"}
     for f in ("u_q_log_attempts", "u_c_log_successes", "u_c_recency", "u_pair_log_served", "u_pair_log_fixed"):
         assert np.all(x[:, FEATURES.index(f)] == 0)

@@ -9,7 +9,7 @@ import pytest
 from conftest import count
 
 from selflearn.errors import InvalidInputError
-from selflearn.logs.rasa import pseudonymise, rasa_turns, tracker_to_turns
+from selflearn.logs.rasa import rasa_turns, tracker_to_turns
 from selflearn.store.importer import import_files
 
 EXPORT = Path(__file__).parent / "data" / "rasa_tracker_export.json"
@@ -32,9 +32,14 @@ def test_sessions_and_turn_indexes(turns):
     }
 
 
-def test_user_ids_are_pseudonymous(turns):
-    assert {t["user_id"] for t in turns} == {pseudonymise("+14155550123"), pseudonymise("b5c1-voice-caller")}
-    assert all("555" not in t["user_id"] for t in turns)
+def test_sender_ids_reach_the_store_only_as_keyed_pseudonyms(turns, store):
+    assert {t["user_id"] for t in turns} == {"+14155550123", "b5c1-voice-caller"}  # the adapter keeps them; the import hashes
+    import_files(store, [EXPORT], fmt="rasa")
+    ids = store.pseudonyms()
+    rows = store.reader().execute("SELECT DISTINCT user_id, session_id, device_id FROM turns").fetchall()
+    assert {r[0] for r in rows} == {ids.of("+14155550123"), ids.of("b5c1-voice-caller")}
+    assert ids.of("+14155550123#0") in {r[1] for r in rows}  # the session id embeds the sender: hashed whole
+    assert not any("555" in v or "voice-caller" in v for r in rows for v in r)
 
 
 def test_nlu_entities_ranking_and_response(turns):

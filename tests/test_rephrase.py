@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_turn, write_jsonl
+from conftest import make_turn, raw_ids, write_jsonl
 
 from selflearn.errors import SelflearnError, InvalidInputError, NotFittedError
 from selflearn.rephrase import ContextualRephraseDetector, Example, load_examples, weak_label
@@ -24,7 +24,8 @@ def test_examples_and_weak_labels_from_the_store(store, tmp_path):
     ]
     import_files(store, [write_jsonl(tmp_path / "t.jsonl", turns)])
     compute_signals(store)
-    ex = {(e.session_id, e.turn_index): e for e in load_examples(store.reader(), max_following=3, window_s=120)}
+    raw = raw_ids(store, "a", "b")
+    ex = {(raw[e.session_id], e.turn_index): e for e in load_examples(store.reader(), max_following=3, window_s=120)}
     a0 = ex[("a", 0)]
     assert [f[0] for f in a0.following] == [1] and a0.following[0][2] == 6  # turn 2 is outside the window
     assert weak_label(a0) == 0

@@ -31,7 +31,7 @@ def logged(tmp_path):
 
 def test_summary_reads_rates_top_defects_and_served_rewrites(logged):
     with Store(logged) as st:
-        s = store_summary(st)
+        s = store_summary(st, min_users=1)
     assert s["turns"] == 5 and s["sessions"] == 2
     assert 0 < s["defect_rate"] < 1 and s["by_day"] and s["by_device"]
     top = s["top_defects"][0]
@@ -50,7 +50,7 @@ def test_report_is_one_offline_file_with_every_section(logged, tmp_path):
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"calibration": {"curves": {"defect": [{"threshold": 0.9, "precision": 0.97, "coverage": 0.5}]}}}))
     out = tmp_path / "r" / "report.html"
-    info = write_report(logged, out, rewrites=table, ab=[ab], labels_model=model)
+    info = write_report(logged, out, rewrites=table, ab=[ab], labels_model=model, min_users=1)  # one user: k-anonymity off
     doc = out.read_text()
     assert info["ab"] == 1 and info["rewrites"] and info["label_curves"] == ["defect"]
     for section in ("id=defects", "id=top-defects", "id=rewrites", "id=ab", "id=failure-points", "id=labels"):
@@ -68,7 +68,7 @@ def test_report_escapes_what_users_said(tmp_path):
     turns[0]["feedback"] = {"barge_in": True}
     with Store(tmp_path / "s.duckdb") as st:
         import_files(st, [write_jsonl(tmp_path / "l.jsonl", turns)])
-    write_report(tmp_path / "s.duckdb", tmp_path / "r.html")
+    write_report(tmp_path / "s.duckdb", tmp_path / "r.html", min_users=1)
     doc = (tmp_path / "r.html").read_text()
     assert "<script>alert(1)</script>" not in doc and "&lt;script&gt;alert(1)&lt;/script&gt;" in doc
 
@@ -120,7 +120,7 @@ def test_every_field_of_every_input_is_escaped(tmp_path):
 
     store, table, ab, model = _hostile_inputs(tmp_path)
     out = tmp_path / "r.html"
-    write_report(store, out, rewrites=table, ab=[ab], labels_model=model)
+    write_report(store, out, rewrites=table, ab=[ab], labels_model=model, min_users=1)
     doc = out.read_text()
     assert "<img src=x" not in doc and "<script>document.title" not in doc
     assert doc.count("&lt;img src=x onerror=") >= 10  # shown, escaped: requests, intents, sessions, rewrites, the A/B, ...
@@ -132,7 +132,7 @@ def test_the_report_runs_no_script_from_its_inputs_in_a_browser(tmp_path):
 
     store, table, ab, model = _hostile_inputs(tmp_path)
     out = tmp_path / "r.html"
-    write_report(store, out, rewrites=table, ab=[ab], labels_model=model)
+    write_report(store, out, rewrites=table, ab=[ab], labels_model=model, min_users=1)
     browser = chromium_driver()
     if browser is None:
         pytest.skip("needs Debian chromium and chromium-driver (.ci/run installs them)")
@@ -163,7 +163,7 @@ def test_long_texts_are_shortened_and_the_store_is_only_read(tmp_path):
     before = hashlib.sha256((tmp_path / "s.duckdb").read_bytes()).hexdigest()
     os.chmod(tmp_path / "s.duckdb", stat.S_IRUSR | stat.S_IRGRP)  # read-only (for a user other than root): the report only reads
     try:
-        info = write_report(tmp_path / "s.duckdb", tmp_path / "out" / "r.html")
+        info = write_report(tmp_path / "s.duckdb", tmp_path / "out" / "r.html", min_users=1)
     finally:
         os.chmod(tmp_path / "s.duckdb", stat.S_IRUSR | stat.S_IWUSR)
     assert hashlib.sha256((tmp_path / "s.duckdb").read_bytes()).hexdigest() == before  # not a byte written (root may write anyway)

@@ -59,6 +59,7 @@ def mined_store(store, tmp_path):
 
 
 def _mine(store, tmp_path, **cfg):
+    cfg.setdefault("min_users", 1)  # one user said everything here: these tests are about the chains (k-anonymity has its own)
     stats = mine(store, tmp_path / "rw.parquet", mining=MiningConfig(**cfg))
     table = pq.read_table(tmp_path / "rw.parquet")
     return stats, dict(zip(table.column("utterance").to_pylist(), table.column("rewrite").to_pylist())), table
@@ -133,7 +134,7 @@ def test_cli_mine_and_rewrites(mined_store, tmp_path):
     path = str(mined_store.path)
     mined_store.close()
     runner = CliRunner()
-    r = runner.invoke(app, ["rewrites", "mine", "--store", path, "--out", str(tmp_path / "t.parquet"), "--json"])
+    r = runner.invoke(app, ["rewrites", "mine", "--store", path, "--out", str(tmp_path / "t.parquet"), "--min-users", "1", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["rewrites"] == 4
     r = runner.invoke(app, ["rewrites", "list", "--store", path, "--search", "jaz", "--json"])
@@ -166,7 +167,7 @@ def test_mining_with_a_rephrase_model(mined_store, tmp_path):
 
     res = train_rephrase_model(mined_store, tmp_path / "m", examples=40, epochs=8, lr=1e-4, batch_size=16)
     assert res["weak_positives"] > 0 and (tmp_path / "m" / "config.json").exists()
-    stats = mine(mined_store, tmp_path / "rw.parquet", rephrase_model=tmp_path / "m")
+    stats = mine(mined_store, tmp_path / "rw.parquet", rephrase_model=tmp_path / "m", mining=MiningConfig(min_users=1))
     assert stats["rephrases"] == "model"
     n = mined_store.reader().execute("SELECT count(*) FROM rephrases").fetchall()[0][0]
     assert 0 < n <= 20  # only turns that did not look successful are asked
@@ -204,3 +205,25 @@ def test_signals_are_computed_once_per_store_state_and_config(mined_store, tmp_p
     assert entry(mined_store.reader(), "signals")["config"]["window_s"] == 10  # another config: recomputed and recorded
     import_files(mined_store, [write_jsonl(tmp_path / "more.jsonl", _session(("play jaz", "fail"), ("play jazz music", "ok")))])
     assert compute_signals(mined_store, SignalConfig(window_s=10)) == n + 2  # new turns: recomputed
+
+
+def test_a_rewrite_enters_the_shared_table_only_when_k_users_said_it(store, tmp_path):
+    """k-anonymity: a rewrite one user taught (their unique words) never reaches the table every user
+    is served from; the same chain said by five users does."""
+    turns = []
+    for user in range(5):
+        for t in _session(("play jaz", "fail"), ("play jazz music", "ok")):
+            turns.append({**t, "user_id": f"user-{user}"})
+    for _ in range(3):  # one user, three times: enough support, one user
+        turns += [{**t, "user_id": "loner"} for t in _session(("call jonny b", "fail"), ("call jonathan bellweather", "ok"))]
+    import_files(store, [write_jsonl(tmp_path / "t.jsonl", turns)])
+    stats, k5, _ = _mine(store, tmp_path, min_users=5)
+    assert k5 == {"play jaz": "play jazz music"} and stats["withheld_by_k_anonymity"] == 1 and stats["min_users"] == 5
+    assert "jonathan bellweather" not in (tmp_path / "rw.parquet").read_bytes().decode("latin-1")
+    assert not store.reader().execute("SELECT count(*) FROM rewrites WHERE rewrite LIKE '%bellweather%'").fetchall()[0][0]
+    _, k1, _ = _mine(store, tmp_path, min_users=1)
+    assert k1["call jonny b"] == "call jonathan bellweather"
+    _, k6, _ = _mine(store, tmp_path, min_users=6)
+    assert k6 == {}
+    with pytest.raises(InvalidInputError, match="min_users"):
+        MiningConfig(min_users=0).check()

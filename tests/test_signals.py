@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from conftest import make_turn, write_jsonl
+from conftest import make_turn, raw_ids, write_jsonl
 
 from selflearn.errors import InvalidInputError
 from selflearn.signals import SignalConfig, compute_signals, evaluate_defect_score
@@ -42,7 +42,8 @@ def signals(store, tmp_path):
     cur = store.reader().execute("SELECT * FROM signals ORDER BY session_id, turn_index")
     names = [d[0] for d in cur.description]
     rows = [dict(zip(names, r)) for r in cur.fetchall()]
-    return {(r["session_id"], r["turn_index"]): r for r in rows}
+    raw = raw_ids(store, "a", "b", "c", "d")
+    return {(raw[r["session_id"]], r["turn_index"]): r for r in rows}
 
 
 def test_barge_in_and_rephrase(signals):
@@ -69,7 +70,7 @@ def test_prompted_positive_damps_and_late_similar_is_no_rephrase(signals):
 
 def test_precision_recall_against_a_truth_table(store, signals):
     truth = pa.table({
-        "session_id": ["a", "a", "a", "b", "b", "c", "d", "d"],
+        "session_id": [store.pseudonyms().of(s) for s in ["a", "a", "a", "b", "b", "c", "d", "d"]],
         "turn_index": [0, 1, 2, 0, 1, 0, 0, 1],
         "defective": [True, False, False, True, True, False, True, False],
     })

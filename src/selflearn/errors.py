@@ -18,6 +18,7 @@ __all__ = [
     "ChannelUnavailableError",
     "NotAuthorizedError",
     "TooLargeError",
+    "PrivacyKeyError",
     "OverloadedError",
     "explain",
 ]
@@ -96,3 +97,9 @@ class OverloadedError(SelflearnError, RuntimeError):
 
 class TooLargeError(InvalidInputError):
     """A request, or one of its fields, is larger than the service's limit (HTTP 413)."""
+
+
+class PrivacyKeyError(SelflearnError, RuntimeError):
+    """The pseudonym key is missing, unreadable or not the key the store (or model) was written with."""
+
+    exit_code = 2

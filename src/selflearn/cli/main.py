@@ -33,12 +33,18 @@ def import_cmd(
     quarantine: Annotated[
         Path | None, typer.Option(help="Where rejected records go (JSONL, appended). Default: next to the store.")
     ] = None,
+    keep_raw_text: Annotated[
+        bool, typer.Option(help="Also keep each turn's unscrubbed texts (table raw_text) where your policy allows it; "
+                           "turns, and so every model, table and report, keep only scrubbed text either way.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate and import interaction logs. Bad records are quarantined with a reason, never dropped.
 
     Each file is imported atomically, and importing the same file twice adds nothing. Exits non-zero only
-    when nothing at all could be imported.
+    when nothing at all could be imported. User, device and session ids are stored as keyed pseudonyms
+    (the key file beside the store, or $SELFLEARN_PSEUDONYM_KEY), and e-mails, phone numbers, cards, IP
+    addresses and long numbers in the texts as placeholders (docs/privacy.md).
     """
     with Store(store) as st, Progress(
         TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -49,7 +55,7 @@ def import_cmd(
         def tick(path: str, n: int) -> None:
             bar.update(task, advance=n, description=plain(f"importing {Path(path).name}"))
 
-        report = import_files(st, files, fmt=fmt, quarantine_path=quarantine, progress=tick)
+        report = import_files(st, files, fmt=fmt, quarantine_path=quarantine, progress=tick, keep_raw_text=keep_raw_text)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -63,6 +69,9 @@ def import_cmd(
                 error(f.error)
         out.print(f"imported {report.imported}, duplicates {report.duplicates}, quarantined {report.quarantined}"
                   + (f" (reasons in {report.quarantine_path})" if report.quarantined else ""), highlight=False)
+        scrubbed = report.scrubbed
+        if scrubbed:
+            out.print("scrubbed: " + ", ".join(f"{n} {kind}" for kind, n in scrubbed.items()), highlight=False)
     if not report.ok:
         raise typer.Exit(2)
 
@@ -119,7 +128,7 @@ def migrate_cmd(store: StoreOpt = Path(DEFAULT_STORE)) -> None:
         out.print(f"{store} is at store version {st.version}", highlight=False)
 
 
-from . import fpi, labels, online, report, rewrites, teach, world  # noqa: E402,F401  (each registers its nouns)
+from . import fpi, labels, online, privacy, report, rewrites, teach, world  # noqa: E402,F401  (each registers its nouns)
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ def train_online_cmd(
     fix_min: Annotated[int, typer.Option(help="Serve a user's own fix of a request once they made it this often (0: leave it to the ranker).")] = _ONLINE.fix_min,
     phrase_min: Annotated[int, typer.Option(help="Insert the words a user added after a name (e.g. its state) once they did so this often (0: off).")] = _ONLINE.phrase_min,
     seed: Annotated[int, typer.Option(help="Seed of sampling, splits and training.")] = _ONLINE.seed,
+    min_users: Annotated[int, typer.Option(help="k-anonymity: a request enters the shared global layer once this many distinct users said it.")] = _ONLINE.min_users,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
@@ -42,7 +43,7 @@ def train_online_cmd(
     from selflearn.online import OnlineConfig, train_online
 
     cfg = OnlineConfig(min_precision=min_precision, max_pairs=max_pairs, examples=examples, seed=seed,
-                       calibrate=calibrate, harm_ratio=harm_ratio, fix_min=fix_min, phrase_min=phrase_min).check()
+                       calibrate=calibrate, harm_ratio=harm_ratio, fix_min=fix_min, phrase_min=phrase_min, min_users=min_users).check()
     if table is not None and not table.is_file():
         raise InvalidInputError(explain(str(table), "is not a file", "pass the Parquet file `selflearn rewrites mine --out` wrote"))
     with Store(store) as st, err.status("training") as status:

@@ -32,6 +32,7 @@ def mine_cmd(
     min_share: Annotated[float, typer.Option(help="Least share of the utterance's successful chains that end in the rewrite.")] = _MINE.min_share,
     max_direct_success: Annotated[float, typer.Option(help="Never rewrite an utterance that succeeds this often as it is.")] = _MINE.max_direct_success,
     rephrase_model: Annotated[Path | None, typer.Option(help="A contextual rephrase model (`selflearn rephrase train`) instead of the pairwise baseline.")] = None,
+    min_users: Annotated[int, typer.Option(help="k-anonymity: an utterance and its rewrite must each have been said by this many distinct users.")] = _MINE.min_users,
     as_json: JsonOpt = False,
 ) -> None:
     """Signals -> rephrase chains -> absorbing Markov chains -> rewrite table (Parquet and the store's
@@ -41,7 +42,7 @@ def mine_cmd(
             st, out_file,
             signals=SignalConfig(window_s=window, min_similarity=min_similarity),
             mining=MiningConfig(min_support=min_support, min_probability=min_probability, min_share=min_share,
-                                max_direct_success=max_direct_success),
+                                max_direct_success=max_direct_success, min_users=min_users),
             rephrase_model=rephrase_model,
             progress=lambda stage, *_: status.update(f"mining: {stage}"),
         )

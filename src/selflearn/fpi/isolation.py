@@ -27,9 +27,10 @@ def open_store(path: Path) -> Store:
     return Store(path)
 
 
-def read_failure_labels(path: Path) -> dict[tuple[str, int], str]:
+def read_failure_labels(path: Path, ids=None) -> dict[tuple[str, int], str]:
     """An annotated set: a Parquet, CSV or JSONL file with ``session_id``, ``turn_index`` and
-    ``failure_point`` per turn (a world run's ``truth/turns.parquet`` is one)."""
+    ``failure_point`` per turn (a world run's ``truth/turns.parquet`` is one). Annotators see the
+    logs' own session ids: with ``ids`` (the store's pseudonyms) they are turned into the store's."""
     import duckdb
 
     path = Path(path)
@@ -54,7 +55,8 @@ def read_failure_labels(path: Path) -> dict[tuple[str, int], str]:
     bad = sorted({str(fp) for _, _, fp in rows if fp not in CLASSES})
     if bad:
         raise InvalidInputError(explain(f"failure_point values {bad[:5]}", f"must be one of {list(CLASSES)}", "map your annotation scheme onto these"))
-    return {(str(s), int(i)): fp for s, i, fp in rows}
+    key = ids.of if ids is not None else str
+    return {(key(str(s)), int(i)): fp for s, i, fp in rows}
 
 
 def labelled(turns: list[FpiTurn], labels: dict[tuple[str, int], str]) -> tuple[list[FpiTurn], list[str]]:
@@ -70,7 +72,7 @@ def train_fpi(store: Store, out: Path, model: FailurePointModel, *, labels_path:
     """Train on an annotated set (``labels_path``) or, without one, on weak labels from the logs; save."""
     turns = store_turns(store)
     if labels_path is not None:
-        turns, y = labelled(turns, read_failure_labels(labels_path))
+        turns, y = labelled(turns, read_failure_labels(labels_path, store.pseudonyms()))
         source = f"annotations: {labels_path}"
     else:
         y = weak_failure_points(turns)
@@ -90,7 +92,7 @@ def fpi_metrics(y_true: list[str], y_pred: list[str]) -> dict:
 def evaluate_fpi(predictor, store: Store, labels_path: Path) -> dict:
     """Metrics of ``predictor`` (anything with ``predict(turns)``; "rules" for the confidence-threshold
     rules at their default thresholds) on the store's annotated turns."""
-    turns, y = labelled(store_turns(store), read_failure_labels(labels_path))
+    turns, y = labelled(store_turns(store), read_failure_labels(labels_path, store.pseudonyms()))
     if predictor == "rules":
         predictor = RuleBaseline().fit(turns)
     return fpi_metrics(y, predictor.predict(turns))

@@ -9,8 +9,10 @@ Mapping, one turn per ``user`` event:
 
 * session: ``session_started`` and ``restart`` events start a new session; its
   id is ``<sender_id>#<n>``. ``turn_index`` counts user events in the session.
-* ``user_id``: the sender id, pseudonymised (``rasa:`` + 16 hex of SHA-256),
-  because channel sender ids are often phone numbers or e-mail addresses.
+* ``user_id``: the sender id. Channel sender ids are often phone numbers or e-mail
+  addresses: the import replaces it, the session id that embeds it and the device id
+  by keyed pseudonyms (HMAC-SHA256, :mod:`selflearn.privacy.pseudonyms`); an unkeyed
+  hash would be reversible by trying every phone number.
 * device: the ``input_channel`` (``rest``, ``socketio``, ``twilio``...) as type
   and id; chat channels have a screen, voice ones (``twilio_voice``, ``audiocodes``,
   ``genesys``...) do not.
@@ -28,7 +30,6 @@ Mapping, one turn per ``user`` event:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -37,14 +38,11 @@ from typing import Any
 
 from selflearn.errors import InvalidInputError, UnreadableInputError, explain
 
-__all__ = ["rasa_turns", "tracker_to_turns", "pseudonymise"]
+__all__ = ["rasa_turns", "tracker_to_turns"]
 
 _VOICE_CHANNELS = {"twilio_voice", "audiocodes", "genesys", "alexa", "google_assistant", "jambonz", "vonage"}
 _FALLBACKS = {"action_default_fallback", "action_two_stage_fallback"}
 
-
-def pseudonymise(sender_id: str) -> str:
-    return "rasa:" + hashlib.sha256(sender_id.encode("utf-8")).hexdigest()[:16]
 
 
 def _iso(ts: float) -> str:
@@ -66,7 +64,7 @@ def tracker_to_turns(tracker: dict[str, Any]) -> list[dict[str, Any]]:
         )
     turns: list[dict[str, Any]] = []
     session_n, turn_index, current = 0, 0, None
-    user_id = pseudonymise(sender)
+    user_id = sender
 
     def close() -> None:
         nonlocal current

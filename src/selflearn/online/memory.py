@@ -244,10 +244,16 @@ class PersonalMemory:
         return self.fixes.get(user, {}).get(text, {})
 
     def forget(self, user: str) -> bool:
-        """Delete everything remembered about ``user``."""
+        """Delete everything remembered about ``user``, and the vectors of texts only they said."""
         found = user in self.users or user in self.served or user in self.fixes
+        theirs = set(self.users.get(user, {})) | {t for pair in self.served.get(user, {}) for t in pair}
+        theirs |= {t for a, got in self.fixes.get(user, {}).items() for t in (a, *got)}
         for d in (self.users, self.served, self.fixes, self.pending):
             d.pop(user, None)
+        others = {t for h in self.users.values() for t in h} | {t for d in self.served.values() for pair in d for t in pair}
+        others |= {t for d in self.fixes.values() for a, got in d.items() for t in (a, *got)}
+        for text in theirs - others:
+            self.vectors.pop(text, None)
         return found
 
     # -- persistence -----------------------------------------------------------

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import InvalidInputError, explain
 from ..text import normalise
 from ..models.directory import read_config, write_config
+from ..privacy.pseudonyms import model_pseudonyms
 from ..rewrites.table import TableRewriter
 from .features import as_matrix, candidate_features, query_features
 from .memory import GlobalMemory, PersonalMemory, epoch_seconds, hour_bucket
@@ -58,6 +59,7 @@ class OnlineRewriter:
         self.phrase_min = phrase_min  # apply words a user inserted after a word (a place's state) once they did it this often (0: off)
         self.blocked: set[tuple[str, str]] = set()  # (request, rewrite) pairs an operator blocked
         self.preferences = None  # a teach.Preferences: the personal layer fills in what each user taught
+        self.ids = None  # the store's Pseudonyms: requests name users by their own ids, the layers by pseudonyms
         self._cache: dict[str, np.ndarray] = {}
         self.counts: Counter = Counter()  # decisions by source ("none" for pass-through)
         self._device_col = {d: i for i, d in enumerate(global_memory.device_types)}
@@ -69,19 +71,35 @@ class OnlineRewriter:
         self.counts[d.source or "none"] += 1
         return d.rewrite
 
+    def _pseudonym(self, user_id: str) -> str:
+        return self.ids.of(user_id) if self.ids is not None and user_id else user_id
+
     def observe(self, turn: dict) -> None:
+        """Feed a logged turn (the assistant's own ids) to the personal layer."""
         if "personal" in self.layers:
+            if self.ids is not None:
+                turn = {**turn, "user_id": self._pseudonym(turn["user_id"]), "session_id": self._pseudonym(turn["session_id"])}
             self.personal.observe(turn)
 
     def decide(self, utterance: str, *, user_id: str = "", device: dict | None = None, context: dict | None = None) -> Decision:
+        """The decision for a request; ``user_id`` is the assistant's own id (pseudonymised here)."""
         q = normalise(utterance)
         if not q or len(q) > MAX_CHARS:
             return Decision(None, None, None)
         taught = self._taught(q, user_id)
+        uid = self._pseudonym(user_id)
         if taught is not None:  # what the user taught first ("play the game" -> their team), then the layers on that
-            d = self._decide(taught, user_id, device, context)
+            d = self._decide(taught, uid, device, context)
             return d if d.rewrite is not None else Decision(taught, "preferences", None)
-        return self._decide(q, user_id, device, context)
+        return self._decide(q, uid, device, context)
+
+    def history(self, user_id: str) -> dict[str, list]:
+        """What the personal layer remembers about a user (the assistant's own id)."""
+        return self.personal.history(self._pseudonym(user_id))
+
+    def forget(self, user_id: str) -> bool:
+        """Drop everything the personal layer remembers about a user (the assistant's own id)."""
+        return self.personal.forget(self._pseudonym(user_id))
 
     def _taught(self, q: str, user_id: str) -> str | None:
         if self.preferences is None or "personal" not in self.layers or not user_id:
@@ -225,12 +243,16 @@ class OnlineRewriter:
         parts = {"encoder": "encoder/", "encoder_onnx": "encoder.onnx", "global": "global/", "personal": "personal/",
                  "ranker": "ranker/", "table": "rewrites.parquet" if (directory / "rewrites.parquet").exists() else None}
         params = {"k_global": self.k_global, "k_personal": self.k_personal, "fix_min": self.fix_min, "phrase_min": self.phrase_min}
+        privacy = None if self.ids is None else {"pseudonym_key": self.ids.fingerprint, "key_file": self.ids.source}
         write_config(directory, {"component": COMPONENT, "format_version": MODEL_FORMAT, "params": params, "parts": parts,
-                                 "learned": {"threshold": self.threshold}, "privacy": None, **(meta or {})})
+                                 "learned": {"threshold": self.threshold}, "privacy": privacy, **(meta or {})})
 
     @classmethod
     def load(cls, directory: Path, *, layers: tuple[str, ...] = LAYERS, threads: int = 1, torch_encoder: bool = False,
-             threshold: float | None = None, fix_min: int | None = None, phrase_min: int | None = None) -> "OnlineRewriter":
+             threshold: float | None = None, fix_min: int | None = None, phrase_min: int | None = None,
+             key_file: Path | None = None) -> "OnlineRewriter":
+        """The saved model; the pseudonym key it was trained under comes from ``key_file``,
+        ``$SELFLEARN_PSEUDONYM_KEY`` or the key file recorded at training (checked by fingerprint)."""
         from .encoder import BiEncoder, OnnxEncoder
 
         directory = Path(directory)
@@ -240,11 +262,13 @@ class OnlineRewriter:
         g = GlobalMemory.load(directory / "global")
         personal = PersonalMemory.load(directory / "personal", encoder, known=g.has_vector)
         table = TableRewriter.load(directory / "rewrites.parquet") if config["parts"].get("table") else None
-        return cls(encoder, g, personal, Ranker.load(directory / "ranker"), table, layers=layers,
-                   k_global=params["k_global"], k_personal=params["k_personal"],
-                   threshold=config["learned"]["threshold"] if threshold is None else threshold,
-                   fix_min=params["fix_min"] if fix_min is None else fix_min,
-                   phrase_min=params["phrase_min"] if phrase_min is None else phrase_min)
+        rw = cls(encoder, g, personal, Ranker.load(directory / "ranker"), table, layers=layers,
+                 k_global=params["k_global"], k_personal=params["k_personal"],
+                 threshold=config["learned"]["threshold"] if threshold is None else threshold,
+                 fix_min=params["fix_min"] if fix_min is None else fix_min,
+                 phrase_min=params["phrase_min"] if phrase_min is None else phrase_min)
+        rw.ids = model_pseudonyms(directory, config.get("privacy"), key_file)
+        return rw
 
 
 def _now(context: dict, personal: PersonalMemory, user_id: str) -> float:

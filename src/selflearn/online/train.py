@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import InvalidInputError, explain
 from ..text import normalise
 from ..models.base import no_progress
+from ..privacy.kanon import K_DEFAULT, check_k
 from ..rewrites.table import TableRewriter
 from ..signals import DEFECT_AT, SignalConfig, compute_signals
 from ..store.store import Store
@@ -52,12 +53,14 @@ class OnlineConfig:
     k_global: int = 10
     k_personal: int = 5
     seed: int = 0
+    min_users: int = K_DEFAULT  # k-anonymity of the global layer: a request enters it once this many users said it
     calibrate: str = "precision"  # or "harm": the lowest threshold whose fixes outnumber harm harm_ratio to 1
     harm_ratio: float = 12.0
     fix_min: int = 2  # serve a user's own fix of a request once they made it this often (0: the ranker decides)
     phrase_min: int = 1  # insert the words a user added after a name (its state) this often before (0: off)
 
     def check(self) -> "OnlineConfig":
+        check_k(self.min_users)
         if not 0.0 < self.validation_share < 1.0:
             raise InvalidInputError(explain(f"validation_share={self.validation_share}", "must be in (0, 1)", "use e.g. 0.2"))
         if self.calibrate not in ("precision", "harm"):
@@ -123,9 +126,14 @@ def held_out(user: str, share: float, seed: int) -> bool:
     return h / 0xFFFFFFFF < share
 
 
-def build_global(h: History) -> GlobalMemory:
-    """Aggregate every request's turns (as heard; a rewritten turn counts for its rewrite)."""
-    rows = h.rows
+def build_global(h: History, min_users: int = K_DEFAULT) -> GlobalMemory:
+    """Aggregate every request's turns (as heard; a rewritten turn counts for its rewrite). Only
+    requests at least ``min_users`` distinct users said enter it (k-anonymity: the global layer is
+    shared by every user; what fewer said stays in each user's personal layer)."""
+    said: dict[str, set] = defaultdict(set)
+    for r in h.rows:
+        said[r["rewrite"] or r["text"]].add(r["user_id"])
+    rows = [r for r in h.rows if len(said[r["rewrite"] or r["text"]]) >= min_users]
     device_types = sorted({r["device_type"] for r in rows})
     locations = sorted({r["location"] for r in rows if r["location"]})
     dcol = {d: i for i, d in enumerate(device_types)}
@@ -222,7 +230,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     held = {u: held_out(u, c.validation_share, c.seed) for u in {r["user_id"] for r in h.rows}}
     pairs = [(h.rows[i]["text"], h.rows[t]["text"]) for i, t in h.target.items() if not held[h.rows[i]["user_id"]] and h.rows[i]["text"] != h.rows[t]["text"]]
     say("global layer", 0, 0)
-    g = build_global(h)
+    g = build_global(h, c.min_users)
     say(f"fine-tune encoder ({min(len(set(pairs)), c.max_pairs)} pairs)", 0, 0)
     enc = BiEncoder(epochs=c.epochs, batch_size=c.batch_size, random_state=c.seed, threads=threads, max_pairs=c.max_pairs).fit(pairs)
     fit_stats = enc.training_
@@ -302,6 +310,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
              "threshold": threshold, "calibrate": c.calibrate, "at_threshold": at, "harm_threshold": by_harm[1], "curve": curve[:: max(1, len(curve) // 50)],
              "train_seconds": round(time.perf_counter() - started, 1)}
     say("save", 0, 0)
+    rw.ids = store.pseudonyms()  # it learned from pseudonyms: requests will name users by their own ids
     rw.save(out, meta={"training": {k: v for k, v in stats.items() if k != "curve"}, "config": c.__dict__})
     return stats
 

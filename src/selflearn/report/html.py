@@ -15,6 +15,7 @@ from .. import __version__
 from ..errors import InvalidInputError, explain
 from ..store.store import Store
 from ..templating import clip, pct, render
+from ..privacy.kanon import K_DEFAULT
 from .data import store_summary
 
 __all__ = ["write_report", "read_ab_result", "read_label_curves", "read_rewrite_table"]
@@ -100,8 +101,9 @@ def _transcript(turns: list[dict]) -> list[list]:
 
 
 def write_report(store_path: Path, out: Path, *, rewrites: Path | None = None, ab: list[Path] = (), labels_model: Path | None = None,
-                 top: int = 10) -> dict:
-    """Write the report; returns what it contains (section -> whether it has data)."""
+                 top: int = 10, min_users: int = K_DEFAULT) -> dict:
+    """Write the report; returns what it contains (section -> whether it has data). Requests and
+    example turns fewer than ``min_users`` distinct users said are left out (k-anonymity)."""
     import plotly.graph_objects as go
 
     if not Path(store_path).exists():
@@ -110,7 +112,7 @@ def write_report(store_path: Path, out: Path, *, rewrites: Path | None = None, a
     curves = read_label_curves(labels_model) if labels_model else {}
     table = read_rewrite_table(rewrites) if rewrites else None
     with Store(store_path, read_only=True) as st:
-        s = store_summary(st, top=top)
+        s = store_summary(st, top=top, min_users=min_users)
     fig = _Figures()
     figures: dict = {"grid": []}
     days, rates = _days(s["by_day"])

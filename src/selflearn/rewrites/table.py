@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from ..errors import InvalidInputError, NotFittedError, explain
 from ..models.base import no_progress
+from ..privacy.kanon import K_DEFAULT, check_k, users_per_text_sql
 from ..signals.feedback import DEFECT_AT
 from ..store.store import Store
 from ..text import normalise, normalise_sql
@@ -49,8 +50,10 @@ class MiningConfig:
     min_share: float = 0.5  # least share of the utterance's successful chains that end in the rewrite
     max_direct_success: float = 0.5  # never rewrite an utterance that usually succeeds as it is
     min_gain: float = 0.2  # the rewrite must succeed this much more often than the utterance
+    min_users: int = K_DEFAULT  # k-anonymity: the utterance and the rewrite each said by at least this many users
 
     def check(self) -> "MiningConfig":
+        check_k(self.min_users)
         for name in ("success_below", "min_probability", "min_share", "max_direct_success", "min_gain"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -114,14 +117,20 @@ def mine_rewrites(store: Store, config: MiningConfig | None = None, *, rephrases
     support = np.bincount(u_id, weights=n, minlength=n_t)
     direct = np.bincount(u_id, weights=n * (kinds == "success"), minlength=n_t) / np.maximum(support, 1)
     reph = np.bincount(u_id, weights=n * (kinds == "next"), minlength=n_t)
+    users = np.zeros(n_t, np.int64)
+    for text, k in con.execute(users_per_text_sql("signals")).fetchall():
+        if text in texts:
+            users[texts[text]] = k
     say("filter", 0, 0)
-    keep = (
+    base_keep = (
         (support[u] >= c.min_support)
         & (direct[v] >= c.min_probability)
         & (share >= c.min_share)
         & (direct[u] <= c.max_direct_success)
         & (direct[v] >= direct[u] + c.min_gain)
     )
+    anonymous = (users[u] >= c.min_users) & (users[v] >= c.min_users)
+    keep = base_keep & anonymous
     names = np.array(list(texts), dtype=object)
     table = pa.table(
         {
@@ -143,6 +152,8 @@ def mine_rewrites(store: Store, config: MiningConfig | None = None, *, rephrases
         "turns": int(n.sum()),
         "candidates": int(u.size),
         "rewrites": table.num_rows,
+        "min_users": c.min_users,
+        "withheld_by_k_anonymity": int((base_keep & ~anonymous).sum()),
         "unreachable_utterances": int(chain.unreachable.size),
         "seconds": round(time.perf_counter() - started, 2),
         "config": asdict(c),

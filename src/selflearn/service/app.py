@@ -197,7 +197,7 @@ def create_app(model_dir: Path, *, keys: KeyRing, layers: tuple[str, ...] = LAYE
 
     @app.get("/v1/users/{user_id}/history", summary="What the personal layer remembers about a user; scope: admin")
     async def history(user_id: str, request: Request, _key=scope("admin")) -> dict:
-        hist = await on_owner(rw.personal.history, user_id, request=request)
+        hist = await on_owner(rw.history, user_id, request=request)
         if not hist:
             return JSONResponse(status_code=404, content={"error": f"user_id={user_id!r}: has no history here; fix: check the id, or send its turns to /v1/turns"})
         return {"user_id": user_id, "requests": [{"text": t, "attempts": e[0], "successes": e[1], "last_seen": e[2], "meaning": e[3]} for t, e in sorted(hist.items())]}
@@ -206,7 +206,10 @@ def create_app(model_dir: Path, *, keys: KeyRing, layers: tuple[str, ...] = LAYE
     async def forget(user_id: str, request: Request, _key=scope("admin")):
         def job():
             taught = prefs.delete(user_id) if prefs is not None else 0
-            return rw.personal.forget(user_id) or bool(taught)
+            found = rw.forget(user_id) or bool(taught)
+            if found and persist:  # the files on disk forget now, not at shutdown
+                rw.personal.save(Path(model_dir) / "personal")
+            return found
         if not await on_owner(job, request=request):
             return JSONResponse(status_code=404, content={"error": f"user_id={user_id!r}: has no history here; fix: check the id"})
         return Forgotten(user_id=user_id, forgotten=True)

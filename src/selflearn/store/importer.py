@@ -22,7 +22,8 @@ import base64
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +39,8 @@ from selflearn.logs.fastcheck import compile_fast_type
 from selflearn.logs.formats import Batch, detect_format, read_batches
 from selflearn.logs.messages import describe_validation_error
 from selflearn.logs.schema import Turn
+from selflearn.privacy.pseudonyms import Pseudonyms
+from selflearn.privacy.scrub import Scrubber
 from selflearn.store.columns import COLUMNS, FLAT_OBJECTS, projection_sql, same_content_sql
 from selflearn.store.store import Store
 from selflearn.text import normalise_sql
@@ -57,6 +60,7 @@ class FileReport:
     quarantined: int = 0
     error: str | None = None  # the whole file could not be read
     seconds: float = 0.0
+    scrubbed: dict[str, int] = field(default_factory=dict)  # PII replaced by a placeholder, by kind
 
 
 @dataclass
@@ -77,6 +81,15 @@ class ImportReport:
         return sum(f.quarantined for f in self.files)
 
     @property
+    def scrubbed(self) -> dict[str, int]:
+        """PII replaced by placeholders in the imported turns, by kind."""
+        total: dict[str, int] = {}
+        for f in self.files:
+            for kind, n in f.scrubbed.items():
+                total[kind] = total.get(kind, 0) + n
+        return dict(sorted(total.items()))
+
+    @property
     def ok(self) -> bool:
         """True when at least one record was accepted (imported or already present)."""
         return self.imported + self.duplicates > 0
@@ -86,6 +99,7 @@ class ImportReport:
             "imported": self.imported,
             "duplicates": self.duplicates,
             "quarantined": self.quarantined,
+            "scrubbed": self.scrubbed,
             "quarantine_path": self.quarantine_path,
             "files": [asdict(f) for f in self.files],
         }
@@ -105,15 +119,46 @@ def _extras(model: BaseModel) -> dict[str, Any]:
     return out
 
 
-class _FileImport:
-    """One file's import, inside one transaction on the store's write connection."""
+_ID_COLUMNS = ("session_id", "user_id", "device_id")
+TEXT_COLUMNS = ("asr_text", "response_text", "feedback_comment")
+JSON_TEXT_COLUMNS = ("asr_nbest", "slots", "er_entities")  # extras and device state are the team's own fields: stored as given
+_RAW_COLUMNS = ("asr_text", "asr_nbest", "slots", "er_entities", "response_text", "feedback_comment")
 
-    def __init__(self, con: Any, import_id: int, source: str, quarantine: Any) -> None:
+
+_UDFS = ("sl_pseudonym", "sl_scrub", "sl_scrub_json")
+
+
+@contextmanager
+def _privacy_functions(con: Any, ids: Pseudonyms, scrubber: Scrubber) -> Iterator[None]:
+    """The SQL functions the import applies (pseudonym, scrub, scrub every string of a JSON value),
+    registered on ``con`` (outside any transaction) for the duration of the import."""
+
+    def vectorised(fn: Callable[[str], str | None]) -> Callable[[pa.Array], pa.Array]:
+        return lambda arr: pa.array([None if v is None else fn(v) for v in arr.to_pylist()], pa.string())
+
+    varchar = duckdb.sqltype("VARCHAR")
+    for name, fn in zip(_UDFS, (ids.of, scrubber.text, scrubber.json), strict=True):
+        con.create_function(name, vectorised(fn), [varchar], varchar, type="arrow")
+    try:
+        yield
+    finally:
+        for name in _UDFS:
+            con.remove_function(name)
+
+
+class _FileImport:
+    """One file's import, inside one transaction on the store's write connection. Ids become
+    pseudonyms and texts are scrubbed before anything is compared or written."""
+
+    def __init__(self, con: Any, import_id: int, source: str, quarantine: Any, scrubber: Scrubber, keep_raw_text: bool) -> None:
         self.con = con
         self.import_id = import_id
         self.source = source
         self.quarantine = quarantine
         self.report = FileReport(path=source)
+        self.keep_raw_text = keep_raw_text
+        self.scrubber = scrubber
+        scrubber.counts.clear()
         con.execute("CREATE OR REPLACE TEMP TABLE touched_sessions (session_id VARCHAR PRIMARY KEY)")
 
     def reject(self, position: int, original: bytes | str, reason: str) -> None:
@@ -167,8 +212,11 @@ class _FileImport:
              "extra": pa.array(extras, pa.string())}
         )
         self.con.register("stage_arrow", table)
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE proj AS {projection_sql('stage_arrow')}")
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE proj_raw AS {projection_sql('stage_arrow')}")
         self.con.unregister("stage_arrow")
+        private = [f"sl_pseudonym({c}) AS {c}" for c in _ID_COLUMNS] + [f"sl_scrub({c}) AS {c}" for c in TEXT_COLUMNS]
+        private += [f"sl_scrub_json({c}) AS {c}" for c in JSON_TEXT_COLUMNS]
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE proj AS SELECT * REPLACE ({', '.join(private)}), session_id AS raw_sid FROM proj_raw")
 
     def _store(self, staged: list[tuple[int, str, str | None]], originals: dict[int, bytes]) -> None:
         con = self.con
@@ -190,7 +238,7 @@ class _FileImport:
             f"""CREATE OR REPLACE TEMP TABLE verdict AS
                WITH ranked AS (
                  SELECT *, row_number() OVER (PARTITION BY session_id, turn_index ORDER BY line_no) AS nth FROM proj)
-               SELECT f.line_no, f.session_id, f.turn_index, f.ts,
+               SELECT f.line_no, f.session_id, f.raw_sid, f.turn_index, f.ts,
                  CASE WHEN t.session_id IS NOT NULL AND {same_stored} THEN 'duplicate'
                       WHEN t.session_id IS NOT NULL THEN 'conflict_store'
                       WHEN f.nth > 1 AND {same_first} THEN 'duplicate'
@@ -221,7 +269,7 @@ class _FileImport:
                GROUP BY c.line_no"""
         )
         bad = con.execute(
-            """SELECT v.line_no, v.session_id, v.turn_index, v.verdict, v.first_line,
+            """SELECT v.line_no, v.raw_sid, v.turn_index, v.verdict, v.first_line,
                       strftime(v.ts, '%Y-%m-%dT%H:%M:%S.%fZ'), d.other_index,
                       strftime(d.other_ts, '%Y-%m-%dT%H:%M:%S.%fZ'), d.kind
                FROM verdict v LEFT JOIN (SELECT * FROM disorder QUALIFY row_number() OVER (PARTITION BY line_no) = 1) d
@@ -251,6 +299,13 @@ class _FileImport:
                 WHERE line_no IN (SELECT line_no FROM verdict WHERE verdict = 'new')
                   AND line_no NOT IN (SELECT line_no FROM disorder)"""
         )
+        if self.keep_raw_text:
+            raw_cols = ", ".join(f"r.{c}" for c in _RAW_COLUMNS)
+            con.execute(
+                f"""INSERT OR REPLACE INTO raw_text SELECT p.session_id, p.turn_index, {raw_cols} FROM proj p JOIN proj_raw r USING (line_no)
+                    WHERE line_no IN (SELECT line_no FROM verdict WHERE verdict = 'new')
+                      AND line_no NOT IN (SELECT line_no FROM disorder)"""
+            )
         counts = dict(con.execute("SELECT verdict, count(*) FROM verdict GROUP BY ALL").fetchall())
         n_disorder = con.execute("SELECT count(DISTINCT line_no) FROM disorder").fetchone()[0]
         self.report.imported += counts.get("new", 0) - n_disorder
@@ -274,7 +329,8 @@ class _FileImport:
             "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [self.import_id, self.source, fmt, started, datetime.now(UTC), r.imported, r.duplicates, r.quarantined],
         )
-        con.execute("DROP TABLE IF EXISTS proj; DROP TABLE IF EXISTS verdict; DROP TABLE IF EXISTS disorder")
+        r.scrubbed = dict(sorted(self.scrubber.counts.items()))
+        con.execute("DROP TABLE IF EXISTS proj; DROP TABLE IF EXISTS proj_raw; DROP TABLE IF EXISTS verdict; DROP TABLE IF EXISTS disorder")
 
 
 def import_files(
@@ -285,48 +341,69 @@ def import_files(
     quarantine_path: str | Path | None = None,
     batch_size: int = 50_000,
     progress: Callable[[str, int], None] | None = None,
+    keep_raw_text: bool = False,
 ) -> ImportReport:
-    """Import each file atomically. File-level problems are reported, never raised."""
+    """Import each file atomically. File-level problems are reported, never raised (a missing or
+    wrong pseudonym key is raised: no file can be imported without it).
+
+    Ids become keyed pseudonyms and texts are scrubbed of PII before anything is stored;
+    ``keep_raw_text`` also keeps each turn's unscrubbed texts in the ``raw_text`` table (for teams
+    whose policy allows it; every artefact still reads the scrubbed ``turns``)."""
+    ids = store.pseudonyms()
     qpath = Path(quarantine_path) if quarantine_path else default_quarantine_path(store.path)
     report = ImportReport(quarantine_path=str(qpath))
     _remove_stale_parts(qpath)
-    for p in paths:
-        path = Path(p)
-        started = datetime.now(UTC)
-        t0 = time.perf_counter()
-        part = qpath.with_name(qpath.name + f".{os.getpid()}.part")
-        file_report = FileReport(path=str(path))
-        try:
-            file_fmt = fmt or detect_format(path)
-            file_report.format = file_fmt
-            part.parent.mkdir(parents=True, exist_ok=True)
-            with part.open("w", encoding="utf-8") as qfile, store.transaction() as con:
-                import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM imports").fetchone()[0]
-                job = _FileImport(con, import_id, str(path), qfile)
-                job.report.format = file_fmt
-                for batch in read_batches(path, file_fmt, batch_size):
-                    originals = dict(zip(batch.positions, batch.records, strict=True))
-                    job.add(batch, originals)
-                    if progress:
-                        progress(str(path), len(batch))
-                job.finish(started, file_fmt)
-                file_report = job.report
-            # Committed: now (and only now) the file's quarantined records join the quarantine file.
-            if file_report.quarantined:
-                with qpath.open("a", encoding="utf-8") as out, part.open(encoding="utf-8") as src:
-                    for line in src:
-                        out.write(line)
-        except SelflearnError as exc:
-            file_report = FileReport(path=str(path), format=file_report.format, error=str(exc))
-        except duckdb.Error as exc:  # a value the store cannot hold that validation let through: this file only, rolled back
-            file_report = FileReport(path=str(path), format=file_report.format,
-                                     error=explain(str(path), f"the store refused a value ({str(exc).splitlines()[0]}); nothing of this file was imported",
-                                                   "report this file to the selflearn maintainers; the other files were imported"))
-        finally:
-            part.unlink(missing_ok=True)
-        file_report.seconds = round(time.perf_counter() - t0, 3)
-        report.files.append(file_report)
+    scrubber = Scrubber()
+    with _privacy_functions(store.writer(), ids, scrubber):
+        for p in paths:
+            report.files.append(_import_file(store, Path(p), fmt, qpath, scrubber, keep_raw_text, progress, batch_size))
     return report
+
+
+def _import_file(store: Store, path: Path, fmt: str | None, qpath: Path, scrubber: Scrubber, keep_raw_text: bool,
+                 progress: Callable[[str, int], None] | None, batch_size: int) -> FileReport:
+    """One file, in one transaction; its quarantined records join the quarantine file once committed."""
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    part = qpath.with_name(qpath.name + f".{os.getpid()}.part")
+    file_report = FileReport(path=str(path))
+    try:
+        file_fmt = fmt or detect_format(path)
+        file_report.format = file_fmt
+        part.parent.mkdir(parents=True, exist_ok=True)
+        with _owner_only(part, truncate=True) as qfile, store.transaction() as con:
+            import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM imports").fetchall()[0][0]
+            job = _FileImport(con, import_id, str(path), qfile, scrubber, keep_raw_text)
+            job.report.format = file_fmt
+            for batch in read_batches(path, file_fmt, batch_size):
+                originals = dict(zip(batch.positions, batch.records, strict=True))
+                job.add(batch, originals)
+                if progress:
+                    progress(str(path), len(batch))
+            job.finish(started, file_fmt)
+            file_report = job.report
+        # Committed: now (and only now) the file's quarantined records join the quarantine file.
+        if file_report.quarantined:
+            with _owner_only(qpath) as out, part.open(encoding="utf-8") as src:
+                for line in src:
+                    out.write(line)
+    except SelflearnError as exc:
+        file_report = FileReport(path=str(path), format=file_report.format, error=str(exc))
+    except duckdb.Error as exc:  # a value the store cannot hold that validation let through: this file only, rolled back
+        file_report = FileReport(path=str(path), format=file_report.format,
+                                 error=explain(str(path), f"the store refused a value ({str(exc).splitlines()[0]}); nothing of this file was imported",
+                                               "report this file to the selflearn maintainers; the other files were imported"))
+    finally:
+        part.unlink(missing_ok=True)
+    file_report.seconds = round(time.perf_counter() - t0, 3)
+    return file_report
+
+
+def _owner_only(path: Path, *, truncate: bool = False):
+    """Open for appending (or writing) a file only its owner can read: quarantined records are the
+    raw input (ids and text before pseudonyms and scrubbing), kept so they can be fixed."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else os.O_APPEND)
+    return os.fdopen(os.open(path, flags, 0o600), "w" if truncate else "a", encoding="utf-8")
 
 
 def _remove_stale_parts(qpath: Path) -> None:

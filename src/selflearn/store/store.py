@@ -19,6 +19,7 @@ import duckdb
 from selflearn.errors import StoreBusyError, StoreVersionError, UnreadableInputError, explain
 from selflearn.store.columns import turns_ddl
 from selflearn.store.derived import DERIVED_DDL, TABLES
+from selflearn.privacy.pseudonyms import Pseudonyms, key_path_for, store_pseudonyms
 from selflearn.text import normalise_sql
 
 __all__ = ["Store", "STORE_VERSION", "MIGRATIONS", "DEFAULT_STORE", "default_store_path"]
@@ -82,9 +83,23 @@ def _v4(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
 
 
+def _v5(con: duckdb.DuckDBPyConnection) -> None:
+    """Privacy: the raw texts an import was told to keep (apart from ``turns``, which holds only
+    scrubbed text) and, for a store an older selflearn filled, the marks that its ids and texts are
+    still raw (`selflearn privacy rotate-key` pseudonymises it)."""
+    con.execute(RAW_TEXT_DDL)
+    if con.execute("SELECT count(*) FROM turns").fetchall()[0][0]:
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('ids', 'raw'), ('text', 'raw')")
+
+
 #: ``MIGRATIONS[i]`` turns a store of version ``i`` into version ``i + 1`` (0 = empty file).
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3, _v4, _v5]
 STORE_VERSION = len(MIGRATIONS)
+
+
+RAW_TEXT_DDL = """CREATE TABLE raw_text (
+  session_id VARCHAR NOT NULL, turn_index INTEGER NOT NULL, asr_text VARCHAR, asr_nbest JSON, slots JSON, er_entities JSON,
+  response_text VARCHAR, feedback_comment VARCHAR, PRIMARY KEY (session_id, turn_index))"""
 
 
 def _writable(path: Path) -> bool:
@@ -100,6 +115,7 @@ class Store:
     def __init__(self, path: str | Path | None = None, *, read_only: bool = False) -> None:
         self.path = Path(path) if path is not None else default_store_path()
         self.read_only = read_only
+        self._ids: Pseudonyms | None = None
         self._con = self._connect()
         try:
             self._check_version()
@@ -155,14 +171,15 @@ class Store:
 
     def _version(self) -> int:
         if not self.has_table("meta"):
-            n_tables = self._con.execute("SELECT count(*) FROM information_schema.tables").fetchone()[0]
+            n_tables = self._con.execute("SELECT count(*) FROM information_schema.tables").fetchall()[0][0]
             if n_tables:
                 raise StoreVersionError(
                     explain(str(self.path), "this DuckDB file has tables but is not a selflearn store",
                             "pass another --store path")
                 )
             return 0
-        row = self._con.execute("SELECT value FROM meta WHERE key = 'store_version'").fetchone()
+        rows = self._con.execute("SELECT value FROM meta WHERE key = 'store_version'").fetchall()
+        row = rows[0] if rows else None
         if row is None:
             return 0
         try:
@@ -202,6 +219,23 @@ class Store:
             self._con.execute("ROLLBACK")
             raise
 
+    def meta(self, key: str) -> str | None:
+        """A value of the store's ``meta`` table (store_version, ids, text, pseudonym_key_fingerprint)."""
+        rows = self._con.cursor().execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+        return rows[0][0] if rows else None
+
+    def pseudonyms(self) -> Pseudonyms:
+        """The keys that turn raw ids into this store's pseudonyms (``$SELFLEARN_PSEUDONYM_KEY`` or the
+        key file beside the store, created on first use); checked against the fingerprint the store
+        recorded."""
+        if self._ids is None:
+            self._ids = store_pseudonyms(self)
+        return self._ids
+
+    @property
+    def key_path(self) -> Path:
+        return key_path_for(self.path)
+
     @property
     def version(self) -> int:
         return self._version()
@@ -210,6 +244,10 @@ class Store:
     def reader(self) -> duckdb.DuckDBPyConnection:
         """A cursor of its own for reading (safe to use from another thread)."""
         return self._con.cursor()
+
+    def writer(self) -> duckdb.DuckDBPyConnection:
+        """The write connection itself (to register SQL functions on it; write through :meth:`transaction`)."""
+        return self._con
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

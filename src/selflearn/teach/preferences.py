@@ -70,17 +70,21 @@ def _now(at: datetime | None) -> datetime:
 
 
 class Preferences:
-    """The store's preferences and teaching prompts."""
+    """The store's preferences and teaching prompts. Methods take the assistant's own user id (what
+    a request or the CLI names); the tables hold only its keyed pseudonym (the store's key)."""
 
     def __init__(self, store: Store):
         self.store = store
+
+    def _user(self, user_id: str) -> str:
+        return self.store.pseudonyms().of(_text("user_id", user_id))
 
     # -- preferences -------------------------------------------------------------------
     def put(self, user_id: str, kind: str, value: str, *, key: str = "", provenance: str = "taught", confidence: float = 1.0,
             at: datetime | None = None) -> Preference:
         """Remember (or update) a preference. An inferred one never replaces what the user taught
         or confirmed; the stored preference is returned either way."""
-        user_id, value, kind = _text("user_id", user_id), _text("value", value).lower(), _kind(kind)
+        user_id, value, kind = self._user(user_id), _text("value", value).lower(), _kind(kind)
         key = _text("key", key, empty_ok=True).lower()
         if kind in KEYED and not key:
             raise InvalidInputError(explain("key=''", f"a {kind} preference needs the name it is for as the key",
@@ -95,15 +99,20 @@ class Preferences:
             if not old or _STRENGTH[provenance] >= _STRENGTH[old[0][0]]:  # an inference never overwrites the user's word
                 con.execute("INSERT OR REPLACE INTO preferences VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             [user_id, kind, key, value, provenance, float(confidence), old[0][1] if old else at, at])
-        return self.get(user_id, kind, key)  # type: ignore[return-value]
+        return self._get(user_id, kind, key)  # type: ignore[return-value]
 
     def get(self, user_id: str, kind: str, key: str = "") -> Preference | None:
-        rows = self.list(user_id, kind)
+        return self._get(self._user(user_id), kind, key)
+
+    def _get(self, pseudonym: str, kind: str, key: str) -> Preference | None:
+        rows = self._list(pseudonym, kind)
         return next((p for p in rows if p.key == " ".join(key.split()).lower()), None)
 
     def list(self, user_id: str, kind: str | None = None) -> list[Preference]:
         """What is remembered about a user (every kind, or one)."""
-        user_id = _text("user_id", user_id)
+        return self._list(self._user(user_id), kind)
+
+    def _list(self, user_id: str, kind: str | None) -> list[Preference]:
         if kind is not None:
             _kind(kind)
         rows = self.store.reader().execute(
@@ -113,7 +122,7 @@ class Preferences:
     def delete(self, user_id: str, kind: str | None = None, key: str | None = None) -> int:
         """Forget one preference, one kind, or (no kind) everything the user taught and every prompt
         asked; returns how many preferences were deleted."""
-        user_id = _text("user_id", user_id)
+        user_id = self._user(user_id)
         if kind is not None:
             _kind(kind)
         key = None if key is None else " ".join(key.split()).lower()
@@ -128,7 +137,7 @@ class Preferences:
     # -- teaching prompts ----------------------------------------------------------------
     def record_prompt(self, user_id: str, kind: str, outcome: str, *, question: str = "", at: datetime | None = None) -> None:
         """Log a teaching question the assistant asked and how the user answered."""
-        user_id, kind = _text("user_id", user_id), _kind(kind)
+        user_id, kind = self._user(user_id), _kind(kind)
         if outcome not in OUTCOMES:
             raise InvalidInputError(explain(f"outcome={outcome!r}", f"must be one of {list(OUTCOMES)}", "record what the user answered"))
         with self.store.transaction() as con:
@@ -136,7 +145,7 @@ class Preferences:
 
     def prompts(self, user_id: str, *, since: datetime | None = None) -> dict[str, int]:
         """How many teaching prompts the user got (since ``since``), by outcome."""
-        user_id = _text("user_id", user_id)
+        user_id = self._user(user_id)
         rows = self.store.reader().execute(
             "SELECT outcome, count(*) FROM teaching_prompts WHERE user_id = ? AND (? IS NULL OR asked_at >= ?) GROUP BY 1",
             [user_id, since, since]).fetchall()

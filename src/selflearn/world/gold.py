@@ -48,9 +48,9 @@ def write_gold(store_path: Path, run_dir: Path, out: Path, *, limit: int | None 
     from ..store.store import Store
     from .truth import read_truth
 
-    truth = read_truth(run_dir)
     with Store(store_path) as st:
         dialogues = store_dialogues(st, weak_labels=False, limit=limit)
+        truth = read_truth(run_dir, st.pseudonyms())
     gold = attach_truth(dialogues, truth)
     if not gold:
         raise InvalidInputError(explain(f"{store_path} + {run_dir}", "no session of the store is in the run's truth",

@@ -84,9 +84,16 @@ def write_users(users, path: Path) -> None:
     pq.write_table(pa.Table.from_pylist(rows), str(path), compression="zstd")
 
 
-def read_truth(run_dir: Path) -> pa.Table:
-    """The per-turn truth of a simulated run (evaluation only)."""
+def read_truth(run_dir: Path, ids=None) -> pa.Table:
+    """The per-turn truth of a simulated run (evaluation only). With ``ids`` (a store's
+    :class:`~selflearn.privacy.pseudonyms.Pseudonyms`) its session and user ids are the store's
+    pseudonyms, so it joins the store that imported the run's logs."""
     path = run_dir / "truth" / "turns.parquet"
     if not path.exists():
         raise InvalidInputError(explain(str(path), "must exist (written by `selflearn world simulate`)", "pass the --out directory of a simulation"))
-    return pq.read_table(str(path))
+    table = pq.read_table(str(path))
+    if ids is not None:
+        for name in ("session_id", "user_id"):
+            col = table.schema.get_field_index(name)
+            table = table.set_column(col, name, pa.array([ids.of(v) for v in table.column(name).to_pylist()], pa.string()))
+    return table

@@ -1,0 +1,100 @@
+"""CLI commands of privacy: `selflearn privacy scan | rotate-key | scrub` and `selflearn forget`.
+Parse, call the library, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from selflearn.store.store import DEFAULT_STORE, Store
+
+from .app import JsonOpt, StoreOpt, app, group, out, print_json
+
+__all__ = ["privacy_app"]
+
+privacy_app = group("privacy", "Privacy: what PII a store holds, rotating the pseudonym key, scrubbing an older store.")
+
+ModelsOpt = Annotated[list[Path] | None, typer.Option("--model", help="An online model directory trained on this store (repeatable).")]
+
+
+@privacy_app.command("scan")
+def scan_cmd(store: StoreOpt = Path(DEFAULT_STORE), examples: Annotated[int, typer.Option(min=0, help="Examples per kind (shown scrubbed).")] = 3,
+             as_json: JsonOpt = False) -> None:
+    """Report the PII the store still holds (e-mails, phone numbers, cards, IP addresses, long numbers), by
+    kind and column, the placeholders the import left, and any id that is not a pseudonym. Examples are
+    shown only with their PII replaced."""
+    from selflearn.governance.scan import scan_store
+
+    with Store(store, read_only=True) as st:
+        report = scan_store(st, examples=examples)
+    if as_json:
+        print_json(report)
+        return
+    table = Table("kind", "found", "placeholders", "examples (scrubbed)", title=f"privacy scan: {report['store']}")
+    for kind, n in report["pii_found"].items():
+        table.add_row(kind, str(n), str(report["placeholders"][kind]), " | ".join(report["examples"].get(kind, [])))
+    out.print(table)
+    out.print(f"values scanned {report['values_scanned']}; ids that are not pseudonyms: {report['ids_not_pseudonymous'] or 'none'}; "
+              f"raw text kept: {report['raw_text_kept']}", highlight=False, markup=False)
+
+
+@privacy_app.command("rotate-key")
+def rotate_cmd(store: StoreOpt = Path(DEFAULT_STORE), model: ModelsOpt = None, as_json: JsonOpt = False) -> None:
+    """Re-key every pseudonym in the store (and in the online models given) under a fresh key added to the
+    key file's chain; a store an older selflearn filled with raw ids is pseudonymised. One transaction."""
+    from selflearn.governance.rotation import rotate_key
+
+    with Store(store) as st:
+        report = rotate_key(st, models=model or [])
+    if as_json:
+        print_json(report)
+        return
+    out.print(f"{report['store']}: key {report['old_fingerprint'] or '(raw ids)'} -> {report['new_fingerprint']} "
+              f"({sum(report['rows'].values())} rows re-keyed; key file {report['key_file']})", highlight=False, markup=False)
+
+
+@privacy_app.command("scrub")
+def scrub_cmd(store: StoreOpt = Path(DEFAULT_STORE), as_json: JsonOpt = False) -> None:
+    """Scrub the texts of every stored turn in place (a store an older selflearn imported unscrubbed)."""
+    from selflearn.governance.rotation import scrub_store
+
+    with Store(store) as st:
+        report = scrub_store(st)
+    if as_json:
+        print_json(report)
+        return
+    out.print(f"{report['store']}: scrubbed " + (", ".join(f"{n} {k}" for k, n in report["scrubbed"].items()) or "nothing"),
+              highlight=False, markup=False)
+
+
+@app.command("forget")
+def forget_cmd(
+    user: Annotated[str, typer.Option("--user", help="The user's id (the assistant's own, as in the logs).")],
+    store: StoreOpt = Path(DEFAULT_STORE),
+    model: ModelsOpt = None,
+    table: Annotated[Path | None, typer.Option(help="The mined rewrite table (Parquet) to re-mine with --rebuild.")] = None,
+    rebuild: Annotated[bool, typer.Option(help="Re-mine --table and retrain each --model without the user.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Forget a user: delete their turns, sessions, signals, rephrases, failure points, raw texts,
+    preferences, teaching prompts, quarantined records and personal memory in one transaction, rewrite
+    the store file so no deleted page keeps them, and list the shared artefacts they contributed to."""
+    from selflearn.governance.forget import compact_store, forget_user, rebuild_after_forget
+    from selflearn.store.importer import default_quarantine_path
+
+    with Store(store) as st:
+        report = forget_user(st, user, models=model or [], quarantine=default_quarantine_path(Path(store)))
+    compact_store(Path(store))
+    if rebuild:
+        report["rebuilt"] = rebuild_after_forget(Path(store), table=table, models=model or [])
+    if as_json:
+        print_json(report)
+        return
+    out.print(f"forgot {report['user']}: " + ", ".join(f"{n} {t}" for t, n in report["deleted"].items()), highlight=False, markup=False)
+    for a in report["shared_artefacts"]:
+        out.print(f"  shared: {a['artefact']}: rebuild with {a['rebuild']}", highlight=False, markup=False)
+    for r in report.get("rebuilt", []):
+        out.print(f"  rebuilt: {r}", highlight=False, markup=False)

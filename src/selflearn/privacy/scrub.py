@@ -1,0 +1,183 @@
+"""PII scrubbing: e-mail addresses, phone numbers, payment cards, IP addresses and long digit
+sequences become typed placeholders (``<EMAIL>``, ``<PHONE>``, ``<CARD>``, ``<IP>``, ``<NUMBER>``).
+
+Voice logs say PII in words as often as in digits ("john dot doe at example dot com", "four one
+five five five five ..."): both forms are found. Phone numbers come from the ``phonenumbers``
+library (libphonenumber's rules, US and UK numbering by default); a card is a 13-19 digit run that
+passes the Luhn check; a long digit sequence has 6 or more digits (a zip code or a time stays).
+
+Person names are NOT scrubbed: a contact's name is a legitimate slot value ("call mum", "text
+anna") that the rewrites and the label model need. What protects a name is the rest of the privacy
+layer: pseudonymous ids, k-anonymous shared artefacts (a name one user says never reaches the
+table, the global index or the report) and forgetting (docs/privacy.md).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import phonenumbers
+
+__all__ = ["KINDS", "PLACEHOLDERS", "Finding", "find_pii", "scrub", "scrub_json", "Scrubber", "luhn_ok", "PLACEHOLDER_RE"]
+
+KINDS = ("email", "phone", "card", "ip", "number")
+PLACEHOLDERS = {k: f"<{k.upper()}>" for k in KINDS}
+PLACEHOLDER_RE = re.compile(r"<(EMAIL|PHONE|CARD|IP|NUMBER)>")
+REGIONS = ("US", "GB")
+
+_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+_TLD = r"(?:com|org|net|edu|gov|io|co|uk|de|fr|in|us|me|info)"
+_WORDPART = r"[a-z0-9]+(?:\s+(?:dot|underscore|dash|hyphen)\s+[a-z0-9]+)*"
+_SPOKEN_EMAIL = re.compile(rf"\b{_WORDPART}\s+at\s+[a-z0-9]+(?:\s+dot\s+[a-z0-9]+)*\s+dot\s+{_TLD}\b", re.IGNORECASE)
+_IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d.]*\d)")
+_IPV6_CANDIDATE = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
+_DIGIT_RUN = re.compile(r"(?<![\w])\+?\d(?:[ .-]?\d){5,}(?![\w])")  # phone and card candidates (any separators)
+_NUMBER_RUN = re.compile(r"(?<![\w.:/-])\d(?: ?\d){5,}(?!\w|[.:/-]\d)")  # not a date, version or time
+_DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+                "seven": "7", "eight": "8", "nine": "9"}
+_DIGIT_WORD = r"(?:zero|oh|o|one|two|three|four|five|six|seven|eight|nine|double|triple|\d)"
+_SPOKEN_RUN = re.compile(rf"\b{_DIGIT_WORD}(?:[\s,.-]+{_DIGIT_WORD}){{5,}}\b", re.IGNORECASE)
+_MAYBE = re.compile(r"[@\d]|\b(?:at|zero|oh|one|two|three|four|five|six|seven|eight|nine)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    start: int
+    end: int
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn checksum every payment card number passes."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _spoken_digits(span: str) -> str:
+    out: list[str] = []
+    repeat = 1
+    for w in re.findall(r"[a-z]+|\d", span.lower()):
+        if w == "double":
+            repeat = 2
+        elif w == "triple":
+            repeat = 3
+        else:
+            out.append((_DIGIT_WORDS.get(w) or w) * repeat)
+            repeat = 1
+    return "".join(out)
+
+
+def _free(taken: list[tuple[int, int]], start: int, end: int) -> bool:
+    return all(end <= a or start >= b for a, b in taken)
+
+
+def find_pii(text: str) -> list[Finding]:
+    """Every PII span in ``text`` (non-overlapping, in order)."""
+    if not text or not _MAYBE.search(text):
+        return []
+    found: list[Finding] = []
+    taken: list[tuple[int, int]] = []
+
+    def add(kind: str, start: int, end: int) -> None:
+        if _free(taken, start, end):
+            found.append(Finding(kind, start, end))
+            taken.append((start, end))
+
+    for m in _EMAIL.finditer(text):
+        add("email", m.start(), m.end())
+    for m in _SPOKEN_EMAIL.finditer(text):
+        add("email", m.start(), m.end())
+    for m in _IPV4.finditer(text):
+        add("ip", m.start(), m.end())
+    for m in _IPV6_CANDIDATE.finditer(text):
+        if m.group().count(":") >= 2:
+            try:
+                ipaddress.IPv6Address(m.group())
+            except ValueError:
+                continue
+            add("ip", m.start(), m.end())
+    for m in _DIGIT_RUN.finditer(text):
+        digits = re.sub(r"\D", "", m.group())
+        if 13 <= len(digits) <= 19 and luhn_ok(digits):
+            add("card", m.start(), m.end())
+    if any(ch.isdigit() for ch in text):
+        for region in REGIONS:
+            for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
+                add("phone", m.start, m.end)
+    for m in _NUMBER_RUN.finditer(text):
+        add("number", m.start(), m.end())
+    for m in _SPOKEN_RUN.finditer(text):
+        digits = _spoken_digits(m.group())
+        if len(digits) >= 6:
+            kind = "card" if 13 <= len(digits) <= 19 and luhn_ok(digits) else "phone" if len(digits) in (7, 10, 11) else "number"
+            add(kind, m.start(), m.end())
+    return sorted(found, key=lambda f: f.start)
+
+
+def scrub(text: str | None) -> str | None:
+    """``text`` with every PII span replaced by its placeholder."""
+    if text is None:
+        return None
+    spans = find_pii(text)
+    if not spans:
+        return text
+    out, last = [], 0
+    for f in spans:
+        out.append(text[last:f.start])
+        out.append(PLACEHOLDERS[f.kind])
+        last = f.end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _walk(value, counts: Counter | None):
+    if isinstance(value, str):
+        if counts is not None:
+            counts.update(f.kind for f in find_pii(value))
+        return scrub(value)
+    if isinstance(value, list):
+        return [_walk(v, counts) for v in value]
+    if isinstance(value, dict):
+        return {k: _walk(v, counts) for k, v in value.items()}
+    return value
+
+
+def scrub_json(text: str | None) -> str | None:
+    """A JSON document with every string value scrubbed (keys and numbers are kept)."""
+    if text is None or not _MAYBE.search(text):
+        return text
+    value = json.loads(text)
+    new = _walk(value, None)
+    return text if new == value else json.dumps(new, ensure_ascii=False)
+
+
+@dataclass
+class Scrubber:
+    """Counts what it replaced, by kind (for `selflearn privacy scan` and the import report)."""
+
+    counts: Counter = field(default_factory=Counter)
+
+    def text(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        spans = find_pii(text)
+        self.counts.update(f.kind for f in spans)
+        return scrub(text) if spans else text
+
+    def json(self, text: str | None) -> str | None:
+        if text is None or not _MAYBE.search(text):
+            return text
+        value = json.loads(text)
+        new = _walk(value, self.counts)
+        return text if new == value else json.dumps(new, ensure_ascii=False)
