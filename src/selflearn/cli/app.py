@@ -17,7 +17,7 @@ from selflearn import __version__
 from selflearn.errors import SelflearnError
 from selflearn.store.store import STORE_VERSION
 
-__all__ = ["app", "group", "out", "err", "error", "plain", "print_json", "JsonOpt", "StoreOpt", "SafeConsole"]
+__all__ = ["app", "group", "out", "err", "error", "plain", "print_json", "JsonOpt", "StoreOpt", "DpEpsilonOpt", "DpDeltaOpt", "SafeConsole"]
 
 StoreOpt = Annotated[
     Path,
@@ -25,6 +25,9 @@ StoreOpt = Annotated[
 ]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+DpEpsilonOpt = Annotated[float | None, typer.Option("--dp-epsilon", help="Train with user-level differential privacy at this epsilon "
+                                                    "(e.g. 8; smaller is more private; docs/privacy.md). Default: no DP.")]
+DpDeltaOpt = Annotated[float | None, typer.Option("--dp-delta", help="DP delta (default 1/(10 n) for n users; must be below 1/n).")]
 
 
 class _Commands(TyperGroup):

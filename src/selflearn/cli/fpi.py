@@ -11,7 +11,7 @@ import typer
 from selflearn.store.store import DEFAULT_STORE
 from selflearn.taxonomy import COMPONENTS
 
-from .app import JsonOpt, StoreOpt, err, group, out, print_json
+from .app import DpDeltaOpt, DpEpsilonOpt, JsonOpt, StoreOpt, err, group, out, print_json
 
 __all__ = ["fpi_app"]
 
@@ -31,6 +31,8 @@ def train_cmd(
     text: Annotated[bool, typer.Option(help="Read the turns' texts with MiniLM (--no-text: traces and context only).")] = True,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 50,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    dp_epsilon: DpEpsilonOpt = None,
+    dp_delta: DpDeltaOpt = None,
     threads: Threads = 1,
     as_json: AsJson = False,
 ) -> None:
@@ -38,13 +40,16 @@ def train_cmd(
     from selflearn.fpi import FailurePointModel, train_fpi
     from selflearn.fpi.isolation import open_store
 
-    model = FailurePointModel(text=text, epochs=epochs, random_state=seed, threads=threads)
+    model = FailurePointModel(text=text, epochs=epochs, random_state=seed, threads=threads, dp_epsilon=dp_epsilon, dp_delta=dp_delta,
+                              lr=2e-3 if dp_epsilon is None else 1e-2)
     with open_store(store) as st, err.status("training") as status:
         stats = train_fpi(st, out_dir, model, labels_path=labels, progress=lambda stage, done, total: status.update(f"training: {stage} {done}/{total}"))
     if as_json:
         print_json(stats)
     else:
-        out.print(f"failure-point model → {out_dir}: {stats['turns']:,} turns ({stats['labels']}) in {stats['train_seconds']} s", highlight=False)
+        out.print(f"failure-point model → {out_dir}: {stats['turns']:,} turns ({stats['labels']}) in {stats['train_seconds']} s"
+                  + (f"; user-level DP, epsilon {stats['privacy']['epsilon']}, delta {stats['privacy']['delta']:.2g}" if stats.get("privacy") else ""),
+                  highlight=False)
 
 
 @fpi_app.command("evaluate")

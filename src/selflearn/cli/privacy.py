@@ -98,3 +98,21 @@ def forget_cmd(
         out.print(f"  shared: {a['artefact']}: rebuild with {a['rebuild']}", highlight=False, markup=False)
     for r in report.get("rebuilt", []):
         out.print(f"  rebuilt: {r}", highlight=False, markup=False)
+
+
+@privacy_app.command("info")
+def info_cmd(model: Annotated[Path, typer.Option("--model", help="A model directory.")], as_json: JsonOpt = False) -> None:
+    """What a model directory says about privacy: the component, the training data's fingerprint, the
+    differential-privacy budget spent (user-level epsilon and delta, accountant, noise) or that it was
+    trained without DP, and the pseudonym key it expects."""
+    from selflearn.models.directory import describe
+
+    info = describe(model)
+    if as_json:
+        print_json(info)
+        return
+    p = info["privacy"] or {}
+    dp = (f"user-level DP: epsilon {p['epsilon']} (target {p.get('epsilon_target')}), delta {p['delta']:.3g}, {p.get('accountant')} accountant, "
+          f"noise multiplier {p.get('noise_multiplier')}, {p.get('steps')} steps" if p.get("epsilon") is not None else "trained WITHOUT differential privacy")
+    out.print(f"{model}: {info['component']} (format {info['format_version']}); {dp}"
+              + (f"; pseudonym key {p['pseudonym_key']}" if p.get("pseudonym_key") else ""), highlight=False, markup=False)

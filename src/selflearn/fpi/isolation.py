@@ -79,7 +79,8 @@ def train_fpi(store: Store, out: Path, model: FailurePointModel, *, labels_path:
         source = "weak labels from signals and traces"
     model.fit(turns, y, progress=progress)
     model.save(Path(out))
-    return {"turns": len(turns), "labels": source, "class_counts": model.class_counts_, "train_seconds": model.train_seconds_}
+    return {"turns": len(turns), "labels": source, "class_counts": model.class_counts_, "train_seconds": model.train_seconds_,
+            "privacy": model.privacy_}
 
 
 def fpi_metrics(y_true: list[str], y_pred: list[str]) -> dict:

@@ -19,6 +19,7 @@ from ..errors import InvalidInputError, explain
 from ..models.backbone import DIM, SentenceEncoder
 from ..models.base import Estimator, Progress, no_progress
 from ..models.directory import load_module, save_module
+from ..models.private import DpSettings, PrivateSGD, check_dp
 from .features import CATEGORICAL, TRACE_FEATURES, categories, texts_of, trace_features
 from .turns import CLASSES, FpiTurn
 
@@ -57,7 +58,8 @@ class FailurePointModel(Estimator):
     fix = "train it with `selflearn fpi train`"
 
     def __init__(self, *, text: bool = True, text_dim: int = 128, hidden: int = 128, dropout: float = 0.1, epochs: int = 50,
-                 batch_size: int = 256, lr: float = 2e-3, class_weight_power: float = 0.5, random_state: int = 0, threads: int = 1):
+                 batch_size: int = 256, lr: float = 2e-3, class_weight_power: float = 0.5, dp_epsilon: float | None = None,
+                 dp_delta: float | None = None, dp_max_grad_norm: float | None = None, random_state: int = 0, threads: int = 1):
         self.text = text
         self.text_dim = text_dim
         self.hidden = hidden
@@ -66,6 +68,9 @@ class FailurePointModel(Estimator):
         self.batch_size = batch_size
         self.lr = lr
         self.class_weight_power = class_weight_power
+        self.dp_epsilon = dp_epsilon  # user-level differential privacy (models.private); None: off
+        self.dp_delta = dp_delta
+        self.dp_max_grad_norm = dp_max_grad_norm  # None: chosen privately
         self.random_state = random_state
         self.threads = threads
 
@@ -100,6 +105,7 @@ class FailurePointModel(Estimator):
         if self.epochs < 1 or self.batch_size < 1 or not 0 <= self.dropout < 1:
             raise InvalidInputError(explain(f"epochs={self.epochs}, batch_size={self.batch_size}, dropout={self.dropout}",
                                             "epochs and batch_size must be >= 1, dropout in [0, 1)", "use the defaults"))
+        dp = check_dp(self.dp_epsilon, self.dp_delta, len({t.user_id for t in turns}))
         started = time.perf_counter()
         rng = self._start(turns, labels)
         trace = np.stack([trace_features(t) for t in turns])
@@ -113,18 +119,31 @@ class FailurePointModel(Estimator):
         weight = torch.tensor(w / w[counts > 0].mean(), dtype=torch.float32)
         net = build_net(len(TRACE_FEATURES), [len(v) + 1 for v in self.vocab_], text=self.text, text_dim=self.text_dim,
                         hidden=self.hidden, dropout=self.dropout)
-        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=0.01)
-        steps = self.epochs * -(-len(turns) // self.batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=steps)
-        loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
-        order, history = list(range(len(turns))), []
+        loss_fn = torch.nn.CrossEntropyLoss(weight=weight, reduction="none")
         net.train()
+        if dp is None:
+            history = self._train(net, emb, tr, cats, y, loss_fn, rng, progress)
+        else:
+            history = self._train_private(net, emb, tr, cats, y, loss_fn, [t.user_id for t in turns], dp, progress)
+        net.eval()
+        self.net_, self.history_ = net, history
+        self.class_counts_ = dict(zip(CLASSES, map(int, counts)))
+        self.train_seconds_ = round(time.perf_counter() - started, 1)
+        return self
+
+    def _train(self, net, emb, tr, cats, y, loss_fn, rng, progress) -> list[float]:
+        import torch
+
+        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=0.01)
+        steps = self.epochs * -(-len(y) // self.batch_size)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=steps)
+        order, history = list(range(len(y))), []
         for epoch in range(self.epochs):
             rng.shuffle(order)
             total = 0.0
             for b in range(0, len(order), self.batch_size):
                 ix = torch.tensor(order[b : b + self.batch_size])
-                loss = loss_fn(net(emb[ix], tr[ix], cats[ix]), y[ix])
+                loss = torch.nn.functional.cross_entropy(net(emb[ix], tr[ix], cats[ix]), y[ix], weight=loss_fn.weight)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -132,11 +151,35 @@ class FailurePointModel(Estimator):
                 total += loss.item() * len(ix)
             history.append(round(total / len(order), 5))
             (progress or no_progress)("epoch", epoch + 1, self.epochs)
-        net.eval()
-        self.net_, self.history_ = net, history
-        self.class_counts_ = dict(zip(CLASSES, map(int, counts)))
-        self.train_seconds_ = round(time.perf_counter() - started, 1)
-        return self
+        return history
+
+    def _train_private(self, net, emb, tr, cats, y, loss_fn, users, dp, progress) -> list[float]:
+        """User-level DP-SGD (models.private): as many example visits as the plain training, one
+        example per sampled user per step; the spent budget goes to ``privacy_``."""
+        import torch
+
+        n_users = len(set(users))
+        per_step = min(n_users, max(self.batch_size, 64))
+        settings = DpSettings(*dp, users_per_step=per_step, epochs=self.epochs * len(y) / n_users, max_grad_norm=self.dp_max_grad_norm)
+        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=0.01)
+        private = PrivateSGD(net, opt, users, settings, seed=self.random_state)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=private.steps)
+
+        def rows(model):
+            return lambda ix: loss_fn(model(emb[torch.from_numpy(ix)], tr[torch.from_numpy(ix)], cats[torch.from_numpy(ix)]), y[torch.from_numpy(ix)])
+
+        model = private.make_private(rows(net))
+        history, total, every = [], 0.0, max(1, private.steps // 20)
+        for step in range(private.steps):
+            total += private.step(rows(model))
+            sched.step()
+            if (step + 1) % every == 0 or step + 1 == private.steps:
+                history.append(round(total / every, 5))
+                total = 0.0
+                (progress or no_progress)("step", step + 1, private.steps)
+        net.load_state_dict({k.removeprefix("_module."): v for k, v in model.state_dict().items()})
+        self.privacy_ = private.spent
+        return history
 
     def predict_proba(self, turns: list[FpiTurn]) -> np.ndarray:
         """(n turns, len(CLASSES)) probabilities, columns in :data:`CLASSES` order."""

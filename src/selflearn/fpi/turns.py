@@ -47,6 +47,7 @@ class FpiTurn:
     rarity: tuple[float, float, float] = (0.0, 0.0, 0.0)  # words unseen in the logs' successful requests: share, min and mean of log count / log top count
     gap_prev: float | None = None
     gap_next: float | None = None
+    user_id: str = ""  # the speaker's pseudonym: the unit of differential privacy
     prev: "FpiTurn | None" = field(default=None, repr=False)
     next: "FpiTurn | None" = field(default=None, repr=False)
     final: "FpiTurn | None" = field(default=None, repr=False)  # last turn of the retry chain this turn starts or continues
@@ -66,7 +67,7 @@ def store_turns(store: Store, *, signals: SignalConfig | None = None) -> list[Fp
     """Every turn of the store with traces, signals and context links, in session order."""
     compute_signals(store, signals)
     cur = store.reader().execute(
-        """SELECT t.session_id, t.turn_index, strftime(t.ts, '%Y-%m-%d') AS day, epoch(t.ts) AS at, t.device_type,
+        """SELECT t.session_id, t.user_id, t.turn_index, strftime(t.ts, '%Y-%m-%d') AS day, epoch(t.ts) AS at, t.device_type,
                   coalesce(t.domain, '') AS domain, coalesce(t.intent, '') AS intent, t.asr_text, coalesce(t.response_text, '') AS response,
                   coalesce(t.response_status, '') AS status, coalesce(t.er_status, '') AS er_status, t.asr_confidence,
                   CAST(t.asr_nbest AS VARCHAR) AS nbest, t.nlu_confidence, CAST(t.nlu_top_k AS VARCHAR) AS top_k,
@@ -83,7 +84,8 @@ def store_turns(store: Store, *, signals: SignalConfig | None = None) -> list[Fp
         out.append(FpiTurn(r["session_id"], r["turn_index"], r["day"], r["device_type"], r["domain"], r["intent"], r["asr_text"] or "",
                            r["response"], r["status"], r["er_status"], r["asr_confidence"], _json(r["nbest"], []), r["nlu_confidence"],
                            _json(r["top_k"], []), _json(r["slots"], []), _json(r["entities"], []), bool(r["barge_in"]),
-                           r["explicit_feedback"], bool(r["feedback_prompted"]), float(r["defect_score"]), bool(r["rephrase_candidate"])))
+                           r["explicit_feedback"], bool(r["feedback_prompted"]), float(r["defect_score"]), bool(r["rephrase_candidate"]),
+                           user_id=r["user_id"]))
         at.append(float(r["at"]))
     link(out, at)
     word_rarity(out)

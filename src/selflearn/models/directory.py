@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import InvalidInputError, StoreVersionError, UnreadableInputError, explain
 
-__all__ = ["write_config", "read_config", "read_older_config", "replace_dir", "save_module", "load_module", "CONFIG"]
+__all__ = ["write_config", "read_config", "describe", "read_older_config", "replace_dir", "save_module", "load_module", "CONFIG"]
 
 CONFIG = "config.json"
 
@@ -55,6 +55,20 @@ def read_config(directory: Path, *, component: str, format_version: int, fix: st
         raise StoreVersionError(explain(f"format_version={config.get('format_version')!r} in {directory}",
                                         f"this selflearn reads {component} format {format_version}", fix))
     return config
+
+
+def describe(directory: Path) -> dict:
+    """Any saved model's identity and privacy record: component, format version, data fingerprint,
+    privacy (the DP budget spent, the pseudonym key), without loading its weights."""
+    try:
+        config = json.loads((Path(directory) / CONFIG).read_text())
+    except (OSError, ValueError) as exc:
+        raise UnreadableInputError(explain(str(directory), f"must be a model directory saved by selflearn ({CONFIG}: {exc})",
+                                           "pass a directory a `selflearn ... train` command wrote")) from exc
+    if not isinstance(config, dict) or "component" not in config:
+        raise InvalidInputError(explain(str(directory / CONFIG), "names no component", "pass a directory a `selflearn ... train` command wrote"))
+    return {"model": str(directory), "component": config["component"], "format_version": config.get("format_version"),
+            "data_fingerprint": config.get("data_fingerprint"), "privacy": config.get("privacy")}
 
 
 @contextmanager
