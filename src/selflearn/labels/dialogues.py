@@ -53,6 +53,7 @@ class Dialogue:
     dialogue_id: str
     exchanges: list[Exchange]
     label: str | int | None = None
+    user: str = ""  # who spoke (a pseudonym): the unit of differential privacy; "" = the dialogue is its own unit
 
     def to_json(self) -> dict:
         turns = []
@@ -68,6 +69,8 @@ class Dialogue:
             if e.system:
                 turns.append({"speaker": "system", "text": e.system})
         d = {"dialogue_id": self.dialogue_id, "turns": turns}
+        if self.user:
+            d["user"] = self.user
         if self.label is not None:
             d["label"] = self.label
         return d
@@ -145,7 +148,10 @@ def parse_dialogue(obj) -> Dialogue:
         exchanges.append(Exchange(text, "", _check_features(t.get("features", {}), where), _check_labels(t.get("labels", {}), where), tid))
     if not exchanges:
         raise ValueError(f"dialogue {did}: has no user turn; fix: a dialogue needs at least one user turn")
-    return Dialogue(str(did), exchanges, label)
+    user = obj.get("user", "")
+    if not isinstance(user, str) or len(user) > 200:
+        raise ValueError(f"dialogue {did}: user={str(user)[:40]!r}: must be a string of at most 200 characters; fix: the speaker's (pseudonymous) id")
+    return Dialogue(str(did), exchanges, label, user)
 
 
 def read_dialogues(path: Path) -> tuple[list[Dialogue], list[dict]]:

@@ -24,6 +24,7 @@ from ..models.base import Estimator, Progress, no_progress
 from ..models.directory import load_module, read_older_config, save_module
 from .batches import CORRUPTIONS, IGNORE, MODES, Vocab, collate, corrupt, drop_feedback, encode_dialogues
 from .dialogues import Dialogue
+from ..models.private import DpSettings, PrivateSGD, check_dp
 from .feeding import Feed, VectorCache, class_weights, plan_batches, sentence_vectors, training_schedule
 from .goals import carry_goal_intents
 from .net import NetConfig, build_net
@@ -55,7 +56,8 @@ class LabelModel(Estimator):
     def __init__(self, *, mode: str = "offline", encoder: str = "auto", text_layers: int = 6, d_model: int = 256, dialogue_layers: int = 2,
                  context: bool = True, pretrain_epochs: int = 1, corruptions: tuple[str, ...] = CORRUPTIONS, epochs: int | None = None,
                  batch_turns: int = 80, lr: float = 5e-5, head_lr: float | None = None, class_weight: str | None = "balanced", patience: int = 5,
-                 feedback_dropout: float = 0.2, random_state: int = 0, threads: int = 1):
+                 feedback_dropout: float = 0.2, dp_epsilon: float | None = None, dp_delta: float | None = None,
+                 dp_max_grad_norm: float | None = None, random_state: int = 0, threads: int = 1):
         self.mode = mode
         self.encoder = encoder
         self.text_layers = text_layers
@@ -71,6 +73,9 @@ class LabelModel(Estimator):
         self.class_weight = class_weight
         self.patience = patience
         self.feedback_dropout = feedback_dropout
+        self.dp_epsilon = dp_epsilon  # user-level differential privacy (models.private); None: off
+        self.dp_delta = dp_delta
+        self.dp_max_grad_norm = dp_max_grad_norm
         self.random_state = random_state
         self.threads = threads
 
@@ -95,6 +100,7 @@ class LabelModel(Estimator):
         if not dialogues or not any(e.labels for d in dialogues for e in d.exchanges):
             raise InvalidInputError(explain(f"{len(dialogues)} dialogues", "training needs dialogues with at least one labelled turn",
                                             "label turns (docs/dialogue-format.md) or build weak labels from a store"))
+        dp = check_dp(self.dp_epsilon, self.dp_delta, len({d.user or d.dialogue_id for d in dialogues}))
         rng = self._start(dialogues)
         say = progress or no_progress
         started = time.perf_counter()
@@ -124,9 +130,12 @@ class LabelModel(Estimator):
 
             train = Feed(dialogues, cached(dialogues, progress=say))
             held = Feed(valid, cached(valid)) if valid else None
-            if self.pretrain_epochs and self.corruptions:
-                self._run(train, None, self.pretrain_epochs, rng, pretrain=True, say=say)
-            self._run(train, held, self.epochs, rng, pretrain=False, say=say)
+            if dp is not None:  # no pretraining and no checkpoint choice: every use of the data goes through DP-SGD
+                self._run_private(train, dp, rng, say)
+            else:
+                if self.pretrain_epochs and self.corruptions:
+                    self._run(train, None, self.pretrain_epochs, rng, pretrain=True, say=say)
+                self._run(train, held, self.epochs, rng, pretrain=False, say=say)
         self.net_.eval()
         self.train_seconds_ = round(time.perf_counter() - started, 1)
         self.n_dialogues_ = len(dialogues)
@@ -184,6 +193,39 @@ class LabelModel(Estimator):
                 break
         if best_state is not None:
             self.net_.load_state_dict(best_state)
+
+    def _run_private(self, feed: "Feed", dp: tuple[float, float], rng: random.Random, say) -> None:
+        """User-level DP-SGD (models.private): each step samples users, one dialogue each, clipped
+        one by one (the dialogue Transformer's rows are whole dialogues); as many turn visits as the
+        plain schedule; the spent budget goes to ``privacy_``."""
+        import torch
+
+        users = [d.user or d.dialogue_id for d in feed.dialogues]
+        n_users = len(set(users))
+        per_epoch = len(plan_batches(feed.lengths, self.batch_turns, None))
+        epochs, _ = training_schedule(per_epoch, self.net_config_.encoder, self.epochs)
+        per_step = min(n_users, 256)
+        settings = DpSettings(*dp, users_per_step=per_step, epochs=epochs * len(users) / n_users,  # as many dialogue visits as the plain run
+                              max_grad_norm=self.dp_max_grad_norm, clipping="microbatch")
+        head_lr = self.head_lr if self.head_lr is not None else HEAD_LR[self.net_config_.encoder]
+        groups = [{"params": [p for n, p in self.net_.named_parameters() if n.startswith("text.")], "lr": self.lr},
+                  {"params": [p for n, p in self.net_.named_parameters() if not n.startswith("text.")], "lr": 10 * head_lr}]
+        opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.01)
+        private = PrivateSGD(self.net_, opt, users, settings, seed=self.random_state)
+        weights = {t: torch.tensor(w, dtype=torch.float32) for t, w in self.class_weights_.items()}
+
+        def loss_of(ix):
+            batch = drop_feedback(self._encode(feed, [int(i) for i in ix]), rng, self.feedback_dropout)
+            t = collate(batch, self.tokenizer_.pad_token_id)
+            return _task_loss(self.net_(t), t, weights)
+
+        self.net_.train()
+        private.make_private(loss_of)
+        self.schedule_ = {"epochs": epochs, "private_steps": private.steps, "users_per_step": per_step}
+        for step in range(private.steps):
+            self.history_["finetune"].append(round(private.step(loss_of), 4))
+            say("private", step + 1, private.steps)
+        self.privacy_ = private.spent
 
     def _score(self, held: "Feed") -> float:
         """Mean macro-F1 over the turn-level tasks the validation dialogues label (the checkpoint

@@ -157,7 +157,7 @@ def apply_labels(model: LabelModel, dialogues: list[Dialogue], *, min_precision:
             if _carry(p.get("goal_intent"), cut.get("goal_intent"), labels):
                 counts["goal_intent"] += 1
             ex.append(Exchange(e.user, e.system, dict(e.features), labels, e.turn_id))
-        out.append(Dialogue(d.dialogue_id, ex, d.label))
+        out.append(Dialogue(d.dialogue_id, ex, d.label, d.user))
     coverage = {t: {"threshold": cut[t], "coverage": round(counts[t] / turns, 4) if turns else 0.0} for t in cut}
     if "intent" in coverage and "intent_change" in curves:
         coverage["intent"]["threshold_where_it_differs_from_nlu"] = change_cut

@@ -58,7 +58,7 @@ def store_dialogues(store: Store, *, signals: SignalConfig | None = None, weak_l
     con = store.reader()
     lim = f"WHERE session_id IN (SELECT DISTINCT session_id FROM turns ORDER BY session_id LIMIT {int(limit)})" if limit else ""
     cur = con.execute(
-        f"""SELECT t.session_id, t.turn_index, t.asr_text, coalesce(t.response_text, '') AS response_text, t.domain, t.intent,
+        f"""SELECT t.session_id, t.user_id, t.turn_index, t.asr_text, coalesce(t.response_text, '') AS response_text, t.domain, t.intent,
                    t.response_status, t.device_type, t.asr_confidence, t.nlu_confidence, t.barge_in, t.explicit_feedback,
                    epoch(t.ts) - epoch(lag(t.ts) OVER (PARTITION BY t.session_id ORDER BY t.turn_index)) AS gap_s,
                    CAST(t.slots AS VARCHAR) AS slots, s.defect_score, s.rephrase_candidate
@@ -83,7 +83,7 @@ def _dialogue(sid: str, rows: list[dict], weak_labels: bool) -> Dialogue:
         exchanges.append(Exchange(r["asr_text"] or "", r["response_text"] or "", {k: v for k, v in feats.items() if v is not None}, {}, r["turn_index"]))
     if weak_labels:
         _label(rows, exchanges)
-    return Dialogue(sid, exchanges)
+    return Dialogue(sid, exchanges, user=rows[0]["user_id"])
 
 
 def _label(rows: list[dict], ex: list[Exchange]) -> None:

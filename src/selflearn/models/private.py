@@ -61,7 +61,8 @@ class DpSettings:
     epochs: float = 10.0  # expected passes over the users
     max_grad_norm: float | None = None  # None: chosen privately (the median per-user gradient norm)
     accountant: str = "prv"  # Opacus' PRV accountant (or "rdp")
-    ghost: bool = True  # ghost clipping (per-sample norms without per-sample gradients)
+    clipping: str = "ghost"  # "ghost": Opacus ghost clipping (one batched pass; layers Opacus supports);
+    # "microbatch": one backward per sampled user (any torch model, e.g. one whose rows are whole dialogues)
 
 
 class UserSampler:
@@ -136,7 +137,10 @@ class PrivateSGD:
                                                      steps=self.steps, accountant=s.accountant)
         self.accountant = create_accountant(s.accountant)
         expected = max(1, int(round(self.sampler.q * self.sampler.n_users)))
-        if s.ghost:
+        self.expected = expected
+        if s.clipping == "microbatch":
+            return self.module
+        if s.clipping == "ghost":
             from opacus.grad_sample import GradSampleModuleFastGradientClipping
             from opacus.optimizers import DPOptimizerFastGradientClipping
 
@@ -144,7 +148,7 @@ class PrivateSGD:
                                                                loss_reduction="mean")
             self.optimizer = DPOptimizerFastGradientClipping(self.optimizer, noise_multiplier=self.noise_multiplier,
                                                              max_grad_norm=self.max_grad_norm, expected_batch_size=expected, loss_reduction="mean")
-        else:
+        else:  # "per-sample": Opacus hooks
             from opacus import GradSampleModule
             from opacus.optimizers import DPOptimizer
 
@@ -161,10 +165,12 @@ class PrivateSGD:
         self.done += 1
         if len(ix) == 0:  # an empty Poisson batch releases nothing; the step still counts
             return 0.0
+        if self.settings.clipping == "microbatch":
+            return self._microbatch_step(ix, per_example_loss, started)
         self.optimizer.zero_grad()
         losses = per_example_loss(ix)
-        if self.settings.ghost:
-            from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+        if self.settings.clipping == "ghost":
+            from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping  # noqa: I001
 
             loss = DPTensorFastGradientClipping(self.module, self.optimizer, losses, "mean")
             loss.backward()
@@ -177,6 +183,34 @@ class PrivateSGD:
         self.seconds += time.perf_counter() - started
         return value
 
+    def _microbatch_step(self, ix: np.ndarray, per_example_loss, started: float) -> float:
+        """Each sampled user's gradient on its own, clipped to C, summed, Gaussian noise of standard
+        deviation sigma*C added, divided by the expected batch (what Opacus' DPOptimizer does)."""
+        import torch
+
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        total = [torch.zeros_like(p) for p in params]
+        losses = []
+        for i in ix:
+            loss = per_example_loss(np.array([i]))
+            if loss is None:
+                continue
+            loss = loss.sum()
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in grads if g is not None))
+            factor = min(1.0, self.max_grad_norm / (float(norm) + 1e-6))
+            for t, g in zip(total, grads):
+                if g is not None:
+                    t.add_(g.detach(), alpha=factor)
+            losses.append(float(loss.detach()))
+        std = self.noise_multiplier * self.max_grad_norm
+        for p, t in zip(params, total):
+            p.grad = (t + torch.normal(0.0, std, size=t.shape)) / self.expected
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.seconds += time.perf_counter() - started
+        return sum(losses) / max(len(losses), 1)
+
     @property
     def spent(self) -> dict:
         """What the training spent (recorded in the model directory as ``privacy``)."""
@@ -185,6 +219,6 @@ class PrivateSGD:
                 "epsilon_target": self.settings.epsilon, "epsilon_training": round(eps, 4), "epsilon_clip_choice": round(self.clip_epsilon, 4),
                 "accountant": self.settings.accountant, "noise_multiplier": round(float(self.noise_multiplier), 4),
                 "sample_rate": round(self.sampler.q, 6), "users": self.sampler.n_users, "steps": self.done,
-                "max_grad_norm": round(float(self.max_grad_norm), 6), "clipping": "ghost" if self.settings.ghost else "per-sample",
+                "max_grad_norm": round(float(self.max_grad_norm), 6), "clipping": self.settings.clipping,
                 "mechanism": "DP-SGD (Opacus), Poisson user sampling, one example per sampled user",
                 "settings": {k: v for k, v in asdict(self.settings).items() if k not in ("epsilon", "delta")}}

@@ -36,7 +36,7 @@ def attach_truth(dialogues: list[Dialogue], truth) -> list[Dialogue]:
             else:
                 labels["goal"] = f"no-goal-{e.turn_id}"
             ex.append(type(e)(e.user, e.system, dict(e.features), labels, e.turn_id))
-        out.append(Dialogue(d.dialogue_id, ex, d.label))
+        out.append(Dialogue(d.dialogue_id, ex, d.label, d.user))
     return out
 
 
