@@ -37,6 +37,7 @@ _IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25
 _IPV6_CANDIDATE = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 _DIGIT_RUN = re.compile(r"(?<![\w])\+?\d(?:[ .-]?\d){5,}(?![\w])")  # phone and card candidates (any separators)
 _NUMBER_RUN = re.compile(r"(?<![\w.:/-])\d(?: ?\d){5,}(?!\w|[.:/-]\d)")  # not a date, version or time
+_NANP_SHAPE = re.compile(r"(?<![\w(])(?:\+?1[ .-]?)?\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}(?!\w)")  # 415 555 0134 shape, valid or not
 _DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
                 "seven": "7", "eight": "8", "nine": "9"}
 _DIGIT_WORD = r"(?:zero|oh|o|one|two|three|four|five|six|seven|eight|nine|double|triple|\d)"
@@ -78,6 +79,21 @@ def _spoken_digits(span: str) -> str:
     return "".join(out)
 
 
+_NUMBER_CUES = re.compile(r"\b(account|policy|reference|ref|parcel|order|tracking|invoice|customer|member|membership|booking|serial)\b[^.?!]{0,20}$", re.I)
+_PHONE_CUES = re.compile(r"\b(call|dial|text|phone|ring|mobile|cell|whatsapp)\b[^.?!]{0,20}$|\bnumber is\s*$", re.I)
+
+
+def _by_context(text: str, start: int, kind: str, n_digits: int) -> str:
+    """A phone-shaped number after "account", "policy", ... is a number; a 7, 10 or 11 digit run after
+    "call", "dial", "text", ... is a phone number."""
+    before = text[max(0, start - 40):start]
+    if kind == "phone" and _NUMBER_CUES.search(before):
+        return "number"
+    if kind == "number" and n_digits in (7, 10, 11) and _PHONE_CUES.search(before) and not _NUMBER_CUES.search(before):
+        return "phone"
+    return kind
+
+
 def _free(taken: list[tuple[int, int]], start: int, end: int) -> bool:
     return all(end <= a or start >= b for a, b in taken)
 
@@ -91,6 +107,9 @@ def find_pii(text: str) -> list[Finding]:
 
     def add(kind: str, start: int, end: int) -> None:
         if _free(taken, start, end):
+            if kind in ("phone", "number"):
+                n_digits = sum(ch.isdigit() for ch in text[start:end]) or len(_spoken_digits(text[start:end]))
+                kind = _by_context(text, start, kind, n_digits)
             found.append(Finding(kind, start, end))
             taken.append((start, end))
 
@@ -115,6 +134,8 @@ def find_pii(text: str) -> list[Finding]:
         for region in REGIONS:
             for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
                 add("phone", m.start, m.end)
+        for m in _NANP_SHAPE.finditer(text):
+            add("phone", m.start(), m.end())
     for m in _NUMBER_RUN.finditer(text):
         add("number", m.start(), m.end())
     for m in _SPOKEN_RUN.finditer(text):
