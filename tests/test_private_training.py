@@ -65,3 +65,18 @@ def test_the_failure_point_model_trains_privately_and_records_the_budget(runs, t
     assert FailurePointModel.load(tmp_path / "m").privacy_ == p  # the spent budget travels with the model
     with pytest.raises(InvalidInputError, match="dp_delta"):
         FailurePointModel(**small, dp_epsilon=1.0, dp_delta=0.5).fit(train, y)
+
+
+def test_the_rephrase_model_trains_privately_over_its_top_layer(tmp_path):
+    from test_rephrase import _toy
+
+    from selflearn.rephrase import ContextualRephraseDetector
+
+    exs, labels = _toy(64)
+    m = ContextualRephraseDetector(epochs=2, batch_size=16, dp_epsilon=8.0, random_state=0).fit(exs, labels)
+    p = m.privacy_
+    assert p["unit"] == "user" and p["users"] == 64 and p["epsilon"] <= 8.0 * 1.02 and p["clipping"] == "ghost"
+    assert len(m.predict(exs[:4])) == 4
+    m.save(tmp_path / "r")
+    assert ContextualRephraseDetector.load(tmp_path / "r").privacy_ == p
+    assert all(q.requires_grad for q in m.module_.parameters())  # a later plain fine-tune may train them all again

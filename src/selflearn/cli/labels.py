@@ -12,7 +12,7 @@ import typer
 from selflearn.errors import InvalidInputError, explain
 from selflearn.store.store import DEFAULT_STORE
 
-from .app import JsonOpt, err, group, out, print_json
+from .app import DpDeltaOpt, DpEpsilonOpt, JsonOpt, err, group, out, print_json
 
 __all__ = ["labels_app"]
 
@@ -59,6 +59,8 @@ def train_cmd(
     class_weight: Annotated[str, typer.Option(help="balanced: weigh the satisfaction and dialogue-label classes by inverse frequency; none.")] = "balanced",
     patience: Annotated[int, typer.Option(help="Stop after this many validations without a gain in mean macro-F1.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the split and training.")] = 0,
+    dp_epsilon: DpEpsilonOpt = None,
+    dp_delta: DpDeltaOpt = None,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
     limit: Limit = None,
     as_json: JsonOpt = False,
@@ -72,7 +74,7 @@ def train_cmd(
     kinds = tuple(x.strip() for x in corruptions.split(",") if x.strip())
     model = LabelModel(mode=mode, encoder=encoder, text_layers=text_layers, epochs=epochs, pretrain_epochs=pretrain_epochs, corruptions=kinds,
                        context=context, batch_turns=batch_turns, class_weight=None if class_weight == "none" else class_weight,
-                       patience=patience, random_state=seed, threads=threads)
+                       patience=patience, dp_epsilon=dp_epsilon, dp_delta=dp_delta, random_state=seed, threads=threads)
     dialogues = _source(store, data, limit)
     held = _source(None, valid, None) if valid is not None else None
     with err.status("training") as status:
@@ -82,7 +84,9 @@ def train_cmd(
     else:
         out.print(f"label model ({stats['mode']}, {stats['encoder']} encoder) → {out_dir}: {stats['dialogues']:,} dialogues, "
                   f"{stats['schedule']['epochs']} epochs of {stats['schedule']['steps_per_epoch']} steps, best at step {stats['best_step']}, "
-                  f"{stats['train_seconds']} s; fine-tuning loss {stats['finetune_loss']}", highlight=False)
+                  f"{stats['train_seconds']} s; fine-tuning loss {stats['finetune_loss']}"
+                  + (f"; user-level DP, epsilon {stats['privacy']['epsilon']}, delta {stats['privacy']['delta']:.2g}" if stats.get("privacy") else ""),
+                  highlight=False)
 
 
 @labels_app.command("import-uss")

@@ -13,7 +13,7 @@ from selflearn.rewrites.table import MiningConfig
 from selflearn.signals import SignalConfig
 from selflearn.store.store import DEFAULT_STORE, Store
 
-from .app import JsonOpt, StoreOpt, err, group, out, print_json
+from .app import DpDeltaOpt, DpEpsilonOpt, JsonOpt, StoreOpt, err, group, out, print_json
 
 __all__ = ["mine_cmd", "list_cmd", "explain_cmd", "train_rephrase_cmd"]
 
@@ -107,9 +107,12 @@ def train_rephrase_cmd(
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
     distractors: Annotated[float, typer.Option(help="Share of examples given a self-supervised distractor turn from another session.")] = 0.0,
+    dp_epsilon: DpEpsilonOpt = None,
+    dp_delta: DpDeltaOpt = None,
 ) -> None:
     """Train the contextual rephrase model (MiniLM span prediction) on weak labels from the store's
     feedback signals; no annotation needed. Use it with `selflearn rewrites mine --rephrase-model DIR`."""
     with Store(store) as st, err.status("training the rephrase model"):
-        res = train_rephrase_model(st, out_dir, examples=examples, epochs=epochs, seed=seed, threads=threads, distractors=distractors)
+        res = train_rephrase_model(st, out_dir, examples=examples, epochs=epochs, seed=seed, threads=threads, distractors=distractors,
+                                   dp_epsilon=dp_epsilon, dp_delta=dp_delta)
     out.print(f"trained on {res['examples']:,} weak labels in {res['train_seconds']} s → {res['model']}")

@@ -53,7 +53,7 @@ def train_labels(dialogues: list[Dialogue], out: Path, model: LabelModel, *, val
     return {"dialogues": len(dialogues), "validation_dialogues": len(valid), "mode": model.mode, "encoder": model.net_config_.encoder,
             "schedule": model.schedule_, "best_step": model.best_step_, "train_seconds": model.train_seconds_,
             "pretrain_loss": _ends(model.history_["pretrain"]), "finetune_loss": _ends(model.history_["finetune"]),
-            "validation": _summary(metrics)}
+            "validation": _summary(metrics), "privacy": model.privacy_}
 
 
 def _curves(metrics: dict) -> dict:

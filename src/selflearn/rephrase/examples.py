@@ -26,6 +26,7 @@ class Example:
     text: str
     following: tuple[tuple[int, str, float], ...]  # (turn_index, text, gap in seconds)
     defect_score: float
+    user_id: str = ""  # the speaker's pseudonym: the unit of differential privacy
 
 
 def load_examples(con: duckdb.DuckDBPyConnection, *, max_following: int = 3, window_s: float = 120.0, where: str = "true") -> list[Example]:
@@ -37,7 +38,7 @@ def load_examples(con: duckdb.DuckDBPyConnection, *, max_following: int = 3, win
     )
     cur = con.execute(
         f"""SELECT * EXCLUDE (keep) FROM (
-              SELECT session_id, turn_index, asr_text, defect_score, {leads}, ({where}) AS keep
+              SELECT session_id, turn_index, asr_text, defect_score, {leads}, ({where}) AS keep, user_id
               FROM signals
               WINDOW w AS (PARTITION BY session_id ORDER BY turn_index))
             WHERE keep ORDER BY session_id, turn_index"""
@@ -51,7 +52,7 @@ def load_examples(con: duckdb.DuckDBPyConnection, *, max_following: int = 3, win
             if i is None or g > window_s:
                 break
             following.append((int(i), t, float(g)))
-        out.append(Example(sid, int(ti), text, tuple(following), float(score)))
+        out.append(Example(sid, int(ti), text, tuple(following), float(score), row[-1]))
     return out
 
 
@@ -85,6 +86,6 @@ def with_distractors(examples: list[Example], labels: list[int], *, share: float
         after = ex.following[pos][2] if pos < len(ex.following) else before + 30.0
         fake = (-1, rng.choice(pool), round(rng.uniform(before, after), 1))
         following = ex.following[:pos] + (fake,) + ex.following[pos:]
-        out_e.append(Example(ex.session_id, ex.turn_index, ex.text, following, ex.defect_score))
+        out_e.append(Example(ex.session_id, ex.turn_index, ex.text, following, ex.defect_score, ex.user_id))
         out_l.append(lab + 1 if lab >= pos else lab)
     return out_e, out_l

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, explain
 from ..models.backbone import build_encoder, load_tokenizer
+from ..models.private import DpSettings, PrivateSGD, check_dp
 from ..models.base import Estimator, Progress, no_progress
 from ..models.directory import load_module, save_module
 from .examples import Example
@@ -35,11 +36,17 @@ class ContextualRephraseDetector(Estimator):
     fitted_attr = "module_"
     fix = "train one with `selflearn rephrase train`"
 
-    def __init__(self, *, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5, max_length: int = 96, random_state: int = 0, threads: int = 1):
+    def __init__(self, *, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5, max_length: int = 96, dp_epsilon: float | None = None,
+                 dp_delta: float | None = None, dp_max_grad_norm: float | None = None, dp_train_layers: int = 1, random_state: int = 0,
+                 threads: int = 1):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
         self.max_length = max_length
+        self.dp_epsilon = dp_epsilon  # user-level differential privacy (models.private); None: off
+        self.dp_delta = dp_delta
+        self.dp_max_grad_norm = dp_max_grad_norm
+        self.dp_train_layers = dp_train_layers  # under DP only MiniLM's top layers and the span head train (the efficient mode)
         self.random_state = random_state
         self.threads = threads
 
@@ -98,9 +105,13 @@ class ContextualRephraseDetector(Estimator):
         for lab, ex in zip(labels, examples):
             if not (lab == -1 or 0 <= lab < len(ex.following)):
                 raise InvalidInputError(explain(f"label={lab}", f"must be -1 or index a following turn (0..{len(ex.following) - 1})", "fix the labels"))
+        dp = check_dp(self.dp_epsilon, self.dp_delta, len({e.user_id or e.session_id for e in examples}))
         rng = self._start(examples, labels)
         self.tokenizer_ = load_tokenizer()
         self.module_ = self._build(pretrained=True)
+        if dp is not None:
+            self._fit_private(examples, labels, dp, progress)
+            return self
         opt = torch.optim.AdamW(self.module_.parameters(), lr=self.lr, weight_decay=0.01)
         data = list(zip(examples, labels))
         steps = self.epochs * ((len(data) + self.batch_size - 1) // self.batch_size)
@@ -124,6 +135,52 @@ class ContextualRephraseDetector(Estimator):
         self.train_seconds_ = time.perf_counter() - started
         self.n_train_ = len(data)
         return self
+
+    def _targets(self, batch: list[Example], labels: list[int]):
+        import torch
+
+        input_ids, mask, spans = self._encode(batch)
+        starts = torch.tensor([spans[i][lab][0] if 0 <= lab < len(spans[i]) else 0 for i, lab in enumerate(labels)])
+        ends = torch.tensor([spans[i][lab][1] if 0 <= lab < len(spans[i]) else 0 for i, lab in enumerate(labels)])
+        return input_ids, mask, starts, ends
+
+    def _fit_private(self, examples: list[Example], labels: list[int], dp: tuple[float, float], progress) -> None:
+        """User-level DP-SGD (models.private) over the top ``dp_train_layers`` MiniLM layers and the
+        span head, the rest frozen; as many example visits as the plain run."""
+        import torch
+
+        for p in self.module_.encoder.parameters():
+            p.requires_grad = False
+        for layer in self.module_.encoder.encoder.layer[-self.dp_train_layers:] if self.dp_train_layers else []:
+            for p in layer.parameters():
+                p.requires_grad = True
+        users = [e.user_id or e.session_id for e in examples]
+        n_users = len(set(users))
+        settings = DpSettings(*dp, users_per_step=min(n_users, 256), epochs=self.epochs * len(examples) / n_users, max_grad_norm=self.dp_max_grad_norm)
+        opt = torch.optim.AdamW([p for p in self.module_.parameters() if p.requires_grad], lr=max(self.lr, 5e-4), weight_decay=0.01)
+        private = PrivateSGD(self.module_, opt, users, settings, seed=self.random_state)
+        ce = torch.nn.CrossEntropyLoss(reduction="none")
+
+        def rows(model):
+            def loss(ix):
+                input_ids, mask, starts, ends = self._targets([examples[i] for i in ix], [labels[i] for i in ix])
+                s_logits, e_logits = model(input_ids, mask)
+                return ce(s_logits, starts) + ce(e_logits, ends)
+            return loss
+
+        started = time.perf_counter()
+        self.module_.train()
+        model = private.make_private(rows(self.module_))
+        for step in range(private.steps):
+            private.step(rows(model))
+            (progress or no_progress)("private", step + 1, private.steps)
+        self.module_.load_state_dict({k.removeprefix("_module."): v for k, v in model.state_dict().items()})
+        for p in self.module_.parameters():
+            p.requires_grad = True
+        self.module_.eval()
+        self.privacy_ = private.spent
+        self.train_seconds_ = time.perf_counter() - started
+        self.n_train_ = len(examples)
 
     # -- inference --------------------------------------------------------------
     def predict(self, examples: list[Example], *, batch_size: int = 64) -> list[tuple[int, float]]:

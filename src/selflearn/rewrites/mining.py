@@ -67,7 +67,8 @@ def detect_rephrases(store: Store, model_dir: Path, *, success_below: float = DE
 
 
 def train_rephrase_model(store: Store, out: Path, *, examples: int = 4000, epochs: int = 1, lr: float = 5e-5, batch_size: int = 32, seed: int = 0, threads: int = 1,
-                         distractors: float = 0.0, signals: SignalConfig | None = None) -> dict:
+                         distractors: float = 0.0, signals: SignalConfig | None = None, dp_epsilon: float | None = None,
+                         dp_delta: float | None = None) -> dict:
     """Train the contextual rephrase model on weak labels from the store's signals (no truth):
     half weak positives, half weak negatives, sampled; ``distractors`` of them get a self-supervised
     distractor turn from another session. Saves it to ``out``."""
@@ -88,10 +89,11 @@ def train_rephrase_model(store: Store, out: Path, *, examples: int = 4000, epoch
     if not 0.0 <= distractors <= 1.0:
         raise InvalidInputError(explain(f"distractors={distractors}", "must be a share in [0, 1]", "use e.g. 0.3"))
     x, y = with_distractors([e for e, _ in chosen], [lab for _, lab in chosen], share=distractors, seed=seed)
-    model = ContextualRephraseDetector(epochs=epochs, lr=lr, batch_size=batch_size, random_state=seed, threads=threads).fit(x, y)
+    model = ContextualRephraseDetector(epochs=epochs, lr=lr, batch_size=batch_size, random_state=seed, threads=threads,
+                                       dp_epsilon=dp_epsilon, dp_delta=dp_delta).fit(x, y)
     model.save(out)
     return {"model": str(out), "examples": len(chosen), "weak_positives": len(pos), "weak_negatives": len(neg),
-            "train_seconds": round(model.train_seconds_, 1)}
+            "train_seconds": round(model.train_seconds_, 1), "privacy": model.privacy_}
 
 
 def _rows(cur) -> list[dict]:
