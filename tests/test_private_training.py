@@ -80,3 +80,34 @@ def test_the_rephrase_model_trains_privately_over_its_top_layer(tmp_path):
     m.save(tmp_path / "r")
     assert ContextualRephraseDetector.load(tmp_path / "r").privacy_ == p
     assert all(q.requires_grad for q in m.module_.parameters())  # a later plain fine-tune may train them all again
+
+
+def test_the_ranker_trains_privately_and_scores_like_a_ranker():
+    from selflearn.online.features import FEATURES
+    from selflearn.online.ranker import Ranker
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, len(FEATURES)))
+    y = (x[:, 0] + 0.5 * x[:, 1] + rng.normal(scale=0.5, size=4000) > 0).astype(int)
+    users = [f"u{i % 400}" for i in range(4000)]
+    r = Ranker(dp_epsilon=8.0).fit(x, y, users=users)
+    s = r.score(x)
+    assert r.privacy_["users"] == 400 and r.privacy_["epsilon"] <= 8.0 * 1.02
+    assert ((s > 0.5) == y).mean() > 0.8  # the signal survives the noise
+    with pytest.raises(InvalidInputError, match="user of every row"):
+        Ranker(dp_epsilon=8.0).fit(x, y)
+
+
+def test_the_online_rewriter_trains_its_ranker_privately(online_model, tmp_path):
+    from selflearn.models.directory import describe
+    from selflearn.online import OnlineConfig, train_online
+    from selflearn.online.online_rewriter import OnlineRewriter
+    from selflearn.store.store import Store
+
+    with Store(online_model["dir"] / "s.duckdb") as st:
+        train_online(st, tmp_path / "dp", table=online_model["table"],
+                     config=OnlineConfig(max_pairs=256, examples=600, batch_size=32, min_precision=0.8, dp_epsilon=8.0))
+    p = describe(tmp_path / "dp")["privacy"]
+    assert p["unit"] == "user" and p["epsilon"] <= 8.0 * 1.02 and p["pseudonym_key"] and "encoder not fine-tuned" in p["trained_with_dp"]
+    rw = OnlineRewriter.load(tmp_path / "dp")  # the merged record still names the key
+    assert rw.ids is not None and rw.decide("play some jazz", user_id="u1") is not None

@@ -11,7 +11,7 @@ from rich.table import Table
 from selflearn.errors import InvalidInputError, explain
 from selflearn.store.store import DEFAULT_STORE, Store
 
-from .app import JsonOpt, StoreOpt, err, group, out, print_json
+from .app import DpDeltaOpt, DpEpsilonOpt, JsonOpt, StoreOpt, err, group, out, print_json
 
 __all__ = ["train_online_cmd", "serve_cmd"]
 
@@ -35,6 +35,8 @@ def train_online_cmd(
     phrase_min: Annotated[int, typer.Option(help="Insert the words a user added after a name (e.g. its state) once they did so this often (0: off).")] = _ONLINE.phrase_min,
     seed: Annotated[int, typer.Option(help="Seed of sampling, splits and training.")] = _ONLINE.seed,
     min_users: Annotated[int, typer.Option(help="k-anonymity: a request enters the shared global layer once this many distinct users said it.")] = _ONLINE.min_users,
+    dp_epsilon: DpEpsilonOpt = None,
+    dp_delta: DpDeltaOpt = None,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
@@ -43,7 +45,8 @@ def train_online_cmd(
     from selflearn.online import OnlineConfig, train_online
 
     cfg = OnlineConfig(min_precision=min_precision, max_pairs=max_pairs, examples=examples, seed=seed,
-                       calibrate=calibrate, harm_ratio=harm_ratio, fix_min=fix_min, phrase_min=phrase_min, min_users=min_users).check()
+                       calibrate=calibrate, harm_ratio=harm_ratio, fix_min=fix_min, phrase_min=phrase_min, min_users=min_users,
+                       dp_epsilon=dp_epsilon, dp_delta=dp_delta).check()
     if table is not None and not table.is_file():
         raise InvalidInputError(explain(str(table), "is not a file", "pass the Parquet file `selflearn rewrites mine --out` wrote"))
     with Store(store) as st, err.status("training") as status:

@@ -244,6 +244,8 @@ class OnlineRewriter:
                  "ranker": "ranker/", "table": "rewrites.parquet" if (directory / "rewrites.parquet").exists() else None}
         params = {"k_global": self.k_global, "k_personal": self.k_personal, "fix_min": self.fix_min, "phrase_min": self.phrase_min}
         privacy = None if self.ids is None else {"pseudonym_key": self.ids.fingerprint, "key_file": self.ids.source}
+        if getattr(self.ranker, "privacy_", None):  # the ranker is the part trained with DP (the encoder is then off the shelf)
+            privacy = {**(privacy or {}), **self.ranker.privacy_, "trained_with_dp": "ranker; encoder not fine-tuned"}
         write_config(directory, {"component": COMPONENT, "format_version": MODEL_FORMAT, "params": params, "parts": parts,
                                  "learned": {"threshold": self.threshold}, "privacy": privacy, **(meta or {})})
 

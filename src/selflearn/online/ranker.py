@@ -10,6 +10,7 @@ import numpy as np
 from .. import metrics
 from ..errors import InvalidInputError, explain
 from ..models.base import Estimator
+from ..models.private import DpSettings, PrivateSGD, check_dp
 from .features import FEATURES
 
 __all__ = ["Ranker", "choose_threshold", "choose_threshold_by_harm", "precision_coverage"]
@@ -25,13 +26,19 @@ class Ranker(Estimator):
     fix = "train it with `selflearn online train`"
     uses_torch = False
 
-    def __init__(self, *, hidden: int = 32, alpha: float = 1e-4, max_iter: int = 200, random_state: int = 0):
+    def __init__(self, *, hidden: int = 32, alpha: float = 1e-4, max_iter: int = 200, dp_epsilon: float | None = None,
+                 dp_delta: float | None = None, dp_epochs: int = 20, random_state: int = 0):
         self.hidden = hidden
         self.alpha = alpha
         self.max_iter = max_iter
+        self.dp_epsilon = dp_epsilon  # user-level differential privacy (models.private); None: off
+        self.dp_delta = dp_delta
+        self.dp_epochs = dp_epochs  # passes over the rows (in user-sampled steps) under DP
         self.random_state = random_state
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "Ranker":
+    def fit(self, x: np.ndarray, y: np.ndarray, users: list[str] | None = None) -> "Ranker":
+        """Train on candidate rows ``x`` (labels ``y``); ``users`` (one per row: whose request it
+        was) is needed under DP, where the same MLP is trained with user-level DP-SGD instead."""
         from sklearn.neural_network import MLPClassifier
 
         x, y = np.asarray(x, np.float64), np.asarray(y, int)
@@ -39,16 +46,47 @@ class Ranker(Estimator):
             raise InvalidInputError(explain(f"x {x.shape}, y {y.shape}", f"need (n, {len(FEATURES)}) features and n labels", "build them with the rewriter's candidates()"))
         if len(set(y.tolist())) < 2:
             raise InvalidInputError(explain(f"labels {sorted(set(y.tolist()))}", "the ranker needs positives and negatives", "train on more logs"))
+        if self.dp_epsilon is not None and (users is None or len(users) != len(y)):
+            raise InvalidInputError(explain(f"users={'None' if users is None else len(users)}", "DP training needs the user of every row",
+                                            "pass users=[...] (one per row)"))
+        dp = check_dp(self.dp_epsilon, self.dp_delta, len(set(users or ())))
         self._start(map(tuple, x), y.tolist())
         self.mean_ = x.mean(0)
         self.scale_ = np.where(x.std(0) > 1e-9, x.std(0), 1.0)
+        self.threshold_ = 0.5
+        if dp is not None:
+            self._fit_private((x - self.mean_) / self.scale_, y, users, dp)
+            return self
         mlp = MLPClassifier(hidden_layer_sizes=(self.hidden,), alpha=self.alpha, random_state=self.random_state, max_iter=self.max_iter,
                             early_stopping=True, n_iter_no_change=10)
         mlp.fit((x - self.mean_) / self.scale_, y)
         self.w1_, self.w2_ = mlp.coefs_[0].astype(np.float32), mlp.coefs_[1].astype(np.float32)
         self.b1_, self.b2_ = mlp.intercepts_[0].astype(np.float32), mlp.intercepts_[1].astype(np.float32)
-        self.threshold_ = 0.5
         return self
+
+    def _fit_private(self, z: np.ndarray, y: np.ndarray, users: list[str], dp: tuple[float, float]) -> None:
+        """The same one-hidden-layer MLP, trained with user-level DP-SGD (ghost clipping)."""
+        import torch
+
+        torch.manual_seed(self.random_state)
+        net = torch.nn.Sequential(torch.nn.Linear(z.shape[1], self.hidden), torch.nn.ReLU(), torch.nn.Linear(self.hidden, 1))
+        n_users = len(set(users))
+        settings = DpSettings(*dp, users_per_step=min(n_users, 512), epochs=self.dp_epochs * len(y) / n_users)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=self.alpha)
+        private = PrivateSGD(net, opt, users, settings, seed=self.random_state)
+        xt, yt = torch.tensor(z, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+        bce = torch.nn.BCEWithLogitsLoss(reduction="none")
+
+        def rows(model):
+            return lambda ix: bce(model(xt[torch.from_numpy(ix)]).squeeze(-1), yt[torch.from_numpy(ix)])
+
+        model = private.make_private(rows(net))
+        for _ in range(private.steps):
+            private.step(rows(model))
+        state = {k.removeprefix("_module."): v.detach().numpy() for k, v in model.state_dict().items()}
+        self.w1_, self.b1_ = state["0.weight"].T.astype(np.float32).copy(), state["0.bias"].astype(np.float32)
+        self.w2_, self.b2_ = state["2.weight"].T.astype(np.float32).copy(), state["2.bias"].astype(np.float32)
+        self.privacy_ = private.spent
 
     def score(self, x: np.ndarray) -> np.ndarray:
         self._check_fitted()

@@ -54,6 +54,8 @@ class OnlineConfig:
     k_personal: int = 5
     seed: int = 0
     min_users: int = K_DEFAULT  # k-anonymity of the global layer: a request enters it once this many users said it
+    dp_epsilon: float | None = None  # user-level DP: the ranker trains with DP-SGD and the encoder is not fine-tuned
+    dp_delta: float | None = None
     calibrate: str = "precision"  # or "harm": the lowest threshold whose fixes outnumber harm harm_ratio to 1
     harm_ratio: float = 12.0
     fix_min: int = 2  # serve a user's own fix of a request once they made it this often (0: the ranker decides)
@@ -232,7 +234,9 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     say("global layer", 0, 0)
     g = build_global(h, c.min_users)
     say(f"fine-tune encoder ({min(len(set(pairs)), c.max_pairs)} pairs)", 0, 0)
-    enc = BiEncoder(epochs=c.epochs, batch_size=c.batch_size, random_state=c.seed, threads=threads, max_pairs=c.max_pairs).fit(pairs)
+    # under DP the encoder is the off-the-shelf MiniLM (its in-batch-negatives loss ties users together; not fine-tuned, it spends nothing)
+    enc = BiEncoder(epochs=c.epochs if c.dp_epsilon is None else 0, batch_size=c.batch_size, random_state=c.seed, threads=threads,
+                    max_pairs=c.max_pairs).fit(pairs)
     fit_stats = enc.training_
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -261,7 +265,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     rw.warm([h.rows[i]["text"] for i in chosen])
     examples = replay_examples(rw, h, chosen, eligible=fixable_set | set(worked))
     say("ranker", 0, 0)
-    xs, ys, groups, train_mask = [], [], [], []
+    xs, ys, groups, train_mask, row_users = [], [], [], [], []
     for k, (i, texts, x, _) in enumerate(examples):
         if not texts:
             continue
@@ -270,8 +274,10 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
         ys.append(y)
         groups.append(np.full(len(texts), k))
         train_mask.append(np.full(len(texts), not held[h.rows[i]["user_id"]]))
+        row_users += [h.rows[i]["user_id"]] * len(texts)
     x, y, grp, tr = np.vstack(xs), np.concatenate(ys), np.concatenate(groups), np.concatenate(train_mask)
-    ranker = Ranker(random_state=c.seed).fit(x[tr], y[tr])
+    ranker = Ranker(random_state=c.seed, dp_epsilon=c.dp_epsilon, dp_delta=c.dp_delta).fit(
+        x[tr], y[tr], users=[u for u, t in zip(row_users, tr) if t])
     s = ranker.score(x[~tr])
     # right: a fix of a failing request, or a rewrite of a working one to a request that means the
     # same (harmless); fixed: only the former
