@@ -244,3 +244,38 @@ def test_cli_train_online_writes_a_model(online_model, tmp_path):
 def test_cli_train_online_rejects_an_unknown_calibration(tmp_path):
     r = CliRunner().invoke(cli, ["online", "train", "--store", str(tmp_path / "s.duckdb"), "--calibrate", "vibes"])
     assert r.exit_code == 2 and "calibrate='vibes'" in r.output
+
+
+@pytest.mark.anyio
+async def test_forgetting_through_the_service_rewrites_the_files_at_once(online_model, api_keys, tmp_path):
+    """DELETE /v1/users/{id}: the personal layer on disk no longer holds the user (not at shutdown: now);
+    requests name users by their own ids, the files only by keyed pseudonyms."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(online_model["model"], model)
+    rw = OnlineRewriter.load(model)
+    app = create_app(model, keys=api_keys["ring"], persist=True, rewriter=rw)
+    unique = "play the qwertyuiop polka for grandma"
+    turn = {"schema_version": 1, "session_id": "fm-1", "turn_index": 0, "timestamp": "2026-05-01T10:00:00Z", "user_id": "forget-me",
+            "device_id": "d1", "device": {"type": "speaker", "has_screen": False}, "utterance": {"text": unique}, "response": {"status": "success"}}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=api_keys["backend_headers"]) as c, \
+            httpx.AsyncClient(transport=transport, base_url="http://test", headers=api_keys["ops_headers"]) as a:
+        assert (await c.post("/v1/turns", json=turn)).status_code == 200
+        assert (await c.post("/v1/turns", json={**turn, "session_id": "fm-2", "timestamp": "2026-05-01T12:00:00Z", "utterance": {"text": "stop"}})).status_code == 200
+        assert (await a.get("/v1/users/forget-me/history")).status_code == 200
+        rw.personal.save(model / "personal")  # as an earlier shutdown would have: the user is on disk now
+        before = _parquet_text(model / "personal")  # (Parquet compresses: read the tables, not the bytes)
+        assert "qwertyuiop" in before and rw.ids.of("forget-me") in before and "forget-me" not in before
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as anonymous:
+            assert (await anonymous.delete("/v1/users/forget-me")).status_code == 401
+        assert (await a.delete("/v1/users/forget-me")).json()["forgotten"]
+    after = _parquet_text(model / "personal")
+    assert "qwertyuiop" not in after and rw.ids.of("forget-me") not in after
+
+
+def _parquet_text(directory) -> str:
+    import pyarrow.parquet as pq
+
+    return repr([pq.read_table(str(p)).to_pylist() for p in sorted(directory.glob("*.parquet"))])
