@@ -25,6 +25,7 @@ from selflearn.fpi.isolation import labelled
 from selflearn.labels import LabelModel
 from selflearn.labels.evaluate import evaluate_predictions, reference_targets
 from selflearn.labels.weak import store_dialogues
+from selflearn.signals import compute_signals
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
 from selflearn.world.build import World
@@ -58,7 +59,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epsilons", type=float, nargs="+", default=[INF, 8.0, 3.0, 1.0])
     ap.add_argument("--fpi-epochs", type=int, default=10)
-    ap.add_argument("--models", nargs="+", default=["fpi", "labels"], choices=["fpi", "labels"])
+    ap.add_argument("--models", nargs="+", default=["fpi", "labels"], choices=["fpi", "labels", "rephrase", "online"])
+    ap.add_argument("--rephrase-train", type=int, default=4000, help="weakly labelled examples for the rephrase model")
+    ap.add_argument("--ab-days", type=int, default=7, help="online: A/B days after the training days")
+    ap.add_argument("--max-pairs", type=int, default=10_000)
+    ap.add_argument("--examples", type=int, default=15_000)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -74,6 +79,8 @@ def main() -> None:
             with Store(tmp / f"{name}.duckdb") as st:
                 import_files(st, [tmp / name / "logs.jsonl"])
                 ids = st.pseudonyms()
+                if "rephrase" in args.models:
+                    compute_signals(st)
                 data[name] = {"turns": store_turns(st) if "fpi" in args.models else None,
                               "dialogues": store_dialogues(st) if "labels" in args.models else None,
                               "plain": store_dialogues(st, weak_labels=False) if "labels" in args.models else None, "ids": ids}
@@ -103,7 +110,11 @@ def main() -> None:
                 seconds = time.perf_counter() - started
                 m = evaluate_predictions(model.predict(gold), ref)
                 out["labels"]["by_epsilon"][str(eps)] = {**_label_brief(m), "train_seconds": round(seconds, 1), "privacy": model.privacy_}
-        for name in ("fpi", "labels"):
+        if "rephrase" in args.models:
+            _rephrase(args, tmp, out, say)
+        if "online" in args.models:
+            _online(args, world, tmp, out, say)
+        for name in ("fpi", "labels", "rephrase", "online"):
             runs = out.get(name, {}).get("by_epsilon", {})
             base = runs.get(str(INF))
             if base:
@@ -112,6 +123,67 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp)
     print(json.dumps(out, indent=2, default=str))
+
+
+def _rephrase(args, tmp: Path, out: dict, say) -> None:
+    """The span model on weak labels of the training run; F1 of its pairs against the evaluation run's truth."""
+    import random
+
+    from rephrase_results import score
+
+    from selflearn.rephrase import ContextualRephraseDetector, load_examples, weak_label
+
+    with Store(tmp / "train.duckdb") as st:
+        examples = load_examples(st.reader())
+    with Store(tmp / "eval.duckdb") as st:
+        evaluation = [e for e in load_examples(st.reader()) if e.following]
+        ids = st.pseudonyms()
+    truth = {(r["session_id"], r["turn_index"]): r["rephrase_of"]
+             for r in read_truth(tmp / "eval", ids).select(["session_id", "turn_index", "rephrase_of"]).to_pylist()}
+    rng = random.Random(args.seed)
+    labelled = [(e, weak_label(e)) for e in examples if e.following]
+    pos = [x for x in labelled if x[1] is not None and x[1] >= 0]
+    neg = [x for x in labelled if x[1] == -1]
+    n = min(args.rephrase_train // 2, len(pos), len(neg))
+    train = rng.sample(pos, n) + rng.sample(neg, n)
+    out["rephrase"] = {"train_examples": len(train), "train_users": len({e.user_id for e, _ in train}), "eval_anchors": len(evaluation), "by_epsilon": {}}
+    for eps in args.epsilons:
+        say(f"rephrase epsilon={eps}")
+        dp = {} if eps == INF else {"dp_epsilon": eps}
+        started = time.perf_counter()
+        model = ContextualRephraseDetector(epochs=1, random_state=args.seed, threads=args.threads, **dp).fit([e for e, _ in train], [y for _, y in train])
+        seconds = time.perf_counter() - started
+        out["rephrase"]["by_epsilon"][str(eps)] = {**score(evaluation, [k for k, _ in model.predict(evaluation)], truth),
+                                                   "train_seconds": round(seconds, 1), "privacy": model.privacy_}
+
+
+def _online(args, world, tmp: Path, out: dict, say) -> None:
+    """The online rewriter (table + global + personal) trained at each epsilon on the training run, A/B
+    on the same users' next days; at epsilon < inf its ranker is private and its encoder off the shelf."""
+    from selflearn.online import OnlineConfig, train_online
+    from selflearn.online.online_rewriter import OnlineRewriter
+    from selflearn.rewrites.mining import mine
+    from selflearn.world.ab import ab_arms
+    from selflearn.world.simulate import load_nlu_for
+
+    arms: dict = {"none": None}
+    out["online"] = {"by_epsilon": {}}
+    with Store(tmp / "train.duckdb") as st:
+        mine(st, tmp / "rewrites.parquet")
+        for eps in args.epsilons:
+            say(f"online epsilon={eps}")
+            cfg = OnlineConfig(max_pairs=args.max_pairs, examples=args.examples, seed=args.seed, dp_epsilon=None if eps == INF else eps)
+            started = time.perf_counter()
+            train_online(st, tmp / f"online-{eps}", table=tmp / "rewrites.parquet", config=cfg, threads=args.threads)
+            rw = OnlineRewriter.load(tmp / f"online-{eps}")
+            out["online"]["by_epsilon"][str(eps)] = {"train_seconds": round(time.perf_counter() - started, 1), "privacy": rw.ranker.privacy_}
+            arms[f"online eps={eps}"] = rw
+    say("online A/B")
+    ab = ab_arms(world, SimConfig(users=args.users, days=args.ab_days, seed=args.seed + 20, first_day=args.days), arms,
+                 nlu_loader=load_nlu_for(args.world))
+    for eps in args.epsilons:
+        r = ab["vs_control"][f"online eps={eps}"]
+        out["online"]["by_epsilon"][str(eps)].update({k: r[k] for k in ("relative_reduction", "ci_low", "ci_high", "wins", "losses", "win_loss_ratio")})
 
 
 if __name__ == "__main__":
