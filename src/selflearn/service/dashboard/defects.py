@@ -13,6 +13,12 @@ from .common import TRANSCRIPT, Context, transcript_rows
 __all__ = ["router"]
 
 
+def dp_card(rewriter) -> str:
+    """What the served model spent in differential privacy (the ranker is the part trained with DP)."""
+    p = getattr(getattr(rewriter, "ranker", None), "privacy_", None)
+    return f"ε = {p['epsilon']:g}, δ = {p['delta']:.1e}" if p else "no DP"
+
+
 def router(ctx: Context) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
@@ -25,7 +31,8 @@ def router(ctx: Context) -> APIRouter:
         if s is None:
             return ctx.page(request, "dashboard/home.html", "Defects", s=None, empty=ctx.reader.error or "No summary.")
         cards = [("turns", f"{s['turns']:,}"), ("sessions", f"{s['sessions']:,}"), ("users", f"{s['users']:,}"),
-                 ("defect rate", pct(s["defect_rate"])), ("rewrites blocked", len(ctx.rewriter.blocked))]
+                 ("defect rate", pct(s["defect_rate"])), ("rewrites blocked", len(ctx.rewriter.blocked)),
+                 ("ranker privacy", dp_card(ctx.rewriter)), ("k (users behind a shared text)", s.get("min_users", "-"))]
         top = [[clip(d["request"]) or Muted("(nothing heard)"), d["intent"] or "", d["defects"], d["turns"],
                 Link(href("/dashboard/sessions", q=d["request"]), "sessions")] for d in s["top_defects"]]
         intents = [[r["key"], r["turns"], pct(r["defect_rate"])] for r in s["by_intent"]]
