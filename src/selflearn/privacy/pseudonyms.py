@@ -20,6 +20,7 @@ import re
 import secrets
 import stat
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from ..errors import InvalidInputError, UnreadableInputError, explain
@@ -32,6 +33,14 @@ _HEX_CHARS = 24  # 96 bits: no collision among billions of ids in practice
 PSEUDONYM_RE = re.compile(r"p:[0-9a-f]{24}")
 _FINGERPRINT_TEXT = b"selflearn pseudonym key fingerprint"
 _MIN_KEY_BYTES = 16
+
+
+@lru_cache(maxsize=1 << 18)
+def _chain(keys: tuple[bytes, ...], raw_id: str) -> str:  # a user's turns repeat their ids: hash each once
+    out = raw_id
+    for key in keys:
+        out = Pseudonyms._h(key, out)
+    return out
 
 
 def key_path_for(store_path: str | Path) -> Path:
@@ -76,10 +85,7 @@ class Pseudonyms:
         return _PREFIX + hmac.new(key, text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:_HEX_CHARS]
 
     def of(self, raw_id: str) -> str:
-        out = raw_id
-        for key in self.keys:
-            out = self._h(key, out)
-        return out
+        return _chain(self.keys, raw_id)
 
     def rekey(self, pseudonym: str) -> str:
         return self._h(self.keys[-1], pseudonym)

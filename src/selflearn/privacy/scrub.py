@@ -19,6 +19,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import phonenumbers
 
@@ -42,7 +43,12 @@ _DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three
                 "seven": "7", "eight": "8", "nine": "9"}
 _DIGIT_WORD = r"(?:zero|oh|o|one|two|three|four|five|six|seven|eight|nine|double|triple|\d)"
 _SPOKEN_RUN = re.compile(rf"\b{_DIGIT_WORD}(?:[\s,.-]+{_DIGIT_WORD}){{5,}}\b", re.IGNORECASE)
-_MAYBE = re.compile(r"[@\d]|\b(?:at|zero|oh|one|two|three|four|five|six|seven|eight|nine)\b", re.IGNORECASE)
+_JSON_NUMBER = re.compile(r'":\s*-?\d[\d.eE+-]*')  # a number value right after a key
+_SPOKEN_DIGIT = r"(?:zero|oh|o|one|two|three|four|five|six|seven|eight|nine|double|triple)"
+# worth a closer look: an @, four digits close together (every written kind has more), an IPv6-like
+# colon group, "... at ... dot ...", or six spoken digits in a row
+_MAYBE = re.compile(rf"@|(?:\d\D{{0,3}}){{4}}|::|[0-9a-f]{{1,4}}:[0-9a-f]{{1,4}}:|\bat\b.*\bdot\b|\b{_SPOKEN_DIGIT}(?:[\s,.-]+{_SPOKEN_DIGIT}){{5}}\b",
+                    re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -100,8 +106,22 @@ def _free(taken: list[tuple[int, int]], start: int, end: int) -> bool:
 
 def find_pii(text: str) -> list[Finding]:
     """Every PII span in ``text`` (non-overlapping, in order)."""
-    if not text or not _MAYBE.search(text):
-        return []
+    return list(_find_cached(text)) if text else []
+
+
+@lru_cache(maxsize=1 << 17)
+def _find_cached(text: str) -> tuple[Finding, ...]:  # logs repeat their requests (and n-best lists repeat the request)
+    return tuple(_find(text)) if _MAYBE.search(text) else ()
+
+
+@lru_cache(maxsize=1 << 17)
+def _json_maybe(skeleton: str) -> bool:
+    """Whether a JSON document (its number values removed) may hold PII; cached: n-best lists differ
+    mostly in their confidences."""
+    return bool(_MAYBE.search(skeleton))
+
+
+def _find(text: str) -> list[Finding]:
     found: list[Finding] = []
     taken: list[tuple[int, int]] = []
 
@@ -130,7 +150,7 @@ def find_pii(text: str) -> list[Finding]:
         digits = re.sub(r"\D", "", m.group())
         if 13 <= len(digits) <= 19 and luhn_ok(digits):
             add("card", m.start(), m.end())
-    if any(ch.isdigit() for ch in text):
+    if sum(ch.isdigit() for ch in text) >= 7:
         for region in REGIONS:
             for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
                 add("phone", m.start, m.end)
@@ -176,7 +196,7 @@ def _walk(value, counts: Counter | None):
 
 def scrub_json(text: str | None) -> str | None:
     """A JSON document with every string value scrubbed (keys and numbers are kept)."""
-    if text is None or not _MAYBE.search(text):
+    if text is None or not _json_maybe(_JSON_NUMBER.sub('":', text)):
         return text
     value = json.loads(text)
     new = _walk(value, None)
@@ -197,8 +217,16 @@ class Scrubber:
         return scrub(text) if spans else text
 
     def json(self, text: str | None) -> str | None:
-        if text is None or not _MAYBE.search(text):
+        if text is None or not _json_maybe(_JSON_NUMBER.sub('":', text)):  # its numbers ("confidence": 0.87) are not PII
             return text
-        value = json.loads(text)
-        new = _walk(value, self.counts)
-        return text if new == value else json.dumps(new, ensure_ascii=False)
+        new, kinds = _json_cached(text)
+        self.counts.update(kinds)
+        return new
+
+
+@lru_cache(maxsize=1 << 16)
+def _json_cached(text: str) -> tuple[str, tuple[str, ...]]:
+    counts: Counter = Counter()
+    value = json.loads(text)
+    new = _walk(value, counts)
+    return (text if new == value else json.dumps(new, ensure_ascii=False)), tuple(counts.elements())

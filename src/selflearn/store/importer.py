@@ -134,7 +134,12 @@ def _privacy_functions(con: Any, ids: Pseudonyms, scrubber: Scrubber) -> Iterato
     registered on ``con`` (outside any transaction) for the duration of the import."""
 
     def vectorised(fn: Callable[[str], str | None]) -> Callable[[pa.Array], pa.Array]:
-        return lambda arr: pa.array([None if v is None else fn(v) for v in arr.to_pylist()], pa.string())
+        def column(arr: pa.Array) -> pa.Array:  # each distinct value once (ids and requests repeat)
+            if isinstance(arr, pa.ChunkedArray):
+                arr = arr.combine_chunks()
+            d = arr.dictionary_encode()
+            return pa.array([fn(v) for v in d.dictionary.to_pylist()], pa.string()).take(d.indices)
+        return column
 
     varchar = duckdb.sqltype("VARCHAR")
     for name, fn in zip(_UDFS, (ids.of, scrubber.text, scrubber.json), strict=True):

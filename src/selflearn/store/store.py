@@ -155,6 +155,7 @@ class Store:
             raise UnreadableInputError(
                 explain(str(self.path), f"not a DuckDB store ({exc})", "pass the path of a selflearn store")
             ) from exc
+        con.execute("SET enable_progress_bar = false")  # never draw on stdout (--json output is parsed)
         return con
 
     def has_table(self, name: str) -> bool:
