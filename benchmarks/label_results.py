@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--nlu-epochs", type=int, default=1)
     ap.add_argument("--min-precision", type=float, nargs="+", default=[0.95], help="one NLU arm per precision the labels are applied at")
     ap.add_argument("--nlu-base-share", type=float, default=1.0, help="share of the NLU's own training sentences mixed in")
+    ap.add_argument("--nlu-dp-epsilon", type=float, default=None, help="retrain the NLU on the generated rows with user-level DP at this epsilon")
     ap.add_argument("--arms", nargs="+", default=["heuristics", "generated", "corrections"],
                     choices=["heuristics", "generated", "corrections"], help="NLU arms beside the control")
     ap.add_argument("--retrain-seeds", type=int, nargs="+", default=[0],
@@ -191,6 +192,7 @@ def _nlu_loop(args, world: World, best: LabelModel, gold: list, train: list, tmp
             say(f"retrain NLU: {name}{tag} ({len(r)} rows)")
             d = tmp / f"w-variant-{seed}-{i}"
             loop.setdefault("retrained", {})[name + tag] = retrain_world_nlu(args.world, r, d, epochs=args.nlu_epochs, base_share=args.nlu_base_share,
+                                                                             dp_epsilon=args.nlu_dp_epsilon if r else None,
                                                                              seed=seed, threads=args.threads, progress=lambda s, *_: say(s))
             worlds[f"NLU + {name}{tag}"] = (World.load(d), load_nlu_for(d))
             if i:

@@ -280,7 +280,7 @@ def test_apply_keeps_only_confident_labels_and_exports_nlu_rows(small_model):
         assert s1["tasks"][t]["coverage"] <= s2["tasks"][t]["coverage"]
     assert s2["tasks"]["defect"]["coverage"] > 0.5
     rows = nlu_examples(loose)
-    assert rows and all(set(r) == {"text", "intent", "slots"} for r in rows)
+    assert rows and all(set(r) == {"text", "intent", "slots", "users"} for r in rows)
     with pytest.raises(InvalidInputError, match="min_precision"):
         apply_labels(small_model, ds, min_precision=0)
 
@@ -331,8 +331,8 @@ def test_nlu_rows_need_a_successful_goal_and_an_intent_and_say_when_slots_are_un
     ds = [Dialogue("a", [Exchange("play x", labels={"goal_success": 1, "intent": "music_play"}),  # slots not labelled
                          Exchange("play y", labels=ok), Exchange("play y", labels=ok),  # counted once
                          Exchange("play z", labels={**ok, "goal_success": 0}), Exchange("", labels=ok)])]
-    assert nlu_examples(ds) == [{"text": "play x", "intent": "music_play", "slots": None},
-                                {"text": "play y", "intent": "music_play", "slots": ok["slots"]}]
+    assert nlu_examples(ds) == [{"text": "play x", "intent": "music_play", "slots": None, "users": ["a"]},
+                                {"text": "play y", "intent": "music_play", "slots": ok["slots"], "users": ["a"]}]
 
 
 def test_nlu_sentences_without_slot_labels_teach_the_intent_only():
@@ -416,4 +416,4 @@ def test_a_carried_goal_intent_labels_the_failed_attempt_at_its_own_threshold():
     assert all(x["goal_success"] == 1 for x in first[:6])  # carried from a goal that succeeded
     assert summary["tasks"]["goal_intent"]["coverage"] == 0.3
     rows = nlu_examples(labelled, corrections_only=True)
-    assert rows == [{"text": "play radio", "intent": "play_music", "slots": None}]  # the correction the NLU can learn
+    assert rows == [{"text": "play radio", "intent": "play_music", "slots": None, "users": [f"d{i}" for i in range(6)]}]  # the correction the NLU can learn

@@ -77,6 +77,21 @@ def test_the_rephrase_model_trains_privately_over_its_top_layer(tmp_path):
     p = m.privacy_
     assert p["unit"] == "user" and p["users"] == 64 and p["epsilon"] <= 8.0 * 1.02 and p["clipping"] == "ghost"
     assert len(m.predict(exs[:4])) == 4
+    # the private training's top layers over the cached lower layers are the model itself
+    import torch
+
+    from selflearn.rephrase.model import _TopLayers
+
+    cached, _, _ = m._cache_below(exs[:3], labels[:3], 1)
+    input_ids, mask, _, _ = m._targets(exs[:3], labels[:3])
+    top = _TopLayers(torch.nn.ModuleList(m.module_.encoder.encoder.layer[-1:]), m.module_.qa).eval()
+    with torch.no_grad():
+        s_full, _ = m.module_(input_ids, mask)
+        width = max(len(c) for c in cached)
+        h = torch.stack([torch.nn.functional.pad(c.float(), (0, 0, 0, width - len(c))) for c in cached])
+        s_top, _ = top(h, torch.stack([torch.nn.functional.pad(torch.ones(len(c), dtype=torch.long), (0, width - len(c))) for c in cached]))
+    real = mask[:, :width] == 1
+    assert torch.allclose(s_full[:, :width][real], s_top[real], atol=0.05)  # float16 cache
     m.save(tmp_path / "r")
     assert ContextualRephraseDetector.load(tmp_path / "r").privacy_ == p
     assert all(q.requires_grad for q in m.module_.parameters())  # a later plain fine-tune may train them all again
@@ -98,7 +113,7 @@ def test_the_ranker_trains_privately_and_scores_like_a_ranker():
         Ranker(dp_epsilon=8.0).fit(x, y)
 
 
-def test_the_online_rewriter_trains_its_ranker_privately(online_model, tmp_path):
+def test_the_online_rewriter_trains_its_encoder_and_ranker_privately(online_model, tmp_path):
     from selflearn.models.directory import describe
     from selflearn.online import OnlineConfig, train_online
     from selflearn.online.online_rewriter import OnlineRewriter
@@ -108,6 +123,90 @@ def test_the_online_rewriter_trains_its_ranker_privately(online_model, tmp_path)
         train_online(st, tmp_path / "dp", table=online_model["table"],
                      config=OnlineConfig(max_pairs=256, examples=600, batch_size=32, min_precision=0.8, dp_epsilon=8.0))
     p = describe(tmp_path / "dp")["privacy"]
-    assert p["unit"] == "user" and p["epsilon"] <= 8.0 * 1.02 and p["pseudonym_key"] and "encoder not fine-tuned" in p["trained_with_dp"]
+    assert p["unit"] == "user" and p["epsilon"] <= 8.0 * 1.02 and p["pseudonym_key"] and p["trained_with_dp"] == "encoder + ranker"
+    assert p["parts"]["encoder"]["epsilon"] <= 4.0 * 1.02 and p["parts"]["ranker"]["epsilon"] <= 4.0 * 1.02  # half the budget each
     rw = OnlineRewriter.load(tmp_path / "dp")  # the merged record still names the key
-    assert rw.ids is not None and rw.decide("play some jazz", user_id="u1") is not None
+    assert rw.ids is not None and rw.decide("play some jazz", user_id="u1") is not None and rw.dp["epsilon"] == p["epsilon"]
+
+
+def test_user_mode_clips_each_users_mean_gradient():
+    """The vectorised per-user gradients equal a loop over users: each user's mean gradient over
+    their rows (weights), clipped to C, summed; a user with one big row counts at most C."""
+    import torch
+
+    from selflearn.models.private import DpSettings, PrivateSGD, RowLoss
+
+    torch.manual_seed(0)
+    x = torch.randn(12, 3)
+    x[11] *= 100  # one user's huge example
+    y = torch.randn(12)
+    users = ["a"] * 5 + ["b"] * 3 + ["c"] * 3 + ["d"]
+    net = torch.nn.Linear(3, 1)
+    rows = RowLoss(lambda ix: (x[torch.from_numpy(ix)], y[torch.from_numpy(ix)]), lambda call, xx, yy: (call(xx).squeeze(-1) - yy) ** 2)
+    private = PrivateSGD(net, torch.optim.SGD(net.parameters(), lr=0.1), users, DpSettings(8.0, 1e-3, users_per_step=4, clipping="user",
+                                                                                              examples_per_user=4, max_grad_norm=1.0), seed=0)
+    private.make_private(rows)
+    chosen = np.arange(4)
+    r, w = private.sampler.user_batch(4, chosen)
+    assert w.sum(1) == pytest.approx(np.ones(4)) and (w[0] > 0).sum() == 4 and (w[3] > 0).sum() == 1  # "a" gives 4 of its 5 rows
+    total, norms, _ = private._user_grads(rows, r, w)
+    want = [torch.zeros_like(p) for p in net.parameters()]
+    for ri, wi in zip(r, w):
+        loss = (rows(net)(ri) * torch.from_numpy(wi)).sum()
+        g = torch.autograd.grad(loss, list(net.parameters()))
+        n = torch.sqrt(sum((t**2).sum() for t in g))
+        for acc, t in zip(want, g):
+            acc += t * min(1.0, 1.0 / float(n))
+    for a, b in zip(total, want):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert norms[3] > 10  # the big row's user was clipped to 1 like everyone else
+    before = [p.detach().clone() for p in net.parameters()]
+    private.step(rows)
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters())) and private.spent["clipping"] == "user"
+
+
+def test_the_encoder_trains_a_private_adapter_served_in_onnx(tmp_path):
+    """Under DP the retrieval encoder is MiniLM + a low-rank adapter trained with user-level DP-SGD:
+    it moves a misheard request towards its fix, saves, reloads and exports to ONNX with it."""
+    from selflearn.online.encoder import BiEncoder, OnnxEncoder, agreement, export_onnx
+
+    words = ["jazz", "rock", "the news", "the weather", "a timer", "my alarm", "the lights", "some music"]
+    pairs = [(f"whats {w} like please", f"what is {w}") for w in words for _ in range(4)]
+    users = [f"u{i}" for i in range(len(pairs))]
+    negatives = [f"set {w} for later" for w in words] + ["turn it off", "call mum", "stop", "volume up"]
+    enc = BiEncoder(dp_epsilon=8.0, dp_rank=4, dp_epochs=30, random_state=0).fit(pairs, users=users, negatives=negatives)
+    p = enc.privacy_
+    assert p["unit"] == "user" and p["users"] == len(pairs) and p["epsilon"] <= 8.0 * 1.02 and p["clipping"] == "user"
+    assert enc.training_["adapter_rank"] == 4 and enc.training_["loss_last"] < enc.training_["loss_first"]
+    enc.save(tmp_path / "e")
+    again = BiEncoder.load(tmp_path / "e")
+    texts = [a for a, _ in pairs[::4]] + negatives
+    assert np.allclose(enc.encode(texts), again.encode(texts), atol=1e-5) and again.privacy_ == p
+    export_onnx(again, tmp_path / "e.onnx", quantize=False)
+    assert agreement(again, OnnxEncoder(tmp_path / "e.onnx", tmp_path / "e" / "tokenizer"), texts)["min_cosine"] > 0.999
+    with pytest.raises(InvalidInputError, match="users"):
+        BiEncoder(dp_epsilon=8.0).fit(pairs)
+
+
+def test_the_world_nlu_retrains_privately_on_users_sentences(world_dir, tmp_path):
+    """The NLU's retraining on generated labels: users' sentences under user-level DP (top layer and
+    heads), its own training sentences (no user's) plainly; the budget is recorded and saved."""
+    from selflearn.world.build import World
+    from selflearn.world.nlu import JointNLU
+    from selflearn.world.retrain import tagged_sentence
+
+    world = World.load(world_dir)
+    nlu = JointNLU.load(world_dir / "nlu")
+    base = [x for x in (tagged_sentence(s["text"], s["intent"], s["slots"]) for s in world.sentences[:40] if s["in_nlu_train"]) if x]
+    mine = [tagged_sentence(s["text"], s["intent"], None) for s in world.sentences[:120] if not s["in_nlu_train"] and s["intent"] in nlu.intents_]
+    users = [f"u{i % 60}" for i in range(len(mine))]
+    nlu.dp_epsilon, nlu.dp_epochs = 8.0, 2
+    nlu.refit(mine, users=users, public=base)
+    p = nlu.privacy_
+    assert p["unit"] == "user" and p["users"] == len(set(users)) and p["epsilon"] <= 8.0 * 1.02 and p["clipping"] == "ghost"
+    assert all(q.requires_grad for q in nlu.module_.parameters())
+    assert nlu.predict(["play some jazz"])[0].intent in nlu.intents_
+    nlu.save(tmp_path / "nlu")
+    assert JointNLU.load(tmp_path / "nlu").privacy_ == p
+    with pytest.raises(InvalidInputError, match="user of every sentence"):
+        nlu.refit(mine)

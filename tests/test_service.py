@@ -116,7 +116,7 @@ async def test_health_metrics_and_openapi(client, admin):
     assert health == {"status": "ok", "version": health["version"], "layers": ["table", "global", "personal"]}
     status = (await admin.get("/v1/status")).json()
     assert status["global_candidates"] > 0 and status["queued"] == 0
-    assert status["privacy"]["pseudonym_key"].startswith("hmac-sha256:") and status["privacy"]["ranker_dp"] is None  # trained without DP
+    assert status["privacy"]["pseudonym_key"].startswith("hmac-sha256:") and status["privacy"]["dp"] is None  # trained without DP
     assert (await client.get("/metrics")).status_code == 403
     metrics = (await admin.get("/metrics")).text
     assert "selflearn_rewrite_requests_total" in metrics and "selflearn_rewrite_seconds_bucket" in metrics

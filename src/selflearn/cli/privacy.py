@@ -112,7 +112,14 @@ def info_cmd(model: Annotated[Path, typer.Option("--model", help="A model direct
         print_json(info)
         return
     p = info["privacy"] or {}
-    dp = (f"user-level DP: epsilon {p['epsilon']} (target {p.get('epsilon_target')}), delta {p['delta']:.3g}, {p.get('accountant')} accountant, "
-          f"noise multiplier {p.get('noise_multiplier')}, {p.get('steps')} steps" if p.get("epsilon") is not None else "trained WITHOUT differential privacy")
+    dp = _dp_line(p) if p.get("epsilon") is not None else "trained WITHOUT differential privacy"
+    if p.get("parts"):
+        dp = f"user-level DP: epsilon {p['epsilon']}, delta {p['delta']:.3g} in all ({p['composition']}): " + "; ".join(
+            f"{name}: {_dp_line(part)}" for name, part in p["parts"].items())
     out.print(f"{model}: {info['component']} (format {info['format_version']}); {dp}"
               + (f"; pseudonym key {p['pseudonym_key']}" if p.get("pseudonym_key") else ""), highlight=False, markup=False)
+
+
+def _dp_line(p: dict) -> str:
+    return (f"user-level DP: epsilon {p['epsilon']} (target {p.get('epsilon_target')}), delta {p['delta']:.3g}, {p.get('accountant')} accountant, "
+            f"noise multiplier {p.get('noise_multiplier')}, {p.get('steps')} steps")

@@ -59,7 +59,8 @@ class FailurePointModel(Estimator):
 
     def __init__(self, *, text: bool = True, text_dim: int = 128, hidden: int = 128, dropout: float = 0.1, epochs: int = 50,
                  batch_size: int = 256, lr: float = 2e-3, class_weight_power: float = 0.5, dp_epsilon: float | None = None,
-                 dp_delta: float | None = None, dp_max_grad_norm: float | None = None, random_state: int = 0, threads: int = 1):
+                 dp_delta: float | None = None, dp_max_grad_norm: float | None = None, dp_users_per_step: int = 256,
+                 dp_examples_per_user: int = 16, random_state: int = 0, threads: int = 1):
         self.text = text
         self.text_dim = text_dim
         self.hidden = hidden
@@ -71,6 +72,8 @@ class FailurePointModel(Estimator):
         self.dp_epsilon = dp_epsilon  # user-level differential privacy (models.private); None: off
         self.dp_delta = dp_delta
         self.dp_max_grad_norm = dp_max_grad_norm  # None: chosen privately
+        self.dp_users_per_step = dp_users_per_step  # expected users in a private step
+        self.dp_examples_per_user = dp_examples_per_user  # a sampled user's turns in a step (their mean gradient)
         self.random_state = random_state
         self.threads = threads
 
@@ -154,30 +157,33 @@ class FailurePointModel(Estimator):
         return history
 
     def _train_private(self, net, emb, tr, cats, y, loss_fn, users, dp, progress) -> list[float]:
-        """User-level DP-SGD (models.private): as many example visits as the plain training, one
-        example per sampled user per step; the spent budget goes to ``privacy_``."""
+        """User-level DP-SGD (models.private): each step, every sampled user's mean gradient over up
+        to ``dp_examples_per_user`` of their turns, clipped as one; as many turn visits as the plain
+        training; the spent budget goes to ``privacy_``."""
         import torch
 
+        from ..models.private import RowLoss
+
         n_users = len(set(users))
-        per_step = min(n_users, max(self.batch_size, 64))
-        settings = DpSettings(*dp, users_per_step=per_step, epochs=self.epochs * len(y) / n_users, max_grad_norm=self.dp_max_grad_norm)
+        k = self.dp_examples_per_user
+        per_user = np.unique(np.asarray(users), return_counts=True)[1]
+        passes = self.epochs * len(y) / float(np.minimum(per_user, k).sum())
+        settings = DpSettings(*dp, users_per_step=min(n_users, self.dp_users_per_step), epochs=passes, max_grad_norm=self.dp_max_grad_norm,
+                              clipping="user", examples_per_user=k)
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=0.01)
         private = PrivateSGD(net, opt, users, settings, seed=self.random_state)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=private.steps)
-
-        def rows(model):
-            return lambda ix: loss_fn(model(emb[torch.from_numpy(ix)], tr[torch.from_numpy(ix)], cats[torch.from_numpy(ix)]), y[torch.from_numpy(ix)])
-
-        model = private.make_private(rows(net))
+        rows = RowLoss(lambda ix: (emb[torch.from_numpy(ix)], tr[torch.from_numpy(ix)], cats[torch.from_numpy(ix)], y[torch.from_numpy(ix)]),
+                       lambda call, e, t, c, target: loss_fn(call(e, t, c), target))
+        private.make_private(rows)
         history, total, every = [], 0.0, max(1, private.steps // 20)
         for step in range(private.steps):
-            total += private.step(rows(model))
+            total += private.step(rows)
             sched.step()
             if (step + 1) % every == 0 or step + 1 == private.steps:
                 history.append(round(total / every, 5))
                 total = 0.0
                 (progress or no_progress)("step", step + 1, private.steps)
-        net.load_state_dict({k.removeprefix("_module."): v for k, v in model.state_dict().items()})
         self.privacy_ = private.spent
         return history
 

@@ -17,6 +17,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
+
 
 from ..errors import InvalidInputError, explain
 from ..models.backbone import SentenceEncoder, load_tokenizer
@@ -57,7 +59,7 @@ class LabelModel(Estimator):
                  context: bool = True, pretrain_epochs: int = 1, corruptions: tuple[str, ...] = CORRUPTIONS, epochs: int | None = None,
                  batch_turns: int = 80, lr: float = 5e-5, head_lr: float | None = None, class_weight: str | None = "balanced", patience: int = 5,
                  feedback_dropout: float = 0.2, dp_epsilon: float | None = None, dp_delta: float | None = None,
-                 dp_max_grad_norm: float | None = None, random_state: int = 0, threads: int = 1):
+                 dp_max_grad_norm: float | None = None, dp_dialogues_per_user: int = 4, random_state: int = 0, threads: int = 1):
         self.mode = mode
         self.encoder = encoder
         self.text_layers = text_layers
@@ -76,6 +78,7 @@ class LabelModel(Estimator):
         self.dp_epsilon = dp_epsilon  # user-level differential privacy (models.private); None: off
         self.dp_delta = dp_delta
         self.dp_max_grad_norm = dp_max_grad_norm
+        self.dp_dialogues_per_user = dp_dialogues_per_user  # a sampled user's dialogues in a private step (their mean gradient)
         self.random_state = random_state
         self.threads = threads
 
@@ -195,18 +198,20 @@ class LabelModel(Estimator):
             self.net_.load_state_dict(best_state)
 
     def _run_private(self, feed: "Feed", dp: tuple[float, float], rng: random.Random, say) -> None:
-        """User-level DP-SGD (models.private): each step samples users, one dialogue each, clipped
-        one by one (the dialogue Transformer's rows are whole dialogues); as many turn visits as the
-        plain schedule; the spent budget goes to ``privacy_``."""
+        """User-level DP-SGD (models.private): each step samples users; a sampled user's mean gradient
+        over up to ``dp_dialogues_per_user`` of their dialogues is clipped as one, user by user (the
+        dialogue Transformer's rows are whole dialogues); as many dialogue visits as the plain
+        schedule; the spent budget goes to ``privacy_``."""
         import torch
 
         users = [d.user or d.dialogue_id for d in feed.dialogues]
         n_users = len(set(users))
         per_epoch = len(plan_batches(feed.lengths, self.batch_turns, None))
         epochs, _ = training_schedule(per_epoch, self.net_config_.encoder, self.epochs)
-        per_step = min(n_users, 256)
-        settings = DpSettings(*dp, users_per_step=per_step, epochs=epochs * len(users) / n_users,  # as many dialogue visits as the plain run
-                              max_grad_norm=self.dp_max_grad_norm, clipping="microbatch")
+        per_step, k = min(n_users, 256), self.dp_dialogues_per_user
+        visits = float(np.minimum(np.unique(np.asarray(users), return_counts=True)[1], k).sum())
+        settings = DpSettings(*dp, users_per_step=per_step, epochs=epochs * len(users) / visits,  # as many dialogue visits as the plain run
+                              max_grad_norm=self.dp_max_grad_norm, clipping="microbatch", examples_per_user=k)
         head_lr = self.head_lr if self.head_lr is not None else HEAD_LR[self.net_config_.encoder]
         groups = [{"params": [p for n, p in self.net_.named_parameters() if n.startswith("text.")], "lr": self.lr},
                   {"params": [p for n, p in self.net_.named_parameters() if not n.startswith("text.")], "lr": 10 * head_lr}]

@@ -177,10 +177,11 @@ def _carry(goal_intent, th, labels: dict) -> bool:
 
 def nlu_examples(dialogues: list[Dialogue], *, corrections_only: bool = False) -> list[dict]:
     """NLU training rows from labelled dialogues: every turn labelled as serving a goal that
-    succeeded, with an intent: {"text", "intent", "slots"}, where "slots" is null when the slots
-    were not labelled (the row then teaches the intent only, never "this has no slots").
+    succeeded, with an intent: {"text", "intent", "slots", "users"}, where "slots" is null when the
+    slots were not labelled (the row then teaches the intent only, never "this has no slots") and
+    "users" are the (pseudonymous) users who said it, for training with user-level DP.
     ``corrections_only`` keeps the turns whose label differs from what the NLU said."""
-    rows, seen = [], set()
+    rows: dict[tuple, dict] = {}
     for d in dialogues:
         for e in d.exchanges:
             lab = e.labels
@@ -189,8 +190,7 @@ def nlu_examples(dialogues: list[Dialogue], *, corrections_only: bool = False) -
             if corrections_only and lab["intent"] == e.features.get("intent"):
                 continue
             key = (e.user, lab["intent"], json.dumps(lab.get("slots"), sort_keys=True))
-            if key in seen:
-                continue
-            seen.add(key)
-            rows.append({"text": e.user, "intent": lab["intent"], "slots": lab.get("slots")})
-    return rows
+            row = rows.setdefault(key, {"text": e.user, "intent": lab["intent"], "slots": lab.get("slots"), "users": []})
+            if (d.user or d.dialogue_id) not in row["users"]:
+                row["users"].append(d.user or d.dialogue_id)
+    return list(rows.values())

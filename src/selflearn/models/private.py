@@ -26,9 +26,13 @@ import numpy as np
 
 from ..errors import InvalidInputError, explain
 
-__all__ = ["DpSettings", "check_dp", "UserSampler", "PrivateSGD", "private_median", "CLIP_SHARE"]
+__all__ = ["DpSettings", "RowLoss", "check_dp", "UserSampler", "PrivateSGD", "private_median", "CLIP_SHARE"]
 
 CLIP_SHARE = 0.02  # share of epsilon spent on choosing the clipping norm
+_MECHANISM = {"ghost": "DP-SGD (Opacus ghost clipping), Poisson user sampling, one example per sampled user",
+              "per-sample": "DP-SGD (Opacus), Poisson user sampling, one example per sampled user",
+              "microbatch": "DP-SGD, Poisson user sampling, each sampled user's mean gradient over up to {k} examples clipped",
+              "user": "DP-SGD, Poisson user sampling, each sampled user's mean gradient over up to {k} examples clipped (torch.func)"}
 _GRID = np.geomspace(1e-3, 1e3, 61)  # candidate clipping norms
 
 
@@ -62,7 +66,24 @@ class DpSettings:
     max_grad_norm: float | None = None  # None: chosen privately (the median per-user gradient norm)
     accountant: str = "prv"  # Opacus' PRV accountant (or "rdp")
     clipping: str = "ghost"  # "ghost": Opacus ghost clipping (one batched pass; layers Opacus supports);
-    # "microbatch": one backward per sampled user (any torch model, e.g. one whose rows are whole dialogues)
+    # "microbatch": one backward per sampled user (any torch model, e.g. one whose rows are whole dialogues);
+    # "user": every sampled user's mean gradient over up to ``examples_per_user`` of their examples, all
+    # users at once (torch.func vmap), clipped as one
+    examples_per_user: int = 1  # examples a sampled user contributes to a step ("user" and "microbatch")
+
+
+@dataclass
+class RowLoss:
+    """A loss over rows, in the form the "user" clipping mode vectorises: ``tensors(ix)`` gathers the
+    rows' tensors (first dimension ``len(ix)``); ``loss(call, *tensors)`` returns their per-example
+    losses, running the model as ``call(*inputs)``."""
+
+    tensors: Callable[[np.ndarray], tuple]
+    loss: Callable[..., "object"]
+
+    def __call__(self, module) -> Callable[[np.ndarray], "object"]:
+        """The per-example loss of rows ``ix`` under ``module`` (for the other clipping modes)."""
+        return lambda ix: self.loss(module, *self.tensors(ix))
 
 
 class UserSampler:
@@ -80,6 +101,24 @@ class UserSampler:
     def batch(self) -> np.ndarray:
         chosen = np.flatnonzero(self.rng.random(self.n_users) < self.q)
         return np.array([self.groups[u][self.rng.integers(len(self.groups[u]))] for u in chosen], np.int64)
+
+    def user_batch(self, k: int, chosen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The sampled users' rows, ``k`` per user: (rows (users, k), weights (users, k)). A user with
+        fewer than ``k`` examples repeats one at weight 0; each user's weights sum to 1 (their mean)."""
+        if chosen is None:
+            chosen = np.flatnonzero(self.rng.random(self.n_users) < self.q)
+        rows = np.zeros((len(chosen), k), np.int64)
+        weights = np.zeros((len(chosen), k), np.float32)
+        for r, u in enumerate(chosen):
+            g = self.groups[u]
+            take = g[self.rng.permutation(len(g))[:k]] if len(g) > k else g
+            rows[r, : len(take)], rows[r, len(take):] = take, take[0]
+            weights[r, : len(take)] = 1.0 / len(take)
+        return rows, weights
+
+    def visits_per_step(self, k: int) -> float:
+        """Expected example visits of one step when each sampled user gives up to ``k``."""
+        return self.q * float(sum(min(k, len(g)) for g in self.groups))
 
 
 def private_median(norms: np.ndarray, epsilon: float, rng: np.random.Generator) -> float:
@@ -115,8 +154,11 @@ class PrivateSGD:
             return float(self.settings.max_grad_norm)
         import torch
 
-        params = [p for p in self.module.parameters() if p.requires_grad]
         take = self.rng.permutation(self.sampler.n_users)[:512]
+        if self.settings.clipping == "user":
+            rows, weights = self.sampler.user_batch(self.settings.examples_per_user, take)
+            return private_median(self._user_grads(per_example_loss, rows, weights)[1], self.clip_epsilon, self.rng)
+        params = [p for p in self.module.parameters() if p.requires_grad]
         norms = []
         for u in take:
             g = self.sampler.groups[u]
@@ -138,7 +180,7 @@ class PrivateSGD:
         self.accountant = create_accountant(s.accountant)
         expected = max(1, int(round(self.sampler.q * self.sampler.n_users)))
         self.expected = expected
-        if s.clipping == "microbatch":
+        if s.clipping in ("microbatch", "user"):
             return self.module
         if s.clipping == "ghost":
             from opacus.grad_sample import GradSampleModuleFastGradientClipping
@@ -160,13 +202,18 @@ class PrivateSGD:
     def step(self, per_example_loss: Callable[[np.ndarray], "object"]) -> float:
         """One private step on a fresh Poisson batch of users; returns the batch's mean loss."""
         started = time.perf_counter()
-        ix = self.sampler.batch()
         self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sampler.q)
         self.done += 1
-        if len(ix) == 0:  # an empty Poisson batch releases nothing; the step still counts
+        if self.settings.clipping in ("microbatch", "user"):
+            rows, weights = self.sampler.user_batch(self.settings.examples_per_user)
+            if len(rows) == 0:  # an empty Poisson batch releases nothing; the step still counts
+                return 0.0
+            if self.settings.clipping == "user":
+                return self._user_step(rows, weights, per_example_loss, started)
+            return self._microbatch_step(rows, weights, per_example_loss, started)
+        ix = self.sampler.batch()
+        if len(ix) == 0:
             return 0.0
-        if self.settings.clipping == "microbatch":
-            return self._microbatch_step(ix, per_example_loss, started)
         self.optimizer.zero_grad()
         losses = per_example_loss(ix)
         if self.settings.clipping == "ghost":
@@ -183,19 +230,22 @@ class PrivateSGD:
         self.seconds += time.perf_counter() - started
         return value
 
-    def _microbatch_step(self, ix: np.ndarray, per_example_loss, started: float) -> float:
-        """Each sampled user's gradient on its own, clipped to C, summed, Gaussian noise of standard
-        deviation sigma*C added, divided by the expected batch (what Opacus' DPOptimizer does)."""
+    def _microbatch_step(self, rows: np.ndarray, weights: np.ndarray, per_example_loss, started: float) -> float:
+        """Each sampled user's gradient on its own (the mean over their rows: ``per_example_loss``
+        returns per-row losses, or one scalar that is already their mean), clipped to C, summed,
+        Gaussian noise of standard deviation sigma*C added, divided by the expected batch (what
+        Opacus' DPOptimizer does)."""
         import torch
 
         params = [p for p in self.module.parameters() if p.requires_grad]
         total = [torch.zeros_like(p) for p in params]
         losses = []
-        for i in ix:
-            loss = per_example_loss(np.array([i]))
+        for r, w in zip(rows, weights):
+            keep = w > 0
+            loss = per_example_loss(r[keep])
             if loss is None:
                 continue
-            loss = loss.sum()
+            loss = (loss * torch.from_numpy(w[keep])).sum()
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in grads if g is not None))
             factor = min(1.0, self.max_grad_norm / (float(norm) + 1e-6))
@@ -203,13 +253,60 @@ class PrivateSGD:
                 if g is not None:
                     t.add_(g.detach(), alpha=factor)
             losses.append(float(loss.detach()))
+        self._noisy_update(params, total)
+        self.seconds += time.perf_counter() - started
+        return sum(losses) / max(len(losses), 1)
+
+    def _user_grads(self, row_loss: "RowLoss", rows: np.ndarray, weights: np.ndarray, chunk: int = 64):
+        """Per-user mean gradients (vmap over users of the gradient of their weighted loss), in
+        chunks of ``chunk`` users: the clipped sum per parameter (once the clip is chosen), the
+        per-user norms and the mean loss."""
+        import torch
+        from torch.func import functional_call, grad, vmap
+
+        names = [n for n, p in self.module.named_parameters() if p.requires_grad]
+        params = {n: p.detach() for n, p in self.module.named_parameters() if p.requires_grad}
+        fixed = {n: p.detach() for n, p in self.module.named_parameters() if not p.requires_grad}
+        fixed.update(dict(self.module.named_buffers()))
+
+        def user_loss(p, w, *t):
+            losses = row_loss.loss(lambda *a: functional_call(self.module, {**p, **fixed}, a), *t)
+            value = (losses * w).sum()
+            return value, value.detach()
+
+        clip = getattr(self, "max_grad_norm", None)
+        total = {n: torch.zeros_like(params[n]) for n in names}
+        norms, loss_sum = [], 0.0
+        for b in range(0, len(rows), chunk):
+            r, w = rows[b : b + chunk], torch.from_numpy(weights[b : b + chunk])
+            t = row_loss.tensors(r.reshape(-1))
+            t = tuple(x.reshape(len(r), r.shape[1], *x.shape[1:]) for x in t)
+            fn = vmap(grad(user_loss, has_aux=True), in_dims=(None, 0) + (0,) * len(t), randomness="different")
+            g, values = fn(params, w, *t)
+            norm = torch.sqrt(sum((g[n].reshape(len(r), -1) ** 2).sum(1) for n in names))
+            norms.append(norm.numpy())
+            loss_sum += float(values.sum())
+            if clip is not None:
+                factor = torch.clamp(clip / (norm + 1e-6), max=1.0)
+                for n in names:
+                    total[n] += torch.einsum("u,u...->...", factor, g[n])
+        return [total[n] for n in names], np.concatenate(norms) if norms else np.zeros(0), loss_sum / max(len(rows), 1)
+
+    def _user_step(self, rows: np.ndarray, weights: np.ndarray, row_loss: "RowLoss", started: float) -> float:
+        """All sampled users' mean gradients at once (torch.func), each clipped to C; then as above."""
+        total, _, loss = self._user_grads(row_loss, rows, weights)
+        self._noisy_update([p for p in self.module.parameters() if p.requires_grad], total)
+        self.seconds += time.perf_counter() - started
+        return loss
+
+    def _noisy_update(self, params, total) -> None:
+        import torch
+
         std = self.noise_multiplier * self.max_grad_norm
         for p, t in zip(params, total):
             p.grad = (t + torch.normal(0.0, std, size=t.shape)) / self.expected
         self.optimizer.step()
         self.optimizer.zero_grad()
-        self.seconds += time.perf_counter() - started
-        return sum(losses) / max(len(losses), 1)
 
     @property
     def spent(self) -> dict:
@@ -220,5 +317,5 @@ class PrivateSGD:
                 "accountant": self.settings.accountant, "noise_multiplier": round(float(self.noise_multiplier), 4),
                 "sample_rate": round(self.sampler.q, 6), "users": self.sampler.n_users, "steps": self.done,
                 "max_grad_norm": round(float(self.max_grad_norm), 6), "clipping": self.settings.clipping,
-                "mechanism": "DP-SGD (Opacus), Poisson user sampling, one example per sampled user",
+                "mechanism": _MECHANISM[self.settings.clipping].format(k=self.settings.examples_per_user),
                 "settings": {k: v for k, v in asdict(self.settings).items() if k not in ("epsilon", "delta")}}

@@ -35,18 +35,26 @@ class BiEncoder(Estimator):
     fix = "train it with `selflearn online train`"
 
     def __init__(self, *, epochs: int = 1, batch_size: int = 64, lr: float = 3e-5, scale: float = 20.0, max_pairs: int | None = None,
+                 dp_epsilon: float | None = None, dp_delta: float | None = None, dp_rank: int = 16, dp_epochs: float = 20.0,
                  random_state: int = 0, threads: int = 1):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
         self.scale = scale
         self.max_pairs = max_pairs
+        self.dp_epsilon = dp_epsilon  # user-level DP (online.adapter): a low-rank adapter over the frozen MiniLM
+        self.dp_delta = dp_delta
+        self.dp_rank = dp_rank
+        self.dp_epochs = dp_epochs  # under DP: passes over the pairs (in user-sampled steps)
         self.random_state = random_state
         self.threads = threads
 
-    def fit(self, pairs: list[tuple[str, str]], *, progress: Progress | None = None) -> "BiEncoder":
+    def fit(self, pairs: list[tuple[str, str]], *, users: list[str] | None = None, negatives: list[str] | None = None,
+            progress: Progress | None = None) -> "BiEncoder":
         """In-batch negatives (sentence-transformers' multiple-negatives ranking loss, as in DPR),
-        cosine ×``scale``; a batch never holds the same positive twice (a false negative)."""
+        cosine ×``scale``; a batch never holds the same positive twice (a false negative). Under DP
+        (``dp_epsilon``): ``users`` (whose pair each is) and shared ``negatives`` (texts), and a
+        private low-rank adapter instead (online.adapter)."""
         import torch
         from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
@@ -54,6 +62,8 @@ class BiEncoder(Estimator):
             raise InvalidInputError(explain("0 pairs", "fine-tuning needs (query, positive) pairs", "mine rephrases first (`selflearn rewrites mine`)"))
         if self.batch_size < 2:
             raise InvalidInputError(explain(f"batch_size={self.batch_size}", "in-batch negatives need >= 2", "use e.g. 64"))
+        if self.dp_epsilon is not None:
+            return self._fit_private(pairs, users, negatives)
         rng = self._start(pairs)
         pairs = list(dict.fromkeys(pairs))
         rng.shuffle(pairs)
@@ -87,6 +97,35 @@ class BiEncoder(Estimator):
                           "loss_first": float(np.mean(losses[:k])) if losses else None, "loss_last": float(np.mean(losses[-k:])) if losses else None}
         return self
 
+    def _fit_private(self, pairs: list[tuple[str, str]], users: list[str] | None, negatives: list[str] | None) -> "BiEncoder":
+        from ..models.private import check_dp
+        from .adapter import fit_adapter
+
+        if users is None or len(users) != len(pairs) or not negatives:
+            raise InvalidInputError(explain(f"users={'None' if users is None else len(users)}, negatives={len(negatives or [])}",
+                                            "private fine-tuning needs the user of every pair and shared negative texts",
+                                            "pass users=[...] (one per pair) and negatives=[...] (e.g. the global index's texts)"))
+        dp = check_dp(self.dp_epsilon, self.dp_delta, len(set(users)))
+        rng = self._start(pairs)
+        rows = list(dict.fromkeys(zip(users, pairs)))  # a user's repeated pair counts once
+        rng.shuffle(rows)
+        if self.max_pairs is not None:
+            rows = rows[: self.max_pairs]
+        started = time.perf_counter()
+        model, tok = build_encoder(pretrained=True, attn_implementation="eager"), load_tokenizer()
+        texts = sorted({t for _, pr in rows for t in pr} | set(negatives))
+        vec = dict(zip(texts, _pooled(model, tok, texts)))
+        self.model_, self.privacy_, losses = fit_adapter(
+            model, np.stack([vec[a] for _, (a, _) in rows]), np.stack([vec[b] for _, (_, b) in rows]), [u for u, _ in rows],
+            np.stack([vec[t] for t in sorted(set(negatives))]), dp, rank=self.dp_rank, epochs=self.dp_epochs, scale=self.scale, lr=1e-2,
+            seed=self.random_state)
+        self.tokenizer_ = tok
+        k = max(1, len(losses) // 10)
+        self.training_ = {"pairs": len(rows), "steps": len(losses), "epochs": self.dp_epochs, "adapter_rank": self.dp_rank,
+                          "train_seconds": round(time.perf_counter() - started, 1), "loss_first": float(np.mean(losses[:k])),
+                          "loss_last": float(np.mean(losses[-k:]))}
+        return self
+
     def encode(self, texts: list[str], *, batch_size: int = 256) -> np.ndarray:
         """float32 (n, 384), unit rows."""
         self._check_fitted()
@@ -101,7 +140,24 @@ class BiEncoder(Estimator):
     def _restore(self, directory: Path, learned: dict) -> None:
         self.training_ = learned["training_"]
         self.tokenizer_ = load_tokenizer(directory / "tokenizer")
-        self.model_ = load_module(directory, build_encoder(pretrained=False, attn_implementation="eager"))
+        model = build_encoder(pretrained=False, attn_implementation="eager")
+        if self.training_.get("adapter_rank"):
+            from .adapter import AdaptedEncoder
+
+            model = AdaptedEncoder(model, self.training_["adapter_rank"])
+        self.model_ = load_module(directory, model)
+
+
+def _pooled(model, tok, texts: list[str], batch_size: int = 256) -> np.ndarray:
+    """Mean-pooled (not normalised) vectors of the frozen ``model``."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            b = tok(texts[i : i + batch_size], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+            out.append(mean_pool(model(**b).last_hidden_state, b["attention_mask"]).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 384), np.float32)
 
 
 class OnnxEncoder:

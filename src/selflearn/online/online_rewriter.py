@@ -60,6 +60,7 @@ class OnlineRewriter:
         self.blocked: set[tuple[str, str]] = set()  # (request, rewrite) pairs an operator blocked
         self.preferences = None  # a teach.Preferences: the personal layer fills in what each user taught
         self.ids = None  # the store's Pseudonyms: requests name users by their own ids, the layers by pseudonyms
+        self.dp = None  # what the model spent in differential privacy (set on load)
         self._cache: dict[str, np.ndarray] = {}
         self.counts: Counter = Counter()  # decisions by source ("none" for pass-through)
         self._device_col = {d: i for i, d in enumerate(global_memory.device_types)}
@@ -244,8 +245,9 @@ class OnlineRewriter:
                  "ranker": "ranker/", "table": "rewrites.parquet" if (directory / "rewrites.parquet").exists() else None}
         params = {"k_global": self.k_global, "k_personal": self.k_personal, "fix_min": self.fix_min, "phrase_min": self.phrase_min}
         privacy = None if self.ids is None else {"pseudonym_key": self.ids.fingerprint, "key_file": self.ids.source}
-        if getattr(self.ranker, "privacy_", None):  # the ranker is the part trained with DP (the encoder is then off the shelf)
-            privacy = {**(privacy or {}), **self.ranker.privacy_, "trained_with_dp": "ranker; encoder not fine-tuned"}
+        dp = _spent_by_parts(directory, self.ranker)
+        if dp:
+            privacy = {**(privacy or {}), **dp}
         write_config(directory, {"component": COMPONENT, "format_version": MODEL_FORMAT, "params": params, "parts": parts,
                                  "learned": {"threshold": self.threshold}, "privacy": privacy, **(meta or {})})
 
@@ -270,6 +272,7 @@ class OnlineRewriter:
                  fix_min=params["fix_min"] if fix_min is None else fix_min,
                  phrase_min=params["phrase_min"] if phrase_min is None else phrase_min)
         rw.ids = model_pseudonyms(directory, config.get("privacy"), key_file)
+        rw.dp = {k: v for k, v in (config.get("privacy") or {}).items() if k not in ("pseudonym_key", "key_file")} or None
         return rw
 
 
@@ -283,3 +286,19 @@ def _now(context: dict, personal: PersonalMemory, user_id: str) -> float:
             pass
     pending = personal.pending.get(user_id)
     return pending.ts if pending else time.time()
+
+
+def _spent_by_parts(directory: Path, ranker) -> dict | None:
+    """The DP budget of the parts trained with DP (the encoder's adapter, the ranker), composed:
+    their epsilons and deltas add up (they train on the same users' logs)."""
+    from ..models.directory import describe
+
+    parts = {}
+    if (directory / "encoder" / "config.json").is_file() and (describe(directory / "encoder").get("privacy") or {}).get("epsilon") is not None:
+        parts["encoder"] = describe(directory / "encoder")["privacy"]
+    if getattr(ranker, "privacy_", None):
+        parts["ranker"] = ranker.privacy_
+    if not parts:
+        return None
+    return {"unit": "user", "epsilon": round(sum(p["epsilon"] for p in parts.values()), 4), "delta": sum(p["delta"] for p in parts.values()),
+            "composition": "basic (the parts' epsilons and deltas add up)", "trained_with_dp": " + ".join(parts), "parts": parts}

@@ -65,25 +65,27 @@ class Ranker(Estimator):
         return self
 
     def _fit_private(self, z: np.ndarray, y: np.ndarray, users: list[str], dp: tuple[float, float]) -> None:
-        """The same one-hidden-layer MLP, trained with user-level DP-SGD (ghost clipping)."""
+        """The same one-hidden-layer MLP, trained with user-level DP-SGD: each step, every sampled
+        user's mean gradient over up to 32 of their candidate rows, clipped as one."""
         import torch
+
+        from ..models.private import RowLoss
 
         torch.manual_seed(self.random_state)
         net = torch.nn.Sequential(torch.nn.Linear(z.shape[1], self.hidden), torch.nn.ReLU(), torch.nn.Linear(self.hidden, 1))
-        n_users = len(set(users))
-        settings = DpSettings(*dp, users_per_step=min(n_users, 512), epochs=self.dp_epochs * len(y) / n_users)
+        n_users, k = len(set(users)), 32
+        per_user = np.unique(np.asarray(users), return_counts=True)[1]
+        settings = DpSettings(*dp, users_per_step=min(n_users, 512), epochs=self.dp_epochs * len(y) / float(np.minimum(per_user, k).sum()),
+                              clipping="user", examples_per_user=k)
         opt = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=self.alpha)
         private = PrivateSGD(net, opt, users, settings, seed=self.random_state)
         xt, yt = torch.tensor(z, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
         bce = torch.nn.BCEWithLogitsLoss(reduction="none")
-
-        def rows(model):
-            return lambda ix: bce(model(xt[torch.from_numpy(ix)]).squeeze(-1), yt[torch.from_numpy(ix)])
-
-        model = private.make_private(rows(net))
+        rows = RowLoss(lambda ix: (xt[torch.from_numpy(ix)], yt[torch.from_numpy(ix)]), lambda call, x, target: bce(call(x).squeeze(-1), target))
+        private.make_private(rows)
         for _ in range(private.steps):
-            private.step(rows(model))
-        state = {k.removeprefix("_module."): v.detach().numpy() for k, v in model.state_dict().items()}
+            private.step(rows)
+        state = {k: v.detach().numpy() for k, v in net.state_dict().items()}
         self.w1_, self.b1_ = state["0.weight"].T.astype(np.float32).copy(), state["0.bias"].astype(np.float32)
         self.w2_, self.b2_ = state["2.weight"].T.astype(np.float32).copy(), state["2.bias"].astype(np.float32)
         self.privacy_ = private.spent

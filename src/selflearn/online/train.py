@@ -74,6 +74,13 @@ class OnlineConfig:
                                             "need max_pairs >= 2, examples >= 10, k_global >= 1, k_personal >= 0", "use the defaults"))
         return self
 
+    def dp_split(self) -> dict:
+        """Under DP, the settings of each of the two private parts (encoder, ranker): half the
+        epsilon and half the delta each, so that they add up to the budget asked for."""
+        if self.dp_epsilon is None:
+            return {}
+        return {"dp_epsilon": self.dp_epsilon / 2, "dp_delta": None if self.dp_delta is None else self.dp_delta / 2}
+
 
 @dataclass
 class History:
@@ -230,13 +237,19 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     say("history", 0, 0)
     h = load_history(store, signals)
     held = {u: held_out(u, c.validation_share, c.seed) for u in {r["user_id"] for r in h.rows}}
-    pairs = [(h.rows[i]["text"], h.rows[t]["text"]) for i, t in h.target.items() if not held[h.rows[i]["user_id"]] and h.rows[i]["text"] != h.rows[t]["text"]]
+    chosen_pairs = [(i, t) for i, t in h.target.items() if not held[h.rows[i]["user_id"]] and h.rows[i]["text"] != h.rows[t]["text"]]
+    pairs = [(h.rows[i]["text"], h.rows[t]["text"]) for i, t in chosen_pairs]
     say("global layer", 0, 0)
     g = build_global(h, c.min_users)
     say(f"fine-tune encoder ({min(len(set(pairs)), c.max_pairs)} pairs)", 0, 0)
-    # under DP the encoder is the off-the-shelf MiniLM (its in-batch-negatives loss ties users together; not fine-tuned, it spends nothing)
-    enc = BiEncoder(epochs=c.epochs if c.dp_epsilon is None else 0, batch_size=c.batch_size, random_state=c.seed, threads=threads,
-                    max_pairs=c.max_pairs).fit(pairs)
+    # under DP the budget is split in two halves (they add up): the encoder (a private low-rank adapter
+    # over the frozen MiniLM, negatives from the global index) and the ranker
+    dp = c.dp_split()
+    enc = BiEncoder(epochs=c.epochs, batch_size=c.batch_size, random_state=c.seed, threads=threads, max_pairs=c.max_pairs, **dp)
+    if dp:
+        enc.fit(pairs, users=[h.rows[i]["user_id"] for i, _ in chosen_pairs], negatives=[g.texts[i] for i in g.candidates])
+    else:
+        enc.fit(pairs)
     fit_stats = enc.training_
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -276,7 +289,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
         train_mask.append(np.full(len(texts), not held[h.rows[i]["user_id"]]))
         row_users += [h.rows[i]["user_id"]] * len(texts)
     x, y, grp, tr = np.vstack(xs), np.concatenate(ys), np.concatenate(groups), np.concatenate(train_mask)
-    ranker = Ranker(random_state=c.seed, dp_epsilon=c.dp_epsilon, dp_delta=c.dp_delta).fit(
+    ranker = Ranker(random_state=c.seed, **dp).fit(
         x[tr], y[tr], users=[u for u, t in zip(row_users, tr) if t])
     s = ranker.score(x[~tr])
     # right: a fix of a failing request, or a rewrite of a working one to a request that means the

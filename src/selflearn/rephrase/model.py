@@ -28,6 +28,32 @@ def _gap_words(gap: float) -> str:
     return f"after {int(round(gap))} seconds"
 
 
+def _top_layers_class():
+    import torch
+
+    class TopLayers(torch.nn.Module):
+        """MiniLM's top layers and the span head over the cached input of those layers (the
+        private training's model; its parameters are the detector's own)."""
+
+        def __init__(self, layers, qa):
+            super().__init__()
+            self.layers, self.qa = layers, qa
+
+        def forward(self, hidden, attention_mask):
+            ext = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+            for layer in self.layers:
+                out = layer(hidden, attention_mask=ext)
+                hidden = out[0] if isinstance(out, tuple) else out
+            logits = self.qa(hidden).masked_fill(attention_mask.unsqueeze(-1) == 0, torch.finfo(hidden.dtype).min)
+            return logits[..., 0], logits[..., 1]
+
+    return TopLayers
+
+
+def _TopLayers(layers, qa):
+    return _top_layers_class()(layers, qa)
+
+
 class ContextualRephraseDetector(Estimator):
     """``fit(examples, labels)``; ``predict(examples)`` → (index or -1, probability) per example."""
 
@@ -37,8 +63,8 @@ class ContextualRephraseDetector(Estimator):
     fix = "train one with `selflearn rephrase train`"
 
     def __init__(self, *, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5, max_length: int = 96, dp_epsilon: float | None = None,
-                 dp_delta: float | None = None, dp_max_grad_norm: float | None = None, dp_train_layers: int = 1, random_state: int = 0,
-                 threads: int = 1):
+                 dp_delta: float | None = None, dp_max_grad_norm: float | None = None, dp_train_layers: int = 1, dp_epochs: float = 8.0,
+                 random_state: int = 0, threads: int = 1):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -47,6 +73,7 @@ class ContextualRephraseDetector(Estimator):
         self.dp_delta = dp_delta
         self.dp_max_grad_norm = dp_max_grad_norm
         self.dp_train_layers = dp_train_layers  # under DP only MiniLM's top layers and the span head train (the efficient mode)
+        self.dp_epochs = dp_epochs  # under DP: expected passes over the users (one example of each sampled user per step)
         self.random_state = random_state
         self.threads = threads
 
@@ -145,42 +172,68 @@ class ContextualRephraseDetector(Estimator):
         return input_ids, mask, starts, ends
 
     def _fit_private(self, examples: list[Example], labels: list[int], dp: tuple[float, float], progress) -> None:
-        """User-level DP-SGD (models.private) over the top ``dp_train_layers`` MiniLM layers and the
-        span head, the rest frozen; as many example visits as the plain run."""
+        """User-level DP-SGD (models.private, Opacus ghost clipping) over the top ``dp_train_layers``
+        MiniLM layers and the span head, the layers below frozen and run ONCE per example (their
+        output cached in float16): each step costs only the top layers. ``dp_epochs`` passes over
+        the users, one example of each sampled user per step."""
         import torch
 
-        for p in self.module_.encoder.parameters():
+        top = self.dp_train_layers
+        encoder = self.module_.encoder
+        for p in self.module_.parameters():
             p.requires_grad = False
-        for layer in self.module_.encoder.encoder.layer[-self.dp_train_layers:] if self.dp_train_layers else []:
-            for p in layer.parameters():
-                p.requires_grad = True
+        layers = torch.nn.ModuleList(encoder.encoder.layer[len(encoder.encoder.layer) - top:])
+        for p in [*layers.parameters(), *self.module_.qa.parameters()]:
+            p.requires_grad = True
+        started = time.perf_counter()
+        cached, starts, ends = self._cache_below(examples, labels, top)
         users = [e.user_id or e.session_id for e in examples]
         n_users = len(set(users))
-        settings = DpSettings(*dp, users_per_step=min(n_users, 256), epochs=self.epochs * len(examples) / n_users, max_grad_norm=self.dp_max_grad_norm)
-        opt = torch.optim.AdamW([p for p in self.module_.parameters() if p.requires_grad], lr=max(self.lr, 5e-4), weight_decay=0.01)
-        private = PrivateSGD(self.module_, opt, users, settings, seed=self.random_state)
+        settings = DpSettings(*dp, users_per_step=min(n_users, 256), epochs=self.dp_epochs, max_grad_norm=self.dp_max_grad_norm)
+        head = _TopLayers(layers, self.module_.qa)
+        opt = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=max(self.lr, 5e-4), weight_decay=0.01)
+        private = PrivateSGD(head, opt, users, settings, seed=self.random_state)
         ce = torch.nn.CrossEntropyLoss(reduction="none")
 
         def rows(model):
             def loss(ix):
-                input_ids, mask, starts, ends = self._targets([examples[i] for i in ix], [labels[i] for i in ix])
-                s_logits, e_logits = model(input_ids, mask)
-                return ce(s_logits, starts) + ce(e_logits, ends)
+                width = max(len(cached[i]) for i in ix)
+                h = torch.zeros((len(ix), width, cached[ix[0]].shape[1]))
+                mask = torch.zeros((len(ix), width), dtype=torch.long)
+                for r, i in enumerate(ix):
+                    h[r, : len(cached[i])] = cached[i].float()
+                    mask[r, : len(cached[i])] = 1
+                s_logits, e_logits = model(h, mask)
+                return ce(s_logits, starts[ix]) + ce(e_logits, ends[ix])
             return loss
 
-        started = time.perf_counter()
         self.module_.train()
-        model = private.make_private(rows(self.module_))
+        model = private.make_private(rows(head))
         for step in range(private.steps):
             private.step(rows(model))
             (progress or no_progress)("private", step + 1, private.steps)
-        self.module_.load_state_dict({k.removeprefix("_module."): v for k, v in model.state_dict().items()})
         for p in self.module_.parameters():
             p.requires_grad = True
         self.module_.eval()
         self.privacy_ = private.spent
         self.train_seconds_ = time.perf_counter() - started
         self.n_train_ = len(examples)
+
+    def _cache_below(self, examples: list[Example], labels: list[int], top: int, batch_size: int = 64):
+        """The input of the top ``top`` layers for every example (float16, real tokens only), and
+        the label's start and end token."""
+        import torch
+
+        cached, starts, ends = [], [], []
+        self.module_.eval()
+        with torch.inference_mode():
+            for b in range(0, len(examples), batch_size):
+                input_ids, mask, s, e = self._targets(examples[b : b + batch_size], labels[b : b + batch_size])
+                hidden = self.module_.encoder(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1 - top]
+                cached += [hidden[r, : int(mask[r].sum())].to(torch.float16).clone() for r in range(len(mask))]
+                starts.append(s)
+                ends.append(e)
+        return cached, torch.cat(starts), torch.cat(ends)
 
     # -- inference --------------------------------------------------------------
     def predict(self, examples: list[Example], *, batch_size: int = 64) -> list[tuple[int, float]]:

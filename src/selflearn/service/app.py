@@ -247,7 +247,7 @@ def create_app(model_dir: Path, *, keys: KeyRing, layers: tuple[str, ...] = LAYE
                 "global_candidates": int(len(g.candidates)), "personal_users": len(rw.personal.users), "threshold": rw.threshold,
                 "queued": owner.waiting, "shed": owner.shed, "expired": owner.expired, "job_ms": round(owner.job_s * 1000, 3),
                 "privacy": {"pseudonym_key": rw.ids.fingerprint if rw.ids is not None else None,
-                            "ranker_dp": getattr(rw.ranker, "privacy_", None)}}
+                            "dp": getattr(rw, "dp", None)}}
 
     @app.get("/metrics", summary="Prometheus metrics; scope: admin", response_class=Response)
     async def prometheus(_key=scope("admin")) -> Response:

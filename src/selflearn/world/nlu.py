@@ -63,10 +63,15 @@ class JointNLU(Estimator):
     fitted_attr = "module_"
     fix = "rebuild the world with this version (`selflearn world build`)"
 
-    def __init__(self, *, epochs: int = 4, batch_size: int = 32, lr: float = 1e-4, random_state: int = 0, threads: int = 1):
+    def __init__(self, *, epochs: int = 4, batch_size: int = 32, lr: float = 1e-4, dp_epsilon: float | None = None, dp_delta: float | None = None,
+                 dp_train_layers: int = 1, dp_epochs: float = 4.0, random_state: int = 0, threads: int = 1):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.dp_epsilon = dp_epsilon  # user-level DP for ``refit`` on users' sentences (models.private); None: off
+        self.dp_delta = dp_delta
+        self.dp_train_layers = dp_train_layers  # under DP only MiniLM's top layers and the heads train
+        self.dp_epochs = dp_epochs  # under DP: expected passes over the users (one sentence of each sampled user per step)
         self.random_state = random_state
         self.threads = threads
 
@@ -84,20 +89,44 @@ class JointNLU(Estimator):
         self._train(self._examples(sentences), self.epochs, self.lr, rng, progress)
         return self
 
-    def refit(self, sentences: list[Sentence], *, epochs: int = 1, lr: float | None = None, progress: Progress | None = None) -> "JointNLU":
+    def refit(self, sentences: list[Sentence], *, epochs: int = 1, lr: float | None = None, users: list[str] | None = None,
+              public: list[Sentence] | None = None, progress: Progress | None = None) -> "JointNLU":
         """Continue training the fitted model on ``sentences`` (its intents and slot types stay as
         they are: a sentence with an unknown intent or slot type is skipped; one whose ``tags`` is
-        None trains the intent head only)."""
+        None trains the intent head only). Under DP (``dp_epsilon``): ``sentences`` are users' and
+        ``users`` says whose each is; the ``public`` sentences (no user's: e.g. the NLU's own
+        training set) train plainly for ``epochs`` first, then the users' with user-level DP-SGD
+        over the top layers and the heads."""
         import torch
 
         self._check_fitted()
         torch.manual_seed(self.random_state)
         self._threads()
-        examples = self._examples(sentences)
+        lr = self.lr / 2 if lr is None else lr
+        if self.dp_epsilon is not None:
+            return self._refit_private(sentences, users, public or [], epochs, lr, progress)
+        examples = self._examples(sentences + (public or []))
         if not examples:
             raise InvalidInputError(explain(f"{len(sentences)} sentences", "none has an intent and slot types this NLU knows", "pass sentences of its label space"))
-        self._train(examples, epochs, self.lr / 2 if lr is None else lr, random.Random(self.random_state), progress)
+        self._train(examples, epochs, lr, random.Random(self.random_state), progress)
         self.n_train_ += len(examples)
+        return self
+
+    def _refit_private(self, sentences: list[Sentence], users: list[str] | None, public: list[Sentence], epochs: int, lr: float, progress) -> "JointNLU":
+        from .nlu_private import refit_private
+
+        if users is None or len(users) != len(sentences):
+            raise InvalidInputError(explain(f"users={'None' if users is None else len(users)} for {len(sentences)} sentences",
+                                            "private retraining needs the user of every sentence", "pass users=[...] (one per sentence)"))
+        owned = [(u, e) for s, u in zip(sentences, users) for e in self._examples([s])]
+        if not owned:
+            raise InvalidInputError(explain(f"{len(sentences)} sentences", "none has an intent and slot types this NLU knows", "pass sentences of its label space"))
+        if public:
+            self._train(self._examples(public), epochs, lr, random.Random(self.random_state), progress)
+        started = time.perf_counter()
+        self.privacy_ = refit_private(self, [e for _, e in owned], [u for u, _ in owned], lr * 20, progress or no_progress)
+        self.train_seconds_ += time.perf_counter() - started
+        self.n_train_ += len(owned)
         return self
 
     def _examples(self, sentences: list[Sentence]) -> list[tuple]:

@@ -45,22 +45,35 @@ def read_nlu_rows(path: Path) -> list[dict]:
 
 
 def retrain_world_nlu(world_dir: Path, rows: list[dict], out_dir: Path, *, epochs: int = 1, base_share: float = 1.0,
-                      seed: int = 0, threads: int = 2, progress=None) -> dict:
-    """Continue training the world's NLU on ``rows`` (text, intent, slots) mixed with the NLU's
-    own training sentences (``base_share`` of them, so it does not forget), re-interpret every
-    text of the world, and write the variant world to ``out_dir``. ``rows=[]`` gives the control:
-    the same extra training on the original sentences only."""
+                      seed: int = 0, threads: int = 2, dp_epsilon: float | None = None, dp_delta: float | None = None, progress=None) -> dict:
+    """Continue training the world's NLU on ``rows`` (text, intent, slots, users) mixed with the
+    NLU's own training sentences (``base_share`` of them, so it does not forget), re-interpret
+    every text of the world, and write the variant world to ``out_dir``. ``rows=[]`` gives the
+    control: the same extra training on the original sentences only. With ``dp_epsilon`` the rows
+    (users' sentences: one per user who said it) train with user-level DP, the NLU's own plainly."""
     say = progress or no_progress
     world = World.load(world_dir)
     nlu = JointNLU.load(world_dir / "nlu", threads=threads)
     base = [tagged_sentence(s["text"], s["intent"], s["slots"], s["slurp_id"]) for s in world.sentences if s["in_nlu_train"]]
     base = [s for s in base if s is not None]
     base = random.Random(seed).sample(base, int(len(base) * base_share))
-    new = [tagged_sentence(r["text"], r["intent"], None if r.get("slots") is None else [(s["name"], s["value"]) for s in r["slots"]]) for r in rows]
-    new = [s for s in new if s is not None and s.text.split()]
+    new, users = [], []
+    for r in rows:
+        s = tagged_sentence(r["text"], r["intent"], None if r.get("slots") is None else [(x["name"], x["value"]) for x in r["slots"]])
+        if s is not None and s.text.split():
+            owners = r.get("users") or [None]
+            new += [s] * (len(owners) if dp_epsilon is not None else 1)
+            users += owners if dp_epsilon is not None else owners[:1]
+    if dp_epsilon is not None and None in users:
+        raise InvalidInputError(explain("rows without 'users'", "private retraining needs the users who said each row",
+                                        "export the rows again with `selflearn labels export-nlu` (it now records them)"))
     started = time.perf_counter()
     say(f"retrain NLU ({len(base)} original + {len(new)} generated sentences)", 0, 0)
-    nlu.refit(base + new, epochs=epochs)
+    if dp_epsilon is not None and new:
+        nlu.dp_epsilon, nlu.dp_delta = dp_epsilon, dp_delta
+        nlu.refit(new, users=users, public=base, epochs=epochs)
+    else:
+        nlu.refit(base + new, epochs=epochs)
     train_s = time.perf_counter() - started
     say("re-interpret the world's texts", 0, 0)
     catalogue = world.catalogue()
@@ -70,7 +83,8 @@ def retrain_world_nlu(world_dir: Path, rows: list[dict], out_dir: Path, *, epoch
     interp = [interpret(r, catalogue, t) for r, t in zip(results, world.texts)]
     changed = sum(a[0] != b[0] or a[3] != b[3] for a, b in zip(world.interp, interp))
     variant = replace(world, interp=interp, stats={**world.stats, "nlu_retrained": {"generated": len(new), "original": len(base), "epochs": epochs,
-                                                                                   "train_seconds": round(train_s, 1), "texts_changed": changed}})
+                                                                                   "train_seconds": round(train_s, 1), "texts_changed": changed,
+                                                                                   "privacy": getattr(nlu, "privacy_", None)}})
     variant.save(out_dir)
     nlu.save(out_dir / "nlu")
     return variant.stats["nlu_retrained"]

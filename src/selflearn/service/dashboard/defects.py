@@ -14,9 +14,9 @@ __all__ = ["router"]
 
 
 def dp_card(rewriter) -> str:
-    """What the served model spent in differential privacy (the ranker is the part trained with DP)."""
-    p = getattr(getattr(rewriter, "ranker", None), "privacy_", None)
-    return f"ε = {p['epsilon']:g}, δ = {p['delta']:.1e}" if p else "no DP"
+    """What the served model spent in differential privacy (its encoder adapter and ranker together)."""
+    p = getattr(rewriter, "dp", None)
+    return f"ε = {p['epsilon']:g}, δ = {p['delta']:.1e} ({p.get('trained_with_dp', '')})" if p and p.get("epsilon") is not None else "no DP"
 
 
 def router(ctx: Context) -> APIRouter:
@@ -32,7 +32,7 @@ def router(ctx: Context) -> APIRouter:
             return ctx.page(request, "dashboard/home.html", "Defects", s=None, empty=ctx.reader.error or "No summary.")
         cards = [("turns", f"{s['turns']:,}"), ("sessions", f"{s['sessions']:,}"), ("users", f"{s['users']:,}"),
                  ("defect rate", pct(s["defect_rate"])), ("rewrites blocked", len(ctx.rewriter.blocked)),
-                 ("ranker privacy", dp_card(ctx.rewriter)), ("k (users behind a shared text)", s.get("min_users", "-"))]
+                 ("model privacy", dp_card(ctx.rewriter)), ("k (users behind a shared text)", s.get("min_users", "-"))]
         top = [[clip(d["request"]) or Muted("(nothing heard)"), d["intent"] or "", d["defects"], d["turns"],
                 Link(href("/dashboard/sessions", q=d["request"]), "sessions")] for d in s["top_defects"]]
         intents = [[r["key"], r["turns"], pct(r["defect_rate"])] for r in s["by_intent"]]
