@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epsilons", type=float, nargs="+", default=[INF, 8.0, 3.0, 1.0])
     ap.add_argument("--fpi-epochs", type=int, default=10)
+    ap.add_argument("--fpi-dp", type=json.loads, default={}, help='extra FailurePointModel settings under DP, e.g. \'{"dp_examples_per_user": 1}\'')
     ap.add_argument("--models", nargs="+", default=["fpi", "labels"], choices=["fpi", "labels", "rephrase", "online"])
     ap.add_argument("--rephrase-train", type=int, default=4000, help="weakly labelled examples for the rephrase model")
     ap.add_argument("--ab-days", type=int, default=7, help="online: A/B days after the training days")
@@ -90,7 +91,7 @@ def main() -> None:
             out["fpi"] = {"train_turns": len(train), "train_users": len({t.user_id for t in train}), "by_epsilon": {}}
             for eps in args.epsilons:
                 say(f"fpi epsilon={eps}")
-                dp = {} if eps == INF else {"dp_epsilon": eps, "lr": 1e-2}
+                dp = {} if eps == INF else {"dp_epsilon": eps, **args.fpi_dp}
                 started = time.perf_counter()
                 model = FailurePointModel(epochs=args.fpi_epochs, random_state=args.seed, threads=args.threads, **dp).fit(train, y)
                 seconds = time.perf_counter() - started

@@ -54,7 +54,7 @@ def test_the_failure_point_model_trains_privately_and_records_the_budget(runs, t
     train, y, _, _ = runs["train"]
     test, y_test, _, _ = runs["eval"]
     small = {"epochs": 6, "hidden": 64, "text_dim": 64, "batch_size": 128}
-    model = FailurePointModel(**small, dp_epsilon=8.0, lr=1e-2).fit(train, y)
+    model = FailurePointModel(**small, dp_epsilon=8.0).fit(train, y)
     p = model.privacy_
     assert p["unit"] == "user" and p["users"] == len({t.user_id for t in train}) and p["steps"] > 0
     assert p["epsilon"] <= 8.0 * 1.02 and p["delta"] == pytest.approx(1 / (10 * p["users"])) and p["noise_multiplier"] > 0
@@ -75,7 +75,7 @@ def test_the_rephrase_model_trains_privately_over_its_top_layer(tmp_path):
     exs, labels = _toy(64)
     m = ContextualRephraseDetector(epochs=2, batch_size=16, dp_epsilon=8.0, random_state=0).fit(exs, labels)
     p = m.privacy_
-    assert p["unit"] == "user" and p["users"] == 64 and p["epsilon"] <= 8.0 * 1.02 and p["clipping"] == "ghost"
+    assert p["unit"] == "user" and p["users"] == 64 and p["epsilon"] <= 8.0 * 1.02 and p["clipping"] == "microbatch"
     assert len(m.predict(exs[:4])) == 4
     # the private training's top layers over the cached lower layers are the model itself
     import torch

@@ -40,8 +40,7 @@ def train_cmd(
     from selflearn.fpi import FailurePointModel, train_fpi
     from selflearn.fpi.isolation import open_store
 
-    model = FailurePointModel(text=text, epochs=epochs, random_state=seed, threads=threads, dp_epsilon=dp_epsilon, dp_delta=dp_delta,
-                              lr=2e-3 if dp_epsilon is None else 1e-2)
+    model = FailurePointModel(text=text, epochs=epochs, random_state=seed, threads=threads, dp_epsilon=dp_epsilon, dp_delta=dp_delta)
     with open_store(store) as st, err.status("training") as status:
         stats = train_fpi(st, out_dir, model, labels_path=labels, progress=lambda stage, done, total: status.update(f"training: {stage} {done}/{total}"))
     if as_json:

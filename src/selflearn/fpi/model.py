@@ -60,7 +60,7 @@ class FailurePointModel(Estimator):
     def __init__(self, *, text: bool = True, text_dim: int = 128, hidden: int = 128, dropout: float = 0.1, epochs: int = 50,
                  batch_size: int = 256, lr: float = 2e-3, class_weight_power: float = 0.5, dp_epsilon: float | None = None,
                  dp_delta: float | None = None, dp_max_grad_norm: float | None = None, dp_users_per_step: int = 256,
-                 dp_examples_per_user: int = 16, random_state: int = 0, threads: int = 1):
+                 dp_examples_per_user: int = 16, dp_lr: float = 3e-2, random_state: int = 0, threads: int = 1):
         self.text = text
         self.text_dim = text_dim
         self.hidden = hidden
@@ -74,6 +74,7 @@ class FailurePointModel(Estimator):
         self.dp_max_grad_norm = dp_max_grad_norm  # None: chosen privately
         self.dp_users_per_step = dp_users_per_step  # expected users in a private step
         self.dp_examples_per_user = dp_examples_per_user  # a sampled user's turns in a step (their mean gradient)
+        self.dp_lr = dp_lr  # under DP: few, large, noisy steps want a larger learning rate
         self.random_state = random_state
         self.threads = threads
 
@@ -112,8 +113,10 @@ class FailurePointModel(Estimator):
         started = time.perf_counter()
         rng = self._start(turns, labels)
         trace = np.stack([trace_features(t) for t in turns])
-        self.mean_ = trace.mean(0).tolist()
-        self.scale_ = np.where(trace.std(0) > 1e-6, trace.std(0), 1.0).tolist()
+        # under DP no statistic of the data leaves un-noised: the trace features are flags, shares,
+        # confidences, small counts and log counts by construction, so they are used as they are
+        self.mean_ = trace.mean(0).tolist() if dp is None else [0.0] * trace.shape[1]
+        self.scale_ = np.where(trace.std(0) > 1e-6, trace.std(0), 1.0).tolist() if dp is None else [1.0] * trace.shape[1]
         self.vocab_ = [{c: i + 1 for i, c in enumerate(sorted({categories(t)[k] for t in turns}))} for k in range(len(CATEGORICAL))]
         emb, tr, cats = self._inputs(turns)
         y = torch.tensor([CLASSES.index(x) for x in labels])
@@ -170,9 +173,9 @@ class FailurePointModel(Estimator):
         passes = self.epochs * len(y) / float(np.minimum(per_user, k).sum())
         settings = DpSettings(*dp, users_per_step=min(n_users, self.dp_users_per_step), epochs=passes, max_grad_norm=self.dp_max_grad_norm,
                               clipping="user", examples_per_user=k)
-        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=0.01)
+        opt = torch.optim.AdamW(net.parameters(), lr=self.dp_lr, weight_decay=0.01)
         private = PrivateSGD(net, opt, users, settings, seed=self.random_state)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=private.steps)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.dp_lr, total_steps=private.steps)
         rows = RowLoss(lambda ix: (emb[torch.from_numpy(ix)], tr[torch.from_numpy(ix)], cats[torch.from_numpy(ix)], y[torch.from_numpy(ix)]),
                        lambda call, e, t, c, target: loss_fn(call(e, t, c), target))
         private.make_private(rows)

@@ -51,8 +51,10 @@ class Ranker(Estimator):
                                             "pass users=[...] (one per row)"))
         dp = check_dp(self.dp_epsilon, self.dp_delta, len(set(users or ())))
         self._start(map(tuple, x), y.tolist())
-        self.mean_ = x.mean(0)
-        self.scale_ = np.where(x.std(0) > 1e-9, x.std(0), 1.0)
+        # under DP no statistic of the data leaves un-noised: the features are in [0, 1] or log counts
+        # by construction, so they are used as they are
+        self.mean_ = x.mean(0) if dp is None else np.zeros(x.shape[1])
+        self.scale_ = np.where(x.std(0) > 1e-9, x.std(0), 1.0) if dp is None else np.ones(x.shape[1])
         self.threshold_ = 0.5
         if dp is not None:
             self._fit_private((x - self.mean_) / self.scale_, y, users, dp)

@@ -64,7 +64,7 @@ class ContextualRephraseDetector(Estimator):
 
     def __init__(self, *, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5, max_length: int = 96, dp_epsilon: float | None = None,
                  dp_delta: float | None = None, dp_max_grad_norm: float | None = None, dp_train_layers: int = 1, dp_epochs: float = 8.0,
-                 random_state: int = 0, threads: int = 1):
+                 dp_examples_per_user: int = 4, dp_lr: float = 1e-3, random_state: int = 0, threads: int = 1):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -73,7 +73,9 @@ class ContextualRephraseDetector(Estimator):
         self.dp_delta = dp_delta
         self.dp_max_grad_norm = dp_max_grad_norm
         self.dp_train_layers = dp_train_layers  # under DP only MiniLM's top layers and the span head train (the efficient mode)
-        self.dp_epochs = dp_epochs  # under DP: expected passes over the users (one example of each sampled user per step)
+        self.dp_epochs = dp_epochs  # under DP: expected passes over the users
+        self.dp_examples_per_user = dp_examples_per_user  # under DP: a sampled user's examples in a step (their mean gradient)
+        self.dp_lr = dp_lr
         self.random_state = random_state
         self.threads = threads
 
@@ -172,10 +174,11 @@ class ContextualRephraseDetector(Estimator):
         return input_ids, mask, starts, ends
 
     def _fit_private(self, examples: list[Example], labels: list[int], dp: tuple[float, float], progress) -> None:
-        """User-level DP-SGD (models.private, Opacus ghost clipping) over the top ``dp_train_layers``
+        """User-level DP-SGD (models.private) over the top ``dp_train_layers``
         MiniLM layers and the span head, the layers below frozen and run ONCE per example (their
         output cached in float16): each step costs only the top layers. ``dp_epochs`` passes over
-        the users, one example of each sampled user per step."""
+        the users; a sampled user's mean gradient over up to ``dp_examples_per_user`` of their
+        examples is clipped as one (user by user)."""
         import torch
 
         top = self.dp_train_layers
@@ -189,9 +192,10 @@ class ContextualRephraseDetector(Estimator):
         cached, starts, ends = self._cache_below(examples, labels, top)
         users = [e.user_id or e.session_id for e in examples]
         n_users = len(set(users))
-        settings = DpSettings(*dp, users_per_step=min(n_users, 256), epochs=self.dp_epochs, max_grad_norm=self.dp_max_grad_norm)
+        settings = DpSettings(*dp, users_per_step=min(n_users, 256), epochs=self.dp_epochs, max_grad_norm=self.dp_max_grad_norm,
+                              clipping="microbatch", examples_per_user=self.dp_examples_per_user)
         head = _TopLayers(layers, self.module_.qa)
-        opt = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=max(self.lr, 5e-4), weight_decay=0.01)
+        opt = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=self.dp_lr, weight_decay=0.01)
         private = PrivateSGD(head, opt, users, settings, seed=self.random_state)
         ce = torch.nn.CrossEntropyLoss(reduction="none")
 
