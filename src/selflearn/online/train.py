@@ -54,7 +54,7 @@ class OnlineConfig:
     k_personal: int = 5
     seed: int = 0
     min_users: int = K_DEFAULT  # k-anonymity of the global layer: a request enters it once this many users said it
-    dp_epsilon: float | None = None  # user-level DP: the ranker trains with DP-SGD and the encoder is not fine-tuned
+    dp_epsilon: float | None = None  # user-level DP: the encoder (a low-rank adapter) and the ranker train with DP-SGD, half the budget each
     dp_delta: float | None = None
     calibrate: str = "precision"  # or "harm": the lowest threshold whose fixes outnumber harm harm_ratio to 1
     harm_ratio: float = 12.0
