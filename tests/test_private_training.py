@@ -67,7 +67,7 @@ def test_the_failure_point_model_trains_privately_and_records_the_budget(runs, t
         FailurePointModel(**small, dp_epsilon=1.0, dp_delta=0.5).fit(train, y)
 
 
-def test_the_rephrase_model_trains_privately_over_its_top_layer(tmp_path):
+def test_the_rephrase_model_trains_privately_over_cached_frozen_layers(tmp_path):
     from test_rephrase import _toy
 
     from selflearn.rephrase import ContextualRephraseDetector

@@ -63,8 +63,8 @@ class ContextualRephraseDetector(Estimator):
     fix = "train one with `selflearn rephrase train`"
 
     def __init__(self, *, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5, max_length: int = 96, dp_epsilon: float | None = None,
-                 dp_delta: float | None = None, dp_max_grad_norm: float | None = None, dp_train_layers: int = 1, dp_epochs: float = 8.0,
-                 dp_examples_per_user: int = 4, dp_lr: float = 1e-3, random_state: int = 0, threads: int = 1):
+                 dp_delta: float | None = None, dp_max_grad_norm: float | None = None, dp_train_layers: int = 0, dp_epochs: float = 40.0,
+                 dp_examples_per_user: int = 8, dp_lr: float = 3e-2, random_state: int = 0, threads: int = 1):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -72,7 +72,7 @@ class ContextualRephraseDetector(Estimator):
         self.dp_epsilon = dp_epsilon  # user-level differential privacy (models.private); None: off
         self.dp_delta = dp_delta
         self.dp_max_grad_norm = dp_max_grad_norm
-        self.dp_train_layers = dp_train_layers  # under DP only MiniLM's top layers and the span head train (the efficient mode)
+        self.dp_train_layers = dp_train_layers  # under DP only the span head (and this many of MiniLM's top layers) train
         self.dp_epochs = dp_epochs  # under DP: expected passes over the users
         self.dp_examples_per_user = dp_examples_per_user  # under DP: a sampled user's examples in a step (their mean gradient)
         self.dp_lr = dp_lr
