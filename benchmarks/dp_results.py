@@ -3,7 +3,7 @@ same world data, side by side in one run.
 
     .venv/bin/python benchmarks/dp_results.py --world world --users 1000 --eval-users 300 --days 7
 
-Failure points: the model trained on the run's annotated failure points (accuracy, macro-F1 on a
+Models: ``--models fpi labels rephrase online nlu``. Failure points: the model trained on the run's annotated failure points (accuracy, macro-F1 on a
 held-out run). Labels: the label model with the frozen MiniLM encoder (the efficient mode) trained on
 weak labels, scored against the held-out run's truth (defect AUC, coverage at 95% precision,
 accuracy). Each model at each epsilon: its time, and the time ratio to the same model without DP.
@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--epsilons", type=float, nargs="+", default=[INF, 8.0, 3.0, 1.0])
     ap.add_argument("--fpi-epochs", type=int, default=10)
     ap.add_argument("--fpi-dp", type=json.loads, default={}, help='extra FailurePointModel settings under DP, e.g. \'{"dp_examples_per_user": 1}\'')
-    ap.add_argument("--models", nargs="+", default=["fpi", "labels"], choices=["fpi", "labels", "rephrase", "online"])
+    ap.add_argument("--models", nargs="+", default=["fpi", "labels"], choices=["fpi", "labels", "rephrase", "online", "nlu"])
     ap.add_argument("--rephrase-train", type=int, default=4000, help="weakly labelled examples for the rephrase model")
     ap.add_argument("--ab-days", type=int, default=7, help="online: A/B days after the training days")
     ap.add_argument("--max-pairs", type=int, default=10_000)
@@ -83,7 +83,7 @@ def main() -> None:
                 if "rephrase" in args.models:
                     compute_signals(st)
                 data[name] = {"turns": store_turns(st) if "fpi" in args.models else None,
-                              "dialogues": store_dialogues(st) if "labels" in args.models else None,
+                              "dialogues": store_dialogues(st) if {"labels", "nlu"} & set(args.models) else None,
                               "plain": store_dialogues(st, weak_labels=False) if "labels" in args.models else None, "ids": ids}
         if "fpi" in args.models:
             train, y = labelled(data["train"]["turns"], read_failure_labels(tmp / "train" / "truth" / "turns.parquet", data["train"]["ids"]))
@@ -115,7 +115,9 @@ def main() -> None:
             _rephrase(args, tmp, out, say)
         if "online" in args.models:
             _online(args, world, tmp, out, say)
-        for name in ("fpi", "labels", "rephrase", "online"):
+        if "nlu" in args.models:
+            _nlu(args, world, data["train"]["dialogues"], tmp, out, say)
+        for name in ("fpi", "labels", "rephrase", "online", "nlu"):
             runs = out.get(name, {}).get("by_epsilon", {})
             base = runs.get(str(INF))
             if base:
@@ -177,7 +179,7 @@ def _online(args, world, tmp: Path, out: dict, say) -> None:
             started = time.perf_counter()
             train_online(st, tmp / f"online-{eps}", table=tmp / "rewrites.parquet", config=cfg, threads=args.threads)
             rw = OnlineRewriter.load(tmp / f"online-{eps}")
-            out["online"]["by_epsilon"][str(eps)] = {"train_seconds": round(time.perf_counter() - started, 1), "privacy": rw.ranker.privacy_}
+            out["online"]["by_epsilon"][str(eps)] = {"train_seconds": round(time.perf_counter() - started, 1), "privacy": rw.dp}
             arms[f"online eps={eps}"] = rw
     say("online A/B")
     ab = ab_arms(world, SimConfig(users=args.users, days=args.ab_days, seed=args.seed + 20, first_day=args.days), arms,
@@ -185,6 +187,37 @@ def _online(args, world, tmp: Path, out: dict, say) -> None:
     for eps in args.epsilons:
         r = ab["vs_control"][f"online eps={eps}"]
         out["online"]["by_epsilon"][str(eps)].update({k: r[k] for k in ("relative_reduction", "ci_low", "ci_high", "wins", "losses", "win_loss_ratio")})
+
+
+def _nlu(args, world, dialogues, tmp: Path, out: dict, say) -> None:
+    """The world NLU retrained one epoch on its own training sentences plus the NLU rows the training
+    run's weakly labelled dialogues give (`labels export-nlu`), at each epsilon (the rows privately,
+    its own sentences plainly); intent accuracy on what the recogniser heard for the goals the NLU
+    never trained on. The control: the same epoch without the rows."""
+    from selflearn.labels.training import nlu_examples
+    from selflearn.world.nlu import JointNLU
+    from selflearn.world.retrain import retrain_world_nlu
+
+    rows = nlu_examples(dialogues)
+    held = {(tid, world.sentences[s["goal"]]["intent"]) for s, per in zip(world.surfaces, world.heard)
+            if not world.sentences[s["goal"]]["in_nlu_train"] for tid, _ in per}
+    held = sorted(held)
+    texts, gold = [world.texts[t] for t, _ in held], [i for _, i in held]
+
+    def accuracy(nlu_dir: Path) -> float:
+        pred = JointNLU.load(nlu_dir, threads=args.threads).predict(texts)
+        return sum(p.intent == g for p, g in zip(pred, gold)) / len(gold)
+
+    out["nlu"] = {"rows": len(rows), "row_users": len({u for r in rows for u in r["users"]}), "eval_texts": len(texts),
+                  "original_accuracy": accuracy(Path(args.world) / "nlu"), "by_epsilon": {}}
+    for name, r, eps in [("control", [], None)] + [(str(e), rows, None if e == INF else e) for e in args.epsilons]:
+        say(f"nlu {name}")
+        stats = retrain_world_nlu(args.world, r, tmp / f"nlu-{name}", epochs=1, seed=args.seed, threads=args.threads, dp_epsilon=eps)
+        entry = {"intent_accuracy": accuracy(tmp / f"nlu-{name}" / "nlu"), "train_seconds": stats["train_seconds"], "privacy": stats.get("privacy")}
+        if name == "control":
+            out["nlu"]["control"] = entry
+        else:
+            out["nlu"]["by_epsilon"][name] = entry
 
 
 if __name__ == "__main__":

@@ -127,6 +127,12 @@ def test_the_online_rewriter_trains_its_encoder_and_ranker_privately(online_mode
     assert p["parts"]["encoder"]["epsilon"] <= 4.0 * 1.02 and p["parts"]["ranker"]["epsilon"] <= 4.0 * 1.02  # half the budget each
     rw = OnlineRewriter.load(tmp_path / "dp")  # the merged record still names the key
     assert rw.ids is not None and rw.decide("play some jazz", user_id="u1") is not None and rw.dp["epsilon"] == p["epsilon"]
+    from typer.testing import CliRunner
+
+    from selflearn.cli.main import app
+
+    r = CliRunner().invoke(app, ["privacy", "info", "--model", str(tmp_path / "dp")])
+    assert r.exit_code == 0 and "in all" in r.output and "encoder: user-level DP" in r.output and "ranker: user-level DP" in r.output, r.output
 
 
 def test_user_mode_clips_each_users_mean_gradient():
