@@ -211,6 +211,9 @@ def test_the_world_nlu_retrains_privately_on_users_sentences(world_dir, tmp_path
     p = nlu.privacy_
     assert p["unit"] == "user" and p["users"] == len(set(users)) and p["epsilon"] <= 8.0 * 1.02 and p["clipping"] == "ghost"
     assert all(q.requires_grad for q in nlu.module_.parameters())
+    import msgspec
+
+    msgspec.msgpack.encode(p)  # plain numbers: the world's stats (msgpack) carry the record
     assert nlu.predict(["play some jazz"])[0].intent in nlu.intents_
     nlu.save(tmp_path / "nlu")
     assert JointNLU.load(tmp_path / "nlu").privacy_ == p

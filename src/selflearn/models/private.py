@@ -311,7 +311,7 @@ class PrivateSGD:
     @property
     def spent(self) -> dict:
         """What the training spent (recorded in the model directory as ``privacy``)."""
-        eps = self.accountant.get_epsilon(delta=self.settings.delta) if self.done else 0.0
+        eps = float(self.accountant.get_epsilon(delta=self.settings.delta)) if self.done else 0.0  # a plain float: records are JSON and msgpack
         return {"unit": "user", "epsilon": round(eps + self.clip_epsilon, 4), "delta": self.settings.delta,
                 "epsilon_target": self.settings.epsilon, "epsilon_training": round(eps, 4), "epsilon_clip_choice": round(self.clip_epsilon, 4),
                 "accountant": self.settings.accountant, "noise_multiplier": round(float(self.noise_multiplier), 4),
