@@ -19,7 +19,7 @@ from ..errors import InvalidInputError, explain
 from ..models.backbone import DIM, SentenceEncoder
 from ..models.base import Estimator, Progress, no_progress
 from ..models.directory import load_module, save_module
-from ..models.private import DpSettings, PrivateSGD, check_dp
+from ..models.private import DpSettings, PrivateSGD, check_dp, user_passes
 from .features import CATEGORICAL, TRACE_FEATURES, categories, texts_of, trace_features
 from .turns import CLASSES, FpiTurn
 
@@ -169,9 +169,7 @@ class FailurePointModel(Estimator):
 
         n_users = len(set(users))
         k = self.dp_examples_per_user
-        per_user = np.unique(np.asarray(users), return_counts=True)[1]
-        passes = self.epochs * len(y) / float(np.minimum(per_user, k).sum())
-        settings = DpSettings(*dp, users_per_step=min(n_users, self.dp_users_per_step), epochs=passes, max_grad_norm=self.dp_max_grad_norm,
+        settings = DpSettings(*dp, users_per_step=min(n_users, self.dp_users_per_step), epochs=user_passes(users, k, self.epochs), max_grad_norm=self.dp_max_grad_norm,
                               clipping="user", examples_per_user=k)
         opt = torch.optim.AdamW(net.parameters(), lr=self.dp_lr, weight_decay=0.01)
         private = PrivateSGD(net, opt, users, settings, seed=self.random_state)

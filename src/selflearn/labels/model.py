@@ -17,8 +17,6 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import numpy as np
-
 
 from ..errors import InvalidInputError, explain
 from ..models.backbone import SentenceEncoder, load_tokenizer
@@ -26,7 +24,7 @@ from ..models.base import Estimator, Progress, no_progress
 from ..models.directory import load_module, read_older_config, save_module
 from .batches import CORRUPTIONS, IGNORE, MODES, Vocab, collate, corrupt, drop_feedback, encode_dialogues
 from .dialogues import Dialogue
-from ..models.private import DpSettings, PrivateSGD, check_dp
+from ..models.private import DpSettings, PrivateSGD, check_dp, user_passes
 from .feeding import Feed, VectorCache, class_weights, plan_batches, sentence_vectors, training_schedule
 from .goals import carry_goal_intents
 from .net import NetConfig, build_net
@@ -209,8 +207,7 @@ class LabelModel(Estimator):
         per_epoch = len(plan_batches(feed.lengths, self.batch_turns, None))
         epochs, _ = training_schedule(per_epoch, self.net_config_.encoder, self.epochs)
         per_step, k = min(n_users, 256), self.dp_dialogues_per_user
-        visits = float(np.minimum(np.unique(np.asarray(users), return_counts=True)[1], k).sum())
-        settings = DpSettings(*dp, users_per_step=per_step, epochs=epochs * len(users) / visits,  # as many dialogue visits as the plain run
+        settings = DpSettings(*dp, users_per_step=per_step, epochs=user_passes(users, k, epochs),  # as many dialogue visits as the plain run
                               max_grad_norm=self.dp_max_grad_norm, clipping="microbatch", examples_per_user=k)
         head_lr = self.head_lr if self.head_lr is not None else HEAD_LR[self.net_config_.encoder]
         groups = [{"params": [p for n, p in self.net_.named_parameters() if n.startswith("text.")], "lr": self.lr},

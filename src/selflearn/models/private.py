@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, explain
 
-__all__ = ["DpSettings", "RowLoss", "check_dp", "UserSampler", "PrivateSGD", "private_median", "CLIP_SHARE"]
+__all__ = ["DpSettings", "RowLoss", "check_dp", "UserSampler", "PrivateSGD", "private_median", "user_passes", "CLIP_SHARE"]
 
 CLIP_SHARE = 0.02  # share of epsilon spent on choosing the clipping norm
 _MECHANISM = {"ghost": "DP-SGD (Opacus ghost clipping), Poisson user sampling, one example per sampled user",
@@ -116,9 +116,12 @@ class UserSampler:
             weights[r, : len(take)] = 1.0 / len(take)
         return rows, weights
 
-    def visits_per_step(self, k: int) -> float:
-        """Expected example visits of one step when each sampled user gives up to ``k``."""
-        return self.q * float(sum(min(k, len(g)) for g in self.groups))
+
+def user_passes(users: Sequence[str], k: int, example_passes: float) -> float:
+    """Passes over the users (``DpSettings.epochs``) that visit as many examples as
+    ``example_passes`` passes over the rows, when each sampled user gives up to ``k`` of theirs."""
+    per_user = np.unique(np.asarray(users), return_counts=True)[1]
+    return example_passes * len(users) / float(np.minimum(per_user, k).sum())
 
 
 def private_median(norms: np.ndarray, epsilon: float, rng: np.random.Generator) -> float:

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..models.private import DpSettings, PrivateSGD, RowLoss
+from ..models.private import DpSettings, PrivateSGD, RowLoss, user_passes
 
 __all__ = ["AdaptedEncoder", "fit_adapter"]
 
@@ -89,8 +89,7 @@ def fit_adapter(model, pooled_q: np.ndarray, pooled_p: np.ndarray, users: list[s
     rng = np.random.default_rng(seed)
     n_users = len(set(users))
     k = 8
-    visits = float(np.minimum(np.unique(np.asarray(users), return_counts=True)[1], k).sum())
-    settings = DpSettings(*dp, users_per_step=min(n_users, 256), epochs=epochs * len(users) / visits, clipping="user", examples_per_user=k)
+    settings = DpSettings(*dp, users_per_step=min(n_users, 256), epochs=user_passes(users, k, epochs), clipping="user", examples_per_user=k)
     opt = torch.optim.Adam([x for x in adapter.parameters() if x.requires_grad], lr=lr)
     private = PrivateSGD(adapter, opt, users, settings, seed=seed)
 

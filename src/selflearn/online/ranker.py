@@ -10,7 +10,7 @@ import numpy as np
 from .. import metrics
 from ..errors import InvalidInputError, explain
 from ..models.base import Estimator
-from ..models.private import DpSettings, PrivateSGD, check_dp
+from ..models.private import DpSettings, PrivateSGD, check_dp, user_passes
 from .features import FEATURES
 
 __all__ = ["Ranker", "choose_threshold", "choose_threshold_by_harm", "precision_coverage"]
@@ -76,8 +76,7 @@ class Ranker(Estimator):
         torch.manual_seed(self.random_state)
         net = torch.nn.Sequential(torch.nn.Linear(z.shape[1], self.hidden), torch.nn.ReLU(), torch.nn.Linear(self.hidden, 1))
         n_users, k = len(set(users)), 32
-        per_user = np.unique(np.asarray(users), return_counts=True)[1]
-        settings = DpSettings(*dp, users_per_step=min(n_users, 512), epochs=self.dp_epochs * len(y) / float(np.minimum(per_user, k).sum()),
+        settings = DpSettings(*dp, users_per_step=min(n_users, 512), epochs=user_passes(users, k, self.dp_epochs),
                               clipping="user", examples_per_user=k)
         opt = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=self.alpha)
         private = PrivateSGD(net, opt, users, settings, seed=self.random_state)

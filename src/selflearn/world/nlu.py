@@ -165,12 +165,7 @@ class JointNLU(Estimator):
             batches = [ordered[b : b + self.batch_size] for b in range(0, len(ordered), self.batch_size)]
             rng.shuffle(batches)
             for batch in batches:
-                enc, word_ids = self._encode([w for w, _, _ in batch])
-                labels = torch.full(enc["input_ids"].shape, -100, dtype=torch.long)
-                for i, (_, _, bio) in enumerate(batch):
-                    for j, wid in enumerate(word_ids[i]):
-                        if wid is not None and (j == 0 or word_ids[i][j - 1] != wid):
-                            labels[i, j] = bio[wid]
+                enc, labels = self._batch_targets(batch)
                 intent_logits, slot_logits = self.module_(enc["input_ids"], enc["attention_mask"])
                 loss = torch.nn.functional.cross_entropy(intent_logits, torch.tensor([y for _, y, _ in batch]))
                 loss = loss + torch.nn.functional.cross_entropy(slot_logits.reshape(-1, len(self.tags_)), labels.reshape(-1), ignore_index=-100)
@@ -183,6 +178,19 @@ class JointNLU(Estimator):
         self.module_.eval()
         self.train_seconds_ = getattr(self, "train_seconds_", 0.0) + time.perf_counter() - started
         self.n_train_ = getattr(self, "n_train_", 0) or len(examples)
+
+    def _batch_targets(self, batch: list[tuple]):
+        """The batch's encoding and its slot targets: each word's BIO tag on its first sub-token,
+        -100 (ignored) elsewhere."""
+        import torch
+
+        enc, word_ids = self._encode([w for w, _, _ in batch])
+        labels = torch.full(enc["input_ids"].shape, -100, dtype=torch.long)
+        for i, (_, _, bio) in enumerate(batch):
+            for j, wid in enumerate(word_ids[i]):
+                if wid is not None and (j == 0 or word_ids[i][j - 1] != wid):
+                    labels[i, j] = bio[wid]
+        return enc, labels
 
     def _encode(self, words_batch: list[list[str]]):
         enc = self.tokenizer_(words_batch, is_split_into_words=True, padding=True, truncation=True, max_length=64, return_tensors="pt")

@@ -33,12 +33,7 @@ def refit_private(nlu, examples: list[tuple], users: list[str], lr: float, say) 
     def rows(model):
         def loss(ix: np.ndarray):
             batch = [examples[i] for i in ix]
-            enc, word_ids = nlu._encode([w for w, _, _ in batch])
-            labels = torch.full(enc["input_ids"].shape, -100, dtype=torch.long)
-            for i, (_, _, bio) in enumerate(batch):
-                for j, wid in enumerate(word_ids[i]):
-                    if wid is not None and (j == 0 or word_ids[i][j - 1] != wid):
-                        labels[i, j] = bio[wid]
+            enc, labels = nlu._batch_targets(batch)
             intent_logits, slot_logits = model(enc["input_ids"], enc["attention_mask"])
             intent = torch.nn.functional.cross_entropy(intent_logits, torch.tensor([y for _, y, _ in batch]), reduction="none")
             slot = torch.nn.functional.cross_entropy(slot_logits.reshape(-1, n_tags), labels.reshape(-1), ignore_index=-100, reduction="none")
