@@ -191,6 +191,18 @@ def test_ab_detects_a_helpful_and_a_harmful_rewriter(world_dir, world):
     assert good["failure_points"]["asr"]["treatment"] < good["failure_points"]["asr"]["control"]
     bad = ab_test(world, cfg, _Breaker(), nlu_loader=load_nlu_for(world_dir), n_boot=300)
     assert bad["relative_reduction"] < 0 and bad["ci_high"] < 0 and bad["losses"] > 0
+    # where the rewrites won and lost: the breakdown adds up to the headline counts
+    for res in (good, bad):
+        rb = res["rewrites"]
+        assert sum(rb["loss_transitions"].values()) == res["losses"]
+        for cells in rb["by_context"].values():
+            assert sum(c["rewritten"] for c in cells.values()) == res["first_attempts_rewritten"]
+            assert sum(c["wins"] for c in cells.values()) == res["wins"]
+            assert sum(c["losses"] for c in cells.values()) == res["losses"]
+    assert good["rewrites"]["rewritten_intent_right"] > 0.5  # the fixer restores the words said
+    assert bad["rewrites"]["rewritten_intent_right"] < 0.2  # a sandwich is nobody's goal
+    broken = sum(n for k, n in bad["rewrites"]["loss_transitions"].items() if k.startswith("correct->"))
+    assert broken == bad["losses_broken"] > 0
 
 
 def test_http_rewriter_hook(world_dir, world):

@@ -119,6 +119,46 @@ def _component_reduction(config: SimConfig, users: np.ndarray, a: _Arm, b: _Arm,
     return {"control": cr, "treatment": tr, "relative_reduction": red, "ci_low": lo, "ci_high": hi}
 
 
+#: ASR-confidence bands of a first attempt (the logged confidence, lower edges)
+CONFIDENCE_BANDS = (0.0, 0.5, 0.7, 0.85)
+
+
+def _band(conf: float) -> str:
+    low = max(b for b in CONFIDENCE_BANDS if conf >= b)
+    return f"{low:.2f}+"
+
+
+def rewrite_breakdown(control: list[tuple], treatment: list[tuple]) -> dict:
+    """Where the treatment's rewritten first attempts won and lost: losses by (control failure
+    point -> treatment failure point), whether the rewritten request was understood with the
+    goal's intent, and wins/losses per context (acoustic condition, device type, ASR-confidence
+    band). The goals are the simulator's tuples, paired by position."""
+    trans: Counter = Counter()
+    ctx: dict[str, dict[str, list[int]]] = {"condition": {}, "device": {}, "confidence": {}}
+    intent_right = [0, 0, 0, 0]  # rewritten, of them intent right; losses, of them intent right
+    for c, t in zip(control, treatment):
+        if not t[5]:
+            continue
+        win, loss = c[1] and not t[1], (not c[1] and t[1]) or (c[1] and t[1] and c[3] != t[3])
+        if loss:
+            trans[f"{c[3]}->{t[3]}"] += 1
+        intent_right[0] += 1
+        intent_right[1] += bool(t[9])
+        intent_right[2] += loss
+        intent_right[3] += bool(loss and t[9])
+        for key, value in (("condition", t[6]), ("device", t[7]), ("confidence", _band(t[8]))):
+            cell = ctx[key].setdefault(value, [0, 0, 0])
+            cell[0] += 1
+            cell[1] += win
+            cell[2] += loss
+    return {
+        "loss_transitions": dict(trans.most_common()),
+        "rewritten_intent_right": intent_right[1] / intent_right[0] if intent_right[0] else None,
+        "losses_intent_right": intent_right[3] / intent_right[2] if intent_right[2] else None,
+        "by_context": {k: {v: {"rewritten": n, "wins": w, "losses": l} for v, (n, w, l) in sorted(d.items())} for k, d in ctx.items()},
+    }
+
+
 def compare(config: SimConfig, a: _Arm, b: _Arm, *, n_boot: int = 2000) -> dict:
     """Arm ``b`` against arm ``a`` (same traffic): rates, reductions with CIs, wins and losses."""
     if len(a.goals) != len(b.goals) or any(x[0] != y[0] for x, y in zip(a.goals, b.goals)):
@@ -175,6 +215,7 @@ def compare(config: SimConfig, a: _Arm, b: _Arm, *, n_boot: int = 2000) -> dict:
         "minority_sense_first_attempts": a.minority[0],
         "control_minority_sense_defect_rate": a.minority[1] / a.minority[0] if a.minority[0] else None,
         "treatment_minority_sense_defect_rate": b.minority[1] / b.minority[0] if b.minority[0] else None,
+        "rewrites": rewrite_breakdown(a.goals, b.goals),
         "failure_points": {
             fp: {"control": fp_c.get(fp, 0) / n, "treatment": fp_t.get(fp, 0) / n} for fp in FAILURE_POINTS if fp != "false_wake"
         },

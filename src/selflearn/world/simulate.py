@@ -155,7 +155,8 @@ class Simulator:
     # -- the run ---------------------------------------------------------------
     def run(self, rewriter: Rewriter | None = None, on_turn: Callable[[dict, dict], None] | None = None) -> list[tuple]:
         """Simulate all users; returns per goal (user idx, first attempt defective,
-        goal failed, first failure point, attempts, first attempt rewritten)."""
+        goal failed, first failure point, attempts, first attempt rewritten, and the first
+        attempt's context: acoustic condition, device type, ASR confidence, intent right)."""
         goals_out: list[tuple] = []
         for user in self.users:
             self._run_user(user, rewriter, on_turn, goals_out)
@@ -268,6 +269,7 @@ class Simulator:
                 fp = "correct"
             if first_fp is None:
                 first_fp, first_rewritten = fp, rewritten
+                first_ctx = (cond, device["type"], conf, it[0] == goal["intent"])
             # the user's reaction
             fb: dict = {"barge_in": False}
             if status == "success" and r.random() < (user.p_barge if defective else 0.02):
@@ -307,7 +309,7 @@ class Simulator:
                 action = "repeat"
             tried.add(surface)
             t += timedelta(seconds=r.uniform(1.0, 8.0))
-        goals_out.append((user.idx, first_fp != "correct", not met, first_fp, attempt + (1 if met else 0), first_rewritten))
+        goals_out.append((user.idx, first_fp != "correct", not met, first_fp, attempt + (1 if met else 0), first_rewritten, *first_ctx))
         return t, turn_index
 
     def _vague_value(self, user: User, goal: dict, goal_no: int) -> str | None:
