@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from selflearn.online import OnlineConfig, OnlineRewriter, OnnxEncoder, BiEncoder, SentenceEncoder, agreement, train_online
-from selflearn.online.train import held_out, load_history, retrieval_recall
+from selflearn.online.evaluate import ranked_recall, retrieval_recall
+from selflearn.online.train import held_out, load_history
 from selflearn.rewrites.mining import mine
 from selflearn.rewrites.table import TableRewriter
 from selflearn.store.importer import import_files
@@ -44,6 +45,8 @@ def main() -> None:
     ap.add_argument("--min-precision", type=float, default=0.8)
     ap.add_argument("--extra-precisions", default="0.9,0.7", help="more arms: the full model at the thresholds for these precisions")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--k-phonetic", type=int, default=0, help="train with this many candidates found by sound; adds arms without them")
+    ap.add_argument("--min-users", type=int, default=None, help="k-anonymity of the global layer (default: the product's)")
     ap.add_argument("--calibrate", choices=("precision", "harm"), default="precision")
     ap.add_argument("--no-retrieval", action="store_true", help="skip the retrieval comparison")
     ap.add_argument("--keep", type=Path, default=None, help="copy the model directory here")
@@ -58,7 +61,8 @@ def main() -> None:
             import_files(st, [tmp / "sim" / "logs.jsonl"])
             out["mining"] = {k: v for k, v in mine(st, tmp / "rewrites.parquet").items() if k in ("rewrites", "seconds", "signal_turns")}
             cfg = OnlineConfig(min_precision=args.min_precision, max_pairs=args.max_pairs, examples=args.examples, seed=args.seed,
-                               calibrate=args.calibrate)
+                               calibrate=args.calibrate, k_phonetic=args.k_phonetic,
+                               **({"min_users": args.min_users} if args.min_users is not None else {}))
             out["training"] = train_online(st, tmp / "model", table=tmp / "rewrites.parquet", config=cfg, threads=args.threads,
                                            progress=lambda s, *_: print("  ", time.strftime("%H:%M:%S"), s, flush=True))
             h = load_history(st)
@@ -73,6 +77,10 @@ def main() -> None:
                     "fine-tuned (int8 ONNX, served)": rw.encoder}
         if not args.no_retrieval:
             out["retrieval"] = {name: retrieval_recall(e, rw.global_, h, users=val, seed=args.seed) for name, e in encoders.items()}
+            out["retrieval"]["phonetic (metaphone codes)"] = retrieval_recall(rw.encoder, rw.global_, h, users=val, seed=args.seed, phonetic=True)
+            # the global layer end to end: the ranker's first choice over all candidates, with and without those found by sound
+            out["ranked"] = {f"k_phonetic={k}": ranked_recall(OnlineRewriter.load(tmp / "model", layers=("global",), k_phonetic=k), h, users=val, seed=args.seed)
+                             for k in sorted({0, args.k_phonetic})}
         sample = [h.rows[i]["text"] for i in range(0, len(h.rows), max(1, len(h.rows) // 2000))]
         out["onnx_agreement"] = agreement(encoders["fine-tuned (torch)"], rw.encoder, sample)
         print("   ", time.strftime("%H:%M:%S"), "A/B", flush=True)
@@ -81,6 +89,9 @@ def main() -> None:
                 "table+global": OnlineRewriter.load(tmp / "model", layers=("table", "global")),
                 "table+global+personal (ranker only)": OnlineRewriter.load(tmp / "model", fix_min=0, phrase_min=0),
                 "table+global+personal": OnlineRewriter.load(tmp / "model")}
+        if args.k_phonetic:
+            arms["table+global (no phonetic)"] = OnlineRewriter.load(tmp / "model", layers=("table", "global"), k_phonetic=0)
+            arms["table+global+personal (no phonetic)"] = OnlineRewriter.load(tmp / "model", k_phonetic=0)
         for p in [float(x) for x in args.extra_precisions.split(",") if x]:
             ok = [c["threshold"] for c in out["training"]["curve"] if c["precision"] >= p]
             arms[f"table+global+personal@p{p}"] = OnlineRewriter.load(tmp / "model", threshold=min(ok) if ok else 1.0)

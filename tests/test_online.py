@@ -14,6 +14,7 @@ from selflearn.online.encoder import _batches
 from selflearn.online.features import FEATURES, phonetic_key, smoothed_rate
 from selflearn.online.memory import PersonalMemory, meaning_key, text_similarity, turn_success
 from selflearn.online.online_rewriter import MODEL_FORMAT, Decision
+from selflearn.store.store import Store
 
 
 # -- pure parts ------------------------------------------------------------------
@@ -345,3 +346,38 @@ def test_the_personal_layer_fills_in_what_the_user_taught(online_model, store):
     off = OnlineRewriter.load(online_model["model"], layers=("table", "global"))
     off.preferences = prefs
     assert "golden state warriors" not in (off.decide("play the game", user_id="fan").rewrite or "")  # the personal layer's job
+
+
+def test_phonetic_path_finds_sound_alikes_and_is_off_by_default(online_model):
+    rw = OnlineRewriter.load(online_model["model"])
+    g = rw.global_
+    assert rw.k_phonetic == 0
+    text = g.texts[int(g.candidates[0])]
+    words = text.split()
+    misheard = " ".join(words[:-1] + [words[-1] + "s"]) if len(words) > 1 else text + "s"  # one sound added
+    ids, sims = g.phonetic_search(misheard, 5)
+    assert text in {g.texts[i] for i in ids} and np.all(sims[:-1] >= sims[1:]) and 0 < sims[0] <= 1
+    on = OnlineRewriter.load(online_model["model"], k_phonetic=5)
+    texts, sources, x = on.candidates(misheard, user_id="", device={}, context={})
+    assert x.shape[0] == len(texts) and text in texts
+    off_texts = rw.candidates(misheard, user_id="", device={}, context={})[0]
+    assert set(off_texts) <= set(texts) and all(s in ("global", "phonetic") for s in sources)
+    assert ("phonetic" in sources) == bool(set(texts) - set(off_texts))
+
+
+def test_recall_of_retrieval_and_of_the_ranked_global_layer(online_model):
+    from selflearn.online.evaluate import ranked_recall, retrieval_recall
+    from selflearn.online.train import load_history
+
+    rw = OnlineRewriter.load(online_model["model"], layers=("global",))
+    with Store(online_model["dir"] / "s.duckdb", read_only=True) as st:
+        h = load_history(st)
+    sem = retrieval_recall(rw.encoder, rw.global_, h, limit=300)
+    ph = retrieval_recall(rw.encoder, rw.global_, h, limit=300, phonetic=True)
+    assert sem["queries"] == ph["queries"] > 0 and sem["reachable"] == ph["reachable"]
+    for r in (sem, ph):
+        assert r["recall@1"] <= r["recall@5"] <= r["reachable"] <= 1
+    assert ph["union@5"] >= max(ph["recall@5"], sem["recall@5"]) and ph["union@5"] <= ph["reachable"]
+    ranked = ranked_recall(rw, h, limit=200)
+    assert ranked["queries"] > 0 and 0 <= ranked["top1"] <= 1 and 0 <= ranked["served"] <= 1
+    assert ranked["served"] == 0 or 0 <= ranked["served_precision"] <= 1

@@ -68,6 +68,7 @@ class GlobalMemory:
 
     def __post_init__(self):
         self.row = {t: i for i, t in enumerate(self.texts)}
+        self._phonetic: list[str] | None = None  # the candidates' metaphone codes, made on first phonetic search
         self.set_vectors(self.vectors)
 
     def set_vectors(self, vectors: np.ndarray) -> None:
@@ -79,6 +80,22 @@ class GlobalMemory:
         if len(self.vectors):
             self.index.add(self.vectors)
         self.vector_of = {int(t): k for k, t in enumerate(self.candidates)}
+
+    def phonetic_search(self, q: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Text ids and phonetic similarities (0-1) of the ``k`` candidates that sound most like
+        ``q``: edit similarity of the words' metaphone codes ("whats the whether" sounds like
+        "what's the weather" however far apart they are in meaning space)."""
+        from rapidfuzz import fuzz, process
+
+        from .features import phonetic_key
+
+        if k <= 0 or not len(self.candidates):
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if self._phonetic is None:
+            self._phonetic = [phonetic_key(self.texts[i]) for i in self.candidates]
+        got = process.extract(phonetic_key(q), self._phonetic, scorer=fuzz.ratio, limit=k)
+        return (np.array([self.candidates[j] for _, _, j in got], np.int64),
+                np.array([score / 100 for _, score, _ in got], np.float32))
 
     def vector(self, text: str) -> np.ndarray | None:
         """The indexed vector of ``text``, or None when it is not a candidate."""

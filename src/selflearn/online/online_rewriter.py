@@ -31,7 +31,7 @@ MAX_CHARS = 512  # requests longer than this are not assistant requests; they pa
 @dataclass(frozen=True)
 class Decision:
     rewrite: str | None
-    source: str | None  # table | global | personal | preferences, or None when passed through
+    source: str | None  # table | global | phonetic | personal | preferences, or None when passed through
     score: float | None
 
 
@@ -41,8 +41,8 @@ class OnlineRewriter:
     personal layer. ``layers`` switches parts off (the A/B arms) without retraining."""
 
     def __init__(self, encoder, global_memory: GlobalMemory, personal: PersonalMemory, ranker: Ranker, table: TableRewriter | None = None,
-                 *, layers: tuple[str, ...] = LAYERS, k_global: int = 10, k_personal: int = 5, threshold: float | None = None,
-                 fix_min: int = 0, phrase_min: int = 0):
+                 *, layers: tuple[str, ...] = LAYERS, k_global: int = 10, k_personal: int = 5, k_phonetic: int = 0,
+                 threshold: float | None = None, fix_min: int = 0, phrase_min: int = 0):
         bad = set(layers) - set(LAYERS)
         if bad:
             raise InvalidInputError(explain(f"layers={sorted(bad)}", f"must be among {list(LAYERS)}", "e.g. layers=('table', 'global')"))
@@ -54,6 +54,7 @@ class OnlineRewriter:
         self.layers = tuple(layers)
         self.k_global = k_global
         self.k_personal = k_personal
+        self.k_phonetic = k_phonetic  # candidates that sound like the request, beside the k_global nearest in meaning
         self.threshold = ranker.threshold_ if threshold is None else threshold
         self.fix_min = fix_min  # serve a user's own fix once they made it this often (0: leave it to the ranker)
         self.phrase_min = phrase_min  # apply words a user inserted after a word (a place's state) once they did it this often (0: off)
@@ -179,6 +180,9 @@ class OnlineRewriter:
             ids, cos = g.search(qv, self.k_global + 1)
             for i, c in zip(ids.tolist(), cos.tolist()):
                 found.setdefault(g.texts[i], ("global", c))
+            for i in g.phonetic_search(q, self.k_phonetic)[0].tolist():
+                if g.texts[i] not in found:
+                    found[g.texts[i]] = ("phonetic", float(g.vector(g.texts[i]) @ qv))
         hist = self.personal.history(user_id) if "personal" in self.layers else {}
         if hist:
             mine = [t for t, e in hist.items() if e[1] > 0]
@@ -243,7 +247,7 @@ class OnlineRewriter:
             shutil.copyfile(self.table.path, directory / "rewrites.parquet")
         parts = {"encoder": "encoder/", "encoder_onnx": "encoder.onnx", "global": "global/", "personal": "personal/",
                  "ranker": "ranker/", "table": "rewrites.parquet" if (directory / "rewrites.parquet").exists() else None}
-        params = {"k_global": self.k_global, "k_personal": self.k_personal, "fix_min": self.fix_min, "phrase_min": self.phrase_min}
+        params = {"k_global": self.k_global, "k_personal": self.k_personal, "k_phonetic": self.k_phonetic, "fix_min": self.fix_min, "phrase_min": self.phrase_min}
         privacy = None if self.ids is None else {"pseudonym_key": self.ids.fingerprint, "key_file": self.ids.source}
         dp = _spent_by_parts(directory, self.ranker)
         if dp:
@@ -254,7 +258,7 @@ class OnlineRewriter:
     @classmethod
     def load(cls, directory: Path, *, layers: tuple[str, ...] = LAYERS, threads: int = 1, torch_encoder: bool = False,
              threshold: float | None = None, fix_min: int | None = None, phrase_min: int | None = None,
-             key_file: Path | None = None) -> "OnlineRewriter":
+             k_phonetic: int | None = None, key_file: Path | None = None) -> "OnlineRewriter":
         """The saved model; the pseudonym key it was trained under comes from ``key_file``,
         ``$SELFLEARN_PSEUDONYM_KEY`` or the key file recorded at training (checked by fingerprint)."""
         from .encoder import BiEncoder, OnnxEncoder
@@ -267,7 +271,7 @@ class OnlineRewriter:
         personal = PersonalMemory.load(directory / "personal", encoder, known=g.has_vector)
         table = TableRewriter.load(directory / "rewrites.parquet") if config["parts"].get("table") else None
         rw = cls(encoder, g, personal, Ranker.load(directory / "ranker"), table, layers=layers,
-                 k_global=params["k_global"], k_personal=params["k_personal"],
+                 k_global=params["k_global"], k_personal=params["k_personal"], k_phonetic=params.get("k_phonetic", 0) if k_phonetic is None else k_phonetic,
                  threshold=config["learned"]["threshold"] if threshold is None else threshold,
                  fix_min=params["fix_min"] if fix_min is None else fix_min,
                  phrase_min=params["phrase_min"] if phrase_min is None else phrase_min)

@@ -37,7 +37,7 @@ from .memory import HOUR_BUCKETS, GlobalMemory, PersonalMemory, hour_bucket, mea
 from .ranker import Ranker, choose_threshold, choose_threshold_by_harm, precision_coverage
 from .online_rewriter import OnlineRewriter
 
-__all__ = ["OnlineConfig", "train_online", "load_history", "History", "build_global", "retrieval_recall", "held_out"]
+__all__ = ["OnlineConfig", "train_online", "load_history", "History", "build_global", "held_out"]
 
 SUCCESS_BELOW = DEFECT_AT  # defect score under which a turn counts as having worked (as in mining)
 
@@ -52,6 +52,7 @@ class OnlineConfig:
     examples: int = 30_000  # ranking examples from the replay
     k_global: int = 10
     k_personal: int = 5
+    k_phonetic: int = 0  # global candidates found by sound (metaphone codes) beside the k_global found by meaning
     seed: int = 0
     min_users: int = K_DEFAULT  # k-anonymity of the global layer: a request enters it once this many users said it
     dp_epsilon: float | None = None  # user-level DP: the encoder (a low-rank adapter) and the ranker train with DP-SGD, half the budget each
@@ -69,9 +70,9 @@ class OnlineConfig:
             raise InvalidInputError(explain(f"calibrate={self.calibrate!r}", "must be 'precision' or 'harm'", "use one of them"))
         if self.fix_min < 0 or self.phrase_min < 0:
             raise InvalidInputError(explain(f"fix_min={self.fix_min}, phrase_min={self.phrase_min}", "must be >= 0 (0 switches the rule off)", "use e.g. 2 and 1"))
-        if self.max_pairs < 2 or self.examples < 10 or self.k_global < 1 or self.k_personal < 0:
+        if self.max_pairs < 2 or self.examples < 10 or self.k_global < 1 or self.k_personal < 0 or self.k_phonetic < 0:
             raise InvalidInputError(explain(f"max_pairs={self.max_pairs}, examples={self.examples}, k={self.k_global}/{self.k_personal}",
-                                            "need max_pairs >= 2, examples >= 10, k_global >= 1, k_personal >= 0", "use the defaults"))
+                                            "need max_pairs >= 2, examples >= 10, k_global >= 1, k_personal >= 0, k_phonetic >= 0", "use the defaults"))
         return self
 
     def dp_split(self) -> dict:
@@ -261,7 +262,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     g.set_vectors(onnx.encode([g.texts[i] for i in g.candidates]))
     personal = PersonalMemory(onnx, known=g.has_vector)
     rw = OnlineRewriter(onnx, g, personal, Ranker(), TableRewriter.load(table) if table else None,
-                        layers=("global", "personal"), k_global=c.k_global, k_personal=c.k_personal, threshold=1.0)
+                        layers=("global", "personal"), k_global=c.k_global, k_personal=c.k_personal, k_phonetic=c.k_phonetic, threshold=1.0)
     say("replay", 0, 0)
     rng = random.Random(c.seed)
     # a failing request whose chain ended in the meaning it already had failed for another reason
@@ -332,28 +333,3 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     rw.ids = store.pseudonyms()  # it learned from pseudonyms: requests will name users by their own ids
     rw.save(out, meta={"training": {k: v for k, v in stats.items() if k != "curve"}, "config": c.__dict__})
     return stats
-
-
-def retrieval_recall(encoder, g: GlobalMemory, h: History, *, users: set[str] | None = None, ks: tuple[int, ...] = (1, 5), limit: int = 5000, seed: int = 0) -> dict:
-    """Recall@k of the global index under ``encoder``: for failing requests whose chain reached a
-    working turn (of ``users``, e.g. held-out ones), the share whose top k candidates hold one
-    with the meaning the chain reached. The index is re-encoded with ``encoder``."""
-    rows = [i for i in h.target if users is None or h.rows[i]["user_id"] in users]
-    rows = random.Random(seed).sample(rows, min(limit, len(rows)))
-    cand = [g.texts[i] for i in g.candidates]
-    vecs = encoder.encode(cand)
-    import faiss
-
-    index = faiss.IndexFlatIP(vecs.shape[1])
-    index.add(vecs)
-    qv = encoder.encode([h.rows[i]["text"] for i in rows])
-    _, ids = index.search(qv, max(ks) + 1)
-    hits = {k: 0 for k in ks}
-    for r, found in zip(rows, ids):
-        want = h.rows[h.target[r]]["meaning"]
-        q = h.rows[r]["text"]
-        got = [g.meanings[g.meaning[g.candidates[j]]] if g.meaning[g.candidates[j]] >= 0 else None
-               for j in found if j >= 0 and g.texts[g.candidates[j]] != q][: max(ks)]
-        for k in ks:
-            hits[k] += want in got[:k]
-    return {"queries": len(rows), **{f"recall@{k}": hits[k] / max(len(rows), 1) for k in ks}}
