@@ -93,6 +93,19 @@ def test_ranker_learns_saves_and_is_deterministic(tmp_path):
     assert np.allclose(a.score(x), c.score(x), atol=1e-6) and c.threshold_ == 0.7
 
 
+def test_an_ignored_feature_is_never_seen(tmp_path):
+    x, y = _toy()
+    r = Ranker(random_state=3, ignore=("retrieval_cosine",)).fit(x, y)
+    moved = x.copy()
+    moved[:, FEATURES.index("retrieval_cosine")] = 1 - moved[:, FEATURES.index("retrieval_cosine")]
+    assert np.array_equal(r.score(x), r.score(moved))  # serving holds it at 0 too
+    assert ((r.score(x) > 0.5) == y).mean() < ((Ranker(random_state=3).fit(x, y).score(x) > 0.5) == y).mean()
+    r.save(tmp_path / "r")
+    assert np.array_equal(Ranker.load(tmp_path / "r").score(moved), r.score(x))
+    with pytest.raises(InvalidInputError, match="ctx_weather"):
+        Ranker(ignore=("ctx_weather",)).fit(x, y)
+
+
 def test_ranker_rejects_bad_input(tmp_path):
     with pytest.raises(NotFittedError):
         Ranker().score(np.zeros((1, len(FEATURES))))
@@ -381,3 +394,19 @@ def test_recall_of_retrieval_and_of_the_ranked_global_layer(online_model):
     ranked = ranked_recall(rw, h, limit=200)
     assert ranked["queries"] > 0 and 0 <= ranked["top1"] <= 1 and 0 <= ranked["served"] <= 1
     assert ranked["served"] == 0 or 0 <= ranked["served_precision"] <= 1
+
+
+def test_retraining_with_a_reused_encoder(online_model, tmp_path):
+    from selflearn.online import OnlineConfig, train_online
+
+    cfg = OnlineConfig(max_pairs=256, examples=300, batch_size=32, ignore_features=("ctx_hour", "ctx_location"))
+    with Store(online_model["dir"] / "s.duckdb") as st:
+        stats = train_online(st, tmp_path / "m", config=cfg, encoder_from=online_model["model"])
+        assert stats["biencoder"] == {"reused_from": str(online_model["model"])}
+        assert (tmp_path / "m" / "encoder.onnx").read_bytes() == (online_model["model"] / "encoder.onnx").read_bytes()
+        rw = OnlineRewriter.load(tmp_path / "m")
+        assert list(rw.ranker.ignore) == ["ctx_hour", "ctx_location"]
+        with pytest.raises(InvalidInputError, match="without differential privacy"):
+            train_online(st, tmp_path / "p", config=OnlineConfig(dp_epsilon=8.0), encoder_from=online_model["model"])
+        with pytest.raises(InvalidInputError, match="online model directory"):
+            train_online(st, tmp_path / "q", config=cfg, encoder_from=tmp_path)

@@ -27,14 +27,22 @@ class Ranker(Estimator):
     uses_torch = False
 
     def __init__(self, *, hidden: int = 32, alpha: float = 1e-4, max_iter: int = 200, dp_epsilon: float | None = None,
-                 dp_delta: float | None = None, dp_epochs: int = 20, random_state: int = 0):
+                 dp_delta: float | None = None, dp_epochs: int = 20, ignore: tuple[str, ...] = (), random_state: int = 0):
         self.hidden = hidden
         self.alpha = alpha
         self.max_iter = max_iter
         self.dp_epsilon = dp_epsilon  # user-level differential privacy (models.private); None: off
         self.dp_delta = dp_delta
         self.dp_epochs = dp_epochs  # passes over the rows (in user-sampled steps) under DP
+        self.ignore = ignore  # features the ranker never sees (held at 0 in training and serving: ablations)
         self.random_state = random_state
+
+    def _mask(self) -> np.ndarray:
+        """1 for the features used, 0 for the ignored ones."""
+        unknown = sorted(set(self.ignore) - set(FEATURES))
+        if unknown:
+            raise InvalidInputError(explain(f"ignore={unknown}", f"must name ranking features ({', '.join(FEATURES)})", "e.g. ignore=('ctx_hour',)"))
+        return np.array([f not in self.ignore for f in FEATURES], np.float32)
 
     def fit(self, x: np.ndarray, y: np.ndarray, users: list[str] | None = None) -> "Ranker":
         """Train on candidate rows ``x`` (labels ``y``); ``users`` (one per row: whose request it
@@ -50,6 +58,7 @@ class Ranker(Estimator):
             raise InvalidInputError(explain(f"users={'None' if users is None else len(users)}", "DP training needs the user of every row",
                                             "pass users=[...] (one per row)"))
         dp = check_dp(self.dp_epsilon, self.dp_delta, len(set(users or ())))
+        x = x * self._mask()
         self._start(map(tuple, x), y.tolist())
         # under DP no statistic of the data leaves un-noised: the features are in [0, 1] or log counts
         # by construction, so they are used as they are
@@ -93,7 +102,7 @@ class Ranker(Estimator):
 
     def score(self, x: np.ndarray) -> np.ndarray:
         self._check_fitted()
-        z = (np.asarray(x, np.float32) - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
+        z = (np.asarray(x, np.float32) * self._mask() - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
         h = np.maximum(z @ self.w1_ + self.b1_, 0.0)
         return (1.0 / (1.0 + np.exp(-(h @ self.w2_ + self.b2_)))).ravel()
 

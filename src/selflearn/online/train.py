@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import shutil
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class OnlineConfig:
     k_global: int = 10
     k_personal: int = 5
     k_phonetic: int = 0  # global candidates found by sound (metaphone codes) beside the k_global found by meaning
+    ignore_features: tuple[str, ...] = ()  # ranking features held at 0 (ablations: what a feature adds)
     seed: int = 0
     min_users: int = K_DEFAULT  # k-anonymity of the global layer: a request enters it once this many users said it
     dp_epsilon: float | None = None  # user-level DP: the encoder (a low-rank adapter) and the ranker train with DP-SGD, half the budget each
@@ -225,10 +227,29 @@ def _labels(rw: OnlineRewriter, h: History, i: int, texts: list[str]) -> np.ndar
     return np.array([(g.meaning[g.row[x]] >= 0 and g.meanings[g.meaning[g.row[x]]] == want) if x in g.row else False for x in texts], int)
 
 
+def _reuse_encoder(model_dir: Path, out: Path, *, private: bool) -> dict:
+    """Copy the fine-tuned encoder (and its ONNX export) of an online model trained on the same logs."""
+    from ..models.directory import describe
+
+    src, onnx = model_dir / "encoder", model_dir / "encoder.onnx"
+    if not (src / "config.json").is_file() or not onnx.is_file():
+        raise InvalidInputError(explain(str(model_dir), "must be an online model directory (encoder/ and encoder.onnx)",
+                                        "pass a directory `selflearn online train` wrote"))
+    if private and (describe(src).get("privacy") or {}).get("epsilon") is None:
+        raise InvalidInputError(explain(str(model_dir), "holds an encoder trained without differential privacy",
+                                        "reuse an encoder trained with --dp-epsilon, or train a new one"))
+    if src.resolve() != (out / "encoder").resolve():
+        shutil.copytree(src, out / "encoder", dirs_exist_ok=True)
+        shutil.copyfile(onnx, out / "encoder.onnx")
+    return {"reused_from": str(model_dir)}
+
+
 def train_online(store: Store, out: Path, *, table: Path | None = None, config: OnlineConfig | None = None,
-                 signals: SignalConfig | None = None, threads: int = 1, progress=None) -> dict:
+                 signals: SignalConfig | None = None, threads: int = 1, progress=None, encoder_from: Path | None = None) -> dict:
     """Train the online rewriter from the store's logs and write the model directory ``out``
-    (with ``table``, a `selflearn rewrites mine` Parquet, served first). Returns the statistics."""
+    (with ``table``, a `selflearn rewrites mine` Parquet, served first). Returns the statistics.
+    ``encoder_from``: an online model trained on the same logs whose fine-tuned encoder is reused
+    (only the layers and the ranker are trained again: ablations, a ranker refresh)."""
     import torch
 
     c = (config or OnlineConfig()).check()
@@ -242,21 +263,24 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     pairs = [(h.rows[i]["text"], h.rows[t]["text"]) for i, t in chosen_pairs]
     say("global layer", 0, 0)
     g = build_global(h, c.min_users)
-    say(f"fine-tune encoder ({min(len(set(pairs)), c.max_pairs)} pairs)", 0, 0)
-    # under DP the budget is split in two halves (they add up): the encoder (a private low-rank adapter
-    # over the frozen MiniLM, negatives from the global index) and the ranker
     dp = c.dp_split()
-    enc = BiEncoder(epochs=c.epochs, batch_size=c.batch_size, random_state=c.seed, threads=threads, max_pairs=c.max_pairs, **dp)
-    if dp:
-        enc.fit(pairs, users=[h.rows[i]["user_id"] for i, _ in chosen_pairs], negatives=[g.texts[i] for i in g.candidates])
-    else:
-        enc.fit(pairs)
-    fit_stats = enc.training_
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    enc.save(out / "encoder")
-    say("export ONNX", 0, 0)
-    export_onnx(enc, out / "encoder.onnx", quantize=True)
+    if encoder_from is not None:
+        fit_stats = _reuse_encoder(Path(encoder_from), out, private=bool(dp))
+    else:
+        say(f"fine-tune encoder ({min(len(set(pairs)), c.max_pairs)} pairs)", 0, 0)
+        # under DP the budget is split in two halves (they add up): the encoder (a private low-rank adapter
+        # over the frozen MiniLM, negatives from the global index) and the ranker
+        enc = BiEncoder(epochs=c.epochs, batch_size=c.batch_size, random_state=c.seed, threads=threads, max_pairs=c.max_pairs, **dp)
+        if dp:
+            enc.fit(pairs, users=[h.rows[i]["user_id"] for i, _ in chosen_pairs], negatives=[g.texts[i] for i in g.candidates])
+        else:
+            enc.fit(pairs)
+        fit_stats = enc.training_
+        enc.save(out / "encoder")
+        say("export ONNX", 0, 0)
+        export_onnx(enc, out / "encoder.onnx", quantize=True)
     onnx = OnnxEncoder(out / "encoder.onnx", out / "encoder" / "tokenizer", threads=threads)
     say("index", 0, 0)
     g.set_vectors(onnx.encode([g.texts[i] for i in g.candidates]))
@@ -290,7 +314,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
         train_mask.append(np.full(len(texts), not held[h.rows[i]["user_id"]]))
         row_users += [h.rows[i]["user_id"]] * len(texts)
     x, y, grp, tr = np.vstack(xs), np.concatenate(ys), np.concatenate(groups), np.concatenate(train_mask)
-    ranker = Ranker(random_state=c.seed, **dp).fit(
+    ranker = Ranker(random_state=c.seed, ignore=tuple(c.ignore_features), **dp).fit(
         x[tr], y[tr], users=[u for u, t in zip(row_users, tr) if t])
     s = ranker.score(x[~tr])
     # right: a fix of a failing request, or a rewrite of a working one to a request that means the
