@@ -23,6 +23,15 @@ def test_phonetic_key_brings_sound_alikes_together():
     assert phonetic_key("play adele") != phonetic_key("play abba")
 
 
+def test_the_recognisers_confidence_is_a_request_feature_when_known():
+    from selflearn.online.features import query_features
+
+    at = FEATURES.index("q_asr_confidence")
+    assert query_features(3, 1, 0, 0, 0.42)[at] == 0.42
+    assert query_features(3, 1, 0, 0)[at] == query_features(3, 1, 0, 0, 1.7)[at] == query_features(3, 1, 0, 0, "high")[at] == 0.0
+    assert len(query_features(0, 0, 0, 0)) == FEATURES.index("retrieval_cosine")
+
+
 def test_smoothed_rate_and_meaning_key():
     assert smoothed_rate(0, 0) == 0.5 and smoothed_rate(8, 8) == 0.9
     a = meaning_key("weather_query", '[{"name": "place_name", "value": "wilkerson"}, {"name": "date", "value": "today"}]')

@@ -71,6 +71,7 @@ BAD = [
     ({"utterance": 42, "user_id": "u"}, "utterance=42"),
     ({"utterance": "play jazz", "user_id": "u", "device": "speaker"}, "device="),
     ({"utterance": "play jazz", "user_id": "u", "context": {"hour": 25}}, "context.hour=25"),
+    ({"utterance": "play jazz", "user_id": "u", "context": {"asr_confidence": 1.5}}, "context.asr_confidence=1.5"),
     ({"utterance": "play jazz", "user_id": "u", "colour": "red"}, "colour="),
     ([1, 2], "body="),
 ]

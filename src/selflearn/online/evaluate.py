@@ -67,7 +67,7 @@ def ranked_recall(rw: OnlineRewriter, h: History, *, users: set[str] | None = No
     for i in rows:
         r = h.rows[i]
         texts, _, x = rw.candidates(r["text"], user_id="", device={"type": r["device_type"], "has_screen": bool(r["has_screen"]),
-                                                                     "location": r["location"]}, context={"hour": r["hour"]})
+                                                                     "location": r["location"]}, context={"hour": r["hour"], "asr_confidence": r["asr_confidence"]})
         if not texts:
             continue
         s = rw.ranker.score(x)

@@ -17,6 +17,8 @@ __all__ = ["FEATURES", "phonetic_key", "query_features", "candidate_features", "
 FEATURES = (
     # the request, from the global layer
     "q_known", "q_log_turns", "q_success",
+    # the request as heard now: the recogniser's confidence (0 when the caller does not say)
+    "q_asr_confidence",
     # the request, from this user's own history
     "u_q_log_attempts", "u_q_success",
     # the candidate against the request
@@ -42,8 +44,9 @@ def smoothed_rate(successes: float, attempts: float) -> float:
     return (successes + 1.0) / (attempts + 2.0)
 
 
-def query_features(q_turns: int, q_successes: int, u_attempts: int, u_successes: int) -> list[float]:
-    return [float(q_turns > 0), math.log1p(q_turns), smoothed_rate(q_successes, q_turns),
+def query_features(q_turns: int, q_successes: int, u_attempts: int, u_successes: int, asr_confidence: float | None = None) -> list[float]:
+    conf = float(asr_confidence) if isinstance(asr_confidence, (int, float)) and 0.0 <= asr_confidence <= 1.0 else 0.0
+    return [float(q_turns > 0), math.log1p(q_turns), smoothed_rate(q_successes, q_turns), conf,
             math.log1p(u_attempts), smoothed_rate(u_successes, u_attempts)]
 
 

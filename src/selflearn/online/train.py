@@ -98,7 +98,7 @@ def load_history(store: Store, signals: SignalConfig | None = None) -> History:
     con = store.reader()
     cur = con.execute(
         """SELECT t.session_id, t.turn_index, epoch(t.ts) AS ts, hour(timezone('UTC', t.ts)) AS hour, t.user_id, t.device_type, t.has_screen, t.location,
-                   t.asr_text, json_extract_string(t.extra, '$.utterance.rewrite') AS rewrite, t.intent, CAST(t.slots AS VARCHAR) AS slots,
+                   t.asr_text, t.asr_confidence, json_extract_string(t.extra, '$.utterance.rewrite') AS rewrite, t.intent, CAST(t.slots AS VARCHAR) AS slots,
                    t.response_status, t.barge_in, t.explicit_feedback, s.defect_score, s.rephrase_candidate
             FROM turns t JOIN signals s USING (session_id, turn_index)
             ORDER BY t.ts, t.session_id, t.turn_index"""
@@ -211,7 +211,7 @@ def replay_examples(rw: OnlineRewriter, h: History, chosen: set[int], eligible: 
         if i in chosen or census:
             texts, _, x = rw.candidates(r["text"], user_id=r["user_id"],
                                         device={"type": r["device_type"], "has_screen": bool(r["has_screen"]), "location": r["location"]},
-                                        context={"hour": r["hour"], "timestamp": r["ts"]})
+                                        context={"hour": r["hour"], "timestamp": r["ts"], "asr_confidence": r["asr_confidence"]})
             out.append((i, texts, x, census))
         rw.personal.observe(_record(r))
     rw.personal.flush()

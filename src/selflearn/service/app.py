@@ -40,6 +40,7 @@ class Context(BaseModel):
     model_config = ConfigDict(extra="allow")
     hour: Annotated[int | None, Field(ge=0, le=23, description="Local hour of the request.")] = None
     timestamp: Annotated[str | None, Field(max_length=64, description="ISO 8601 time of the request.")] = None
+    asr_confidence: Annotated[float | None, Field(ge=0, le=1, description="The recogniser's confidence in what it heard, in [0, 1].")] = None
 
 
 class RewriteRequest(BaseModel):

@@ -204,7 +204,7 @@ class Simulator:
         cond = w.noisy_condition or user.condition
         text_id, conf = w.heard[sf][self._cond_ix[cond]]
         text = w.texts[text_id]
-        new, it = self._rewrite(rewriter, text, user, device, t, sid, 0)
+        new, it = self._rewrite(rewriter, text, user, device, t, sid, 0, conf * 0.6)
         if new is None:
             it = w.interp[text_id]
         status, response = respond(it, False)
@@ -215,11 +215,12 @@ class Simulator:
             on_turn(turn, truth)
         return t + timedelta(seconds=plan.uniform(3, 10)), 1
 
-    def _rewrite(self, rewriter, text, user, device, t, sid, turn_index):
+    def _rewrite(self, rewriter, text, user, device, t, sid, turn_index, conf):
         """(the rewritten text, its interpretation), or (None, None) when passed through."""
         if rewriter is None:
             return None, None
-        new = rewriter.rewrite(text, user_id=user.user_id, device=device_context(device), context={"hour": t.hour, "timestamp": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "session_id": sid, "turn_index": turn_index})
+        new = rewriter.rewrite(text, user_id=user.user_id, device=device_context(device), context={"hour": t.hour, "timestamp": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "session_id": sid, "turn_index": turn_index,
+                                                                                               "asr_confidence": round(conf, 3)})
         if new is None or " ".join(new.lower().split()) in ("", text):
             return None, None
         self.rewrites += 1
@@ -250,7 +251,7 @@ class Simulator:
             said_vague = vague_text(text, vague) if vague and attempt == 0 else None  # the genre or cuisine left out
             if said_vague:
                 text = said_vague
-            new, it = self._rewrite(rewriter, text, user, device, t, sid, turn_index)
+            new, it = self._rewrite(rewriter, text, user, device, t, sid, turn_index, conf)
             rewritten = new is not None
             nlu_text = new if rewritten else text
             if not rewritten:
