@@ -85,7 +85,9 @@ def main() -> None:
         out["onnx_agreement"] = agreement(encoders["fine-tuned (torch)"], rw.encoder, sample)
         print("   ", time.strftime("%H:%M:%S"), "A/B", flush=True)
         table = TableRewriter.load(tmp / "rewrites.parquet")
-        arms = {"none": None, "table": table,
+        ungated = TableRewriter.load(tmp / "rewrites.parquet")
+        ungated.gate_above = None
+        arms = {"none": None, "table (no confidence gate)": ungated, "table": table,
                 "table+global": OnlineRewriter.load(tmp / "model", layers=("table", "global")),
                 "table+global+personal (ranker only)": OnlineRewriter.load(tmp / "model", fix_min=0, phrase_min=0),
                 "table+global+personal": OnlineRewriter.load(tmp / "model")}
@@ -101,7 +103,9 @@ def main() -> None:
         out["ab_seconds"] = round(time.perf_counter() - started, 1)
         for name, arm in arms.items():
             if hasattr(arm, "counts"):
-                out.setdefault("sources", {})[name] = {"threshold": arm.threshold, **arm.counts}
+                out.setdefault("sources", {})[name] = {"threshold": arm.threshold, **arm.counts, "table_gated": arm.table.gated if arm.table else 0}
+            elif hasattr(arm, "gated"):
+                out.setdefault("sources", {})[name] = {"table_gated": arm.gated}
         if args.keep:
             shutil.copytree(tmp / "model", args.keep, dirs_exist_ok=True)
     finally:

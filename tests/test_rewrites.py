@@ -18,9 +18,9 @@ from selflearn.store.importer import import_files
 _n = [0]
 
 
-def _session(*steps):
+def _session(*steps, conf=0.9):
     """steps: (text, 'fail' | 'ok' | 'abandon'[, intent]); a failed turn is barged in on, 5 s before
-    the next; the intent (what NLU understood) defaults to the base turn's."""
+    the next; the intent (what NLU understood) defaults to the base turn's; ``conf``: the ASR confidence."""
     sid = f"s{_n[0]:03d}"
     _n[0] += 1
     out = []
@@ -29,7 +29,7 @@ def _session(*steps):
         out.append(make_turn(
             nlu=nlu,
             session_id=sid, turn_index=i, timestamp=f"2026-03-02T{8 + _n[0] // 60:02d}:{_n[0] % 60:02d}:{5 * i:02d}Z",
-            utterance={"text": text, "asr_confidence": 0.9},
+            utterance={"text": text, "asr_confidence": conf},
             response={"status": "failure" if how == "abandon" else "success", "text": "ok", "action": None},
             feedback={"barge_in": how == "fail"},
         ))
@@ -122,6 +122,26 @@ def test_table_rewriter_round_trip_and_errors(mined_store, tmp_path):
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(InvalidInputError, match="Parquet"):
         TableRewriter.load(tmp_path / "bad.parquet")
+
+
+def test_the_table_holds_back_what_works_as_heard_at_this_confidence(store, tmp_path):
+    turns = []
+    for _ in range(3):  # heard with confidence, it works as it is
+        turns += _session(("weather today", "ok"), conf=0.9)
+    for _ in range(4):  # heard unsure, it fails and the rephrase works
+        turns += _session(("weather today", "fail"), ("what's the weather today", "ok"), conf=0.3)
+    import_files(store, [write_jsonl(tmp_path / "t.jsonl", turns)])
+    _, pairs, table = _mine(store, tmp_path)
+    assert pairs["weather today"] == "what's the weather today"  # 3 of 7 work as they are: in the table
+    row = table.to_pylist()[0]
+    assert row["band_support"] == [4, 0, 0, 3] and row["band_success"] == [0.0, 0.0, 0.0, 1.0]
+    rw = TableRewriter.load(tmp_path / "rw.parquet")
+    assert rw.rewrite("weather today", context={"asr_confidence": 0.3}) == "what's the weather today"
+    assert rw.rewrite("weather today", context={"asr_confidence": 0.92}) is None and rw.gated == 1
+    assert rw.rewrite("weather today", context={"asr_confidence": 0.6}) == "what's the weather today"  # never seen in this band
+    assert rw.rewrite("weather today") == rw.rewrite("weather today", context={"asr_confidence": "sure"}) == "what's the weather today"
+    off = TableRewriter(tmp_path / "rw.parquet", gate_above=None).fit(table)
+    assert off.rewrite("weather today", context={"asr_confidence": 0.92}) == "what's the weather today"
 
 
 @pytest.mark.parametrize("bad", [{"min_support": 0}, {"min_probability": 1.5}, {"min_share": 2}, {"max_direct_success": -1}])

@@ -113,7 +113,7 @@ class OnlineRewriter:
 
     def _decide(self, q: str, user_id: str, device: dict | None, context: dict | None) -> Decision:
         if "table" in self.layers and self.table is not None:
-            new = self.table.rewrite(q)
+            new = self.table.rewrite(q, context=context)
             if new is not None and (q, new) not in self.blocked:
                 return Decision(new, "table", None)
         if "personal" in self.layers and (self.fix_min > 0 or self.phrase_min > 0):

@@ -43,7 +43,8 @@ def mine(store: Store, out: Path, *, signals: SignalConfig | None = None, mining
     write_table(table, stats, out)
     with store.transaction() as con:
         con.register("_mined", table)
-        replace_table(con, "rewrites", "SELECT * FROM _mined", {"mining": asdict(mining or MiningConfig()), "rephrases": stats["rephrases"]})
+        # the store's table lists and explains rewrites; the confidence bands are for serving (the Parquet)
+        replace_table(con, "rewrites", "SELECT * EXCLUDE (band_support, band_success) FROM _mined", {"mining": asdict(mining or MiningConfig()), "rephrases": stats["rephrases"]})
         con.unregister("_mined")
     stats["table"] = str(out)
     return stats

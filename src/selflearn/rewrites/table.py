@@ -25,7 +25,19 @@ from ..store.store import Store
 from ..text import normalise, normalise_sql
 from .markov import best_rewrites, solve_absorbing
 
-__all__ = ["MiningConfig", "mine_rewrites", "TableRewriter", "TABLE_SCHEMA", "BASELINE_REPHRASES", "MODEL_REPHRASES"]
+__all__ = ["MiningConfig", "mine_rewrites", "TableRewriter", "TABLE_SCHEMA", "BASELINE_REPHRASES", "MODEL_REPHRASES",
+           "CONFIDENCE_BANDS", "confidence_band"]
+
+#: bands of the recogniser's confidence (lower edges). The same heard text is right as heard more
+#: often when the recogniser was sure of it, so the table judges an utterance per band.
+CONFIDENCE_BANDS = (0.0, 0.5, 0.7, 0.85)
+
+
+def confidence_band(conf: object) -> int | None:
+    """The band of an ASR confidence in [0, 1]; None when unknown or not a confidence."""
+    if isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0.0 <= conf <= 1.0:
+        return None
+    return max(i for i, b in enumerate(CONFIDENCE_BANDS) if conf >= b)
 
 TABLE_SCHEMA = pa.schema(
     [
@@ -38,6 +50,8 @@ TABLE_SCHEMA = pa.schema(
         ("rewrite_success", pa.float64()),  # share of `rewrite`'s turns that looked fine
         ("support", pa.int64()),  # turns of `utterance` seen
         ("rephrase_support", pa.int64()),  # of which were followed by a rephrase
+        ("band_support", pa.list_(pa.int64())),  # turns of `utterance` per ASR-confidence band (CONFIDENCE_BANDS)
+        ("band_success", pa.list_(pa.float64())),  # ... and the share of them that looked fine as they were
     ]
 )
 
@@ -132,6 +146,8 @@ def mine_rewrites(store: Store, config: MiningConfig | None = None, *, rephrases
     anonymous = (users[u] >= c.min_users) & (users[v] >= c.min_users)
     keep = base_keep & anonymous
     names = np.array(list(texts), dtype=object)
+    bands = _bands(con, set(names[u[keep]].tolist()), c.success_below)
+    empty = ([0] * len(CONFIDENCE_BANDS), [0.0] * len(CONFIDENCE_BANDS))
     table = pa.table(
         {
             "utterance": names[u[keep]].tolist(),
@@ -143,6 +159,8 @@ def mine_rewrites(store: Store, config: MiningConfig | None = None, *, rephrases
             "rewrite_success": direct[v[keep]],
             "support": support[u[keep]].astype(np.int64),
             "rephrase_support": reph[u[keep]].astype(np.int64),
+            "band_support": [bands.get(x, empty)[0] for x in names[u[keep]]],
+            "band_success": [bands.get(x, empty)[1] for x in names[u[keep]]],
         },
         schema=TABLE_SCHEMA,
     ).sort_by([("support", "descending"), ("utterance", "ascending")])
@@ -159,6 +177,26 @@ def mine_rewrites(store: Store, config: MiningConfig | None = None, *, rephrases
         "config": asdict(c),
     }
     return table, stats
+
+
+def _bands(con, utterances: set[str], success_below: float) -> dict[str, tuple[list[int], list[float]]]:
+    """Per utterance: its turns in each ASR-confidence band and the share that looked fine as they were."""
+    if not utterances:
+        return {}
+    edges = list(CONFIDENCE_BANDS[1:])
+    band_sql = " ".join(f"WHEN t.asr_confidence >= {e} THEN {len(edges) - k}" for k, e in enumerate(reversed(edges)))
+    rows = con.execute(
+        f"""SELECT s.text_norm, CASE {band_sql} ELSE 0 END AS band, count(*) AS n,
+                   count(*) FILTER (WHERE s.defect_score < {float(success_below)} AND NOT coalesce(s.rephrase_candidate, false)) AS ok
+            FROM signals s JOIN turns t USING (session_id, turn_index)
+            WHERE t.asr_confidence IS NOT NULL AND s.text_norm <> '' GROUP BY ALL"""
+    ).fetchall()
+    out: dict[str, tuple[list[int], list[float]]] = {}
+    for text, band, n, ok in rows:
+        if text in utterances:
+            support, success = out.setdefault(text, ([0] * len(CONFIDENCE_BANDS), [0.0] * len(CONFIDENCE_BANDS)))
+            support[band], success[band] = int(n), ok / n
+    return out
 
 
 def _meanings(con, texts: dict[str, int], success_below: float) -> np.ndarray:
@@ -185,16 +223,29 @@ def _meanings(con, texts: dict[str, int], success_below: float) -> np.ndarray:
 
 
 class TableRewriter:
-    """Serves a rewrite table: exact lookup of the (whitespace- and case-normalised) utterance."""
+    """Serves a rewrite table: exact lookup of the (whitespace- and case-normalised) utterance.
 
-    def __init__(self, path: Path | None = None):
+    The confidence gate: when the caller sends the recogniser's confidence
+    (``context["asr_confidence"]``) and, in that confidence band, the utterance was seen at least
+    ``gate_min_support`` times and looked fine as heard more than ``gate_above`` of the time, it
+    passes through (the mining rule "never rewrite an utterance that usually works as it is", per
+    band). ``gate_above=None`` switches the gate off."""
+
+    def __init__(self, path: Path | None = None, *, gate_above: float | None = 0.5, gate_min_support: int = 3):
         self.path = path
+        self.gate_above = gate_above
+        self.gate_min_support = gate_min_support
 
     def fit(self, table: pa.Table) -> "TableRewriter":
         missing = {"utterance", "rewrite"} - set(table.column_names)
         if missing:
             raise InvalidInputError(explain(f"columns {sorted(table.column_names)}", f"a rewrite table needs {sorted(missing)}", "write it with `selflearn rewrites mine`"))
-        self.table_ = dict(zip((normalise(x) for x in table.column("utterance").to_pylist()), table.column("rewrite").to_pylist()))
+        keys = [normalise(x) for x in table.column("utterance").to_pylist()]
+        self.table_ = dict(zip(keys, table.column("rewrite").to_pylist()))
+        self.bands_ = {}  # tables mined before the gate existed have no bands: never gated
+        if {"band_support", "band_success"} <= set(table.column_names):
+            self.bands_ = dict(zip(keys, zip(table.column("band_support").to_pylist(), table.column("band_success").to_pylist())))
+        self.gated = 0  # rewrites held back by the confidence gate
         return self
 
     @classmethod
@@ -208,7 +259,19 @@ class TableRewriter:
     def rewrite(self, utterance: str, *, user_id: str = "", device: dict | None = None, context: dict | None = None) -> str | None:
         if getattr(self, "table_", None) is None:
             raise NotFittedError(explain("TableRewriter", "has no table", "fit(table) or TableRewriter.load(path)"))
-        return self.table_.get(normalise(utterance))
+        q = normalise(utterance)
+        new = self.table_.get(q)
+        if new is not None and self._works_as_heard(q, (context or {}).get("asr_confidence")):
+            self.gated += 1
+            return None
+        return new
+
+    def _works_as_heard(self, q: str, conf: object) -> bool:
+        band = confidence_band(conf)
+        if self.gate_above is None or band is None or q not in self.bands_:
+            return False
+        support, success = self.bands_[q]
+        return support[band] >= self.gate_min_support and success[band] > self.gate_above
 
     def __len__(self) -> int:
         return len(getattr(self, "table_", {}))

@@ -20,6 +20,7 @@ from ..errors import InvalidInputError, explain
 from ..metrics import paired_bootstrap_reduction
 from .build import World
 from ..rewriters import Rewriter
+from ..rewrites.table import CONFIDENCE_BANDS, confidence_band
 from .simulate import FAILURE_POINTS, SimConfig, Simulator
 
 __all__ = ["ab_test", "ab_arms", "ab_worlds", "compare", "relative_reduction_ci"]
@@ -119,13 +120,9 @@ def _component_reduction(config: SimConfig, users: np.ndarray, a: _Arm, b: _Arm,
     return {"control": cr, "treatment": tr, "relative_reduction": red, "ci_low": lo, "ci_high": hi}
 
 
-#: ASR-confidence bands of a first attempt (the logged confidence, lower edges)
-CONFIDENCE_BANDS = (0.0, 0.5, 0.7, 0.85)
-
-
 def _band(conf: float) -> str:
-    low = max(b for b in CONFIDENCE_BANDS if conf >= b)
-    return f"{low:.2f}+"
+    """The product's ASR-confidence band of a first attempt, by its lower edge."""
+    return f"{CONFIDENCE_BANDS[confidence_band(conf) or 0]:.2f}+"
 
 
 def rewrite_breakdown(control: list[tuple], treatment: list[tuple]) -> dict:
