@@ -1,7 +1,9 @@
-"""Issue 5's quality figures in one run: train the online rewriter on a mining period, then an
-A/B with four arms on the days after (none, table, table + global, table + global + personal),
-retrieval recall of the fine-tuned encoder against the off-the-shelf one, and the ONNX export's
-agreement with torch.
+"""The online rewriter's quality figures in one run: train it on a mining period, then an A/B on
+the days after (none, the table with and without its confidence gate, table + global, table + global
++ personal; with ``--k-phonetic N`` also the arms without the phonetic path), each arm's wins and
+losses broken down by failure point and context, retrieval recall (off-the-shelf and fine-tuned
+encoders, the phonetic path, both together), the ranked global layer's first choice, and the ONNX
+export's agreement with torch. Run it on each world (docs/world.md: the shared and the harder one).
 
 Usage: python benchmarks/online_results.py --world world --users 2000 --mine-days 14 --ab-days 14 --seed 0
 
