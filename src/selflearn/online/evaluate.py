@@ -10,7 +10,7 @@ import numpy as np
 
 from .memory import GlobalMemory
 from .online_rewriter import OnlineRewriter
-from .train import History
+from .train import History, request_of
 
 __all__ = ["retrieval_recall", "ranked_recall"]
 
@@ -66,8 +66,7 @@ def ranked_recall(rw: OnlineRewriter, h: History, *, users: set[str] | None = No
     rw.warm([h.rows[i]["text"] for i in rows])
     for i in rows:
         r = h.rows[i]
-        texts, _, x = rw.candidates(r["text"], user_id="", device={"type": r["device_type"], "has_screen": bool(r["has_screen"]),
-                                                                     "location": r["location"]}, context={"hour": r["hour"], "asr_confidence": r["asr_confidence"]})
+        texts, _, x = rw.candidates(r["text"], user_id="", **request_of(r))
         if not texts:
             continue
         s = rw.ranker.score(x)

@@ -182,7 +182,7 @@ class OnlineRewriter:
                 found.setdefault(g.texts[i], ("global", c))
             for i in g.phonetic_search(q, self.k_phonetic)[0].tolist():
                 if g.texts[i] not in found:
-                    found[g.texts[i]] = ("phonetic", float(g.vector(g.texts[i]) @ qv))
+                    found[g.texts[i]] = ("phonetic", float(g.vectors[g.vector_of[i]] @ qv))
         hist = self.personal.history(user_id) if "personal" in self.layers else {}
         if hist:
             mine = [t for t, e in hist.items() if e[1] > 0]

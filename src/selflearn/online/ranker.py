@@ -34,7 +34,7 @@ class Ranker(Estimator):
         self.dp_epsilon = dp_epsilon  # user-level differential privacy (models.private); None: off
         self.dp_delta = dp_delta
         self.dp_epochs = dp_epochs  # passes over the rows (in user-sampled steps) under DP
-        self.ignore = ignore  # features the ranker never sees (held at 0 in training and serving: ablations)
+        self.ignore = ignore  # features the ranker never sees (held at 0 in training, no weight in serving: ablations)
         self.random_state = random_state
 
     def _mask(self) -> np.ndarray:
@@ -58,7 +58,8 @@ class Ranker(Estimator):
             raise InvalidInputError(explain(f"users={'None' if users is None else len(users)}", "DP training needs the user of every row",
                                             "pass users=[...] (one per row)"))
         dp = check_dp(self.dp_epsilon, self.dp_delta, len(set(users or ())))
-        x = x * self._mask()
+        mask = self._mask()
+        x = x * mask
         self._start(map(tuple, x), y.tolist())
         # under DP no statistic of the data leaves un-noised: the features are in [0, 1] or log counts
         # by construction, so they are used as they are
@@ -67,12 +68,14 @@ class Ranker(Estimator):
         self.threshold_ = 0.5
         if dp is not None:
             self._fit_private((x - self.mean_) / self.scale_, y, users, dp)
+            self.w1_[mask == 0] = 0.0  # an ignored feature has no weight: what a caller sends for it changes nothing
             return self
         mlp = MLPClassifier(hidden_layer_sizes=(self.hidden,), alpha=self.alpha, random_state=self.random_state, max_iter=self.max_iter,
                             early_stopping=True, n_iter_no_change=10)
         mlp.fit((x - self.mean_) / self.scale_, y)
         self.w1_, self.w2_ = mlp.coefs_[0].astype(np.float32), mlp.coefs_[1].astype(np.float32)
         self.b1_, self.b2_ = mlp.intercepts_[0].astype(np.float32), mlp.intercepts_[1].astype(np.float32)
+        self.w1_[mask == 0] = 0.0
         return self
 
     def _fit_private(self, z: np.ndarray, y: np.ndarray, users: list[str], dp: tuple[float, float]) -> None:
@@ -102,7 +105,7 @@ class Ranker(Estimator):
 
     def score(self, x: np.ndarray) -> np.ndarray:
         self._check_fitted()
-        z = (np.asarray(x, np.float32) * self._mask() - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
+        z = (np.asarray(x, np.float32) - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
         h = np.maximum(z @ self.w1_ + self.b1_, 0.0)
         return (1.0 / (1.0 + np.exp(-(h @ self.w2_ + self.b2_)))).ravel()
 

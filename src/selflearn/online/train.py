@@ -200,6 +200,12 @@ def _record(r: dict) -> dict:
             "nlu": {"intent": r["intent"], "slots": r["slots"]}}
 
 
+def request_of(r: dict) -> dict:
+    """A history row as the rewriter's request arguments (device and context), as it was logged."""
+    return {"device": {"type": r["device_type"], "has_screen": bool(r["has_screen"]), "location": r["location"]},
+            "context": {"hour": r["hour"], "timestamp": r["ts"], "asr_confidence": r["asr_confidence"]}}
+
+
 def replay_examples(rw: OnlineRewriter, h: History, chosen: set[int], eligible: set[int] | None = None) -> list[tuple[int, list[str], np.ndarray, bool]]:
     """Replay every turn through the personal layer in time order; at each chosen row, the
     candidates and features known just before it. Rows of ``eligible`` whose user has, by then,
@@ -209,9 +215,7 @@ def replay_examples(rw: OnlineRewriter, h: History, chosen: set[int], eligible: 
     for i, r in enumerate(h.rows):
         census = eligible is not None and i in eligible and bool(rw.personal.fixes_of(r["user_id"], r["text"]))
         if i in chosen or census:
-            texts, _, x = rw.candidates(r["text"], user_id=r["user_id"],
-                                        device={"type": r["device_type"], "has_screen": bool(r["has_screen"]), "location": r["location"]},
-                                        context={"hour": r["hour"], "timestamp": r["ts"], "asr_confidence": r["asr_confidence"]})
+            texts, _, x = rw.candidates(r["text"], user_id=r["user_id"], **request_of(r))
             out.append((i, texts, x, census))
         rw.personal.observe(_record(r))
     rw.personal.flush()

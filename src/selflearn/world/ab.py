@@ -125,18 +125,18 @@ def _band(conf: float) -> str:
     return f"{CONFIDENCE_BANDS[confidence_band(conf) or 0]:.2f}+"
 
 
-def rewrite_breakdown(control: list[tuple], treatment: list[tuple]) -> dict:
+def rewrite_breakdown(control: list[tuple], treatment: list[tuple], wins: np.ndarray, losses: np.ndarray) -> dict:
     """Where the treatment's rewritten first attempts won and lost: losses by (control failure
     point -> treatment failure point), whether the rewritten request was understood with the
     goal's intent, and wins/losses per context (acoustic condition, device type, ASR-confidence
-    band). The goals are the simulator's tuples, paired by position."""
+    band). The goals are the simulator's tuples, paired by position; ``wins`` and ``losses`` say
+    which goals are (``compare``'s definitions)."""
     trans: Counter = Counter()
     ctx: dict[str, dict[str, list[int]]] = {"condition": {}, "device": {}, "confidence": {}}
     intent_right = [0, 0, 0, 0]  # rewritten, of them intent right; losses, of them intent right
-    for c, t in zip(control, treatment):
+    for c, t, win, loss in zip(control, treatment, wins.tolist(), losses.tolist()):
         if not t[5]:
             continue
-        win, loss = c[1] and not t[1], (not c[1] and t[1]) or (c[1] and t[1] and c[3] != t[3])
         if loss:
             trans[f"{c[3]}->{t[3]}"] += 1
         intent_right[0] += 1
@@ -170,9 +170,8 @@ def compare(config: SimConfig, a: _Arm, b: _Arm, *, n_boot: int = 2000) -> dict:
     rewritten = np.array([g[5] for g in b.goals], dtype=bool)
     same_fp = np.array([x[3] == y[3] for x, y in zip(a.goals, b.goals)], dtype=bool)
     c_def, t_def = first_c == 1, first_t == 1
-    wins = int(np.sum(rewritten & c_def & ~t_def))
-    broken = int(np.sum(rewritten & ~c_def & t_def))
-    other_way = int(np.sum(rewritten & c_def & t_def & ~same_fp))
+    won, broke, other = rewritten & c_def & ~t_def, rewritten & ~c_def & t_def, rewritten & c_def & t_def & ~same_fp
+    wins, broken, other_way = int(won.sum()), int(broke.sum()), int(other.sum())
     fp_c = Counter(g[3] for g in a.goals)
     fp_t = Counter(g[3] for g in b.goals)
     n = len(a.goals)
@@ -212,7 +211,7 @@ def compare(config: SimConfig, a: _Arm, b: _Arm, *, n_boot: int = 2000) -> dict:
         "minority_sense_first_attempts": a.minority[0],
         "control_minority_sense_defect_rate": a.minority[1] / a.minority[0] if a.minority[0] else None,
         "treatment_minority_sense_defect_rate": b.minority[1] / b.minority[0] if b.minority[0] else None,
-        "rewrites": rewrite_breakdown(a.goals, b.goals),
+        "rewrites": rewrite_breakdown(a.goals, b.goals, won, broke | other),
         "failure_points": {
             fp: {"control": fp_c.get(fp, 0) / n, "treatment": fp_t.get(fp, 0) / n} for fp in FAILURE_POINTS if fp != "false_wake"
         },
