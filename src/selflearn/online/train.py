@@ -8,8 +8,9 @@
    and exported to ONNX int8; the candidates are indexed with it.
 4. The logs are replayed in time order through the personal layer; at each sampled request
    the candidates of both layers are ranked with what was known *then*; the label says
-   whether a candidate means what the chain reached (failing requests) or nothing should
-   change (requests that worked).
+   whether a candidate means what the chain reached (failing requests a retry fixed) or nothing
+   should change (requests that worked, and failing requests no retry fixed: a rewrite of one is
+   served all the same, so the held-out precision must see them).
 5. The ranker is fitted on the training users; the threshold is chosen on held-out users for
    the precision asked for.
 """
@@ -51,6 +52,7 @@ class OnlineConfig:
     epochs: int = 1
     batch_size: int = 64
     examples: int = 30_000  # ranking examples from the replay
+    unfixed_share: float = 0.25  # of them, failing requests no retry fixed (the rest: half fixed by a retry, the others worked)
     k_global: int = 10
     k_personal: int = 5
     k_phonetic: int = 0  # global candidates found by sound (metaphone codes) beside the k_global found by meaning
@@ -66,6 +68,8 @@ class OnlineConfig:
 
     def check(self) -> "OnlineConfig":
         check_k(self.min_users)
+        if not 0.0 <= self.unfixed_share < 0.5:
+            raise InvalidInputError(explain(f"unfixed_share={self.unfixed_share}", "must be in [0, 0.5) (half the examples are fixed requests)", "use e.g. 0.25"))
         if not 0.0 < self.validation_share < 1.0:
             raise InvalidInputError(explain(f"validation_share={self.validation_share}", "must be in (0, 1)", "use e.g. 0.2"))
         if self.calibrate not in ("precision", "harm"):
@@ -297,15 +301,22 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     # (the skill, the result): rewriting cannot fix it, so it teaches nothing
     fixable = [i for i, t in h.target.items() if h.rows[i]["meaning"] != h.rows[t]["meaning"]]
     worked = [i for i, r in enumerate(h.rows) if r["ok"] and not r["rewrite"]]
-    pick_fix = set(rng.sample(fixable, min(len(fixable), c.examples // 2)))
-    pick_ok = set(rng.sample(worked, min(len(worked), c.examples // 2)))
-    chosen = pick_fix | pick_ok
-    # the sample is half and half; traffic is not: weights restore the real mix in the precision
-    # (census rows count once each; they are too few to bias the sampled strata's weights)
-    weight_of = {True: len(fixable) / max(len(pick_fix), 1), False: len(worked) / max(len(pick_ok), 1)}
     fixable_set = set(fixable)
+    # failing requests no retry fixed (nothing serves them, or the user gave up): a rewrite of one
+    # is served all the same, and is a loss unless it fixes what nobody saw fixed; without them the
+    # held-out precision would only see requests that worked or were fixed
+    unfixed = [i for i, r in enumerate(h.rows) if not r["ok"] and not r["rewrite"] and i not in fixable_set]
+    n_fail = int(round(c.examples * c.unfixed_share))
+    pick_fix = set(rng.sample(fixable, min(len(fixable), c.examples // 2)))
+    pick_ok = set(rng.sample(worked, min(len(worked), c.examples - c.examples // 2 - n_fail)))
+    pick_fail = set(rng.sample(unfixed, min(len(unfixed), n_fail)))
+    chosen = pick_fix | pick_ok | pick_fail
+    # the sample's strata are not traffic's mix: weights restore it in the precision (census rows
+    # count once each; they are too few to bias the sampled strata's weights)
+    weight_of = {"fix": len(fixable) / max(len(pick_fix), 1), "ok": len(worked) / max(len(pick_ok), 1),
+                 "fail": len(unfixed) / max(len(pick_fail), 1)}
     rw.warm([h.rows[i]["text"] for i in chosen])
-    examples = replay_examples(rw, h, chosen, eligible=fixable_set | set(worked))
+    examples = replay_examples(rw, h, chosen, eligible=fixable_set | set(worked) | set(unfixed))
     say("ranker", 0, 0)
     xs, ys, groups, train_mask, row_users = [], [], [], [], []
     for k, (i, texts, x, _) in enumerate(examples):
@@ -332,16 +343,18 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
         top_score.append(s[b])
         is_fix = examples[k][0] in fixable_set
         cand = g.row.get(examples[k][1][b - m[0]])
-        harmless = (not is_fix and cand is not None and g.meaning[cand] >= 0
+        # harmless: a request that worked, rewritten to one that means the same (a failing one
+        # rewritten without a fix stays a loss)
+        harmless = (not is_fix and h.rows[examples[k][0]]["ok"] and cand is not None and g.meaning[cand] >= 0
                     and g.meanings[g.meaning[cand]] == h.rows[examples[k][0]]["meaning"])
         top_right.append(bool(vy[b]) or harmless)
         top_fixed.append(bool(vy[b]))
         top_isfix.append(is_fix)
-        w = 1.0 if examples[k][3] else weight_of[is_fix]
+        w = 1.0 if examples[k][3] else weight_of["fix" if is_fix else "ok" if h.rows[examples[k][0]]["ok"] else "fail"]
         top_w.append(w)
         n_fixable += w * is_fix
     top_score, top_right, top_fixed, top_w = np.array(top_score), np.array(top_right), np.array(top_fixed), np.array(top_w)
-    top_harm = ~top_right & ~np.array(top_isfix, bool)  # a request that worked, rewritten to another meaning
+    top_harm = ~top_right & ~np.array(top_isfix, bool)  # a request that worked rewritten to another meaning, or a failing one rewritten without a fix
     threshold, at = choose_threshold(top_score, top_right, n_fixable, min_precision=c.min_precision, weights=top_w, fixed=top_fixed)
     by_harm = choose_threshold_by_harm(top_score, top_fixed, top_harm, min_ratio=c.harm_ratio, weights=top_w)
     if c.calibrate == "harm":
@@ -354,7 +367,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     stats = {"turns": len(h.rows), "fixable_requests": len(h.target), "biencoder": fit_stats,
              "global_texts": len(g.texts), "global_candidates": int(len(g.candidates)),
              "personal_users": len(personal.users), "ranking_examples": len(examples), "personal_fix_census": sum(e[3] for e in examples), "ranking_rows": int(len(y)),
-             "validation_requests": int(len(top_score)), "validation_fixable": int(round(n_fixable)), "fixable_by_rewriting": len(fixable), "min_precision": c.min_precision,
+             "validation_requests": int(len(top_score)), "unfixed_requests": len(unfixed), "validation_fixable": int(round(n_fixable)), "fixable_by_rewriting": len(fixable), "min_precision": c.min_precision,
              "threshold": threshold, "calibrate": c.calibrate, "at_threshold": at, "harm_threshold": by_harm[1], "curve": curve[:: max(1, len(curve) // 50)],
              "train_seconds": round(time.perf_counter() - started, 1)}
     say("save", 0, 0)
