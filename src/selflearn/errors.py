@@ -103,3 +103,9 @@ class PrivacyKeyError(SelflearnError, RuntimeError):
     """The pseudonym key is missing, unreadable or not the key the store (or model) was written with."""
 
     exit_code = 2
+
+
+class ReleaseGateError(SelflearnError, RuntimeError):
+    """A model failed a release gate (the privacy audit leaked more than allowed)."""
+
+    exit_code = 4

@@ -3,6 +3,7 @@ Parse, call the library, print."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -123,3 +124,64 @@ def info_cmd(model: Annotated[Path, typer.Option("--model", help="A model direct
 def _dp_line(p: dict) -> str:
     return (f"user-level DP: epsilon {p['epsilon']} (target {p.get('epsilon_target')}), delta {p['delta']:.3g}, {p.get('accountant')} accountant, "
             f"noise multiplier {p.get('noise_multiplier')}, {p.get('steps')} steps")
+
+
+@privacy_app.command("canaries")
+def canaries_cmd(
+    logs: Annotated[Path, typer.Argument(help="JSONL logs to plant the canaries into (not changed).")],
+    output: Annotated[Path, typer.Option("--out", help="The planted logs (JSONL): train on these.")],
+    canaries: Annotated[Path, typer.Option("--canaries", help="Where to write the canaries (with their secrets) for the audit.")],
+    repetitions: Annotated[list[int] | None, typer.Option("--repetitions", help="How often each canary is said (repeatable).")] = None,
+    per_repetition: Annotated[int, typer.Option(min=1, help="Canaries for each number of repetitions.")] = 2,
+    users_per_canary: Annotated[int, typer.Option(min=1, help="Users who say each canary.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed (secrets, users, turns).")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Plant canaries (sentences with random secrets, "my pin code is 4 7 2 9") into a copy of the logs, said
+    1, 4 and 16 times by users drawn at random: train on the planted logs, then `privacy audit --canaries`."""
+    from selflearn.privacy.canaries import REPETITIONS, plant_file
+
+    report = plant_file(logs, output, canaries, repetitions=tuple(repetitions or REPETITIONS), per_repetition=per_repetition,
+                        users_per_canary=users_per_canary, seed=seed)
+    if as_json:
+        print_json(report)
+        return
+    out.print(f"planted {report['canaries']} canaries ({report['turns_added']} turns) into {report['logs']}; "
+              f"secrets in {report['canaries_file']}", highlight=False, markup=False)
+
+
+@privacy_app.command("audit")
+def audit_cmd(
+    model: Annotated[Path, typer.Option("--model", help="The model directory to audit (failure-point model).")],
+    reference: Annotated[Path, typer.Option("--reference", help="A store of OTHER users of the same population (non-members, shadow data).")],
+    output: Annotated[Path, typer.Option("--out", help="Where to write the audit (JSON).")],
+    store: StoreOpt = Path(DEFAULT_STORE),
+    canaries: Annotated[Path | None, typer.Option("--canaries", help="The canaries file `privacy canaries` wrote (planted before training).")] = None,
+    shadows: Annotated[int, typer.Option(min=2, help="Shadow models for the calibrated attack (each is one retraining).")] = 4,
+    max_users: Annotated[int, typer.Option(min=2, help="Members and non-members evaluated, each.")] = 500,
+    max_advantage: Annotated[float | None, typer.Option("--max-advantage", help="Release gate: exit 4 when the user-level membership advantage is above this.")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Membership inference (loss threshold and LiRA with shadow models, record and user level: AUC, advantage,
+    TPR at 1% and 0.1% FPR) and, with --canaries, canary exposure and a white-box inversion attack, against a
+    model and the store it was trained on. Writes --out; with --max-advantage, a release gate."""
+    from selflearn.models.registry import load_model
+    from selflearn.privacy.audit import AuditConfig, audit_model, check_gate, summary
+
+    m = load_model(model, threads=threads)
+    with Store(store) as st, Store(reference) as ref:  # the signals may need computing
+        report = audit_model(m, st, ref, canaries=canaries, config=AuditConfig(shadows=shadows, max_users=max_users, max_advantage=max_advantage))
+    output.write_text(json.dumps(report, indent=1, default=str))
+    if as_json:
+        print_json(summary(report))
+    else:
+        table = Table("level", "attack", "AUC", "advantage", "TPR@1%FPR", "TPR@0.1%FPR", title=f"privacy audit: {model}")
+        for lvl in ("users", "records"):
+            for a, r in report["membership"][lvl].items():
+                table.add_row(lvl, a, f"{r['auc']:.3f}", f"{r['advantage']:.3f}", *(f"{r[k]:.3f}" if r[k] is not None else "n/a" for k in ("tpr_at_fpr_0.01", "tpr_at_fpr_0.001")))
+        out.print(table)
+        for c in report.get("canaries", []):
+            out.print(f"canary x{c['repetitions']}: exposure {c['exposure_bits']} bits, tokens recovered {c['tokens_recovered']}", highlight=False, markup=False)
+        out.print(f"audit written to {output}", highlight=False, markup=False)
+    check_gate(report)

@@ -1,0 +1,102 @@
+"""The privacy audit's figures: one world run split by user into training logs (with canaries
+planted) and a reference of other users; the failure-point model trained on the training logs
+without DP and with user-level DP at each epsilon; `selflearn privacy audit` of each (membership
+inference at the record and user level, canary exposure and inversion), side by side.
+
+Usage: python benchmarks/privacy_audit.py --world world --users 1000 --days 7 --epsilons inf 8 3 1
+
+The simulator's truth is not read: training uses weak labels from the logs, as in the product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from selflearn.fpi.isolation import train_fpi
+from selflearn.fpi.model import FailurePointModel
+from selflearn.privacy.audit import AuditConfig, audit_model
+from selflearn.privacy.canaries import CanaryFormat, make_canaries, plant, save_canaries
+from selflearn.store.importer import import_files
+from selflearn.store.store import Store
+from selflearn.world.build import World
+from selflearn.world.experiments import simulate_to
+from selflearn.world.simulate import SimConfig
+
+
+def split_logs(logs: Path, train: Path, reference: Path, share: float, seed: int) -> list[dict]:
+    """Users in ``share`` of the hash space go to the training logs (returned, to plant into)."""
+    keep = []
+    with open(logs) as f, open(reference, "w") as ref:
+        for line in f:
+            r = json.loads(line)
+            h = int(hashlib.sha256(f"split:{seed}:{r['user_id']}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+            if h < share:
+                keep.append(r)
+            else:
+                ref.write(line)
+    return keep
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--world", type=Path, default=Path("world"))
+    ap.add_argument("--users", type=int, default=1000)
+    ap.add_argument("--days", type=int, default=7)
+    ap.add_argument("--train-share", type=float, default=0.4, help="users whose logs train the model; the rest are the reference")
+    ap.add_argument("--epsilons", nargs="+", default=["inf", "8", "3", "1"])
+    ap.add_argument("--shadows", type=int, default=4)
+    ap.add_argument("--per-repetition", type=int, default=2, help="canaries per number of repetitions (1, 4, 16)")
+    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--max-users", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="privacy-audit-"))
+    out: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": {}}
+    say = lambda s: print("  ", time.strftime("%H:%M:%S"), s, flush=True)  # noqa: E731
+    try:
+        world = World.load(args.world)
+        simulate_to(tmp / "sim", args.world, world, SimConfig(users=args.users, days=args.days, seed=args.seed))
+        records = split_logs(tmp / "sim" / "logs.jsonl", tmp / "train.jsonl", tmp / "reference.jsonl", args.train_share, args.seed)
+        fmt = CanaryFormat()
+        canaries = make_canaries(fmt, per_repetition=args.per_repetition, seed=args.seed)
+        planted = plant(records, canaries, seed=args.seed)
+        with open(tmp / "train.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in planted)
+        save_canaries(tmp / "canaries.json", fmt, canaries)
+        out["canaries"] = {"format": fmt.template, "alphabet": fmt.alphabet, "length": fmt.length,
+                           "per_repetition": args.per_repetition, "users_each": 1, "planted_turns": len(planted) - len(records)}
+        with Store(tmp / "train.duckdb") as st, Store(tmp / "reference.duckdb") as ref:
+            import_files(st, [tmp / "train.jsonl"])
+            import_files(ref, [tmp / "reference.jsonl"])
+            out["data"] = {"train_users": len({r["user_id"] for r in records}), "train_turns": len(planted),
+                           "reference_users": args.users - len({r["user_id"] for r in records})}
+            for eps in args.epsilons:
+                e = None if eps == "inf" else float(eps)
+                say(f"train epsilon={eps}")
+                model = FailurePointModel(epochs=args.epochs, dp_epsilon=e, random_state=args.seed, threads=args.threads)
+                stats = train_fpi(st, tmp / f"fpi-{eps}", model)
+                say(f"audit epsilon={eps}")
+                started = time.perf_counter()
+                report = audit_model(FailurePointModel.load(tmp / f"fpi-{eps}", threads=args.threads), st, ref, canaries=tmp / "canaries.json",
+                                     config=AuditConfig(shadows=args.shadows, max_users=args.max_users, seed=args.seed),
+                                     progress=lambda s: say("  " + s))
+                report["audit_seconds"] = round(time.perf_counter() - started, 1)
+                report["train"] = {k: stats[k] for k in ("turns", "train_seconds", "privacy")}
+                out["runs"][eps] = report
+    finally:
+        shutil.rmtree(tmp)
+    print(json.dumps(out, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""`selflearn privacy audit`: the practical leakage of a model trained on user logs, before release.
+
+1. Membership inference at the record and the USER level: the loss-threshold attack and offline
+   LiRA. Members are the records of the store the model was trained on (checked by its data
+   fingerprint); non-members and the shadow models' data come from a reference store of OTHER
+   users of the same population (the reference users are split in two by a stable hash: half are
+   the non-member targets, half the pool the shadows train on, each shadow on a random
+   ``shadow_share`` of the pool). Shadows are retrained exactly like the model (same parameters,
+   DP included).
+2. Canaries (planted with `selflearn privacy canaries` before training): each canary's exposure
+   (rank of its secret among every secret of the format, by the model's log-probability of the
+   canary records' labels) and a white-box inversion (:mod:`.inversion`): tokens recovered.
+3. A release gate: ``max_advantage`` fails the audit when the user-level advantage of either
+   attack exceeds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidInputError, ReleaseGateError, explain
+from .canaries import exposure, load_canaries
+from .membership import advantage_bound, attack_metrics, lira_scores, loss_threshold_scores, user_scores
+from .targets import Records, target_for
+
+__all__ = ["AuditConfig", "audit_model", "check_gate", "summary", "CachedEncoder"]
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    shadows: int = 4  # shadow models (each one retraining of the model on reference users)
+    shadow_share: float = 0.5  # share of the shadow pool's users each shadow trains on
+    max_users: int = 500  # members and non-members evaluated, each (users sampled)
+    candidates: int = 10_000  # secrets each canary is ranked among (all of them when the format has fewer)
+    inversion_steps: int = 150
+    vocabulary: str = "format"  # the inversion's candidate tokens: the format's alphabet, or "all"
+    max_advantage: float | None = None  # release gate on the user-level advantage
+    seed: int = 0
+
+    def check(self) -> "AuditConfig":
+        if self.shadows < 2 or not 0 < self.shadow_share <= 1 or self.max_users < 2 or self.candidates < 2 or self.inversion_steps < 1:
+            raise InvalidInputError(explain(f"shadows={self.shadows}, shadow_share={self.shadow_share}, max_users={self.max_users}",
+                                            "need shadows >= 2, shadow_share in (0, 1], max_users >= 2, candidates >= 2, inversion_steps >= 1",
+                                            "use the defaults"))
+        if self.vocabulary not in ("format", "all"):
+            raise InvalidInputError(explain(f"vocabulary={self.vocabulary!r}", "must be 'format' or 'all'", "use 'format'"))
+        if self.max_advantage is not None and not 0 <= self.max_advantage <= 1:
+            raise InvalidInputError(explain(f"max_advantage={self.max_advantage}", "must be in [0, 1]", "use e.g. 0.05"))
+        return self
+
+
+class CachedEncoder:
+    """The frozen MiniLM with a cache: the target and every shadow embed the same texts once."""
+
+    def __init__(self, threads: int = 1):
+        from ..models.backbone import SentenceEncoder
+
+        self.inner = SentenceEncoder(threads=threads)
+        self.model, self.tokenizer = self.inner.model, self.inner.tokenizer
+        self._cache: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: list[str], **kw) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if todo:
+            self._cache.update(zip(todo, self.inner.encode(todo, **kw)))
+        return np.stack([self._cache[t] for t in texts]) if texts else self.inner.encode([])
+
+
+def _side(user: str, seed: int) -> bool:
+    return int(hashlib.sha256(f"audit:{seed}:{user}".encode()).hexdigest()[:8], 16) % 2 == 0
+
+
+def _sample_users(users: set[str], n: int, rng: random.Random) -> set[str]:
+    return set(rng.sample(sorted(users), min(n, len(users))))
+
+
+def membership(target, model, members: Records, reference: Records, c: AuditConfig, encoder=None, progress=None) -> dict:
+    """Both attacks at the record and the user level (see the module's docstring)."""
+    say = progress or (lambda *_: None)
+    rng = random.Random(c.seed)
+    ref_users = set(reference.users)
+    overlap = set(members.users) & ref_users
+    if overlap:
+        raise InvalidInputError(explain(f"{len(overlap)} users in both stores", "the reference store must hold users the model never saw",
+                                        "use logs of other users (or the same pseudonym key and disjoint users)"))
+    out_users = {u for u in ref_users if _side(u, c.seed)}
+    pool = sorted(ref_users - out_users)
+    if len(out_users) < 2 or len(pool) < 2:
+        raise InvalidInputError(explain(f"reference store with {len(ref_users)} users ({len(out_users)} non-member targets, {len(pool)} for shadows)",
+                                        "needs at least 2 users on each side of its split (about half are non-member targets, half shadow data)",
+                                        "pass a reference store with logs of more users who are not in the training data"))
+    n = min(c.max_users, len(set(members.users)), len(out_users))
+    ev_in = members.of_users(_sample_users(set(members.users), n, rng))
+    ev_out = reference.of_users(_sample_users(out_users, n, rng))
+    ev = Records(ev_in.items + ev_out.items, ev_in.labels + ev_out.labels, ev_in.users + ev_out.users, ev_in.texts + ev_out.texts)
+    is_member = np.array([True] * len(ev_in.items) + [False] * len(ev_out.items))
+    p_target = target.p_true(model, ev)
+    shadow_p, started = [], time.perf_counter()
+    for s in range(c.shadows):
+        say(f"shadow {s + 1}/{c.shadows}")
+        users = set(rng.sample(pool, max(2, int(round(c.shadow_share * len(pool))))))
+        shadow = target.fit(model, reference.of_users(users), encoder=encoder)
+        shadow_p.append(target.p_true(shadow, ev))
+    shadow_seconds = time.perf_counter() - started
+    scores = {"loss_threshold": loss_threshold_scores(p_target), "lira": lira_scores(p_target, np.stack(shadow_p))}
+    result = {"records": {}, "users": {}}
+    for name, s in scores.items():
+        result["records"][name] = attack_metrics(s, is_member)
+        names, us = user_scores(s, ev.users)
+        result["users"][name] = attack_metrics(us, np.array([u in set(ev_in.users) for u in names]))
+    result["shadows"] = {"count": c.shadows, "users_each": max(2, int(round(c.shadow_share * len(pool)))),
+                         "seconds_each": round(shadow_seconds / c.shadows, 1)}
+    result["train_vs_other"] = {"mean_p_true_members": float(p_target[is_member].mean()), "mean_p_true_non_members": float(p_target[~is_member].mean())}
+    return result
+
+
+def canary_audit(target, model, members: Records, canaries_path: Path, c: AuditConfig, encoder) -> list[dict]:
+    """Exposure and tokens recovered of every canary planted in the training data."""
+    import torch
+
+    from .inversion import invert_secret
+
+    fmt, canaries = load_canaries(canaries_path)
+    out = []
+    secrets_all = None
+    for canary in canaries:
+        idx = [i for i, t in enumerate(members.texts) if t == canary.text]
+        row = {"secret_length": fmt.length, "repetitions": canary.repetitions, "records_in_training": len(idx)}
+        if not idx:
+            out.append({**row, "exposure_bits": None, "tokens_recovered": None, "note": "not in the training data (scrubbed or not planted)"})
+            continue
+        recs = members.subset(idx)
+        score = target.text_scorer(model, recs)
+        if secrets_all is None:
+            secrets_all = fmt.secrets(limit=c.candidates, include=canary.secret, seed=c.seed)
+        cands = secrets_all if canary.secret in secrets_all else secrets_all[:-1] + [canary.secret]
+        vec = torch.from_numpy(encoder.encode([fmt.text(s) for s in cands]))
+        with torch.no_grad():
+            sc = np.concatenate([score(vec[b : b + 2048]).numpy() for b in range(0, len(cands), 2048)])
+        true = float(sc[cands.index(canary.secret)])
+        e = exposure(true, sc, space=fmt.size)
+        guess = invert_secret(encoder, score, fmt, vocabulary=c.vocabulary, steps=c.inversion_steps, seed=c.seed)
+        right = sum(a == b for a, b in zip(guess, canary.secret))
+        out.append({**row, "exposure_bits": round(e["exposure_bits"], 3), "max_bits": round(e["max_bits"], 3), "rank": e["rank"],
+                    "tokens_recovered": right, "tokens_chance": round(fmt.length / len(fmt.alphabet), 3), "extracted": right == fmt.length})
+    return out
+
+
+def audit_model(model, store, reference, *, canaries: Path | None = None, config: AuditConfig | None = None, progress=None) -> dict:
+    """The audit of one model (see the module's docstring); ``store`` is the store it was trained on,
+    ``reference`` a store of other users of the same population."""
+    c = (config or AuditConfig()).check()
+    target = target_for(model)
+    started = time.perf_counter()
+    encoder = CachedEncoder(threads=int(getattr(model, "threads", 1) or 1))
+    target.share_encoder(model, encoder)
+    members = target.records(store)
+    target.check_trained_on(model, members, store)
+    ref = target.records(reference)
+    report = {"model": model.component, "privacy": getattr(model, "privacy_", None), "config": asdict(c),
+              "membership": membership(target, model, members, ref, c, encoder=encoder, progress=progress)}
+    eps = (report["privacy"] or {}).get("epsilon")
+    report["membership"]["dp_advantage_bound"] = advantage_bound(eps, (report["privacy"] or {}).get("delta", 0.0)) if eps else None
+    if canaries is not None:
+        report["canaries"] = canary_audit(target, model, members, Path(canaries), c, encoder)
+    worst = max(report["membership"]["users"][a]["advantage"] for a in report["membership"]["users"])
+    report["user_advantage"] = worst
+    report["gate"] = None if c.max_advantage is None else {"max_advantage": c.max_advantage, "passed": worst <= c.max_advantage}
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def check_gate(report: dict) -> None:
+    """A :class:`ReleaseGateError` when the audit's user-level advantage is above its gate."""
+    gate = report.get("gate")
+    if gate and not gate["passed"]:
+        worst = max(report["membership"]["users"].items(), key=lambda kv: kv[1]["advantage"])
+        raise ReleaseGateError(explain(f"user-level membership advantage {worst[1]['advantage']:.3f} ({worst[0]} attack) of {report['model']}",
+                                       f"must be <= {gate['max_advantage']} (--max-advantage)",
+                                       "retrain with user-level DP (--dp-epsilon) or on more users, then audit again"))
+
+
+def summary(report: dict) -> dict:
+    """The audit without its ROC curves (what a terminal or a log line shows)."""
+    mem = {lvl: {a: {k: v for k, v in r.items() if k != "roc"} for a, r in report["membership"][lvl].items()} for lvl in ("records", "users")}
+    return {**{k: v for k, v in report.items() if k != "membership"}, "membership": {**report["membership"], **mem}}

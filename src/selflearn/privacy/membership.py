@@ -1,0 +1,94 @@
+"""Membership inference: how well can an attacker tell whether a record (or a user) was in a model's
+training data? Pure functions over per-record scores, tested beside them.
+
+Two attacks, both given the model's confidence in each record's true label:
+
+- the loss threshold (Yeom et al. 2018): a lower loss means "member";
+- the calibrated likelihood-ratio attack (LiRA, Carlini et al. 2022, the offline variant): shadow
+  models trained on OTHER users' data of the same population give, per record, the distribution of
+  the logit-scaled confidence when the record is OUT of training; the attack scores how far above
+  that distribution the target model's confidence lies. With few shadows the per-record spread is
+  noisy, so (as the paper recommends below 64 shadows) one global spread is used.
+
+A user-level attack aggregates a user's record scores (their mean): "was this user's data in
+training?" is the question differential privacy at the user level answers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InvalidInputError, explain
+
+__all__ = ["logit_confidence", "loss_threshold_scores", "lira_scores", "user_scores", "attack_metrics", "advantage_bound", "FPR_POINTS"]
+
+FPR_POINTS = (0.01, 0.001)  # false-positive rates at which the true-positive rate is reported
+_EPS = 1e-7
+
+
+def logit_confidence(p_true: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)) of the probability of the true label: close to Gaussian across shadow
+    models (the scaling LiRA uses), where raw probabilities pile up at 1."""
+    p = np.clip(np.asarray(p_true, np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def loss_threshold_scores(p_true: np.ndarray) -> np.ndarray:
+    """Membership score of the loss-threshold attack: minus the cross-entropy loss (higher = member)."""
+    return np.log(np.clip(np.asarray(p_true, np.float64), _EPS, 1.0))
+
+
+def lira_scores(target_p: np.ndarray, shadow_p: np.ndarray) -> np.ndarray:
+    """Offline LiRA: ``target_p`` (records,) is the target model's probability of each record's true
+    label, ``shadow_p`` (shadows, records) the same from shadow models that never saw the records.
+    Score: the one-sided z of the target's logit confidence against the shadows' (per-record mean,
+    global spread); higher = member."""
+    t = logit_confidence(target_p)
+    s = logit_confidence(np.atleast_2d(shadow_p))
+    if s.shape[1] != t.shape[0]:
+        raise InvalidInputError(explain(f"shadow scores of shape {s.shape}", f"need one column per record ({t.shape[0]})", "score the same records with every shadow"))
+    if s.shape[0] < 2:
+        raise InvalidInputError(explain(f"{s.shape[0]} shadow model(s)", "LiRA needs at least 2 to estimate a spread", "train 2 or more shadows"))
+    mu = s.mean(0)
+    sigma = float(np.sqrt(np.mean(s.var(0, ddof=1)))) + 1e-6
+    return (t - mu) / sigma
+
+
+def user_scores(scores: np.ndarray, users: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """A user's membership score: the mean of their records' scores."""
+    scores = np.asarray(scores, np.float64)
+    order: dict[str, list[int]] = {}
+    for i, u in enumerate(users):
+        order.setdefault(u, []).append(i)
+    names = list(order)
+    return names, np.array([scores[order[u]].mean() for u in names])
+
+
+def attack_metrics(scores: np.ndarray, members: np.ndarray, *, roc_points: int = 101) -> dict:
+    """ROC AUC, the membership advantage (max TPR - FPR, Yeom et al.), the TPR at each of
+    :data:`FPR_POINTS`, and a thinned ROC curve for plots."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    scores, members = np.asarray(scores, np.float64), np.asarray(members, bool)
+    n_in, n_out = int(members.sum()), int((~members).sum())
+    if n_in == 0 or n_out == 0:
+        raise InvalidInputError(explain(f"{n_in} members, {n_out} non-members", "an attack needs both", "audit with data of users in and out of training"))
+    fpr, tpr, _ = roc_curve(members, scores)
+    at = {}
+    for f in FPR_POINTS:
+        ok = fpr <= f
+        # fewer non-members than 1/f: the rate cannot be resolved, say so instead of reporting 0
+        at[f"tpr_at_fpr_{f:g}"] = float(tpr[ok].max()) if ok.any() and n_out * f >= 1 else None
+    grid = np.linspace(0, 1, roc_points)
+    return {"members": n_in, "non_members": n_out, "auc": float(roc_auc_score(members, scores)),
+            "advantage": float(np.max(tpr - fpr)), **at,
+            "roc": {"fpr": [round(float(x), 4) for x in grid], "tpr": [round(float(x), 4) for x in np.interp(grid, fpr, tpr)]}}
+
+
+def advantage_bound(epsilon: float, delta: float = 0.0) -> float:
+    """The most membership advantage (epsilon, delta)-DP allows: (e^eps - 1 + 2 delta) / (e^eps + 1)
+    (Humphries et al.; Yeom et al.'s e^eps - 1 is looser)."""
+    return min(1.0, (math.exp(epsilon) - 1 + 2 * delta) / (math.exp(epsilon) + 1))

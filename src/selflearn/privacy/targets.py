@@ -1,0 +1,138 @@
+"""What the privacy audit needs of each model type, as one small interface with paired verbs:
+``records`` (the training records a store gives, as the trainer builds them) / ``fit`` (a fresh
+model of the same parameters on other records: the shadows), ``p_true`` (each record's probability
+of the label it was trained with), and the text path for canaries (``with_text`` / ``text_scorer``:
+the model's log-probability of a record's label as a function of the request's sentence vector).
+
+Shadows are ``sklearn.base.clone`` of the audited model: the shared estimator base makes one
+retraining path serve every model type, DP settings included."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InvalidInputError, explain
+from ..models.base import fingerprint
+
+__all__ = ["Records", "AuditTarget", "FailurePointTarget", "target_for"]
+
+
+@dataclass
+class Records:
+    items: list  # what the model's fit takes (turns, examples, ...)
+    labels: list  # the label each was trained with
+    users: list[str]  # whose record it is (pseudonym)
+    texts: list[str]  # the request text (canaries are found by it)
+
+    def subset(self, idx) -> "Records":
+        idx = list(idx)
+        return Records([self.items[i] for i in idx], [self.labels[i] for i in idx], [self.users[i] for i in idx], [self.texts[i] for i in idx])
+
+    def of_users(self, users: set[str]) -> "Records":
+        return self.subset(i for i, u in enumerate(self.users) if u in users)
+
+
+class AuditTarget:
+    """Base: a model type the audit knows how to attack."""
+
+    component = ""
+
+    def records(self, store) -> Records:
+        raise NotImplementedError
+
+    def fit(self, model, records: Records, *, encoder=None):
+        raise NotImplementedError
+
+    def share_encoder(self, model, encoder) -> None:
+        """Let ``model`` embed texts with ``encoder`` (a cache shared with the shadows)."""
+
+    def p_true(self, model, records: Records) -> np.ndarray:
+        raise NotImplementedError
+
+    def with_text(self, item, text: str):
+        raise NotImplementedError
+
+    def text_scorer(self, model, records: Records) -> Callable:
+        """``f(vectors (n, 384) torch) -> (n,)``: the summed log-probability of each record's label
+        when its request's sentence vector is replaced by each row (differentiable)."""
+        raise NotImplementedError
+
+    def check_trained_on(self, model, records: Records, store) -> None:
+        """An error unless ``records`` are exactly the data ``model`` was trained on (its fingerprint)."""
+        want = getattr(model, "data_fingerprint_", None)
+        got = fingerprint(records.items, records.labels)
+        if want is not None and want != got:
+            raise InvalidInputError(explain(f"{store.path} (data {got[:19]}...)", f"must be the data the model was trained on ({want[:19]}...)",
+                                            "pass the store the model was trained on (after the same imports), or retrain the model on it"))
+
+
+class FailurePointTarget(AuditTarget):
+    """The failure-point classifier, trained on weak labels of the store's turns."""
+
+    component = "failure-point-model"
+
+    def records(self, store) -> Records:
+        from ..fpi.turns import store_turns
+        from ..fpi.weak import weak_failure_points
+
+        turns = store_turns(store)
+        return Records(turns, weak_failure_points(turns), [t.user_id for t in turns], [t.text for t in turns])
+
+    def fit(self, model, records: Records, *, encoder=None):
+        from sklearn.base import clone
+
+        shadow = clone(model)
+        self.share_encoder(shadow, encoder)
+        return shadow.fit(records.items, records.labels)
+
+    def share_encoder(self, model, encoder) -> None:
+        if encoder is not None:
+            model._encoder = encoder
+
+    def p_true(self, model, records: Records) -> np.ndarray:
+        from ..fpi.turns import CLASSES
+
+        p = model.predict_proba(records.items)
+        return p[np.arange(len(records.items)), [CLASSES.index(y) for y in records.labels]] if len(records.items) else np.zeros(0)
+
+    def with_text(self, item, text: str):
+        t = copy.copy(item)
+        t.text = text
+        return t
+
+    def text_scorer(self, model, records: Records) -> Callable:
+        import torch
+
+        from ..fpi.turns import CLASSES
+
+        model._check_fitted()
+        emb, tr, cats = model._inputs(records.items)
+        y = torch.tensor([CLASSES.index(v) for v in records.labels])
+        net = model.net_.eval()
+
+        def score(vectors):
+            out = []
+            for k in range(len(records.items)):  # each record: its context, the request's vector varied
+                e = emb[k : k + 1].repeat(len(vectors), 1, 1)
+                e = torch.cat([vectors[:, None, :].to(e.dtype), e[:, 1:]], 1)
+                logp = torch.log_softmax(net(e, tr[k : k + 1].expand(len(vectors), -1), cats[k : k + 1].expand(len(vectors), -1)), -1)
+                out.append(logp[:, y[k]])
+            return torch.stack(out).sum(0)
+
+        return score
+
+
+TARGETS = {t.component: t for t in (FailurePointTarget(),)}
+
+
+def target_for(model) -> AuditTarget:
+    t = TARGETS.get(getattr(model, "component", None))
+    if t is None:
+        raise InvalidInputError(explain(f"component {getattr(model, 'component', type(model).__name__)!r}",
+                                        f"the membership and canary audit covers {sorted(TARGETS)}",
+                                        "audit one of these (the online model's personal memory has its own check)"))
+    return t

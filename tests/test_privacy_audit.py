@@ -1,0 +1,187 @@
+"""The privacy audit: the attacks' math, canaries (planting, exposure), the inversion attack, and the
+audit of a real model end to end (CLI, release gate). The attacks are tested both ways: a model
+that memorised its data must be caught, one that never saw it must not be."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from selflearn.cli.main import app
+from selflearn.errors import InvalidInputError
+from selflearn.privacy.audit import AuditConfig, CachedEncoder, canary_audit, membership
+from selflearn.privacy.canaries import CanaryFormat, exposure, load_canaries, make_canaries, plant, save_canaries
+from selflearn.privacy.membership import advantage_bound, attack_metrics, lira_scores, logit_confidence, user_scores
+from selflearn.privacy.targets import AuditTarget, Records
+
+runner = CliRunner()
+
+
+# -- the attacks' math ---------------------------------------------------------------------------
+def test_attack_metrics_separate_perfect_and_random_scores():
+    members = np.array([True] * 500 + [False] * 500)
+    perfect = attack_metrics(np.r_[np.ones(500), np.zeros(500)], members)
+    assert perfect["auc"] == 1.0 and perfect["advantage"] == 1.0 and perfect["tpr_at_fpr_0.01"] == 1.0
+    assert perfect["tpr_at_fpr_0.001"] is None  # 500 non-members cannot resolve a 0.1% false-positive rate
+    noise = attack_metrics(np.random.default_rng(0).normal(size=1000), members)
+    assert 0.45 < noise["auc"] < 0.55 and noise["advantage"] < 0.1
+    assert len(noise["roc"]["fpr"]) == len(noise["roc"]["tpr"])
+    with pytest.raises(InvalidInputError, match="needs both"):
+        attack_metrics(np.ones(3), np.ones(3, bool))
+
+
+def test_lira_calibrates_per_record_difficulty():
+    # record 0 is easy (every model is sure of it), record 1 hard: the same target confidence 0.9
+    # is unremarkable for the easy record and telling for the hard one
+    shadows = np.array([[0.95, 0.20], [0.97, 0.25], [0.96, 0.22]])
+    s = lira_scores(np.array([0.9, 0.9]), shadows)
+    assert s[1] > s[0]
+    assert logit_confidence(np.array([0.5]))[0] == pytest.approx(0.0)
+    with pytest.raises(InvalidInputError, match="at least 2"):
+        lira_scores(np.array([0.9]), np.array([[0.5]]))
+    names, us = user_scores(np.array([1.0, 3.0, 5.0]), ["a", "a", "b"])
+    assert names == ["a", "b"] and list(us) == [2.0, 5.0]
+
+
+def test_advantage_bound_of_dp():
+    assert advantage_bound(0.0) == 0.0
+    assert advantage_bound(1.0) == pytest.approx((np.e - 1) / (np.e + 1))
+    assert advantage_bound(8.0) > 0.99  # epsilon 8 bounds nothing in theory: the audit measures it
+
+
+# -- canaries ---------------------------------------------------------------------------------
+def test_canaries_are_made_planted_and_round_trip(tmp_path):
+    fmt = CanaryFormat()
+    cs = make_canaries(fmt, repetitions=(1, 4), per_repetition=2, seed=1)
+    assert len({c.secret for c in cs}) == 4 and all(c.text == fmt.text(c.secret) and len(c.secret) == 4 for c in cs)
+    logs = [{"user_id": f"u{u}", "session_id": f"s{u}-{k}", "turn_index": 0, "utterance": {"text": "hi"}, "response": {"status": "success"}}
+            for u in range(6) for k in range(2)]
+    planted = plant(logs, cs, seed=3)
+    assert len(planted) == len(logs) + 10 and logs[0]["utterance"]["text"] == "hi"  # the input is not changed
+    for c in cs:
+        said = [r for r in planted if r["utterance"]["text"] == c.text]
+        assert len(said) == c.repetitions and {r["user_id"] for r in said} == set(c.users) and len(c.users) == 1
+    assert len({c.users[0] for c in cs}) == 4  # one canary per user
+    save_canaries(tmp_path / "c.json", fmt, cs)
+    fmt2, cs2 = load_canaries(tmp_path / "c.json")
+    assert fmt2 == fmt and [c.secret for c in cs2] == [c.secret for c in cs]
+    with pytest.raises(InvalidInputError, match="need 8 users"):
+        plant(logs, cs, users_per_canary=2)
+    with pytest.raises(InvalidInputError, match="secret"):
+        CanaryFormat(template="no placeholder").check()
+
+
+def test_exposure_ranks_the_secret():
+    s = np.arange(1000, dtype=float)
+    assert exposure(999.0, s)["exposure_bits"] == pytest.approx(np.log2(1000))
+    assert exposure(0.0, s)["exposure_bits"] == pytest.approx(0.0, abs=0.01)
+    sampled = exposure(999.0, s[::10], space=10_000)  # a sample of the space: the rank scales up
+    assert sampled["candidates"] == 10_000 and sampled["rank"] == 1.0
+
+
+# -- the attacks against models that memorised, or never saw, their data -----------------------------
+class LookupTarget(AuditTarget):
+    """A stand-in model type: a model is a dict item -> confidence; "training" memorises each
+    training item at ``memorise`` and the rest at a population rate. Items are (user, k)."""
+
+    component = "lookup"
+
+    def __init__(self, memorise: float):
+        self.memorise = memorise
+
+    def records(self, users):
+        items = [(u, k) for u in users for k in range(5)]
+        return Records(items, [0] * len(items), [u for u, _ in items], [""] * len(items))
+
+    def fit(self, model, records, *, encoder=None):
+        return {"seen": set(records.items), "memorise": self.memorise}
+
+    def p_true(self, model, records):
+        rng = np.random.default_rng(abs(hash(tuple(records.items[:3]))) % 2**32)
+        base = rng.uniform(0.5, 0.8, len(records.items))
+        return np.array([model["memorise"] if it in model["seen"] else b for it, b in zip(records.items, base)])
+
+
+@pytest.mark.parametrize("memorise,expect_high", [(0.999, True), (None, False)])
+def test_membership_attacks_catch_memorisation_and_only_that(memorise, expect_high):
+    t = LookupTarget(memorise if memorise is not None else 0.6)
+    members = t.records([f"m{i}" for i in range(200)])
+    reference = t.records([f"r{i}" for i in range(400)])
+    model = t.fit(None, members) if expect_high else t.fit(None, t.records(["someone-else"]))
+    result = membership(t, model, members, reference, AuditConfig(shadows=3, max_users=150))
+    for attack in ("loss_threshold", "lira"):
+        adv = result["users"][attack]["advantage"]
+        assert (adv > 0.9) if expect_high else (adv < 0.25), (attack, adv)
+    with pytest.raises(InvalidInputError, match="never saw"):
+        membership(t, model, members, t.records(["m1"] + [f"r{i}" for i in range(20)]), AuditConfig())
+
+
+class VectorTarget(AuditTarget):
+    """A text classifier reduced to its text path: the log-probability of the canary's label is
+    ``scale`` times the cosine of the request's vector to a remembered one (a model that
+    memorised the canary), or to a random direction (one that never saw it)."""
+
+    component = "vector"
+
+    def __init__(self, remembered):
+        self.remembered = remembered
+
+    def text_scorer(self, model, records):
+        import torch
+
+        v = torch.from_numpy(self.remembered)
+        return lambda vectors: 50.0 * (vectors @ v)
+
+
+def test_exposure_and_inversion_extract_a_memorised_canary_and_nothing_else(tmp_path):
+    enc = CachedEncoder()
+    fmt = CanaryFormat(alphabet="0123456789", length=3)
+    [canary] = make_canaries(fmt, repetitions=(16,), per_repetition=1, seed=4)
+    save_canaries(tmp_path / "c.json", fmt, [canary])
+    members = Records([0] * 16, [0] * 16, ["u"] * 16, [canary.text] * 16)
+    config = AuditConfig(inversion_steps=60)
+    remembered = enc.encode([canary.text])[0]
+    [leaky] = canary_audit(VectorTarget(remembered), None, members, tmp_path / "c.json", config, enc)
+    assert leaky["exposure_bits"] == pytest.approx(np.log2(1000), abs=1e-3) and leaky["tokens_recovered"] >= 2
+    rng = np.random.default_rng(0)
+    direction = rng.normal(size=remembered.shape).astype(np.float32)
+    [blind] = canary_audit(VectorTarget(direction / np.linalg.norm(direction)), None, members, tmp_path / "c.json", config, enc)
+    assert blind["exposure_bits"] < 6 and not blind["extracted"]
+    missing = Records([0], [0], ["u"], ["something else"])
+    assert canary_audit(VectorTarget(remembered), None, missing, tmp_path / "c.json", config, enc)[0]["exposure_bits"] is None
+
+
+# -- a real model, end to end -------------------------------------------------------------------
+def test_audit_of_the_failure_point_model_and_its_release_gate(fpi_runs, tmp_path):
+    from selflearn.fpi.model import FailurePointModel
+    from selflearn.fpi.isolation import train_fpi
+    from selflearn.store.store import Store
+
+    from selflearn.store.importer import import_files
+
+    with Store(fpi_runs["train"][2], read_only=True) as st:
+        train_fpi(st, tmp_path / "fpi", FailurePointModel(epochs=5))
+    # the reference: the held-out run's users (another simulation, so other people under other ids)
+    lines = [json.loads(x) for x in (fpi_runs["dir"] / "eval" / "logs.jsonl").read_text().splitlines() if x.strip()]
+    for r in lines:
+        r["user_id"], r["session_id"] = "other-" + r["user_id"], "other-" + r["session_id"]
+    (tmp_path / "ref.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with Store(tmp_path / "ref.duckdb") as ref:
+        import_files(ref, [tmp_path / "ref.jsonl"])
+    args = ["privacy", "audit", "--model", str(tmp_path / "fpi"), "--store", str(fpi_runs["train"][2]), "--reference", str(tmp_path / "ref.duckdb"),
+            "--shadows", "2", "--out", str(tmp_path / "audit.json")]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "audit.json").read_text())
+    users = report["membership"]["users"]
+    assert set(users) == {"loss_threshold", "lira"} and all(0 <= users[a]["auc"] <= 1 for a in users)
+    assert report["membership"]["records"]["lira"]["members"] > 0 and report["gate"] is None
+    gated = runner.invoke(app, args + ["--max-advantage", "0"])
+    assert gated.exit_code != 0 and "advantage" in gated.output
+    # the wrong store is refused: the model's fingerprint names its training data
+    wrong = runner.invoke(app, ["privacy", "audit", "--model", str(tmp_path / "fpi"), "--store", str(fpi_runs["eval"][2]),
+                                "--reference", str(fpi_runs["train"][2]), "--out", str(tmp_path / "x.json")])
+    assert wrong.exit_code != 0 and "trained on" in wrong.output
