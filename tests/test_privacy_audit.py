@@ -185,3 +185,22 @@ def test_audit_of_the_failure_point_model_and_its_release_gate(fpi_runs, tmp_pat
     wrong = runner.invoke(app, ["privacy", "audit", "--model", str(tmp_path / "fpi"), "--store", str(fpi_runs["eval"][2]),
                                 "--reference", str(fpi_runs["train"][2]), "--out", str(tmp_path / "x.json")])
     assert wrong.exit_code != 0 and "trained on" in wrong.output
+
+
+def test_personal_memory_isolation_finds_no_leak_and_catches_a_shared_memory(online_model, tmp_path):
+    from selflearn.online import OnlineRewriter
+    from selflearn.privacy.isolation import personal_isolation
+
+    r = runner.invoke(app, ["privacy", "audit", "--model", str(online_model["model"]), "--out", str(tmp_path / "a.json"), "--max-advantage", "0.05"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "a.json").read_text())
+    iso = report["personal_isolation"]
+    assert iso["owners"] > 0 and iso["requests"] > 0 and iso["leaks"] == 0 and report["gate"]["passed"]
+    # a broken personal layer that answers every user from everyone's history must be caught
+    rw = OnlineRewriter.load(online_model["model"], fix_min=0, phrase_min=0)
+    merged = {}
+    for hist in rw.personal.users.values():
+        merged.update(hist)
+    rw.personal.history = lambda user: merged
+    rw.threshold = 0.0
+    assert personal_isolation(rw, owners=10, askers=3)["leaks"] > 0

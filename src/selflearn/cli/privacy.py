@@ -152,9 +152,9 @@ def canaries_cmd(
 
 @privacy_app.command("audit")
 def audit_cmd(
-    model: Annotated[Path, typer.Option("--model", help="The model directory to audit (failure-point model).")],
-    reference: Annotated[Path, typer.Option("--reference", help="A store of OTHER users of the same population (non-members, shadow data).")],
+    model: Annotated[Path, typer.Option("--model", help="The model directory to audit (a failure-point model, or an online model).")],
     output: Annotated[Path, typer.Option("--out", help="Where to write the audit (JSON).")],
+    reference: Annotated[Path | None, typer.Option("--reference", help="A store of OTHER users of the same population (non-members, shadow data).")] = None,
     store: StoreOpt = Path(DEFAULT_STORE),
     canaries: Annotated[Path | None, typer.Option("--canaries", help="The canaries file `privacy canaries` wrote (planted before training).")] = None,
     shadows: Annotated[int, typer.Option(min=2, help="Shadow models for the calibrated attack (each is one retraining).")] = 4,
@@ -165,16 +165,20 @@ def audit_cmd(
 ) -> None:
     """Membership inference (loss threshold and LiRA with shadow models, record and user level: AUC, advantage,
     TPR at 1% and 0.1% FPR) and, with --canaries, canary exposure and a white-box inversion attack, against a
-    model and the store it was trained on. Writes --out; with --max-advantage, a release gate."""
-    from selflearn.models.registry import load_model
-    from selflearn.privacy.audit import AuditConfig, audit_model, check_gate, summary
+    model and the store it was trained on. For an online model: whether one user's private entries in the
+    personal memory can be read through another user's requests. Writes --out; with --max-advantage, a
+    release gate (exit 4)."""
+    from selflearn.privacy.audit import AuditConfig, audit_models, check_gate, summary
 
-    m = load_model(model, threads=threads)
-    with Store(store) as st, Store(reference) as ref:  # the signals may need computing
-        report = audit_model(m, st, ref, canaries=canaries, config=AuditConfig(shadows=shadows, max_users=max_users, max_advantage=max_advantage))
+    config = AuditConfig(shadows=shadows, max_users=max_users, max_advantage=max_advantage)
+    report = audit_models(model, store, reference, canaries=canaries, config=config, threads=threads)
     output.write_text(json.dumps(report, indent=1, default=str))
     if as_json:
         print_json(summary(report))
+    elif report.get("personal_isolation"):
+        iso = report["personal_isolation"]
+        out.print(f"personal memory: {iso['requests']} requests of {iso['owners']} users' private entries asked as other users: "
+                  f"{iso['rewrites']} rewrites, {iso['leaks']} leaks", highlight=False, markup=False)
     else:
         table = Table("level", "attack", "AUC", "advantage", "TPR@1%FPR", "TPR@0.1%FPR", title=f"privacy audit: {model}")
         for lvl in ("users", "records"):
@@ -183,5 +187,5 @@ def audit_cmd(
         out.print(table)
         for c in report.get("canaries", []):
             out.print(f"canary x{c['repetitions']}: exposure {c['exposure_bits']} bits, tokens recovered {c['tokens_recovered']}", highlight=False, markup=False)
-        out.print(f"audit written to {output}", highlight=False, markup=False)
+    out.print(f"audit written to {output}", highlight=False, markup=False)
     check_gate(report)

@@ -29,7 +29,7 @@ from .canaries import exposure, load_canaries
 from .membership import advantage_bound, attack_metrics, lira_scores, loss_threshold_scores, user_scores
 from .targets import Records, target_for
 
-__all__ = ["AuditConfig", "audit_model", "check_gate", "summary", "CachedEncoder"]
+__all__ = ["AuditConfig", "audit_model", "audit_online", "audit_models", "check_gate", "summary", "CachedEncoder"]
 
 
 @dataclass(frozen=True)
@@ -176,9 +176,27 @@ def audit_model(model, store, reference, *, canaries: Path | None = None, config
     return report
 
 
+def audit_online(rw, *, config: AuditConfig | None = None) -> dict:
+    """The online model's personal memory as a data store (:mod:`.isolation`): a leak fails the gate."""
+    from .isolation import personal_isolation
+
+    c = (config or AuditConfig()).check()
+    started = time.perf_counter()
+    iso = personal_isolation(rw, seed=c.seed)
+    return {"model": "online-rewriter", "privacy": rw.dp, "personal_isolation": iso,
+            "membership": None, "membership_note": "membership inference against the online model's ranker and encoder is not covered yet",
+            "gate": None if c.max_advantage is None else {"max_advantage": c.max_advantage, "passed": iso["leaks"] == 0},
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
 def check_gate(report: dict) -> None:
-    """A :class:`ReleaseGateError` when the audit's user-level advantage is above its gate."""
+    """A :class:`ReleaseGateError` when the audit's user-level advantage is above its gate (or,
+    for an online model, when one user's private entry reached another user)."""
     gate = report.get("gate")
+    if gate and not gate["passed"] and report.get("personal_isolation"):
+        raise ReleaseGateError(explain(f"{report['personal_isolation']['leaks']} rewrites returned another user's private entry",
+                                       "must be 0: the personal layer answers a user from their own history only",
+                                       "do not release this model; report the examples in the audit as a bug"))
     if gate and not gate["passed"]:
         worst = max(report["membership"]["users"].items(), key=lambda kv: kv[1]["advantage"])
         raise ReleaseGateError(explain(f"user-level membership advantage {worst[1]['advantage']:.3f} ({worst[0]} attack) of {report['model']}",
@@ -188,5 +206,34 @@ def check_gate(report: dict) -> None:
 
 def summary(report: dict) -> dict:
     """The audit without its ROC curves (what a terminal or a log line shows)."""
+    if not report.get("membership"):
+        return report
     mem = {lvl: {a: {k: v for k, v in r.items() if k != "roc"} for a, r in report["membership"][lvl].items()} for lvl in ("records", "users")}
     return {**{k: v for k, v in report.items() if k != "membership"}, "membership": {**report["membership"], **mem}}
+
+
+def audit_models(model_dir: Path, store_path: Path, reference_path: Path | None, *, canaries: Path | None = None,
+                 config: AuditConfig | None = None, threads: int = 1) -> dict:
+    """The audit of whatever model ``model_dir`` holds (what the CLI calls)."""
+    import json as _json
+
+    from ..models.directory import CONFIG
+    from ..models.registry import load_model
+    from ..store.store import Store
+
+    try:
+        component = _json.loads((Path(model_dir) / CONFIG).read_text()).get("component")
+    except (OSError, ValueError, AttributeError):
+        component = None
+    if component == "online-rewriter":
+        from ..online import OnlineRewriter
+
+        return audit_online(OnlineRewriter.load(model_dir, threads=threads), config=config)
+    model = load_model(model_dir, threads=threads)
+    if reference_path is None:
+        raise InvalidInputError(explain(f"--model {model_dir}", "a membership audit needs --reference (a store of users the model never saw)",
+                                        "import logs of other users into a store and pass it as --reference"))
+    if not Path(store_path).exists() or not Path(reference_path).exists():
+        raise InvalidInputError(explain(f"{store_path} / {reference_path}", "both stores must exist", "check --store and --reference"))
+    with Store(store_path) as st, Store(reference_path) as ref:  # the signals may need computing
+        return audit_model(model, st, ref, canaries=canaries, config=config)
