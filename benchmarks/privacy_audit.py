@@ -1,9 +1,10 @@
 """The privacy audit's figures: one world run split by user into training logs (with canaries
-planted) and a reference of other users; the failure-point model trained on the training logs
-without DP and with user-level DP at each epsilon; `selflearn privacy audit` of each (membership
-inference at the record and user level, canary exposure and inversion), side by side.
+planted) and a reference of other users; each model (the failure-point model, the label model)
+trained on the training logs as the product trains it, without DP and with user-level DP at each
+epsilon; `selflearn privacy audit` of each (membership inference at the record and user level,
+canary exposure and inversion), side by side.
 
-Usage: python benchmarks/privacy_audit.py --world world --users 1000 --days 7 --epsilons inf 8 3 1
+Usage: python benchmarks/privacy_audit.py --world world --users 1000 --days 7 --epsilons inf 8 3 1 --models fpi labels
 
 The simulator's truth is not read: training uses weak labels from the logs, as in the product.
 """
@@ -22,6 +23,9 @@ import torch
 
 from selflearn.fpi.isolation import train_fpi
 from selflearn.fpi.model import FailurePointModel
+from selflearn.labels import LabelModel
+from selflearn.labels.training import train_labels
+from selflearn.labels.weak import store_dialogues
 from selflearn.privacy.audit import AuditConfig, audit_model
 from selflearn.privacy.canaries import CanaryFormat, make_canaries, plant, save_canaries
 from selflearn.store.importer import import_files
@@ -56,6 +60,7 @@ def main() -> None:
     ap.add_argument("--per-repetition", type=int, default=2, help="canaries per number of repetitions (1, 4, 16)")
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--max-users", type=int, default=500)
+    ap.add_argument("--models", nargs="+", default=["fpi"], choices=["fpi", "labels"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -80,19 +85,24 @@ def main() -> None:
             import_files(ref, [tmp / "reference.jsonl"])
             out["data"] = {"train_users": len({r["user_id"] for r in records}), "train_turns": len(planted),
                            "reference_users": args.users - len({r["user_id"] for r in records})}
-            for eps in args.epsilons:
-                e = None if eps == "inf" else float(eps)
-                say(f"train epsilon={eps}")
-                model = FailurePointModel(epochs=args.epochs, dp_epsilon=e, random_state=args.seed, threads=args.threads)
-                stats = train_fpi(st, tmp / f"fpi-{eps}", model)
-                say(f"audit epsilon={eps}")
-                started = time.perf_counter()
-                report = audit_model(FailurePointModel.load(tmp / f"fpi-{eps}", threads=args.threads), st, ref, canaries=tmp / "canaries.json",
-                                     config=AuditConfig(shadows=args.shadows, max_users=args.max_users, seed=args.seed),
-                                     progress=lambda s: say("  " + s))
-                report["audit_seconds"] = round(time.perf_counter() - started, 1)
-                report["train"] = {k: stats[k] for k in ("turns", "train_seconds", "privacy")}
-                out["runs"][eps] = report
+            for name in args.models:
+                for eps in args.epsilons:
+                    e = None if eps == "inf" else float(eps)
+                    say(f"train {name} epsilon={eps}")
+                    d = tmp / f"{name}-{eps}"
+                    if name == "fpi":
+                        stats = train_fpi(st, d, FailurePointModel(epochs=args.epochs, dp_epsilon=e, random_state=args.seed, threads=args.threads))
+                        model = FailurePointModel.load(d, threads=args.threads)
+                    else:
+                        stats = train_labels(store_dialogues(st), d, LabelModel(dp_epsilon=e, random_state=args.seed, threads=args.threads))
+                        model = LabelModel.load(d, threads=args.threads)
+                    say(f"audit {name} epsilon={eps}")
+                    report = audit_model(model, st, ref, canaries=tmp / "canaries.json",
+                                         config=AuditConfig(shadows=args.shadows, max_users=args.max_users, seed=args.seed),
+                                         progress=lambda s: say("  " + s))
+                    report["train"] = {k: stats.get(k) for k in ("turns", "dialogues", "train_seconds", "privacy")}
+                    out["runs"][f"{name} {eps}"] = report
+                    print(json.dumps({"done": f"{name} {eps}", "user_advantage": report["user_advantage"], "seconds": report["seconds"]}), flush=True)
     finally:
         shutil.rmtree(tmp)
     print(json.dumps(out, indent=2, default=str))

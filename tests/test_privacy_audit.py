@@ -204,3 +204,32 @@ def test_personal_memory_isolation_finds_no_leak_and_catches_a_shared_memory(onl
     rw.personal.history = lambda user: merged
     rw.threshold = 0.0
     assert personal_isolation(rw, owners=10, askers=3)["leaks"] > 0
+
+
+def test_the_label_model_is_audited_by_membership_and_canaries_by_substitution(tmp_path):
+    from test_labels import SMALL, synthetic
+
+    from selflearn.labels import LabelModel
+    from selflearn.privacy.targets import LabelTarget
+
+    def of(users, seed, n):
+        ds = synthetic(n, seed)
+        for k, d in enumerate(ds):
+            d.user = f"{users}{k % (n // 2)}"
+        return ds
+
+    t = LabelTarget()
+    members, reference = t.as_records(of("m", 0, 24)), t.as_records(of("r", 1, 48))
+    model = LabelModel(**SMALL).fit(members.items)
+    p = t.p_true(model, members)
+    assert p.shape == (24,) and ((p > 0) & (p < 1)).all()
+    result = membership(t, model, members, reference, AuditConfig(shadows=2, max_users=20))
+    assert 0 <= result["users"]["lira"]["auc"] <= 1
+    fmt = CanaryFormat(length=2)
+    [canary] = make_canaries(fmt, repetitions=(1,), per_repetition=1)
+    save_canaries(tmp_path / "c.json", fmt, [canary])
+    said = t.with_text(members.items[0], canary.text)
+    assert all(e.user == canary.text for e in said.exchanges) and members.items[0].exchanges[0].user != canary.text
+    recs = t.as_records([said] + members.items[1:])
+    [row] = canary_audit(t, model, recs, tmp_path / "c.json", AuditConfig(), None)
+    assert row["records_in_training"] == 1 and 0 <= row["exposure_bits"] <= row["max_bits"] and row["tokens_recovered"] is None

@@ -12,7 +12,7 @@ from .dialogues import Dialogue, Exchange, read_dialogues
 from .evaluate import BINARY, REFERENCE_OF, evaluate_predictions, reference_targets, threshold_for
 from .model import LabelModel
 
-__all__ = ["load_source", "train_labels", "evaluate_labels", "write_predictions", "apply_labels", "nlu_examples", "CALIBRATION_SHARE"]
+__all__ = ["load_source", "train_labels", "evaluate_labels", "write_predictions", "apply_labels", "nlu_examples", "CALIBRATION_SHARE", "held_out_for_validation"]
 
 CALIBRATION_SHARE = 0.1  # dialogues held out of training to draw the precision/coverage curves
 APPLIED = ("defect", "goal_success", "intent", "slots", "satisfaction", "goal_intent")
@@ -35,7 +35,8 @@ def load_source(*, store: Path | None = None, data: Path | None = None, limit: i
         return store_dialogues(st, limit=limit), []
 
 
-def _held_out(dialogue_id: str, seed: int) -> bool:
+def held_out_for_validation(dialogue_id: str, seed: int) -> bool:
+    """Whether train_labels keeps this dialogue for validation (not trained on)."""
     return int(hashlib.sha256(f"{seed}:{dialogue_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < CALIBRATION_SHARE
 
 
@@ -44,8 +45,8 @@ def train_labels(dialogues: list[Dialogue], out: Path, model: LabelModel, *, val
     held out by a hash of their ids), draw each task's precision/coverage curve on the same
     validation dialogues (against their labels: weak ones for a store) and save the model with it."""
     if valid is None:
-        valid = [d for d in dialogues if _held_out(d.dialogue_id, model.random_state)]
-        dialogues = [d for d in dialogues if not _held_out(d.dialogue_id, model.random_state)] or dialogues
+        valid = [d for d in dialogues if held_out_for_validation(d.dialogue_id, model.random_state)]
+        dialogues = [d for d in dialogues if not held_out_for_validation(d.dialogue_id, model.random_state)] or dialogues
     model.fit(dialogues, valid=valid or None, progress=progress)
     metrics = evaluate_predictions(model.predict(valid), reference_targets(valid)) if valid else {}
     calibration = {"source": "validation dialogues", "dialogues": len(valid), "curves": _curves(metrics)}

@@ -29,6 +29,8 @@ from .canaries import exposure, load_canaries
 from .membership import advantage_bound, attack_metrics, lira_scores, loss_threshold_scores, user_scores
 from .targets import Records, target_for
 
+SUBSTITUTION_CANDIDATES = 1_000  # secrets scored for a model without a vector path (each is a full prediction)
+
 __all__ = ["AuditConfig", "audit_model", "audit_online", "audit_models", "check_gate", "summary", "CachedEncoder"]
 
 
@@ -128,27 +130,36 @@ def canary_audit(target, model, members: Records, canaries_path: Path, c: AuditC
 
     fmt, canaries = load_canaries(canaries_path)
     out = []
-    secrets_all = None
     for canary in canaries:
-        idx = [i for i, t in enumerate(members.texts) if t == canary.text]
+        idx = target.canary_texts(members, canary.text)
         row = {"secret_length": fmt.length, "repetitions": canary.repetitions, "records_in_training": len(idx)}
         if not idx:
             out.append({**row, "exposure_bits": None, "tokens_recovered": None, "note": "not in the training data (scrubbed or not planted)"})
             continue
         recs = members.subset(idx)
-        score = target.text_scorer(model, recs)
-        if secrets_all is None:
-            secrets_all = fmt.secrets(limit=c.candidates, include=canary.secret, seed=c.seed)
-        cands = secrets_all if canary.secret in secrets_all else secrets_all[:-1] + [canary.secret]
-        vec = torch.from_numpy(encoder.encode([fmt.text(s) for s in cands]))
-        with torch.no_grad():
-            sc = np.concatenate([score(vec[b : b + 2048]).numpy() for b in range(0, len(cands), 2048)])
-        true = float(sc[cands.index(canary.secret)])
-        e = exposure(true, sc, space=fmt.size)
-        guess = invert_secret(encoder, score, fmt, vocabulary=c.vocabulary, steps=c.inversion_steps, seed=c.seed)
-        right = sum(a == b for a, b in zip(guess, canary.secret))
-        out.append({**row, "exposure_bits": round(e["exposure_bits"], 3), "max_bits": round(e["max_bits"], 3), "rank": e["rank"],
-                    "tokens_recovered": right, "tokens_chance": round(fmt.length / len(fmt.alphabet), 3), "extracted": right == fmt.length})
+        limit = c.candidates if target.vector_path else min(c.candidates, SUBSTITUTION_CANDIDATES)
+        cands = fmt.secrets(limit=limit, include=canary.secret, seed=c.seed)
+        if canary.secret not in cands:
+            cands = cands[:-1] + [canary.secret]
+        if target.vector_path:
+            score = target.text_scorer(model, recs)
+            vec = torch.from_numpy(encoder.encode([fmt.text(s) for s in cands]))
+            with torch.no_grad():
+                sc = np.concatenate([score(vec[b : b + 2048]).numpy() for b in range(0, len(cands), 2048)])
+        else:  # each candidate put into (up to 4 of) the canary's records, scored by the model as a whole
+            few = recs.subset(range(min(4, len(recs.items))))
+            items = [target.with_text(it, fmt.text(s), old=canary.text) for s in cands for it in few.items]
+            probe = Records(items, few.labels * len(cands), few.users * len(cands), [""] * len(items))
+            sc = np.log(np.clip(target.p_true(model, probe), 1e-7, 1)).reshape(len(cands), -1).sum(1)
+        e = exposure(float(sc[cands.index(canary.secret)]), sc, space=fmt.size)
+        row.update(exposure_bits=round(e["exposure_bits"], 3), max_bits=round(e["max_bits"], 3), rank=e["rank"], candidates_scored=len(cands))
+        if target.vector_path:
+            guess = invert_secret(encoder, score, fmt, vocabulary=c.vocabulary, steps=c.inversion_steps, seed=c.seed)
+            right = sum(a == b for a, b in zip(guess, canary.secret))
+            row.update(tokens_recovered=right, tokens_chance=round(fmt.length / len(fmt.alphabet), 3), extracted=right == fmt.length)
+        else:
+            row.update(tokens_recovered=None, extracted=None, note="no sentence-vector path: inversion not run; exposure from a sample of secrets")
+        out.append(row)
     return out
 
 
@@ -160,9 +171,9 @@ def audit_model(model, store, reference, *, canaries: Path | None = None, config
     started = time.perf_counter()
     encoder = CachedEncoder(threads=int(getattr(model, "threads", 1) or 1))
     target.share_encoder(model, encoder)
-    members = target.records(store)
+    members = target.records(store, model)
     target.check_trained_on(model, members, store)
-    ref = target.records(reference)
+    ref = target.records(reference, model)
     report = {"model": model.component, "privacy": getattr(model, "privacy_", None), "config": asdict(c),
               "membership": membership(target, model, members, ref, c, encoder=encoder, progress=progress)}
     eps = (report["privacy"] or {}).get("epsilon")

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import InvalidInputError, explain
 from ..models.base import fingerprint
 
-__all__ = ["Records", "AuditTarget", "FailurePointTarget", "target_for"]
+__all__ = ["Records", "AuditTarget", "FailurePointTarget", "LabelTarget", "target_for"]
 
 
 @dataclass
@@ -40,8 +40,9 @@ class AuditTarget:
     """Base: a model type the audit knows how to attack."""
 
     component = ""
+    vector_path = True  # the request's sentence vector reaches the output (white-box inversion applies)
 
-    def records(self, store) -> Records:
+    def records(self, store, model=None) -> Records:
         raise NotImplementedError
 
     def fit(self, model, records: Records, *, encoder=None):
@@ -53,8 +54,12 @@ class AuditTarget:
     def p_true(self, model, records: Records) -> np.ndarray:
         raise NotImplementedError
 
-    def with_text(self, item, text: str):
+    def with_text(self, item, text: str, old: str | None = None):
         raise NotImplementedError
+
+    def canary_texts(self, records: Records, text: str) -> list[int]:
+        """The records where the request is ``text``."""
+        return [i for i, t in enumerate(records.texts) if t == text]
 
     def text_scorer(self, model, records: Records) -> Callable:
         """``f(vectors (n, 384) torch) -> (n,)``: the summed log-probability of each record's label
@@ -75,7 +80,7 @@ class FailurePointTarget(AuditTarget):
 
     component = "failure-point-model"
 
-    def records(self, store) -> Records:
+    def records(self, store, model=None) -> Records:
         from ..fpi.turns import store_turns
         from ..fpi.weak import weak_failure_points
 
@@ -99,7 +104,7 @@ class FailurePointTarget(AuditTarget):
         p = model.predict_proba(records.items)
         return p[np.arange(len(records.items)), [CLASSES.index(y) for y in records.labels]] if len(records.items) else np.zeros(0)
 
-    def with_text(self, item, text: str):
+    def with_text(self, item, text: str, old: str | None = None):
         t = copy.copy(item)
         t.text = text
         return t
@@ -126,7 +131,57 @@ class FailurePointTarget(AuditTarget):
         return score
 
 
-TARGETS = {t.component: t for t in (FailurePointTarget(),)}
+class LabelTarget(AuditTarget):
+    """The contextual label model, trained on the store's sessions with weak labels (the dialogues
+    `selflearn labels train` trains on: its validation share left out). A record is a dialogue; its
+    probability is the geometric mean over its turns of the model's probability of the turn's weak
+    defect label. Canaries are scored by putting each candidate secret into the dialogue's text (no
+    vector path: the white-box inversion is not run on this model)."""
+
+    component = "label-model"
+    vector_path = False
+
+    def records(self, store, model=None) -> Records:
+        from ..labels.training import held_out_for_validation
+        from ..labels.weak import store_dialogues
+
+        seed = int(getattr(model, "random_state", 0) or 0)
+        return self.as_records([d for d in store_dialogues(store) if not held_out_for_validation(d.dialogue_id, seed)])
+
+    def as_records(self, ds: list) -> Records:
+        return Records(ds, [[e.labels.get("defect") for e in d.exchanges] for d in ds], [d.user for d in ds],
+                       [" | ".join(e.user for e in d.exchanges) for d in ds])
+
+    def fit(self, model, records: Records, *, encoder=None):
+        from sklearn.base import clone
+
+        return clone(model).fit(records.items)
+
+    def p_true(self, model, records: Records) -> np.ndarray:
+        out = []
+        for rows, labels in zip(model.predict(records.items) if records.items else [], records.labels):
+            logs = [np.log(max(1e-7, r["defect"] if y == 1 else 1 - r["defect"])) for r, y in zip(rows, labels) if y is not None]
+            out.append(float(np.exp(np.mean(logs))) if logs else 0.5)
+        return np.array(out)
+
+    def canary_texts(self, records: Records, text: str) -> list[int]:
+        return [i for i, d in enumerate(records.items) if any(e.user == text for e in d.exchanges)]
+
+    def with_text(self, item, text: str, old: str | None = None):
+        d = copy.deepcopy(item)
+        for e in d.exchanges:
+            if old is None or e.user == old:
+                e.user = text
+        return d
+
+    def check_trained_on(self, model, records: Records, store) -> None:
+        want = getattr(model, "data_fingerprint_", None)
+        if want is not None and want != fingerprint(records.items):
+            raise InvalidInputError(explain(f"{store.path}", "must be the store the label model was trained on (its training dialogues' fingerprint differs)",
+                                            "pass the store the model was trained on, or retrain the model on it"))
+
+
+TARGETS = {t.component: t for t in (FailurePointTarget(), LabelTarget())}
 
 
 def target_for(model) -> AuditTarget:
