@@ -49,11 +49,14 @@ def test_report_is_one_offline_file_with_every_section(logged, tmp_path):
     model = tmp_path / "labels"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"calibration": {"curves": {"defect": [{"threshold": 0.9, "precision": 0.97, "coverage": 0.5}]}}}))
+    audit = tmp_path / "audit.json"
+    audit.write_text(json.dumps(_audit_json("failure-point-model")))
     out = tmp_path / "r" / "report.html"
-    info = write_report(logged, out, rewrites=table, ab=[ab], labels_model=model, min_users=1)  # one user: k-anonymity off
+    info = write_report(logged, out, rewrites=table, ab=[ab], labels_model=model, audits=[audit], min_users=1)  # one user: k-anonymity off
     doc = out.read_text()
-    assert info["ab"] == 1 and info["rewrites"] and info["label_curves"] == ["defect"]
-    for section in ("id=defects", "id=top-defects", "id=rewrites", "id=ab", "id=failure-points", "id=labels"):
+    assert info["ab"] == 1 and info["rewrites"] and info["label_curves"] == ["defect"] and info["audits"] == 1
+    assert "membership inference, user level" in doc and "canary exposure" in doc
+    for section in ("id=defects", "id=top-defects", "id=rewrites", "id=ab", "id=failure-points", "id=labels", "id=privacy"):
         assert section in doc
     assert "play the beatles" in doc and "4.0:1" in doc and "16.7%" in doc
     assert not re.search(r"<script[^>]+src=[\"']?https?:", doc)  # plotly.js is inlined: works offline
@@ -85,6 +88,8 @@ def test_bad_input_is_refused_with_the_fix(logged, tmp_path):
     (tmp_path / "t.parquet").write_text("not parquet")
     with pytest.raises(InvalidInputError, match="rewrite table"):
         write_report(logged, tmp_path / "r.html", rewrites=tmp_path / "t.parquet")
+    with pytest.raises(InvalidInputError, match="privacy audit"):
+        write_report(logged, tmp_path / "r.html", audits=[bad])
     assert not (tmp_path / "r.html").exists()  # nothing half-written
 
 
@@ -94,6 +99,17 @@ def test_cli_report(logged, tmp_path):
     assert "wrote" in r.output and (tmp_path / "r.html").exists()
     r = CliRunner().invoke(app, ["report", "write", "--store", str(tmp_path / "missing.duckdb"), "--out", str(tmp_path / "x.html")])
     assert r.exit_code != 0 and "import logs first" in r.output
+
+
+def _audit_json(model: str, attack: str = "lira") -> dict:
+    """An audit shaped as `selflearn privacy audit --out` writes it (its numbers from the attack's own metrics)."""
+    import numpy as np
+
+    from selflearn.privacy.membership import attack_metrics
+
+    m = attack_metrics(np.r_[np.ones(50), np.zeros(50)] + np.random.default_rng(0).normal(size=100), np.r_[np.ones(50), np.zeros(50)].astype(bool))
+    return {"model": model, "privacy": None, "membership": {"users": {attack: m}, "records": {attack: m}},
+            "canaries": [{"repetitions": r, "exposure_bits": 1.0 + r / 8} for r in (1, 4, 16)]}
 
 
 def _hostile_inputs(tmp_path):
@@ -111,16 +127,18 @@ def _hostile_inputs(tmp_path):
     model = tmp_path / "labels"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"calibration": {"curves": {XSS: [{"threshold": 0.5, "precision": 0.9, "coverage": 0.5}]}}}))
-    return tmp_path / "h.duckdb", table, ab, model
+    audit = tmp_path / f"audit{XSS.replace('/', '')}.json"
+    audit.write_text(json.dumps(_audit_json(XSS, attack=XSS)))
+    return tmp_path / "h.duckdb", table, ab, model, audit
 
 
 def test_every_field_of_every_input_is_escaped(tmp_path):
     """Strings where numbers belong (the A/B's goals, a table's support) included: all shown as text."""
     from conftest import XSS
 
-    store, table, ab, model = _hostile_inputs(tmp_path)
+    store, table, ab, model, audit = _hostile_inputs(tmp_path)
     out = tmp_path / "r.html"
-    write_report(store, out, rewrites=table, ab=[ab], labels_model=model, min_users=1)
+    write_report(store, out, rewrites=table, ab=[ab], labels_model=model, audits=[audit], min_users=1)
     doc = out.read_text()
     assert "<img src=x" not in doc and "<script>document.title" not in doc
     assert doc.count("&lt;img src=x onerror=") >= 10  # shown, escaped: requests, intents, sessions, rewrites, the A/B, ...
@@ -130,9 +148,9 @@ def test_every_field_of_every_input_is_escaped(tmp_path):
 def test_the_report_runs_no_script_from_its_inputs_in_a_browser(tmp_path):
     from conftest import chromium_driver
 
-    store, table, ab, model = _hostile_inputs(tmp_path)
+    store, table, ab, model, audit = _hostile_inputs(tmp_path)
     out = tmp_path / "r.html"
-    write_report(store, out, rewrites=table, ab=[ab], labels_model=model, min_users=1)
+    write_report(store, out, rewrites=table, ab=[ab], labels_model=model, audits=[audit], min_users=1)
     browser = chromium_driver()
     if browser is None:
         pytest.skip("needs Debian chromium and chromium-driver (.ci/run installs them)")

@@ -18,7 +18,7 @@ from ..templating import clip, pct, render
 from ..privacy.kanon import K_DEFAULT
 from .data import store_summary
 
-__all__ = ["write_report", "read_ab_result", "read_label_curves", "read_rewrite_table"]
+__all__ = ["write_report", "read_ab_result", "read_label_curves", "read_rewrite_table", "read_audit"]
 
 def read_ab_result(path: Path) -> dict:
     """An A/B result as `selflearn world ab --json` writes it."""
@@ -39,6 +39,44 @@ def read_label_curves(model_dir: Path) -> dict:
     except (OSError, ValueError) as exc:
         raise InvalidInputError(explain(str(model_dir), f"must be a label model directory ({exc})", "train one with `selflearn labels train`")) from exc
     return ((cfg.get("calibration") or {}).get("curves")) or {}
+
+
+def read_audit(path: Path) -> dict:
+    """A privacy audit as `selflearn privacy audit --out` writes it."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(explain(str(path), f"must be the JSON `selflearn privacy audit --out` writes ({exc})", "run the audit with --out audit.json")) from exc
+    if not isinstance(report, dict) or "model" not in report or ("membership" not in report and "personal_isolation" not in report):
+        raise InvalidInputError(explain(str(path), "a privacy audit needs 'model' and 'membership' or 'personal_isolation'", "run the audit with --out audit.json"))
+    return report
+
+
+def _audit_view(audits: list[tuple[str, dict]], fig) -> dict:
+    """The privacy section: one row per audit and attack, user-level ROC curves, exposure by repetitions."""
+    import plotly.graph_objects as go
+
+    rows, roc, exp = [], go.Figure(), go.Figure()
+    for name, a in audits:
+        eps = (a.get("privacy") or {}).get("epsilon")
+        who = f"{name} ({a['model']}, {'epsilon ' + _num(eps) if eps else 'no DP'})"
+        if a.get("personal_isolation"):
+            iso = a["personal_isolation"]
+            rows.append([clip(who, 120), "personal memory", "another user's entry", "", f"{iso['leaks']} leaks in {iso['requests']:,} requests", "", ""])
+            continue
+        for level in ("users", "records"):
+            for attack, r in a["membership"][level].items():
+                rows.append([clip(who, 120), level, attack, f"{r['auc']:.3f}", f"{r['advantage']:.3f}",
+                             *("n/a" if r.get(k) is None else f"{r[k]:.3f}" for k in ("tpr_at_fpr_0.01", "tpr_at_fpr_0.001"))])
+                if level == "users":
+                    roc.add_trace(go.Scatter(x=r["roc"]["fpr"], y=r["roc"]["tpr"], mode="lines", name=_label(f"{name} {attack}")))
+        canaries = [c for c in a.get("canaries") or [] if c.get("exposure_bits") is not None]
+        if canaries:
+            exp.add_trace(go.Scatter(x=[c["repetitions"] for c in canaries], y=[c["exposure_bits"] for c in canaries], mode="markers", name=_label(name)))
+    roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999"}, name="chance"))
+    roc.update_layout(title="membership inference, user level (ROC)", xaxis={"title": "false-positive rate"}, yaxis={"title": "true-positive rate"})
+    exp.update_layout(title="canary exposure by repetitions", xaxis={"title": "times the canary was said", "type": "log"}, yaxis={"title": "exposure (bits)"})
+    return {"rows": rows, "roc": fig(roc) if len(roc.data) > 1 else None, "exposure": fig(exp) if exp.data else None}
 
 
 def read_rewrite_table(path: Path):
@@ -100,7 +138,7 @@ def _transcript(turns: list[dict]) -> list[list]:
              "—" if t["defect_score"] is None else f"{t['defect_score']:.2f}"] for t in turns]
 
 
-def write_report(store_path: Path, out: Path, *, rewrites: Path | None = None, ab: list[Path] = (), labels_model: Path | None = None,
+def write_report(store_path: Path, out: Path, *, rewrites: Path | None = None, ab: list[Path] = (), labels_model: Path | None = None, audits: list[Path] = (),
                  top: int = 10, min_users: int = K_DEFAULT) -> dict:
     """Write the report; returns what it contains (section -> whether it has data). Requests and
     example turns fewer than ``min_users`` distinct users said are left out (k-anonymity)."""
@@ -109,6 +147,7 @@ def write_report(store_path: Path, out: Path, *, rewrites: Path | None = None, a
     if not Path(store_path).exists():
         raise InvalidInputError(explain(str(store_path), "does not exist", "import logs first (`selflearn store import FILE --store ...`)"))
     ab_results = [(Path(p).name, read_ab_result(p)) for p in ab]
+    audit_results = [(Path(p).name, read_audit(p)) for p in audits]
     curves = read_label_curves(labels_model) if labels_model else {}
     table = read_rewrite_table(rewrites) if rewrites else None
     with Store(store_path, read_only=True) as st:
@@ -171,7 +210,8 @@ def write_report(store_path: Path, out: Path, *, rewrites: Path | None = None, a
                         yaxis={"title": "precision", "tickformat": ".0%"})
         figures["labels"] = fig(f)
 
-    doc = render("report.html", store=clip(store_path, 200), generated=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}", version=__version__,
+    privacy = _audit_view(audit_results, fig) if audit_results else None
+    doc = render("report.html", privacy=privacy, store=clip(store_path, 200), generated=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}", version=__version__,
                  cards=[("turns", f"{s['turns']:,}"), ("sessions", f"{s['sessions']:,}"), ("users", f"{s['users']:,}"), ("defect rate", pct(s["defect_rate"]))],
                  figures=figures, top_defects=top_defects, transcript_headers=TRANSCRIPT, rewrites=rw, ab=ab_rows, failure_points=fp_view)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -179,4 +219,5 @@ def write_report(store_path: Path, out: Path, *, rewrites: Path | None = None, a
     tmp.write_text(doc, encoding="utf-8")
     tmp.replace(out)  # never a half-written report
     return {"turns": s["turns"], "defects": bool(s["top_defects"]), "rewrites": table is not None or bool(s["served_rewrites"]),
-            "ab": len(ab_results), "failure_points": fp is not None, "label_curves": sorted(curves), "bytes": len(doc.encode())}
+            "ab": len(ab_results), "failure_points": fp is not None, "label_curves": sorted(curves), "audits": len(audit_results),
+            "bytes": len(doc.encode())}
