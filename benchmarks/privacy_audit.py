@@ -26,7 +26,7 @@ from selflearn.fpi.model import FailurePointModel
 from selflearn.labels import LabelModel
 from selflearn.labels.training import train_labels
 from selflearn.labels.weak import store_dialogues
-from selflearn.privacy.audit import AuditConfig, audit_model
+from selflearn.governance.audit import AuditConfig, audit_model
 from selflearn.privacy.canaries import CanaryFormat, make_canaries, plant, save_canaries
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from selflearn.cli.main import app
 from selflearn.errors import InvalidInputError
-from selflearn.privacy.audit import AuditConfig, CachedEncoder, canary_audit, membership
+from selflearn.governance.audit import AuditConfig, CachedEncoder, canary_audit, membership
 from selflearn.privacy.canaries import CanaryFormat, exposure, load_canaries, make_canaries, plant, save_canaries
 from selflearn.privacy.membership import advantage_bound, attack_metrics, lira_scores, logit_confidence, user_scores
-from selflearn.privacy.targets import AuditTarget, Records
+from selflearn.governance.audit_targets import AuditTarget, Records
 
 runner = CliRunner()
 
@@ -210,7 +210,7 @@ def test_the_label_model_is_audited_by_membership_and_canaries_by_substitution(t
     from test_labels import SMALL, synthetic
 
     from selflearn.labels import LabelModel
-    from selflearn.privacy.targets import LabelTarget
+    from selflearn.governance.audit_targets import LabelTarget
 
     def of(users, seed, n):
         ds = synthetic(n, seed)

@@ -168,7 +168,7 @@ def audit_cmd(
     model and the store it was trained on. For an online model: whether one user's private entries in the
     personal memory can be read through another user's requests. Writes --out; with --max-advantage, a
     release gate (exit 4)."""
-    from selflearn.privacy.audit import AuditConfig, audit_models, check_gate, summary
+    from selflearn.governance.audit import AuditConfig, audit_models, check_gate, summary
 
     config = AuditConfig(shadows=shadows, max_users=max_users, max_advantage=max_advantage)
     report = audit_models(model, store, reference, canaries=canaries, config=config, threads=threads)

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidInputError, ReleaseGateError, explain
-from .canaries import exposure, load_canaries
-from .membership import advantage_bound, attack_metrics, lira_scores, loss_threshold_scores, user_scores
-from .targets import Records, target_for
+from ..privacy.canaries import exposure, load_canaries
+from ..privacy.membership import advantage_bound, attack_metrics, lira_scores, loss_threshold_scores, user_scores
+from .audit_targets import Records, target_for
 
 SUBSTITUTION_CANDIDATES = 1_000  # secrets scored for a model without a vector path (each is a full prediction)
 
@@ -126,7 +126,7 @@ def canary_audit(target, model, members: Records, canaries_path: Path, c: AuditC
     """Exposure and tokens recovered of every canary planted in the training data."""
     import torch
 
-    from .inversion import invert_secret
+    from ..privacy.inversion import invert_secret
 
     fmt, canaries = load_canaries(canaries_path)
     out = []
@@ -189,7 +189,7 @@ def audit_model(model, store, reference, *, canaries: Path | None = None, config
 
 def audit_online(rw, *, config: AuditConfig | None = None) -> dict:
     """The online model's personal memory as a data store (:mod:`.isolation`): a leak fails the gate."""
-    from .isolation import personal_isolation
+    from ..privacy.isolation import personal_isolation
 
     c = (config or AuditConfig()).check()
     started = time.perf_counter()
