@@ -1,5 +1,5 @@
 """The privacy audit's figures: one world run split by user into training logs (with canaries
-planted) and a reference of other users; each model (the failure-point model, the label model)
+planted) and a reference of other users; each model (the failure-point, label and rephrase models)
 trained on the training logs as the product trains it, without DP and with user-level DP at each
 epsilon; `selflearn privacy audit` of each (membership inference at the record and user level,
 canary exposure and inversion), side by side.
@@ -26,6 +26,8 @@ from selflearn.fpi.model import FailurePointModel
 from selflearn.labels import LabelModel
 from selflearn.labels.training import train_labels
 from selflearn.labels.weak import store_dialogues
+from selflearn.rephrase import ContextualRephraseDetector
+from selflearn.rewrites.mining import train_rephrase_model
 from selflearn.governance.audit import AuditConfig, audit_model
 from selflearn.privacy.canaries import CanaryFormat, make_canaries, plant, save_canaries
 from selflearn.store.importer import import_files
@@ -60,7 +62,7 @@ def main() -> None:
     ap.add_argument("--per-repetition", type=int, default=2, help="canaries per number of repetitions (1, 4, 16)")
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--max-users", type=int, default=500)
-    ap.add_argument("--models", nargs="+", default=["fpi"], choices=["fpi", "labels"])
+    ap.add_argument("--models", nargs="+", default=["fpi"], choices=["fpi", "labels", "rephrase"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -93,9 +95,12 @@ def main() -> None:
                     if name == "fpi":
                         stats = train_fpi(st, d, FailurePointModel(epochs=args.epochs, dp_epsilon=e, random_state=args.seed, threads=args.threads))
                         model = FailurePointModel.load(d, threads=args.threads)
-                    else:
+                    elif name == "labels":
                         stats = train_labels(store_dialogues(st), d, LabelModel(dp_epsilon=e, random_state=args.seed, threads=args.threads))
                         model = LabelModel.load(d, threads=args.threads)
+                    else:
+                        stats = train_rephrase_model(st, d, seed=args.seed, threads=args.threads, dp_epsilon=e)
+                        model = ContextualRephraseDetector.load(d, threads=args.threads)
                     say(f"audit {name} epsilon={eps}")
                     report = audit_model(model, st, ref, canaries=tmp / "canaries.json",
                                          config=AuditConfig(shadows=args.shadows, max_users=args.max_users, seed=args.seed),

@@ -233,3 +233,21 @@ def test_the_label_model_is_audited_by_membership_and_canaries_by_substitution(t
     recs = t.as_records([said] + members.items[1:])
     [row] = canary_audit(t, model, recs, tmp_path / "c.json", AuditConfig(), None)
     assert row["records_in_training"] == 1 and 0 <= row["exposure_bits"] <= row["max_bits"] and row["tokens_recovered"] is None
+
+
+def test_the_rephrase_model_is_audited_on_the_examples_it_was_trained_on(online_model, tmp_path):
+    from selflearn.governance.audit_targets import RephraseTarget
+    from selflearn.rephrase import ContextualRephraseDetector
+    from selflearn.rewrites.mining import train_rephrase_model
+    from selflearn.store.store import Store
+
+    t = RephraseTarget()
+    with Store(online_model["dir"] / "s.duckdb") as st:
+        train_rephrase_model(st, tmp_path / "reph", examples=40, seed=3)
+        model = ContextualRephraseDetector.load(tmp_path / "reph")
+        records = t.records(st, model)
+        t.check_trained_on(model, records, st)  # the sample is rebuilt exactly (its fingerprint matches)
+    assert len(records.items) == 40 and len(set(records.users)) > 1
+    p = t.p_true(model, records)
+    assert p.shape == (40,) and ((p > 0) & (p <= 1)).all()
+    assert t.with_text(records.items[0], "my pin code is 1 2").text == "my pin code is 1 2"

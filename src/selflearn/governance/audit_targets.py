@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import InvalidInputError, explain
 from ..models.base import fingerprint
 
-__all__ = ["Records", "AuditTarget", "FailurePointTarget", "LabelTarget", "target_for"]
+__all__ = ["Records", "AuditTarget", "FailurePointTarget", "LabelTarget", "RephraseTarget", "target_for"]
 
 
 @dataclass
@@ -181,7 +181,43 @@ class LabelTarget(AuditTarget):
                                             "pass the store the model was trained on, or retrain the model on it"))
 
 
-TARGETS = {t.component: t for t in (FailurePointTarget(), LabelTarget())}
+class RephraseTarget(AuditTarget):
+    """The contextual rephrase model, trained on the weakly labelled examples `train_rephrase_model`
+    samples from the store (rebuilt here with the model's seed and its number of examples, and
+    checked against its fingerprint). A record is an example (a turn and the turns after it); its
+    probability is the model's probability of the example's weak label (no rephrase, or which turn).
+    Canaries are scored by substitution (the anchor turn's text); no inversion (MiniLM is fine-tuned
+    end to end, the anchor is tokens, not a sentence vector)."""
+
+    component = "rephrase-detector"
+    vector_path = False
+
+    def records(self, store, model=None) -> Records:
+        from ..rewrites.mining import rephrase_training_set
+
+        seed = int(getattr(model, "random_state", 0) or 0)
+        n = int(getattr(model, "n_train_", 0) or 0)
+        x, y, _ = rephrase_training_set(store, examples=n if n >= 2 else 4000, seed=seed)
+        if model is not None and getattr(model, "data_fingerprint_", None) not in (None, fingerprint(x, y)):
+            x, y, _ = rephrase_training_set(store, seed=seed)  # the default number of examples
+        return Records(x, y, [e.user_id for e in x], [e.text for e in x])
+
+    def fit(self, model, records: Records, *, encoder=None):
+        from sklearn.base import clone
+
+        return clone(model).fit(records.items, records.labels)
+
+    def p_true(self, model, records: Records) -> np.ndarray:
+        probs = model.predict_proba(records.items) if records.items else []
+        return np.array([float(p[y + 1]) if 0 <= y + 1 < len(p) else 1e-7 for p, y in zip(probs, records.labels)])
+
+    def with_text(self, item, text: str, old: str | None = None):
+        import dataclasses
+
+        return dataclasses.replace(item, text=text)
+
+
+TARGETS = {t.component: t for t in (FailurePointTarget(), LabelTarget(), RephraseTarget())}
 
 
 def target_for(model) -> AuditTarget:

@@ -242,11 +242,19 @@ class ContextualRephraseDetector(Estimator):
     # -- inference --------------------------------------------------------------
     def predict(self, examples: list[Example], *, batch_size: int = 64) -> list[tuple[int, float]]:
         """Per example: (index of the rephrase among its following turns, or -1; probability)."""
+        out = []
+        for p in self.predict_proba(examples, batch_size=batch_size):
+            k = int(np.argmax(p))
+            out.append((k - 1, float(p[k])))
+        return out
+
+    def predict_proba(self, examples: list[Example], *, batch_size: int = 64) -> list[np.ndarray]:
+        """Per example: the probability of "no rephrase" and of each following turn, in that order."""
         import torch
 
         self._check_fitted()
         self._threads()
-        out: list[tuple[int, float]] = []
+        out: list[np.ndarray] = []
         with torch.inference_mode():
             for b in range(0, len(examples), batch_size):
                 batch = examples[b : b + batch_size]
@@ -256,9 +264,7 @@ class ContextualRephraseDetector(Estimator):
                 for i, sp in enumerate(spans):
                     scores = np.array([s[i, 0] + e[i, 0]] + [s[i, a] + e[i, z] for a, z in sp])
                     p = np.exp(scores - scores.max())
-                    p /= p.sum()
-                    k = int(np.argmax(p))
-                    out.append((k - 1, float(p[k])))
+                    out.append(p / p.sum())
         return out
 
     # -- persistence --------------------------------------------------------------

@@ -16,7 +16,7 @@ from ..text import normalise
 from .reviews import rewrite_chains
 from .table import BASELINE_REPHRASES, MODEL_REPHRASES, MiningConfig, mine_rewrites, write_table
 
-__all__ = ["mine", "list_rewrites", "explain_rewrite", "detect_rephrases", "train_rephrase_model"]
+__all__ = ["mine", "list_rewrites", "explain_rewrite", "detect_rephrases", "train_rephrase_model", "rephrase_training_set"]
 
 
 def mine(store: Store, out: Path, *, signals: SignalConfig | None = None, mining: MiningConfig | None = None,
@@ -67,18 +67,18 @@ def detect_rephrases(store: Store, model_dir: Path, *, success_below: float = DE
     return len(found)
 
 
-def train_rephrase_model(store: Store, out: Path, *, examples: int = 4000, epochs: int = 1, lr: float = 5e-5, batch_size: int = 32, seed: int = 0, threads: int = 1,
-                         distractors: float = 0.0, signals: SignalConfig | None = None, dp_epsilon: float | None = None,
-                         dp_delta: float | None = None) -> dict:
-    """Train the contextual rephrase model on weak labels from the store's signals (no truth):
-    half weak positives, half weak negatives, sampled; ``distractors`` of them get a self-supervised
-    distractor turn from another session. Saves it to ``out``."""
+def rephrase_training_set(store: Store, *, examples: int = 4000, seed: int = 0, distractors: float = 0.0,
+                          signals: SignalConfig | None = None) -> tuple[list, list, dict]:
+    """The examples `train_rephrase_model` trains on: half weak positives, half weak negatives,
+    sampled; ``distractors`` of them get a self-supervised distractor turn from another session."""
     import random
 
-    from ..rephrase import ContextualRephraseDetector, load_examples, weak_label, with_distractors
+    from ..rephrase import load_examples, weak_label, with_distractors
 
     if examples < 2:
         raise InvalidInputError(explain(f"examples={examples}", "must be >= 2", "use e.g. --examples 4000"))
+    if not 0.0 <= distractors <= 1.0:
+        raise InvalidInputError(explain(f"distractors={distractors}", "must be a share in [0, 1]", "use e.g. 0.3"))
     compute_signals(store, signals)
     labelled = [(e, weak_label(e)) for e in load_examples(store.reader()) if e.following]
     pos = [x for x in labelled if x[1] is not None and x[1] >= 0]
@@ -87,14 +87,22 @@ def train_rephrase_model(store: Store, out: Path, *, examples: int = 4000, epoch
         raise InvalidInputError(explain(f"{len(pos)} weak positives, {len(neg)} weak negatives", "training needs both", "import more logs"))
     rng = random.Random(seed)
     chosen = rng.sample(pos, min(len(pos), examples // 2)) + rng.sample(neg, min(len(neg), examples // 2))
-    if not 0.0 <= distractors <= 1.0:
-        raise InvalidInputError(explain(f"distractors={distractors}", "must be a share in [0, 1]", "use e.g. 0.3"))
     x, y = with_distractors([e for e, _ in chosen], [lab for _, lab in chosen], share=distractors, seed=seed)
+    return x, y, {"examples": len(chosen), "weak_positives": len(pos), "weak_negatives": len(neg)}
+
+
+def train_rephrase_model(store: Store, out: Path, *, examples: int = 4000, epochs: int = 1, lr: float = 5e-5, batch_size: int = 32, seed: int = 0, threads: int = 1,
+                         distractors: float = 0.0, signals: SignalConfig | None = None, dp_epsilon: float | None = None,
+                         dp_delta: float | None = None) -> dict:
+    """Train the contextual rephrase model on weak labels from the store's signals (no truth), on
+    :func:`rephrase_training_set`. Saves it to ``out``."""
+    from ..rephrase import ContextualRephraseDetector
+
+    x, y, stats = rephrase_training_set(store, examples=examples, seed=seed, distractors=distractors, signals=signals)
     model = ContextualRephraseDetector(epochs=epochs, lr=lr, batch_size=batch_size, random_state=seed, threads=threads,
                                        dp_epsilon=dp_epsilon, dp_delta=dp_delta).fit(x, y)
     model.save(out)
-    return {"model": str(out), "examples": len(chosen), "weak_positives": len(pos), "weak_negatives": len(neg),
-            "train_seconds": round(model.train_seconds_, 1), "privacy": model.privacy_}
+    return {"model": str(out), **stats, "train_seconds": round(model.train_seconds_, 1), "privacy": model.privacy_}
 
 
 def _rows(cur) -> list[dict]:
