@@ -32,6 +32,26 @@ def test_the_recognisers_confidence_is_a_request_feature_when_known():
     assert len(query_features(0, 0, 0, 0)) == FEATURES.index("retrieval_cosine")
 
 
+def test_the_global_layer_knows_which_failing_requests_a_retry_fixes():
+    from selflearn.online.features import query_features
+    from selflearn.online.train import History, build_global
+
+    def row(user, text, ok, meaning):
+        return {"user_id": user, "text": text, "rewrite": None, "ok": ok, "meaning": meaning, "device_type": "speaker", "has_screen": False,
+                "location": None, "hour": 9}
+
+    rows, target = [], {}
+    for u in range(5):  # five users: "whats the whether" fails and a retry fixes it; "sing a dirge" fails, nobody fixes it
+        rows += [row(f"u{u}", "whats the whether", False, "none|"), row(f"u{u}", "what's the weather", True, "weather|")]
+        target[len(rows) - 2] = len(rows) - 1
+        rows.append(row(f"u{u}", "sing a dirge", False, "none|"))
+    g = build_global(History(rows, target), min_users=5)
+    assert g.fixes[g.row["whats the whether"]] == 5 and g.fixes[g.row["sing a dirge"]] == 0
+    at = FEATURES.index("q_fix_rate")
+    assert query_features(5, 0, 0, 0, q_fixes=5)[at] > 0.8 > 0.2 > query_features(5, 0, 0, 0, q_fixes=0)[at]
+    assert query_features(0, 0, 0, 0)[at] == 0.5  # no evidence
+
+
 def test_smoothed_rate_and_meaning_key():
     assert smoothed_rate(0, 0) == 0.5 and smoothed_rate(8, 8) == 0.9
     a = meaning_key("weather_query", '[{"name": "place_name", "value": "wilkerson"}, {"name": "date", "value": "today"}]')

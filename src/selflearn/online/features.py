@@ -15,8 +15,9 @@ from rapidfuzz import fuzz
 __all__ = ["FEATURES", "phonetic_key", "query_features", "candidate_features", "smoothed_rate", "as_matrix"]
 
 FEATURES = (
-    # the request, from the global layer
-    "q_known", "q_log_turns", "q_success",
+    # the request, from the global layer (fix rate: of its failures, the share a retry fixed with
+    # another meaning; a request that fails and is never fixed has nothing a rewrite can reach)
+    "q_known", "q_log_turns", "q_success", "q_fix_rate",
     # the request as heard now: the recogniser's confidence (0 when the caller does not say)
     "q_asr_confidence",
     # the request, from this user's own history
@@ -44,9 +45,10 @@ def smoothed_rate(successes: float, attempts: float) -> float:
     return (successes + 1.0) / (attempts + 2.0)
 
 
-def query_features(q_turns: int, q_successes: int, u_attempts: int, u_successes: int, asr_confidence: float | None = None) -> list[float]:
+def query_features(q_turns: int, q_successes: int, u_attempts: int, u_successes: int, asr_confidence: float | None = None,
+                   q_fixes: int = 0) -> list[float]:
     conf = float(asr_confidence) if isinstance(asr_confidence, (int, float)) and 0.0 <= asr_confidence <= 1.0 else 0.0
-    return [float(q_turns > 0), math.log1p(q_turns), smoothed_rate(q_successes, q_turns), conf,
+    return [float(q_turns > 0), math.log1p(q_turns), smoothed_rate(q_successes, q_turns), smoothed_rate(q_fixes, max(q_turns - q_successes, 0)), conf,
             math.log1p(u_attempts), smoothed_rate(u_successes, u_attempts)]
 
 

@@ -65,9 +65,12 @@ class GlobalMemory:
     candidates: np.ndarray  # text ids in the index, in index order
     vectors: np.ndarray  # (candidates, dim) unit rows
     row: dict = field(default_factory=dict)
+    fixes: np.ndarray | None = None  # int, per text: its failures a retry fixed with another meaning (0 in older models)
 
     def __post_init__(self):
         self.row = {t: i for i, t in enumerate(self.texts)}
+        if self.fixes is None:
+            self.fixes = np.zeros(len(self.texts), np.int64)
         self._phonetic: list[str] | None = None  # the candidates' metaphone codes, made on first phonetic search
         self.set_vectors(self.vectors)
 
@@ -117,7 +120,7 @@ class GlobalMemory:
         import faiss
 
         directory.mkdir(parents=True, exist_ok=True)
-        cols = {"text": self.texts, "turns": self.turns, "successes": self.successes, "meaning": self.meaning, "meaning_heard": self.meaning_heard,
+        cols = {"text": self.texts, "turns": self.turns, "successes": self.successes, "fixes": self.fixes, "meaning": self.meaning, "meaning_heard": self.meaning_heard,
                 "screen_share": self.screen_share, "hour_share": list(self.hour_share),
                 "device_share": list(self.device_share), "location_share": list(self.location_share)}
         meta = {b"selflearn.global": json.dumps({"meanings": self.meanings, "device_types": self.device_types,
@@ -145,7 +148,8 @@ class GlobalMemory:
                    t.column("meaning").to_numpy(), t.column("meaning_heard").to_numpy(), meta["meanings"], meta["device_types"], meta["locations"],
                    mat("device_share", len(meta["device_types"])), t.column("screen_share").to_numpy(),
                    mat("hour_share", HOUR_BUCKETS), mat("location_share", len(meta["locations"])),
-                   np.array(meta["candidates"], dtype=np.int64), vectors)
+                   np.array(meta["candidates"], dtype=np.int64), vectors,
+                   fixes=t.column("fixes").to_numpy() if "fixes" in t.column_names else None)
 
 
 class _Pending(NamedTuple):

@@ -202,9 +202,9 @@ class OnlineRewriter:
         if not found:
             return [], [], as_matrix([], [])
         qrow = g.row.get(q)
-        q_turns, q_succ = (int(g.turns[qrow]), int(g.successes[qrow])) if qrow is not None else (0, 0)
+        q_turns, q_succ, q_fixes = (int(g.turns[qrow]), int(g.successes[qrow]), int(g.fixes[qrow])) if qrow is not None else (0, 0, 0)
         qh = hist.get(q)
-        qf = query_features(q_turns, q_succ, qh[0] if qh else 0, qh[1] if qh else 0, context.get("asr_confidence"))
+        qf = query_features(q_turns, q_succ, qh[0] if qh else 0, qh[1] if qh else 0, context.get("asr_confidence"), q_fixes)
         q_heard = g.meaning_heard[qrow] if qrow is not None else -2
         now = _now(context, self.personal, user_id)
         dcol = self._device_col.get(str(device.get("type")))

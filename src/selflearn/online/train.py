@@ -160,8 +160,13 @@ def build_global(h: History, min_users: int = K_DEFAULT) -> GlobalMemory:
     worked: dict[int, Counter] = defaultdict(Counter)
     ctx: dict[int, np.ndarray] = {}
     width = len(device_types) + 1 + HOUR_BUCKETS + len(locations)
-    for r in rows:
+    fixed_rows = {i for i, t in h.target.items() if h.rows[i]["meaning"] != h.rows[t]["meaning"]}
+    fix = Counter()
+    for k, r in enumerate(h.rows):
+        if len(said[r["rewrite"] or r["text"]]) < min_users:
+            continue
         i = row.setdefault(r["rewrite"] or r["text"], len(row))
+        fix[i] += k in fixed_rows
         turns[i] += 1
         heard[i][r["meaning"]] += 1
         if r["ok"]:
@@ -191,7 +196,7 @@ def build_global(h: History, min_users: int = K_DEFAULT) -> GlobalMemory:
     candidates = np.flatnonzero((s_arr >= 1) & (s_arr * 2 >= t_arr))  # requests that usually work
     return GlobalMemory(texts, t_arr, s_arr, meaning, meaning_heard, list(meanings), device_types, locations,
                         c[:, :nd], c[:, nd], c[:, nd + 1 : nd + 1 + HOUR_BUCKETS], c[:, nd + 1 + HOUR_BUCKETS :],
-                        candidates, np.zeros((len(candidates), 384), np.float32))
+                        candidates, np.zeros((len(candidates), 384), np.float32), fixes=np.array([fix[i] for i in range(n)], np.int64))
 
 
 def _record(r: dict) -> dict:
