@@ -14,7 +14,7 @@ from selflearn.cli.main import app
 from selflearn.errors import InvalidInputError
 from selflearn.governance.audit import AuditConfig, CachedEncoder, canary_audit, membership
 from selflearn.privacy.canaries import CanaryFormat, exposure, load_canaries, make_canaries, plant, save_canaries
-from selflearn.privacy.membership import advantage_bound, attack_metrics, lira_scores, logit_confidence, user_scores
+from selflearn.privacy.membership import advantage_bound, advantage_null, attack_metrics, lira_scores, logit_confidence, user_scores
 from selflearn.governance.audit_targets import AuditTarget, Records
 
 runner = CliRunner()
@@ -27,7 +27,9 @@ def test_attack_metrics_separate_perfect_and_random_scores():
     assert perfect["auc"] == 1.0 and perfect["advantage"] == 1.0 and perfect["tpr_at_fpr_0.01"] == 1.0
     assert perfect["tpr_at_fpr_0.001"] is None  # 500 non-members cannot resolve a 0.1% false-positive rate
     noise = attack_metrics(np.random.default_rng(0).normal(size=1000), members)
-    assert 0.45 < noise["auc"] < 0.55 and noise["advantage"] < 0.1
+    assert 0.45 < noise["auc"] < 0.55 and noise["advantage"] < noise["advantage_null_95"] < 0.1
+    # the chance level shrinks with the sample: about 1.22 sqrt(2 / n) for n a side (one-sided Kolmogorov-Smirnov, 95%)
+    assert advantage_null(315, 315) == pytest.approx(1.22 * np.sqrt(2 / 315), rel=0.1)
     assert len(noise["roc"]["fpr"]) == len(noise["roc"]["tpr"])
     with pytest.raises(InvalidInputError, match="needs both"):
         attack_metrics(np.ones(3), np.ones(3, bool))

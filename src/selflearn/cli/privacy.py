@@ -180,10 +180,11 @@ def audit_cmd(
         out.print(f"personal memory: {iso['requests']} requests of {iso['owners']} users' private entries asked as other users: "
                   f"{iso['rewrites']} rewrites, {iso['leaks']} leaks", highlight=False, markup=False)
     else:
-        table = Table("level", "attack", "AUC", "advantage", "TPR@1%FPR", "TPR@0.1%FPR", title=f"privacy audit: {model}")
+        table = Table("level", "attack", "AUC", "advantage", "chance (95%)", "TPR@1%FPR", "TPR@0.1%FPR", title=f"privacy audit: {model}")
         for lvl in ("users", "records"):
             for a, r in report["membership"][lvl].items():
-                table.add_row(lvl, a, f"{r['auc']:.3f}", f"{r['advantage']:.3f}", *(f"{r[k]:.3f}" if r[k] is not None else "n/a" for k in ("tpr_at_fpr_0.01", "tpr_at_fpr_0.001")))
+                table.add_row(lvl, a, f"{r['auc']:.3f}", f"{r['advantage']:.3f}",
+                              *(f"{r[k]:.3f}" if r[k] is not None else "n/a" for k in ("advantage_null_95", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001")))
         out.print(table)
         for c in report.get("canaries", []):
             out.print(f"canary x{c['repetitions']}: exposure {c['exposure_bits']} bits, tokens recovered {c['tokens_recovered']}", highlight=False, markup=False)

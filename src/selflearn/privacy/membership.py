@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, explain
 
-__all__ = ["logit_confidence", "loss_threshold_scores", "lira_scores", "user_scores", "attack_metrics", "advantage_bound", "FPR_POINTS"]
+__all__ = ["logit_confidence", "loss_threshold_scores", "lira_scores", "user_scores", "attack_metrics", "advantage_bound", "advantage_null", "FPR_POINTS"]
 
 FPR_POINTS = (0.01, 0.001)  # false-positive rates at which the true-positive rate is reported
 _EPS = 1e-7
@@ -84,7 +84,7 @@ def attack_metrics(scores: np.ndarray, members: np.ndarray, *, roc_points: int =
         at[f"tpr_at_fpr_{f:g}"] = float(tpr[ok].max()) if ok.any() and n_out * f >= 1 else None
     grid = np.linspace(0, 1, roc_points)
     return {"members": n_in, "non_members": n_out, "auc": float(roc_auc_score(members, scores)),
-            "advantage": float(np.max(tpr - fpr)), **at,
+            "advantage": float(np.max(tpr - fpr)), "advantage_null_95": advantage_null(n_in, n_out), **at,
             "roc": {"fpr": [round(float(x), 4) for x in grid], "tpr": [round(float(x), 4) for x in np.interp(grid, fpr, tpr)]}}
 
 
@@ -92,3 +92,18 @@ def advantage_bound(epsilon: float, delta: float = 0.0) -> float:
     """The most membership advantage (epsilon, delta)-DP allows: (e^eps - 1 + 2 delta) / (e^eps + 1)
     (Humphries et al.; Yeom et al.'s e^eps - 1 is looser)."""
     return min(1.0, (math.exp(epsilon) - 1 + 2 * delta) / (math.exp(epsilon) + 1))
+
+
+def advantage_null(n_members: int, n_non_members: int, *, quantile: float = 0.95, rounds: int = 2000, seed: int = 0) -> float:
+    """The advantage an attack with NO information reaches by chance on samples of these sizes (the
+    ``quantile`` of max TPR - FPR over random scores: the two-sample Kolmogorov-Smirnov statistic).
+    A measured advantage below it is indistinguishable from no leak."""
+    rng = np.random.default_rng(seed)
+    a, b = int(n_members), int(n_non_members)
+    out = np.empty(rounds)
+    for k in range(rounds):
+        order = rng.permutation(a + b) < a  # which ranks the members hold, under no information
+        tpr = np.cumsum(order) / a
+        fpr = np.cumsum(~order) / b
+        out[k] = np.max(tpr - fpr)
+    return float(np.quantile(out, quantile))

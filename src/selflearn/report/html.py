@@ -62,12 +62,12 @@ def _audit_view(audits: list[tuple[str, dict]], fig) -> dict:
         who = f"{name} ({a['model']}, {'epsilon ' + _num(eps) if eps else 'no DP'})"
         if a.get("personal_isolation"):
             iso = a["personal_isolation"]
-            rows.append([clip(who, 120), "personal memory", "another user's entry", "", f"{iso['leaks']} leaks in {iso['requests']:,} requests", "", ""])
+            rows.append([clip(who, 120), "personal memory", "another user's entry", "", f"{iso['leaks']} leaks in {iso['requests']:,} requests", "", "", ""])
             continue
         for level in ("users", "records"):
             for attack, r in a["membership"][level].items():
                 rows.append([clip(who, 120), level, attack, f"{r['auc']:.3f}", f"{r['advantage']:.3f}",
-                             *("n/a" if r.get(k) is None else f"{r[k]:.3f}" for k in ("tpr_at_fpr_0.01", "tpr_at_fpr_0.001"))])
+                             *("n/a" if not isinstance(r.get(k), (int, float)) else f"{r[k]:.3f}" for k in ("advantage_null_95", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001"))])
                 if level == "users":
                     roc.add_trace(go.Scatter(x=r["roc"]["fpr"], y=r["roc"]["tpr"], mode="lines", name=_label(f"{name} {attack}")))
         canaries = [c for c in a.get("canaries") or [] if c.get("exposure_bits") is not None]
