@@ -253,3 +253,19 @@ def test_the_rephrase_model_is_audited_on_the_examples_it_was_trained_on(online_
     p = t.p_true(model, records)
     assert p.shape == (40,) and ((p > 0) & (p <= 1)).all()
     assert t.with_text(records.items[0], "my pin code is 1 2").text == "my pin code is 1 2"
+
+
+def test_cli_plants_canaries_into_a_copy_of_the_logs(tmp_path):
+    from conftest import session, write_jsonl
+
+    logs = write_jsonl(tmp_path / "logs.jsonl", [t for u in range(8) for t in session(f"s{u}", 2, user_id=f"user{u}")])
+    r = runner.invoke(app, ["privacy", "canaries", str(logs), "--out", str(tmp_path / "planted.jsonl"), "--canaries", str(tmp_path / "c.json"),
+                            "--repetitions", "1", "--repetitions", "4", "--per-repetition", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["turns_added"] == 5 and len((tmp_path / "planted.jsonl").read_text().splitlines()) == 16 + 5
+    _, cs = load_canaries(tmp_path / "c.json")
+    assert [c.repetitions for c in cs] == [1, 4] and logs.read_text().count("pin code") == 0  # the input is left as it was
+    same = runner.invoke(app, ["privacy", "canaries", str(logs), "--out", str(logs), "--canaries", str(tmp_path / "d.json")])
+    assert same.exit_code == 2 and "new file" in same.output
+    missing = runner.invoke(app, ["privacy", "canaries", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "x.jsonl"), "--canaries", str(tmp_path / "e.json")])
+    assert missing.exit_code == 2 and "cannot be read" in missing.output
