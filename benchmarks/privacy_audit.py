@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["fpi"], choices=["fpi", "labels", "rephrase"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=None, help="also write the results here after each model (a long run keeps what it finished)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="privacy-audit-"))
@@ -108,6 +109,8 @@ def main() -> None:
                     report["train"] = {k: stats.get(k) for k in ("turns", "dialogues", "train_seconds", "privacy")}
                     out["runs"][f"{name} {eps}"] = report
                     print(json.dumps({"done": f"{name} {eps}", "user_advantage": report["user_advantage"], "seconds": report["seconds"]}), flush=True)
+                    if args.out:
+                        args.out.write_text(json.dumps(out, indent=1, default=str))
     finally:
         shutil.rmtree(tmp)
     print(json.dumps(out, indent=2, default=str))
