@@ -138,9 +138,7 @@ def canary_audit(target, model, members: Records, canaries_path: Path, c: AuditC
             continue
         recs = members.subset(idx)
         limit = c.candidates if target.vector_path else min(c.candidates, SUBSTITUTION_CANDIDATES)
-        cands = fmt.secrets(limit=limit, include=canary.secret, seed=c.seed)
-        if canary.secret not in cands:
-            cands = cands[:-1] + [canary.secret]
+        cands = fmt.secrets(limit=limit, include=canary.secret, seed=c.seed)  # the whole space, or a sample holding the secret
         if target.vector_path:
             score = target.text_scorer(model, recs)
             vec = torch.from_numpy(encoder.encode([fmt.text(s) for s in cands]))
@@ -226,17 +224,11 @@ def summary(report: dict) -> dict:
 def audit_models(model_dir: Path, store_path: Path, reference_path: Path | None, *, canaries: Path | None = None,
                  config: AuditConfig | None = None, threads: int = 1) -> dict:
     """The audit of whatever model ``model_dir`` holds (what the CLI calls)."""
-    import json as _json
-
-    from ..models.directory import CONFIG
+    from ..models.directory import describe
     from ..models.registry import load_model
     from ..store.store import Store
 
-    try:
-        component = _json.loads((Path(model_dir) / CONFIG).read_text()).get("component")
-    except (OSError, ValueError, AttributeError):
-        component = None
-    if component == "online-rewriter":
+    if describe(model_dir)["component"] == "online-rewriter":
         from ..online import OnlineRewriter
 
         return audit_online(OnlineRewriter.load(model_dir, threads=threads), config=config)
