@@ -31,7 +31,10 @@ from selflearn.world.build import World
 from selflearn.world.experiments import simulate_to
 from selflearn.world.simulate import SimConfig, load_nlu_for
 
-CONTEXT = {"device type": ("ctx_device",), "screen": ("ctx_screen",), "hour": ("ctx_hour",), "location (room)": ("ctx_location",)}
+CONTEXT = {"device type": ("ctx_device",), "screen": ("ctx_screen",), "hour": ("ctx_hour",), "location (room)": ("ctx_location",),
+           "recognition confidence": ("q_asr_confidence",),
+           "the user's previous turns": ("u_q_log_attempts", "u_q_success", "u_c_log_successes", "u_c_recency", "u_pair_log_served",
+                                         "u_pair_fail_share", "u_pair_log_fixed")}
 
 
 def curve_area(curve: list[dict]) -> float:
@@ -57,7 +60,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="context-ablation-"))
     out: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "variants": {}}
     variants = {"all features": (), **{f"without {k}": v for k, v in CONTEXT.items()},
-                "without any context": tuple(f for v in CONTEXT.values() for f in v)}
+                "without any context (all of the above)": tuple(f for v in CONTEXT.values() for f in v)}
     arms: dict = {"none": None}
     try:
         say("simulate, mine")
