@@ -157,22 +157,29 @@ def test_exposure_and_inversion_extract_a_memorised_canary_and_nothing_else(tmp_
 
 
 # -- a real model, end to end -------------------------------------------------------------------
+def reference_store(fpi_runs, path):
+    """The held-out run's users (another simulation, so other people under other ids) in a store."""
+    from selflearn.store.importer import import_files
+    from selflearn.store.store import Store
+
+    lines = [json.loads(x) for x in (fpi_runs["dir"] / "eval" / "logs.jsonl").read_text().splitlines() if x.strip()]
+    for r in lines:
+        r["user_id"], r["session_id"] = "other-" + r["user_id"], "other-" + r["session_id"]
+    path.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with Store(path) as ref:
+        import_files(ref, [path.with_suffix(".jsonl")])
+    return path
+
+
 def test_audit_of_the_failure_point_model_and_its_release_gate(fpi_runs, tmp_path):
     from selflearn.fpi.model import FailurePointModel
     from selflearn.fpi.isolation import train_fpi
     from selflearn.store.store import Store
 
-    from selflearn.store.importer import import_files
 
     with Store(fpi_runs["train"][2], read_only=True) as st:
         train_fpi(st, tmp_path / "fpi", FailurePointModel(epochs=5))
-    # the reference: the held-out run's users (another simulation, so other people under other ids)
-    lines = [json.loads(x) for x in (fpi_runs["dir"] / "eval" / "logs.jsonl").read_text().splitlines() if x.strip()]
-    for r in lines:
-        r["user_id"], r["session_id"] = "other-" + r["user_id"], "other-" + r["session_id"]
-    (tmp_path / "ref.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-    with Store(tmp_path / "ref.duckdb") as ref:
-        import_files(ref, [tmp_path / "ref.jsonl"])
+    reference_store(fpi_runs, tmp_path / "ref.duckdb")
     args = ["privacy", "audit", "--model", str(tmp_path / "fpi"), "--store", str(fpi_runs["train"][2]), "--reference", str(tmp_path / "ref.duckdb"),
             "--shadows", "2", "--out", str(tmp_path / "audit.json")]
     r = runner.invoke(app, args)
@@ -206,6 +213,36 @@ def test_personal_memory_isolation_finds_no_leak_and_catches_a_shared_memory(onl
     rw.personal.history = lambda user: merged
     rw.threshold = 0.0
     assert personal_isolation(rw, owners=10, askers=3)["leaks"] > 0
+
+
+def test_the_online_models_encoder_is_attacked_on_the_pairs_it_was_fine_tuned_on(online_model, fpi_runs, tmp_path):
+    from selflearn.governance.audit_targets import EncoderTarget
+    from selflearn.online.encoder import BiEncoder
+    from selflearn.store.store import Store
+
+    ref = reference_store(fpi_runs, tmp_path / "ref.duckdb")
+    args = ["privacy", "audit", "--model", str(online_model["model"]), "--store", str(online_model["dir"] / "s.duckdb"),
+            "--reference", str(ref), "--shadows", "2", "--out", str(tmp_path / "a.json")]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["personal_isolation"]["leaks"] == 0 and "encoder" in report["membership_note"]
+    users = report["membership"]["users"]
+    assert set(users) == {"loss_threshold", "lira"} and users["lira"]["members"] > 0 and users["lira"]["non_members"] > 0
+    assert 0 <= report["user_advantage"] <= 1 and "personal memory" in r.output and "lira" in r.output and "encoder" in r.output
+    gated = runner.invoke(app, args + ["--max-advantage", "0"])
+    assert gated.exit_code == 4 and "advantage" in gated.output
+    # the encoder's pairs are rebuilt exactly from the store (its fingerprint), and another store is refused
+    t = EncoderTarget(0.2, 0)
+    enc = BiEncoder.load(online_model["model"] / "encoder")
+    with Store(online_model["dir"] / "s.duckdb", read_only=True) as st:
+        pairs = t.records(st, enc)
+        t.check_trained_on(enc, pairs, st)
+    p = t.p_true(enc, pairs.subset(range(20)))
+    assert p.shape == (20,) and ((p >= 0) & (p <= 1)).all() and t.with_text(pairs.items[0], "x") == ("x", pairs.items[0][1])
+    wrong = runner.invoke(app, ["privacy", "audit", "--model", str(online_model["model"]), "--store", str(ref), "--reference", str(ref),
+                                "--out", str(tmp_path / "x.json")])
+    assert wrong.exit_code != 0 and "trained on" in wrong.output
 
 
 def test_the_label_model_is_audited_by_membership_and_canaries_by_substitution(tmp_path):

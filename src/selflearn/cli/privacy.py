@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from selflearn.store.store import DEFAULT_STORE, Store
 
@@ -175,12 +176,14 @@ def audit_cmd(
     output.write_text(json.dumps(report, indent=1, default=str))
     if as_json:
         print_json(summary(report))
-    elif report.get("personal_isolation"):
+    if not as_json and report.get("personal_isolation"):
         iso = report["personal_isolation"]
         out.print(f"personal memory: {iso['requests']} requests of {iso['owners']} users' private entries asked as other users: "
                   f"{iso['rewrites']} rewrites, {iso['leaks']} leaks", highlight=False, markup=False)
-    else:
-        table = Table("level", "attack", "AUC", "advantage", "chance (95%)", "TPR@1%FPR", "TPR@0.1%FPR", title=f"privacy audit: {model}")
+    if not as_json and report.get("membership"):
+        if report.get("personal_isolation"):
+            out.print(f"membership: {report['membership_note']}", highlight=False, markup=False)
+        table = Table("level", "attack", "AUC", "advantage", "chance (95%)", "TPR@1%FPR", "TPR@0.1%FPR", title=Text(f"privacy audit: {model}"))
         for lvl in ("users", "records"):
             for a, r in report["membership"][lvl].items():
                 table.add_row(lvl, a, f"{r['auc']:.3f}", f"{r['advantage']:.3f}",

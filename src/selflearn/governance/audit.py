@@ -161,11 +161,13 @@ def canary_audit(target, model, members: Records, canaries_path: Path, c: AuditC
     return out
 
 
-def audit_model(model, store, reference, *, canaries: Path | None = None, config: AuditConfig | None = None, progress=None) -> dict:
+def audit_model(model, store, reference, *, canaries: Path | None = None, config: AuditConfig | None = None, progress=None,
+                target=None) -> dict:
     """The audit of one model (see the module's docstring); ``store`` is the store it was trained on,
-    ``reference`` a store of other users of the same population."""
+    ``reference`` a store of other users of the same population; ``target``: how to attack it (by
+    default, the one its component names)."""
     c = (config or AuditConfig()).check()
-    target = target_for(model)
+    target = target or target_for(model)
     started = time.perf_counter()
     encoder = CachedEncoder(threads=int(getattr(model, "threads", 1) or 1))
     target.share_encoder(model, encoder)
@@ -185,32 +187,56 @@ def audit_model(model, store, reference, *, canaries: Path | None = None, config
     return report
 
 
-def audit_online(rw, *, config: AuditConfig | None = None) -> dict:
-    """The online model's personal memory as a data store (:mod:`.isolation`): a leak fails the gate."""
+def audit_online(rw, *, model_dir: Path | None = None, store=None, reference=None, canaries: Path | None = None,
+                 config: AuditConfig | None = None, progress=None, threads: int = 1) -> dict:
+    """The online model: its personal memory as a data store (:mod:`.isolation`: a leak fails the
+    gate) and, given the store it was trained on and a ``reference`` store, membership inference
+    (and canaries) against its retrieval encoder, the part trained on users' texts. Its ranker
+    learns from aggregate features (counts of the k-anonymous global layer, the user's own history)
+    and is not attacked here."""
+    from ..models.directory import CONFIG
+    from ..online.encoder import BiEncoder
     from ..privacy.isolation import personal_isolation
+    from .audit_targets import EncoderTarget
 
     c = (config or AuditConfig()).check()
     started = time.perf_counter()
     iso = personal_isolation(rw, seed=c.seed)
-    return {"model": "online-rewriter", "privacy": rw.dp, "personal_isolation": iso,
-            "membership": None, "membership_note": "membership inference against the online model's ranker and encoder is not covered yet",
-            "gate": None if c.max_advantage is None else {"max_advantage": c.max_advantage, "passed": iso["leaks"] == 0},
-            "seconds": round(time.perf_counter() - started, 1)}
+    report = {"model": "online-rewriter", "privacy": rw.dp, "personal_isolation": iso, "membership": None,
+              "membership_note": "pass the store the model was trained on and --reference to attack its retrieval encoder"}
+    worst = None
+    if model_dir is not None and store is not None and reference is not None:
+        import json
+
+        trained = json.loads((Path(model_dir) / CONFIG).read_text()).get("config") or {}
+        target = EncoderTarget(float(trained.get("validation_share", 0.2)), int(trained.get("seed", 0)))
+        enc = BiEncoder.load(Path(model_dir) / "encoder", threads=threads)
+        sub = audit_model(enc, store, reference, canaries=canaries, config=c, progress=progress, target=target)
+        report.update(membership=sub["membership"], membership_note="the retrieval encoder (fine-tuned on failing requests and their fixes)",
+                      encoder_privacy=sub["privacy"], user_advantage=sub["user_advantage"])
+        if "canaries" in sub:
+            report["canaries"] = sub["canaries"]
+        worst = sub["user_advantage"]
+    passed = iso["leaks"] == 0 and (worst is None or c.max_advantage is None or worst <= c.max_advantage)
+    report["gate"] = None if c.max_advantage is None else {"max_advantage": c.max_advantage, "passed": passed}
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return report
 
 
 def check_gate(report: dict) -> None:
     """A :class:`ReleaseGateError` when the audit's user-level advantage is above its gate (or,
     for an online model, when one user's private entry reached another user)."""
     gate = report.get("gate")
-    if gate and not gate["passed"] and report.get("personal_isolation"):
+    if not gate or gate["passed"]:
+        return
+    if (report.get("personal_isolation") or {}).get("leaks"):
         raise ReleaseGateError(explain(f"{report['personal_isolation']['leaks']} rewrites returned another user's private entry",
                                        "must be 0: the personal layer answers a user from their own history only",
                                        "do not release this model; report the examples in the audit as a bug"))
-    if gate and not gate["passed"]:
-        worst = max(report["membership"]["users"].items(), key=lambda kv: kv[1]["advantage"])
-        raise ReleaseGateError(explain(f"user-level membership advantage {worst[1]['advantage']:.3f} ({worst[0]} attack) of {report['model']}",
-                                       f"must be <= {gate['max_advantage']} (--max-advantage)",
-                                       "retrain with user-level DP (--dp-epsilon) or on more users, then audit again"))
+    worst = max(report["membership"]["users"].items(), key=lambda kv: kv[1]["advantage"])
+    raise ReleaseGateError(explain(f"user-level membership advantage {worst[1]['advantage']:.3f} ({worst[0]} attack) of {report['model']}",
+                                   f"must be <= {gate['max_advantage']} (--max-advantage)",
+                                   "retrain with user-level DP (--dp-epsilon) or on more users, then audit again"))
 
 
 def summary(report: dict) -> dict:
@@ -228,15 +254,20 @@ def audit_models(model_dir: Path, store_path: Path, reference_path: Path | None,
     from ..models.registry import load_model
     from ..store.store import Store
 
-    if describe(model_dir)["component"] == "online-rewriter":
-        from ..online import OnlineRewriter
-
-        return audit_online(OnlineRewriter.load(model_dir, threads=threads), config=config)
-    model = load_model(model_dir, threads=threads)
-    if reference_path is None:
+    online = describe(model_dir)["component"] == "online-rewriter"
+    if reference_path is None and not online:
         raise InvalidInputError(explain(f"--model {model_dir}", "a membership audit needs --reference (a store of users the model never saw)",
                                         "import logs of other users into a store and pass it as --reference"))
-    if not Path(store_path).exists() or not Path(reference_path).exists():
+    if reference_path is not None and (not Path(store_path).exists() or not Path(reference_path).exists()):
         raise InvalidInputError(explain(f"{store_path} / {reference_path}", "both stores must exist", "check --store and --reference"))
+    if online:
+        from ..online import OnlineRewriter
+
+        rw = OnlineRewriter.load(model_dir, threads=threads)
+        if reference_path is None:
+            return audit_online(rw, config=config)
+        with Store(store_path) as st, Store(reference_path) as ref:
+            return audit_online(rw, model_dir=Path(model_dir), store=st, reference=ref, canaries=canaries, config=config, threads=threads)
+    model = load_model(model_dir, threads=threads)
     with Store(store_path) as st, Store(reference_path) as ref:  # the signals may need computing
         return audit_model(model, st, ref, canaries=canaries, config=config)

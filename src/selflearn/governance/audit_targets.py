@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import InvalidInputError, explain
 from ..models.base import fingerprint
 
-__all__ = ["Records", "AuditTarget", "FailurePointTarget", "LabelTarget", "RephraseTarget", "target_for"]
+__all__ = ["Records", "AuditTarget", "FailurePointTarget", "LabelTarget", "RephraseTarget", "EncoderTarget", "target_for"]
 
 
 @dataclass
@@ -217,7 +217,55 @@ class RephraseTarget(AuditTarget):
         return dataclasses.replace(item, text=text)
 
 
-TARGETS = {t.component: t for t in (FailurePointTarget(), LabelTarget(), RephraseTarget())}
+class EncoderTarget(AuditTarget):
+    """The online model's retrieval encoder, fine-tuned on (failing request, the request that fixed
+    it) pairs of the training users outside its validation share (rebuilt from the store with the
+    online model's seed and share, checked against the encoder's fingerprint). A record is a pair;
+    its confidence is the pair's cosine under the encoder, as a probability ((1 + cos) / 2): what the
+    fine-tuning pulls up for the pairs it saw. Shadows are fine-tuned like the encoder (DP included;
+    their private runs draw negatives from their own pairs' fixes, where the product draws them from
+    the global index). Canaries are scored by substitution (the request's text)."""
+
+    component = "biencoder"
+    vector_path = False
+
+    def __init__(self, validation_share: float = 0.2, seed: int = 0):
+        self.validation_share = validation_share
+        self.seed = seed
+
+    def records(self, store, model=None) -> Records:
+        from ..online.train import encoder_pairs, load_history
+
+        pairs, users = encoder_pairs(load_history(store), self.validation_share, self.seed)
+        return Records(pairs, [None] * len(pairs), users, [a for a, _ in pairs])
+
+    def fit(self, model, records: Records, *, encoder=None):
+        from sklearn.base import clone
+
+        shadow = clone(model)
+        if getattr(model, "dp_epsilon", None) is not None:
+            return shadow.fit(records.items, users=records.users, negatives=sorted({b for _, b in records.items}))
+        return shadow.fit(records.items)
+
+    def p_true(self, model, records: Records) -> np.ndarray:
+        if not records.items:
+            return np.zeros(0)
+        texts = sorted({t for pair in records.items for t in pair})
+        vec = dict(zip(texts, model.encode(texts)))
+        cos = np.array([float(vec[a] @ vec[b]) for a, b in records.items])
+        return np.clip((1.0 + cos) / 2.0, 0.0, 1.0)
+
+    def with_text(self, item, text: str, old: str | None = None):
+        return (text, item[1])
+
+    def check_trained_on(self, model, records: Records, store) -> None:
+        want = getattr(model, "data_fingerprint_", None)
+        if want is not None and want != fingerprint(records.items):
+            raise InvalidInputError(explain(f"{store.path}", "must be the store the online model was trained on (its encoder's training pairs' fingerprint differs)",
+                                            "pass the store the model was trained on (after the same imports), or retrain the model on it"))
+
+
+TARGETS = {t.component: t for t in (FailurePointTarget(), LabelTarget(), RephraseTarget(), EncoderTarget())}
 
 
 def target_for(model) -> AuditTarget:

@@ -39,7 +39,7 @@ from .memory import HOUR_BUCKETS, GlobalMemory, PersonalMemory, hour_bucket, mea
 from .ranker import Ranker, choose_threshold, choose_threshold_by_harm, precision_coverage
 from .online_rewriter import OnlineRewriter
 
-__all__ = ["OnlineConfig", "train_online", "load_history", "History", "build_global", "held_out"]
+__all__ = ["OnlineConfig", "train_online", "load_history", "History", "build_global", "held_out", "encoder_pairs"]
 
 SUCCESS_BELOW = DEFECT_AT  # defect score under which a turn counts as having worked (as in mining)
 
@@ -140,6 +140,21 @@ def held_out(user: str, share: float, seed: int) -> bool:
     """Whether ``user`` is in the validation share (a stable hash, so runs agree)."""
     h = int(hashlib.sha256(f"{seed}:{user}".encode()).hexdigest()[:8], 16)
     return h / 0xFFFFFFFF < share
+
+
+def encoder_pairs(h: History, validation_share: float, seed: int) -> tuple[list[tuple[str, str]], list[str]]:
+    """What the retrieval encoder is fine-tuned on: (failing request, the request that fixed it) of
+    every user outside the validation share, in time order, and whose pair each is."""
+    held: dict[str, bool] = {}
+    out, users = [], []
+    for i, t in h.target.items():
+        u = h.rows[i]["user_id"]
+        if u not in held:
+            held[u] = held_out(u, validation_share, seed)
+        if not held[u] and h.rows[i]["text"] != h.rows[t]["text"]:
+            out.append((h.rows[i]["text"], h.rows[t]["text"]))
+            users.append(u)
+    return out, users
 
 
 def build_global(h: History, min_users: int = K_DEFAULT) -> GlobalMemory:
@@ -272,8 +287,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     say("history", 0, 0)
     h = load_history(store, signals)
     held = {u: held_out(u, c.validation_share, c.seed) for u in {r["user_id"] for r in h.rows}}
-    chosen_pairs = [(i, t) for i, t in h.target.items() if not held[h.rows[i]["user_id"]] and h.rows[i]["text"] != h.rows[t]["text"]]
-    pairs = [(h.rows[i]["text"], h.rows[t]["text"]) for i, t in chosen_pairs]
+    pairs, pair_users = encoder_pairs(h, c.validation_share, c.seed)
     say("global layer", 0, 0)
     g = build_global(h, c.min_users)
     dp = c.dp_split()
@@ -287,7 +301,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
         # over the frozen MiniLM, negatives from the global index) and the ranker
         enc = BiEncoder(epochs=c.epochs, batch_size=c.batch_size, random_state=c.seed, threads=threads, max_pairs=c.max_pairs, **dp)
         if dp:
-            enc.fit(pairs, users=[h.rows[i]["user_id"] for i, _ in chosen_pairs], negatives=[g.texts[i] for i in g.candidates])
+            enc.fit(pairs, users=pair_users, negatives=[g.texts[i] for i in g.candidates])
         else:
             enc.fit(pairs)
         fit_stats = enc.training_

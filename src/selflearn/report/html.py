@@ -63,8 +63,7 @@ def _audit_view(audits: list[tuple[str, dict]], fig) -> dict:
         if a.get("personal_isolation"):
             iso = a["personal_isolation"]
             rows.append([clip(who, 120), "personal memory", "another user's entry", "", f"{iso['leaks']} leaks in {iso['requests']:,} requests", "", "", ""])
-            continue
-        for level in ("users", "records"):
+        for level in ("users", "records") if a.get("membership") else ():
             for attack, r in a["membership"][level].items():
                 rows.append([clip(who, 120), level, attack, f"{r['auc']:.3f}", f"{r['advantage']:.3f}",
                              *("n/a" if not isinstance(r.get(k), (int, float)) else f"{r[k]:.3f}" for k in ("advantage_null_95", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001"))])
