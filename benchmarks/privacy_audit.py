@@ -1,5 +1,5 @@
 """The privacy audit's figures: one world run split by user into training logs (with canaries
-planted) and a reference of other users; each model (the failure-point, label and rephrase models)
+planted) and a reference of other users; each model (the failure-point, label and rephrase models, the online model's encoder)
 trained on the training logs as the product trains it, without DP and with user-level DP at each
 epsilon; `selflearn privacy audit` of each (membership inference at the record and user level,
 canary exposure and inversion), side by side.
@@ -28,7 +28,8 @@ from selflearn.labels.training import train_labels
 from selflearn.labels.weak import store_dialogues
 from selflearn.rephrase import ContextualRephraseDetector
 from selflearn.rewrites.mining import train_rephrase_model
-from selflearn.governance.audit import AuditConfig, audit_model
+from selflearn.governance.audit import AuditConfig, audit_model, audit_online
+from selflearn.online import OnlineConfig, OnlineRewriter, train_online
 from selflearn.privacy.canaries import CanaryFormat, make_canaries, plant, save_canaries
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
@@ -62,7 +63,8 @@ def main() -> None:
     ap.add_argument("--per-repetition", type=int, default=2, help="canaries per number of repetitions (1, 4, 16)")
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--max-users", type=int, default=500)
-    ap.add_argument("--models", nargs="+", default=["fpi"], choices=["fpi", "labels", "rephrase"])
+    ap.add_argument("--models", nargs="+", default=["fpi"], choices=["fpi", "labels", "rephrase", "online"])
+    ap.add_argument("--label-epochs", type=int, default=None, help="the label model's epochs (default: as many as its schedule picks)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None, help="also write the results here after each model (a long run keeps what it finished)")
@@ -97,16 +99,23 @@ def main() -> None:
                         stats = train_fpi(st, d, FailurePointModel(epochs=args.epochs, dp_epsilon=e, random_state=args.seed, threads=args.threads))
                         model = FailurePointModel.load(d, threads=args.threads)
                     elif name == "labels":
-                        stats = train_labels(store_dialogues(st), d, LabelModel(dp_epsilon=e, random_state=args.seed, threads=args.threads))
+                        stats = train_labels(store_dialogues(st), d, LabelModel(dp_epsilon=e, epochs=args.label_epochs, random_state=args.seed,
+                                                                                threads=args.threads))
                         model = LabelModel.load(d, threads=args.threads)
+                    elif name == "online":  # the encoder gets half the budget (the ranker the other half)
+                        stats = train_online(st, d, config=OnlineConfig(seed=args.seed, dp_epsilon=e), threads=args.threads)
+                        model = OnlineRewriter.load(d, threads=args.threads)
                     else:
                         stats = train_rephrase_model(st, d, seed=args.seed, threads=args.threads, dp_epsilon=e)
                         model = ContextualRephraseDetector.load(d, threads=args.threads)
                     say(f"audit {name} epsilon={eps}")
-                    report = audit_model(model, st, ref, canaries=tmp / "canaries.json",
-                                         config=AuditConfig(shadows=args.shadows, max_users=args.max_users, seed=args.seed),
-                                         progress=lambda s: say("  " + s))
-                    report["train"] = {k: stats.get(k) for k in ("turns", "dialogues", "train_seconds", "privacy")}
+                    cfg = AuditConfig(shadows=args.shadows, max_users=args.max_users, seed=args.seed)
+                    if name == "online":
+                        report = audit_online(model, model_dir=d, store=st, reference=ref, canaries=tmp / "canaries.json", config=cfg,
+                                              progress=lambda s: say("  " + s), threads=args.threads)
+                    else:
+                        report = audit_model(model, st, ref, canaries=tmp / "canaries.json", config=cfg, progress=lambda s: say("  " + s))
+                    report["train"] = {k: stats.get(k) for k in ("turns", "dialogues", "train_seconds", "privacy", "biencoder")}
                     out["runs"][f"{name} {eps}"] = report
                     print(json.dumps({"done": f"{name} {eps}", "user_advantage": report["user_advantage"], "seconds": report["seconds"]}), flush=True)
                     if args.out:

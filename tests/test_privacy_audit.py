@@ -216,8 +216,10 @@ def test_personal_memory_isolation_finds_no_leak_and_catches_a_shared_memory(onl
 
 
 def test_the_online_models_encoder_is_attacked_on_the_pairs_it_was_fine_tuned_on(online_model, fpi_runs, tmp_path):
-    from selflearn.governance.audit_targets import EncoderTarget
+    from selflearn.governance.audit_targets import EncoderTarget, RankerTarget
+    from selflearn.online import OnlineConfig
     from selflearn.online.encoder import BiEncoder
+    from selflearn.online.ranker import Ranker
     from selflearn.store.store import Store
 
     ref = reference_store(fpi_runs, tmp_path / "ref.duckdb")
@@ -228,8 +230,9 @@ def test_the_online_models_encoder_is_attacked_on_the_pairs_it_was_fine_tuned_on
     report = json.loads((tmp_path / "a.json").read_text())
     assert report["personal_isolation"]["leaks"] == 0 and "encoder" in report["membership_note"]
     users = report["membership"]["users"]
-    assert set(users) == {"loss_threshold", "lira"} and users["lira"]["members"] > 0 and users["lira"]["non_members"] > 0
-    assert 0 <= report["user_advantage"] <= 1 and "personal memory" in r.output and "lira" in r.output and "encoder" in r.output
+    assert set(users) == {"encoder loss_threshold", "encoder lira", "ranker loss_threshold", "ranker lira"}
+    assert all(users[a]["members"] > 0 and users[a]["non_members"] > 0 for a in users)
+    assert 0 <= report["user_advantage"] <= 1 and "personal memory" in r.output and "lira" in r.output and "ranker" in r.output
     gated = runner.invoke(app, args + ["--max-advantage", "0"])
     assert gated.exit_code == 4 and "advantage" in gated.output
     # the encoder's pairs are rebuilt exactly from the store (its fingerprint), and another store is refused
@@ -240,6 +243,14 @@ def test_the_online_models_encoder_is_attacked_on_the_pairs_it_was_fine_tuned_on
         t.check_trained_on(enc, pairs, st)
     p = t.p_true(enc, pairs.subset(range(20)))
     assert p.shape == (20,) and ((p >= 0) & (p <= 1)).all() and t.with_text(pairs.items[0], "x") == ("x", pairs.items[0][1])
+    # so are the ranker's examples (a replay through the released model with a fresh personal memory)
+    rt = RankerTarget(online_model["model"], OnlineConfig(max_pairs=256, examples=600, batch_size=32, min_precision=0.8))
+    ranker = Ranker.load(online_model["model"] / "ranker")
+    with Store(online_model["dir"] / "s.duckdb", read_only=True) as st:
+        examples = rt.records(st, ranker)
+        rt.check_trained_on(ranker, examples, st)
+    p = rt.p_true(ranker, examples)
+    assert len(p) == len(examples.items) > 0 and ((p > 0) & (p < 1)).all()
     wrong = runner.invoke(app, ["privacy", "audit", "--model", str(online_model["model"]), "--store", str(ref), "--reference", str(ref),
                                 "--out", str(tmp_path / "x.json")])
     assert wrong.exit_code != 0 and "trained on" in wrong.output

@@ -191,36 +191,55 @@ def audit_online(rw, *, model_dir: Path | None = None, store=None, reference=Non
                  config: AuditConfig | None = None, progress=None, threads: int = 1) -> dict:
     """The online model: its personal memory as a data store (:mod:`.isolation`: a leak fails the
     gate) and, given the store it was trained on and a ``reference`` store, membership inference
-    (and canaries) against its retrieval encoder, the part trained on users' texts. Its ranker
-    learns from aggregate features (counts of the k-anonymous global layer, the user's own history)
-    and is not attacked here."""
-    from ..models.directory import CONFIG
-    from ..online.encoder import BiEncoder
+    against its two learned parts: the retrieval encoder (trained on users' texts; canaries too) and
+    the ranker (trained on features of replayed requests). Their attacks share one table, each
+    named after its part; the gate takes the worst."""
     from ..privacy.isolation import personal_isolation
-    from .audit_targets import EncoderTarget
 
     c = (config or AuditConfig()).check()
     started = time.perf_counter()
     iso = personal_isolation(rw, seed=c.seed)
     report = {"model": "online-rewriter", "privacy": rw.dp, "personal_isolation": iso, "membership": None,
-              "membership_note": "pass the store the model was trained on and --reference to attack its retrieval encoder"}
+              "membership_note": "pass the store the model was trained on and --reference to attack its encoder and ranker"}
     worst = None
     if model_dir is not None and store is not None and reference is not None:
-        import json
-
-        trained = json.loads((Path(model_dir) / CONFIG).read_text()).get("config") or {}
-        target = EncoderTarget(float(trained.get("validation_share", 0.2)), int(trained.get("seed", 0)))
-        enc = BiEncoder.load(Path(model_dir) / "encoder", threads=threads)
-        sub = audit_model(enc, store, reference, canaries=canaries, config=c, progress=progress, target=target)
-        report.update(membership=sub["membership"], membership_note="the retrieval encoder (fine-tuned on failing requests and their fixes)",
-                      encoder_privacy=sub["privacy"], user_advantage=sub["user_advantage"])
-        if "canaries" in sub:
-            report["canaries"] = sub["canaries"]
-        worst = sub["user_advantage"]
+        parts = _online_parts(Path(model_dir), store, reference, canaries, c, progress, threads)
+        # one table: each part's attacks under its name (the gate takes the worst of them)
+        report["membership"] = {lvl: {f"{part} {a}": r for part, sub in parts.items() for a, r in sub["membership"][lvl].items()}
+                                for lvl in ("users", "records")}
+        report["membership"]["parts"] = {part: {k: v for k, v in sub["membership"].items() if k not in ("users", "records")} | {"privacy": sub["privacy"]}
+                                         for part, sub in parts.items()}
+        report["membership_note"] = ("the retrieval encoder (fine-tuned on failing requests and their fixes) and the ranker "
+                                     "(trained on replayed requests' candidates)")
+        report["canaries"] = parts["encoder"].get("canaries", [])
+        worst = report["user_advantage"] = max(sub["user_advantage"] for sub in parts.values())
     passed = iso["leaks"] == 0 and (worst is None or c.max_advantage is None or worst <= c.max_advantage)
     report["gate"] = None if c.max_advantage is None else {"max_advantage": c.max_advantage, "passed": passed}
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
+
+
+def _online_parts(model_dir: Path, store, reference, canaries, c: AuditConfig, progress, threads: int) -> dict:
+    """The audits of the online model's two learned parts (encoder, ranker) on their own records."""
+    import dataclasses
+    import json
+
+    from ..models.directory import CONFIG
+    from ..online.encoder import BiEncoder
+    from ..online.ranker import Ranker
+    from ..online.train import OnlineConfig
+    from .audit_targets import EncoderTarget, RankerTarget
+
+    saved = json.loads((model_dir / CONFIG).read_text()).get("config") or {}
+    known = {f.name for f in dataclasses.fields(OnlineConfig)}
+    trained = OnlineConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known})
+    say = progress or (lambda *_: None)
+    say("encoder")
+    enc = audit_model(BiEncoder.load(model_dir / "encoder", threads=threads), store, reference, canaries=canaries, config=c, progress=progress,
+                      target=EncoderTarget(trained.validation_share, trained.seed))
+    say("ranker")
+    rank = audit_model(Ranker.load(model_dir / "ranker"), store, reference, config=c, progress=progress, target=RankerTarget(model_dir, trained))
+    return {"encoder": enc, "ranker": rank}
 
 
 def check_gate(report: dict) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import InvalidInputError, explain
 from ..models.base import fingerprint
 
-__all__ = ["Records", "AuditTarget", "FailurePointTarget", "LabelTarget", "RephraseTarget", "EncoderTarget", "target_for"]
+__all__ = ["Records", "AuditTarget", "FailurePointTarget", "LabelTarget", "RephraseTarget", "EncoderTarget", "RankerTarget", "target_for"]
 
 
 @dataclass
@@ -265,7 +265,84 @@ class EncoderTarget(AuditTarget):
                                             "pass the store the model was trained on (after the same imports), or retrain the model on it"))
 
 
-TARGETS = {t.component: t for t in (FailurePointTarget(), LabelTarget(), RephraseTarget(), EncoderTarget())}
+class RankerTarget(AuditTarget):
+    """The online model's ranker, trained on the candidates of a sample of the training users'
+    requests (outside its validation share), each with the features known just before it. The
+    examples are rebuilt by replaying a store through the released model's encoder and global
+    layer with a fresh personal memory (the trainer's sample, its seed; checked against the
+    ranker's fingerprint). A record is a request with its candidates; its probability is the
+    geometric mean over the candidates of the ranker's probability of each one's label (right
+    rewrite or not). An attacker with logs of other users can replay them the same way: the
+    reference store's users are replayed through the same model."""
+
+    component = "ranker"
+    vector_path = False
+
+    def __init__(self, model_dir, config: dict):
+        self.model_dir = model_dir
+        self.config = config
+
+    def _replayer(self):
+        from ..online.encoder import OnnxEncoder
+        from ..online.memory import GlobalMemory, PersonalMemory
+        from ..online.online_rewriter import OnlineRewriter
+        from ..online.ranker import Ranker
+
+        d = self.model_dir
+        onnx = OnnxEncoder(d / "encoder.onnx", d / "encoder" / "tokenizer")
+        g = GlobalMemory.load(d / "global")
+        c = self.config
+        return OnlineRewriter(onnx, g, PersonalMemory(onnx, known=g.has_vector), Ranker(), None, layers=("global", "personal"),
+                              k_global=c.k_global, k_personal=c.k_personal, k_phonetic=c.k_phonetic, threshold=1.0)
+
+    def records(self, store, model=None) -> Records:
+        from ..online.train import held_out, load_history, ranking_examples, ranking_labels
+
+        h = load_history(store)
+        rw = self._replayer()
+        examples = ranking_examples(rw, h, self.config)[0]
+        items, users, texts = [], [], []
+        for i, cands, x, _ in examples:
+            user = h.rows[i]["user_id"]
+            if cands and not held_out(user, self.config.validation_share, self.config.seed):
+                items.append((x, ranking_labels(rw, h, i, cands)))
+                users.append(user)
+                texts.append(h.rows[i]["text"])
+        return Records(items, [y for _, y in items], users, texts)
+
+    def _rows(self, records: Records) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        x = np.vstack([it[0] for it in records.items])
+        return x, np.concatenate([it[1] for it in records.items]), [u for it, u in zip(records.items, records.users) for _ in range(len(it[1]))]
+
+    def fit(self, model, records: Records, *, encoder=None):
+        from sklearn.base import clone
+
+        x, y, users = self._rows(records)
+        return clone(model).fit(x, y, users=users)
+
+    def p_true(self, model, records: Records) -> np.ndarray:
+        out = []
+        for x, y in records.items:
+            s = np.clip(model.score(x), 1e-7, 1 - 1e-7)
+            out.append(float(np.exp(np.mean(np.log(np.where(y == 1, s, 1 - s))))))
+        return np.array(out)
+
+    def with_text(self, item, text: str, old: str | None = None):
+        raise InvalidInputError(explain("a canary", "the ranker sees features of a request, not its words", "audit the encoder for canaries"))
+
+    def canary_texts(self, records: Records, text: str) -> list[int]:
+        return []  # no text reaches the ranker: its canary rows say so
+
+    def check_trained_on(self, model, records: Records, store) -> None:
+        x, y, _ = self._rows(records) if records.items else (np.zeros((0, 0)), np.zeros(0), [])
+        x = np.asarray(x, np.float64) * model._mask() if records.items else x
+        want = getattr(model, "data_fingerprint_", None)
+        if want is not None and want != fingerprint(map(tuple, x), np.asarray(y, int).tolist()):
+            raise InvalidInputError(explain(f"{store.path}", "must be the store the online model was trained on (its ranker's training rows' fingerprint differs)",
+                                            "pass the store the model was trained on (after the same imports), or retrain the model on it"))
+
+
+TARGETS = {t.component: t for t in (FailurePointTarget(), LabelTarget(), RephraseTarget(), EncoderTarget())}  # the ranker's needs its model
 
 
 def target_for(model) -> AuditTarget:

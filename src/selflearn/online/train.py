@@ -39,7 +39,7 @@ from .memory import HOUR_BUCKETS, GlobalMemory, PersonalMemory, hour_bucket, mea
 from .ranker import Ranker, choose_threshold, choose_threshold_by_harm, precision_coverage
 from .online_rewriter import OnlineRewriter
 
-__all__ = ["OnlineConfig", "train_online", "load_history", "History", "build_global", "held_out", "encoder_pairs"]
+__all__ = ["OnlineConfig", "train_online", "load_history", "History", "build_global", "held_out", "encoder_pairs", "ranking_examples", "ranking_labels"]
 
 SUCCESS_BELOW = DEFECT_AT  # defect score under which a turn counts as having worked (as in mining)
 
@@ -246,7 +246,37 @@ def replay_examples(rw: OnlineRewriter, h: History, chosen: set[int], eligible: 
     return out
 
 
-def _labels(rw: OnlineRewriter, h: History, i: int, texts: list[str]) -> np.ndarray:
+def ranking_examples(rw: OnlineRewriter, h: History, c: OnlineConfig) -> tuple[list, set[int], dict[str, float], int]:
+    """The requests the ranker learns from and is calibrated on, replayed through ``rw``'s personal
+    layer (see :func:`replay_examples`): a sample of failing requests a retry fixed with another
+    meaning, of requests that worked and of failing requests no retry fixed (``c.unfixed_share``),
+    drawn with ``c.seed``. Returns the examples, the fixable rows, each stratum's weight back to
+    traffic's mix, and the number of unfixed failing requests."""
+    rng = random.Random(c.seed)
+    # a failing request whose chain ended in the meaning it already had failed for another reason
+    # (the skill, the result): rewriting cannot fix it, so it teaches nothing
+    fixable = [i for i, t in h.target.items() if h.rows[i]["meaning"] != h.rows[t]["meaning"]]
+    worked = [i for i, r in enumerate(h.rows) if r["ok"] and not r["rewrite"]]
+    fixable_set = set(fixable)
+    # failing requests no retry fixed (nothing serves them, or the user gave up): a rewrite of one
+    # is served all the same, and is a loss unless it fixes what nobody saw fixed; without them the
+    # held-out precision would only see requests that worked or were fixed
+    unfixed = [i for i, r in enumerate(h.rows) if not r["ok"] and not r["rewrite"] and i not in fixable_set]
+    n_fail = int(round(c.examples * c.unfixed_share))
+    pick_fix = set(rng.sample(fixable, min(len(fixable), c.examples // 2)))
+    pick_ok = set(rng.sample(worked, min(len(worked), c.examples - c.examples // 2 - n_fail)))
+    pick_fail = set(rng.sample(unfixed, min(len(unfixed), n_fail)))
+    chosen = pick_fix | pick_ok | pick_fail
+    # the sample's strata are not traffic's mix: weights restore it in the precision (census rows
+    # count once each; they are too few to bias the sampled strata's weights)
+    weight_of = {"fix": len(fixable) / max(len(pick_fix), 1), "ok": len(worked) / max(len(pick_ok), 1),
+                 "fail": len(unfixed) / max(len(pick_fail), 1)}
+    rw.warm([h.rows[i]["text"] for i in chosen])
+    examples = replay_examples(rw, h, chosen, eligible=fixable_set | set(worked) | set(unfixed))
+    return examples, fixable_set, weight_of, len(unfixed)
+
+
+def ranking_labels(rw: OnlineRewriter, h: History, i: int, texts: list[str]) -> np.ndarray:
     g = rw.global_
     t = h.target.get(i)
     if t is None:  # a request that worked: nothing should change
@@ -315,33 +345,13 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     rw = OnlineRewriter(onnx, g, personal, Ranker(), TableRewriter.load(table) if table else None,
                         layers=("global", "personal"), k_global=c.k_global, k_personal=c.k_personal, k_phonetic=c.k_phonetic, threshold=1.0)
     say("replay", 0, 0)
-    rng = random.Random(c.seed)
-    # a failing request whose chain ended in the meaning it already had failed for another reason
-    # (the skill, the result): rewriting cannot fix it, so it teaches nothing
-    fixable = [i for i, t in h.target.items() if h.rows[i]["meaning"] != h.rows[t]["meaning"]]
-    worked = [i for i, r in enumerate(h.rows) if r["ok"] and not r["rewrite"]]
-    fixable_set = set(fixable)
-    # failing requests no retry fixed (nothing serves them, or the user gave up): a rewrite of one
-    # is served all the same, and is a loss unless it fixes what nobody saw fixed; without them the
-    # held-out precision would only see requests that worked or were fixed
-    unfixed = [i for i, r in enumerate(h.rows) if not r["ok"] and not r["rewrite"] and i not in fixable_set]
-    n_fail = int(round(c.examples * c.unfixed_share))
-    pick_fix = set(rng.sample(fixable, min(len(fixable), c.examples // 2)))
-    pick_ok = set(rng.sample(worked, min(len(worked), c.examples - c.examples // 2 - n_fail)))
-    pick_fail = set(rng.sample(unfixed, min(len(unfixed), n_fail)))
-    chosen = pick_fix | pick_ok | pick_fail
-    # the sample's strata are not traffic's mix: weights restore it in the precision (census rows
-    # count once each; they are too few to bias the sampled strata's weights)
-    weight_of = {"fix": len(fixable) / max(len(pick_fix), 1), "ok": len(worked) / max(len(pick_ok), 1),
-                 "fail": len(unfixed) / max(len(pick_fail), 1)}
-    rw.warm([h.rows[i]["text"] for i in chosen])
-    examples = replay_examples(rw, h, chosen, eligible=fixable_set | set(worked) | set(unfixed))
+    examples, fixable_set, weight_of, n_unfixed = ranking_examples(rw, h, c)
     say("ranker", 0, 0)
     xs, ys, groups, train_mask, row_users = [], [], [], [], []
     for k, (i, texts, x, _) in enumerate(examples):
         if not texts:
             continue
-        y = _labels(rw, h, i, texts)
+        y = ranking_labels(rw, h, i, texts)
         xs.append(x)
         ys.append(y)
         groups.append(np.full(len(texts), k))
@@ -386,7 +396,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     stats = {"turns": len(h.rows), "fixable_requests": len(h.target), "biencoder": fit_stats,
              "global_texts": len(g.texts), "global_candidates": int(len(g.candidates)),
              "personal_users": len(personal.users), "ranking_examples": len(examples), "personal_fix_census": sum(e[3] for e in examples), "ranking_rows": int(len(y)),
-             "validation_requests": int(len(top_score)), "unfixed_requests": len(unfixed), "validation_fixable": int(round(n_fixable)), "fixable_by_rewriting": len(fixable), "min_precision": c.min_precision,
+             "validation_requests": int(len(top_score)), "unfixed_requests": n_unfixed, "validation_fixable": int(round(n_fixable)), "fixable_by_rewriting": len(fixable_set), "min_precision": c.min_precision,
              "threshold": threshold, "calibrate": c.calibrate, "at_threshold": at, "harm_threshold": by_harm[1], "curve": curve[:: max(1, len(curve) // 50)],
              "train_seconds": round(time.perf_counter() - started, 1)}
     say("save", 0, 0)
