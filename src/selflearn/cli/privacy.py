@@ -153,7 +153,7 @@ def canaries_cmd(
 
 @privacy_app.command("audit")
 def audit_cmd(
-    model: Annotated[Path, typer.Option("--model", help="The model directory to audit (a failure-point model, or an online model).")],
+    model: Annotated[Path, typer.Option("--model", help="The model directory to audit (a failure-point, label, rephrase or online model).")],
     output: Annotated[Path, typer.Option("--out", help="Where to write the audit (JSON).")],
     reference: Annotated[Path | None, typer.Option("--reference", help="A store of OTHER users of the same population (non-members, shadow data).")] = None,
     store: StoreOpt = Path(DEFAULT_STORE),
@@ -166,7 +166,8 @@ def audit_cmd(
 ) -> None:
     """Membership inference (loss threshold and LiRA with shadow models, record and user level: AUC, advantage,
     TPR at 1% and 0.1% FPR) and, with --canaries, canary exposure and a white-box inversion attack, against a
-    model and the store it was trained on. For an online model: whether one user's private entries in the
+    model and the store it was trained on. For an online model: membership against its encoder and ranker (with
+    --store and --reference), and whether one user's private entries in the
     personal memory can be read through another user's requests. Writes --out; with --max-advantage, a
     release gate (exit 4)."""
     from selflearn.governance.audit import AuditConfig, audit_models, check_gate, summary
