@@ -226,6 +226,7 @@ def _online_parts(model_dir: Path, store, reference, canaries, c: AuditConfig, p
 
     from ..models.directory import CONFIG
     from ..online.encoder import BiEncoder
+    from ..online.memory import GlobalMemory
     from ..online.ranker import Ranker
     from ..online.train import OnlineConfig
     from .audit_targets import EncoderTarget, RankerTarget
@@ -235,8 +236,9 @@ def _online_parts(model_dir: Path, store, reference, canaries, c: AuditConfig, p
     trained = OnlineConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known})
     say = progress or (lambda *_: None)
     say("encoder")
+    g = GlobalMemory.load(model_dir / "global")
     enc = audit_model(BiEncoder.load(model_dir / "encoder", threads=threads), store, reference, canaries=canaries, config=c, progress=progress,
-                      target=EncoderTarget(trained.validation_share, trained.seed))
+                      target=EncoderTarget(trained.validation_share, trained.seed, negatives=[g.texts[i] for i in g.candidates]))
     say("ranker")
     rank = audit_model(Ranker.load(model_dir / "ranker"), store, reference, config=c, progress=progress, target=RankerTarget(model_dir, trained))
     return {"encoder": enc, "ranker": rank}

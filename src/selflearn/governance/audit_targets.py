@@ -222,16 +222,18 @@ class EncoderTarget(AuditTarget):
     it) pairs of the training users outside its validation share (rebuilt from the store with the
     online model's seed and share, checked against the encoder's fingerprint). A record is a pair;
     its confidence is the pair's cosine under the encoder, as a probability ((1 + cos) / 2): what the
-    fine-tuning pulls up for the pairs it saw. Shadows are fine-tuned like the encoder (DP included;
-    their private runs draw negatives from their own pairs' fixes, where the product draws them from
-    the global index). Canaries are scored by substitution (the request's text)."""
+    fine-tuning pulls up for the pairs it saw. Shadows are fine-tuned like the encoder, DP included:
+    a private run draws its negatives from ``negatives``, the released model's global index (as the
+    product does; an attacker has it), or else from the shadow's own pairs' fixes. Canaries are
+    scored by substitution (the request's text)."""
 
     component = "biencoder"
     vector_path = False
 
-    def __init__(self, validation_share: float = 0.2, seed: int = 0):
+    def __init__(self, validation_share: float = 0.2, seed: int = 0, negatives: list[str] | None = None):
         self.validation_share = validation_share
         self.seed = seed
+        self.negatives = negatives
 
     def records(self, store, model=None) -> Records:
         from ..online.train import encoder_pairs, load_history
@@ -244,7 +246,7 @@ class EncoderTarget(AuditTarget):
 
         shadow = clone(model)
         if getattr(model, "dp_epsilon", None) is not None:
-            return shadow.fit(records.items, users=records.users, negatives=sorted({b for _, b in records.items}))
+            return shadow.fit(records.items, users=records.users, negatives=self.negatives or sorted({b for _, b in records.items}))
         return shadow.fit(records.items)
 
     def p_true(self, model, records: Records) -> np.ndarray:
