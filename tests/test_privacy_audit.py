@@ -230,7 +230,7 @@ def test_the_online_models_encoder_is_attacked_on_the_pairs_it_was_fine_tuned_on
     report = json.loads((tmp_path / "a.json").read_text())
     assert report["personal_isolation"]["leaks"] == 0 and "encoder" in report["membership_note"]
     users = report["membership"]["users"]
-    assert set(users) == {"encoder loss_threshold", "encoder lira", "ranker loss_threshold", "ranker lira"}
+    assert set(users) == {"encoder loss_threshold", "encoder lira", "ranker loss_threshold", "ranker lira", "global layer known requests"}
     assert all(users[a]["members"] > 0 and users[a]["non_members"] > 0 for a in users)
     assert 0 <= report["user_advantage"] <= 1 and "personal memory" in r.output and "lira" in r.output and "ranker" in r.output
     gated = runner.invoke(app, args + ["--max-advantage", "0"])

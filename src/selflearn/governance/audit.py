@@ -191,9 +191,9 @@ def audit_online(rw, *, model_dir: Path | None = None, store=None, reference=Non
                  config: AuditConfig | None = None, progress=None, threads: int = 1) -> dict:
     """The online model: its personal memory as a data store (:mod:`.isolation`: a leak fails the
     gate) and, given the store it was trained on and a ``reference`` store, membership inference
-    against its two learned parts: the retrieval encoder (trained on users' texts; canaries too) and
-    the ranker (trained on features of replayed requests). Their attacks share one table, each
-    named after its part; the gate takes the worst."""
+    against its parts: the retrieval encoder (trained on users' texts; canaries too), the ranker
+    (trained on features of replayed requests) and the global layer's index (which requests it
+    holds). Their attacks share one table, each named after its part; the gate takes the worst."""
     from ..privacy.isolation import personal_isolation
 
     c = (config or AuditConfig()).check()
@@ -209,8 +209,8 @@ def audit_online(rw, *, model_dir: Path | None = None, store=None, reference=Non
                                 for lvl in ("users", "records")}
         report["membership"]["parts"] = {part: {k: v for k, v in sub["membership"].items() if k not in ("users", "records")} | {"privacy": sub["privacy"]}
                                          for part, sub in parts.items()}
-        report["membership_note"] = ("the retrieval encoder (fine-tuned on failing requests and their fixes) and the ranker "
-                                     "(trained on replayed requests' candidates)")
+        report["membership_note"] = ("the retrieval encoder (fine-tuned on failing requests and their fixes), the ranker "
+                                     "(trained on replayed requests' candidates) and the global layer's index (k-anonymous, not DP)")
         report["canaries"] = parts["encoder"].get("canaries", [])
         worst = report["user_advantage"] = max(sub["user_advantage"] for sub in parts.values())
     passed = iso["leaks"] == 0 and (worst is None or c.max_advantage is None or worst <= c.max_advantage)
@@ -241,7 +241,40 @@ def _online_parts(model_dir: Path, store, reference, canaries, c: AuditConfig, p
                       target=EncoderTarget(trained.validation_share, trained.seed, negatives=[g.texts[i] for i in g.candidates]))
     say("ranker")
     rank = audit_model(Ranker.load(model_dir / "ranker"), store, reference, config=c, progress=progress, target=RankerTarget(model_dir, trained))
-    return {"encoder": enc, "ranker": rank}
+    return {"encoder": enc, "ranker": rank, "global layer": global_layer_membership(g, store, reference, c)}
+
+
+def global_layer_membership(g, store, reference, c: AuditConfig) -> dict:
+    """Membership through the global layer's k-anonymous index: an attacker holding a user's requests
+    checks which of them the released index holds. A member's own turns count towards the k users a
+    request needs to enter, so a member's requests are in it more often. Score of a turn: 1 when the
+    index holds its text (as heard, or its rewrite), else 0; a user's: the share of their turns. No
+    shadows (nothing is trained): the audit's other parts give their shadows' cost."""
+    from ..online.train import load_history
+
+    rng = random.Random(c.seed)
+    sides = []
+    for st in (store, reference):
+        rows = load_history(st).rows
+        users = _sample_users({r["user_id"] for r in rows}, c.max_users, rng)
+        sides.append([(r["user_id"], float((r["rewrite"] or r["text"]) in g.row)) for r in rows if r["user_id"] in users])
+    if {u for u, _ in sides[0]} & {u for u, _ in sides[1]}:
+        raise InvalidInputError(explain("users in both stores", "the reference store must hold users the model never saw",
+                                        "use logs of other users (or the same pseudonym key and disjoint users)"))
+    n = min(len({u for u, _ in sides[0]}), len({u for u, _ in sides[1]}))
+    keep = [_sample_users({u for u, _ in side}, n, rng) for side in sides]  # as many users a side
+    recs = [(u, x, k == 0) for k, side in enumerate(sides) for u, x in side if u in keep[k]]
+    scores = np.array([x for _, x, _ in recs])
+    member = np.array([m for _, _, m in recs])
+    users = [u for u, _, _ in recs]
+    names, us = user_scores(scores, users)
+    members = {u for u, _, m in recs if m}
+    attack = "known requests"
+    by_user = attack_metrics(us, np.array([u in members for u in names]))
+    return {"membership": {"records": {attack: attack_metrics(scores, member)}, "users": {attack: by_user},
+                           "train_vs_other": {"known_share_members": float(scores[member].mean()), "known_share_non_members": float(scores[~member].mean())},
+                           "dp_advantage_bound": None},
+            "privacy": None, "user_advantage": by_user["advantage"]}
 
 
 def check_gate(report: dict) -> None:
