@@ -249,6 +249,9 @@ def test_the_online_models_encoder_is_attacked_on_the_pairs_it_was_fine_tuned_on
     with Store(online_model["dir"] / "s.duckdb", read_only=True) as st:
         examples = rt.records(st, ranker)
         rt.check_trained_on(ranker, examples, st)
+        assert set(examples.sampling) == {"fix", "ok", "fail"} and all(0 < r <= 1 for r in examples.sampling.values())
+        same = rt.reference_records(st, ranker, examples)  # the same logs at the same shares: the same sample
+    assert len(same.items) == len(examples.items)
     p = rt.p_true(ranker, examples)
     assert len(p) == len(examples.items) > 0 and ((p > 0) & (p < 1)).all()
     wrong = runner.invoke(app, ["privacy", "audit", "--model", str(online_model["model"]), "--store", str(ref), "--reference", str(ref),
@@ -297,7 +300,11 @@ def test_the_rephrase_model_is_audited_on_the_examples_it_was_trained_on(online_
         model = ContextualRephraseDetector.load(tmp_path / "reph")
         records = t.records(st, model)
         t.check_trained_on(model, records, st)  # the sample is rebuilt exactly (its fingerprint matches)
+        # other users' logs are sampled at the members' shares of positives and negatives (not 20 of each)
+        again = t.reference_records(st, model, records)
     assert len(records.items) == 40 and len(set(records.users)) > 1
+    assert 0 < records.sampling["positives"] <= 1 and 0 < records.sampling["negatives"] < 1
+    assert sorted(again.labels) == sorted(records.labels)
     p = t.p_true(model, records)
     assert p.shape == (40,) and ((p > 0) & (p <= 1)).all()
     assert t.with_text(records.items[0], "my pin code is 1 2").text == "my pin code is 1 2"

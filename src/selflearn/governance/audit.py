@@ -173,7 +173,7 @@ def audit_model(model, store, reference, *, canaries: Path | None = None, config
     target.share_encoder(model, encoder)
     members = target.records(store, model)
     target.check_trained_on(model, members, store)
-    ref = target.records(reference, model)
+    ref = target.reference_records(reference, model, members)
     report = {"model": model.component, "privacy": getattr(model, "privacy_", None), "config": asdict(c),
               "membership": membership(target, model, members, ref, c, encoder=encoder, progress=progress)}
     eps = (report["privacy"] or {}).get("epsilon")

@@ -27,6 +27,7 @@ class Records:
     labels: list  # the label each was trained with
     users: list[str]  # whose record it is (pseudonym)
     texts: list[str]  # the request text (canaries are found by it)
+    sampling: dict | None = None  # for a trainer that samples its records: the share of each kind it took
 
     def subset(self, idx) -> "Records":
         idx = list(idx)
@@ -44,6 +45,12 @@ class AuditTarget:
 
     def records(self, store, model=None) -> Records:
         raise NotImplementedError
+
+    def reference_records(self, store, model, members: Records) -> Records:
+        """The records of the reference users, drawn like the members' (a trainer that samples a
+        fixed number of each kind takes different shares of logs of other sizes: the reference is
+        sampled at the members' shares, else each user's mix of kinds would tell the sides apart)."""
+        return self.records(store, model)
 
     def fit(self, model, records: Records, *, encoder=None):
         raise NotImplementedError
@@ -197,9 +204,15 @@ class RephraseTarget(AuditTarget):
 
         seed = int(getattr(model, "random_state", 0) or 0)
         n = int(getattr(model, "n_train_", 0) or 0)
-        x, y, _ = rephrase_training_set(store, examples=n if n >= 2 else 4000, seed=seed)
+        x, y, stats = rephrase_training_set(store, examples=n if n >= 2 else 4000, seed=seed)
         if model is not None and getattr(model, "data_fingerprint_", None) not in (None, fingerprint(x, y)):
-            x, y, _ = rephrase_training_set(store, seed=seed)  # the default number of examples
+            x, y, stats = rephrase_training_set(store, seed=seed)  # the default number of examples
+        return Records(x, y, [e.user_id for e in x], [e.text for e in x], sampling=stats["rates"])
+
+    def reference_records(self, store, model, members: Records) -> Records:
+        from ..rewrites.mining import rephrase_training_set
+
+        x, y, _ = rephrase_training_set(store, seed=int(getattr(model, "random_state", 0) or 0), rates=members.sampling)
         return Records(x, y, [e.user_id for e in x], [e.text for e in x])
 
     def fit(self, model, records: Records, *, encoder=None):
@@ -297,12 +310,12 @@ class RankerTarget(AuditTarget):
         return OnlineRewriter(onnx, g, PersonalMemory(onnx, known=g.has_vector), Ranker(), None, layers=("global", "personal"),
                               k_global=c.k_global, k_personal=c.k_personal, k_phonetic=c.k_phonetic, threshold=1.0)
 
-    def records(self, store, model=None) -> Records:
+    def records(self, store, model=None, *, rates: dict | None = None) -> Records:
         from ..online.train import held_out, load_history, ranking_examples, ranking_labels
 
         h = load_history(store)
         rw = self._replayer()
-        examples = ranking_examples(rw, h, self.config)[0]
+        examples, _, weight_of, _ = ranking_examples(rw, h, self.config, rates=rates)
         items, users, texts = [], [], []
         for i, cands, x, _ in examples:
             user = h.rows[i]["user_id"]
@@ -310,7 +323,10 @@ class RankerTarget(AuditTarget):
                 items.append((x, ranking_labels(rw, h, i, cands)))
                 users.append(user)
                 texts.append(h.rows[i]["text"])
-        return Records(items, [y for _, y in items], users, texts)
+        return Records(items, [y for _, y in items], users, texts, sampling={k: 1.0 / w if w > 0 else 1.0 for k, w in weight_of.items()})
+
+    def reference_records(self, store, model, members: Records) -> Records:
+        return self.records(store, model, rates=members.sampling)
 
     def _rows(self, records: Records) -> tuple[np.ndarray, np.ndarray, list[str]]:
         x = np.vstack([it[0] for it in records.items])

@@ -246,12 +246,15 @@ def replay_examples(rw: OnlineRewriter, h: History, chosen: set[int], eligible: 
     return out
 
 
-def ranking_examples(rw: OnlineRewriter, h: History, c: OnlineConfig) -> tuple[list, set[int], dict[str, float], int]:
+def ranking_examples(rw: OnlineRewriter, h: History, c: OnlineConfig, *, rates: dict[str, float] | None = None
+                     ) -> tuple[list, set[int], dict[str, float], int]:
     """The requests the ranker learns from and is calibrated on, replayed through ``rw``'s personal
     layer (see :func:`replay_examples`): a sample of failing requests a retry fixed with another
     meaning, of requests that worked and of failing requests no retry fixed (``c.unfixed_share``),
     drawn with ``c.seed``. Returns the examples, the fixable rows, each stratum's weight back to
-    traffic's mix, and the number of unfixed failing requests."""
+    traffic's mix (1 / the share of it sampled), and the number of unfixed failing requests.
+    ``rates`` (a stratum's share to sample, as such weights' inverses give): sample other logs the
+    way these were (the privacy audit's reference users)."""
     rng = random.Random(c.seed)
     # a failing request whose chain ended in the meaning it already had failed for another reason
     # (the skill, the result): rewriting cannot fix it, so it teaches nothing
@@ -263,9 +266,12 @@ def ranking_examples(rw: OnlineRewriter, h: History, c: OnlineConfig) -> tuple[l
     # held-out precision would only see requests that worked or were fixed
     unfixed = [i for i, r in enumerate(h.rows) if not r["ok"] and not r["rewrite"] and i not in fixable_set]
     n_fail = int(round(c.examples * c.unfixed_share))
-    pick_fix = set(rng.sample(fixable, min(len(fixable), c.examples // 2)))
-    pick_ok = set(rng.sample(worked, min(len(worked), c.examples - c.examples // 2 - n_fail)))
-    pick_fail = set(rng.sample(unfixed, min(len(unfixed), n_fail)))
+    want = {"fix": c.examples // 2, "ok": c.examples - c.examples // 2 - n_fail, "fail": n_fail}
+    if rates is not None:
+        want = {k: int(round(rates[k] * n)) for k, n in (("fix", len(fixable)), ("ok", len(worked)), ("fail", len(unfixed)))}
+    pick_fix = set(rng.sample(fixable, min(len(fixable), want["fix"])))
+    pick_ok = set(rng.sample(worked, min(len(worked), want["ok"])))
+    pick_fail = set(rng.sample(unfixed, min(len(unfixed), want["fail"])))
     chosen = pick_fix | pick_ok | pick_fail
     # the sample's strata are not traffic's mix: weights restore it in the precision (census rows
     # count once each; they are too few to bias the sampled strata's weights)

@@ -68,9 +68,11 @@ def detect_rephrases(store: Store, model_dir: Path, *, success_below: float = DE
 
 
 def rephrase_training_set(store: Store, *, examples: int = 4000, seed: int = 0, distractors: float = 0.0,
-                          signals: SignalConfig | None = None) -> tuple[list, list, dict]:
+                          signals: SignalConfig | None = None, rates: dict[str, float] | None = None) -> tuple[list, list, dict]:
     """The examples `train_rephrase_model` trains on: half weak positives, half weak negatives,
-    sampled; ``distractors`` of them get a self-supervised distractor turn from another session."""
+    sampled; ``distractors`` of them get a self-supervised distractor turn from another session.
+    The statistics say which share of each was sampled (``rates``); given ``rates``, other logs are
+    sampled at those shares instead (the privacy audit's reference users)."""
     import random
 
     from ..rephrase import load_examples, weak_label, with_distractors
@@ -86,9 +88,12 @@ def rephrase_training_set(store: Store, *, examples: int = 4000, seed: int = 0, 
     if not pos or not neg:
         raise InvalidInputError(explain(f"{len(pos)} weak positives, {len(neg)} weak negatives", "training needs both", "import more logs"))
     rng = random.Random(seed)
-    chosen = rng.sample(pos, min(len(pos), examples // 2)) + rng.sample(neg, min(len(neg), examples // 2))
+    n_pos, n_neg = (min(len(pos), examples // 2), min(len(neg), examples // 2)) if rates is None else (
+        min(len(pos), int(round(rates["positives"] * len(pos)))), min(len(neg), int(round(rates["negatives"] * len(neg)))))
+    chosen = rng.sample(pos, n_pos) + rng.sample(neg, n_neg)
     x, y = with_distractors([e for e, _ in chosen], [lab for _, lab in chosen], share=distractors, seed=seed)
-    return x, y, {"examples": len(chosen), "weak_positives": len(pos), "weak_negatives": len(neg)}
+    return x, y, {"examples": len(chosen), "weak_positives": len(pos), "weak_negatives": len(neg),
+                  "rates": {"positives": n_pos / len(pos), "negatives": n_neg / len(neg)}}
 
 
 def train_rephrase_model(store: Store, out: Path, *, examples: int = 4000, epochs: int = 1, lr: float = 5e-5, batch_size: int = 32, seed: int = 0, threads: int = 1,
