@@ -75,10 +75,13 @@ class AuditTarget:
 
     def check_trained_on(self, model, records: Records, store) -> None:
         """An error unless ``records`` are exactly the data ``model`` was trained on (its fingerprint)."""
+        self._same_data(model, store, fingerprint(records.items, records.labels), "the data the model was trained on")
+
+    @staticmethod
+    def _same_data(model, store, got: str, what: str) -> None:
         want = getattr(model, "data_fingerprint_", None)
-        got = fingerprint(records.items, records.labels)
         if want is not None and want != got:
-            raise InvalidInputError(explain(f"{store.path} (data {got[:19]}...)", f"must be the data the model was trained on ({want[:19]}...)",
+            raise InvalidInputError(explain(f"{store.path} (data {got[:19]}...)", f"must be {what} ({want[:19]}...)",
                                             "pass the store the model was trained on (after the same imports), or retrain the model on it"))
 
 
@@ -182,10 +185,7 @@ class LabelTarget(AuditTarget):
         return d
 
     def check_trained_on(self, model, records: Records, store) -> None:
-        want = getattr(model, "data_fingerprint_", None)
-        if want is not None and want != fingerprint(records.items):
-            raise InvalidInputError(explain(f"{store.path}", "must be the store the label model was trained on (its training dialogues' fingerprint differs)",
-                                            "pass the store the model was trained on, or retrain the model on it"))
+        self._same_data(model, store, fingerprint(records.items), "the store the label model was trained on (its training dialogues)")
 
 
 class RephraseTarget(AuditTarget):
@@ -274,10 +274,7 @@ class EncoderTarget(AuditTarget):
         return (text, item[1])
 
     def check_trained_on(self, model, records: Records, store) -> None:
-        want = getattr(model, "data_fingerprint_", None)
-        if want is not None and want != fingerprint(records.items):
-            raise InvalidInputError(explain(f"{store.path}", "must be the store the online model was trained on (its encoder's training pairs' fingerprint differs)",
-                                            "pass the store the model was trained on (after the same imports), or retrain the model on it"))
+        self._same_data(model, store, fingerprint(records.items), "the store the online model was trained on (its encoder's training pairs)")
 
 
 class RankerTarget(AuditTarget):
@@ -354,10 +351,8 @@ class RankerTarget(AuditTarget):
     def check_trained_on(self, model, records: Records, store) -> None:
         x, y, _ = self._rows(records) if records.items else (np.zeros((0, 0)), np.zeros(0), [])
         x = np.asarray(x, np.float64) * model._mask() if records.items else x
-        want = getattr(model, "data_fingerprint_", None)
-        if want is not None and want != fingerprint(map(tuple, x), np.asarray(y, int).tolist()):
-            raise InvalidInputError(explain(f"{store.path}", "must be the store the online model was trained on (its ranker's training rows' fingerprint differs)",
-                                            "pass the store the model was trained on (after the same imports), or retrain the model on it"))
+        self._same_data(model, store, fingerprint(map(tuple, x), np.asarray(y, int).tolist()),
+                        "the store the online model was trained on (its ranker's training rows)")
 
 
 TARGETS = {t.component: t for t in (FailurePointTarget(), LabelTarget(), RephraseTarget(), EncoderTarget())}  # the ranker's needs its model
