@@ -436,6 +436,6 @@ def test_retraining_with_a_reused_encoder(online_model, tmp_path):
         rw = OnlineRewriter.load(tmp_path / "m")
         assert list(rw.ranker.ignore) == ["ctx_hour", "ctx_location"]
         with pytest.raises(InvalidInputError, match="without differential privacy"):
-            train_online(st, tmp_path / "p", config=OnlineConfig(dp_epsilon=8.0), encoder_from=online_model["model"])
+            train_online(st, tmp_path / "p", config=OnlineConfig(dp_epsilon=300.0, dp_texts_per_user=30, min_users=2), encoder_from=online_model["model"])
         with pytest.raises(InvalidInputError, match="online model directory"):
             train_online(st, tmp_path / "q", config=cfg, encoder_from=tmp_path)

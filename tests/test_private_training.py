@@ -3,6 +3,8 @@ median, and DP-SGD on the failure-point model (budget recorded, kept on save/loa
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -113,26 +115,43 @@ def test_the_ranker_trains_privately_and_scores_like_a_ranker():
         Ranker(dp_epsilon=8.0).fit(x, y)
 
 
-def test_the_online_rewriter_trains_its_encoder_and_ranker_privately(online_model, tmp_path):
+def test_the_online_rewriter_trains_its_global_layer_encoder_and_ranker_privately(online_model, tmp_path):
     from selflearn.models.directory import describe
     from selflearn.online import OnlineConfig, train_online
     from selflearn.online.online_rewriter import OnlineRewriter
     from selflearn.store.store import Store
 
+    small = OnlineConfig(max_pairs=256, examples=600, batch_size=32, min_precision=0.8)
     with Store(online_model["dir"] / "s.duckdb") as st:
-        train_online(st, tmp_path / "dp", table=online_model["table"],
-                     config=OnlineConfig(max_pairs=256, examples=600, batch_size=32, min_precision=0.8, dp_epsilon=8.0))
+        # at epsilon 1 the private global layer of 150 users holds nothing to rank: refused, nothing written
+        with pytest.raises(InvalidInputError, match="global layer of .* from 150 users, released with DP at epsilon 0.333.*more users"):
+            train_online(st, tmp_path / "dp1", config=replace(small, dp_epsilon=1.0))
+        assert not (tmp_path / "dp1" / "config.json").exists()
+        train_online(st, tmp_path / "dp", table=online_model["table"], config=replace(small, dp_epsilon=8.0))
+        said = dict(st.reader().execute("SELECT lower(asr_text), count(DISTINCT user_id) FROM turns GROUP BY 1").fetchall())
     p = describe(tmp_path / "dp")["privacy"]
-    assert p["unit"] == "user" and p["epsilon"] <= 8.0 * 1.02 and p["pseudonym_key"] and p["trained_with_dp"] == "encoder + ranker"
-    assert p["parts"]["encoder"]["epsilon"] <= 4.0 * 1.02 and p["parts"]["ranker"]["epsilon"] <= 4.0 * 1.02  # half the budget each
+    assert p["unit"] == "user" and p["epsilon"] <= 8.0 * 1.02 and p["pseudonym_key"] and p["trained_with_dp"].endswith("ranker + global")
+    # a third of the budget each: the encoder's adapter, the ranker, the global layer (a private release)
+    assert p["parts"]["ranker"]["epsilon"] <= 8.0 / 3 * 1.02
+    assert p["parts"]["global"]["epsilon"] == pytest.approx(8.0 / 3) and p["parts"]["global"]["delta"] == pytest.approx(1 / (10 * 150) / 3)
+    # 150 users share few requests: the private global index holds a handful, so the encoder's adapter may lack its
+    # negatives and stay the pretrained encoder (no budget spent; its private fit is tested on its own below)
+    import json
+
+    enc = json.loads((tmp_path / "dp" / "encoder" / "config.json").read_text())
+    assert "encoder" in p["parts"] or "not fine-tuned" in enc["learned"]["training_"]["note"]
     rw = OnlineRewriter.load(tmp_path / "dp")  # the merged record still names the key
     assert rw.ids is not None and rw.decide("play some jazz", user_id="u1") is not None and rw.dp["epsilon"] == p["epsilon"]
+    assert 0 < len(rw.global_.texts) == p["parts"]["global"]["texts"] < 100
+    assert all(said.get(t, 0) >= 5 for t in rw.global_.texts)  # every shared request: at least k users said it
     from typer.testing import CliRunner
 
     from selflearn.cli.main import app
 
     r = CliRunner().invoke(app, ["privacy", "info", "--model", str(tmp_path / "dp")])
-    assert r.exit_code == 0 and "in all" in r.output and "encoder: user-level DP" in r.output and "ranker: user-level DP" in r.output, r.output
+    said = " ".join(r.output.split())  # the terminal wraps
+    assert r.exit_code == 0 and "in all" in said and "global: user-level DP" in said and "ranker: user-level DP" in said, r.output
+    assert f"{p['parts']['global']['texts']} requests kept" in said
 
 
 def test_user_mode_clips_each_users_mean_gradient():
@@ -179,7 +198,9 @@ def test_the_encoder_trains_a_private_adapter_served_in_onnx(tmp_path):
     words = ["jazz", "rock", "the news", "the weather", "a timer", "my alarm", "the lights", "some music"]
     pairs = [(f"whats {w} like please", f"what is {w}") for w in words for _ in range(4)]
     users = [f"u{i}" for i in range(len(pairs))]
-    negatives = [f"set {w} for later" for w in words] + ["turn it off", "call mum", "stop", "volume up"]
+    negatives = [f"set {w} for later" for w in words] + [f"cancel {w}" for w in words] + ["turn it off", "call mum", "stop", "volume up"]
+    few = BiEncoder(dp_epsilon=8.0, dp_rank=4, random_state=0).fit(pairs, users=users, negatives=negatives[:15])
+    assert few.privacy_ is None and "not fine-tuned: 15 shared negative texts" in few.training_["note"]  # it learned nothing: no budget spent
     enc = BiEncoder(dp_epsilon=8.0, dp_rank=4, dp_epochs=30, random_state=0).fit(pairs, users=users, negatives=negatives)
     p = enc.privacy_
     assert p["unit"] == "user" and p["users"] == len(pairs) and p["epsilon"] <= 8.0 * 1.02 and p["clipping"] == "user"

@@ -123,6 +123,9 @@ def info_cmd(model: Annotated[Path, typer.Option("--model", help="A model direct
 
 
 def _dp_line(p: dict) -> str:
+    if p.get("steps") is None and p.get("mechanism"):  # a private release (the online model's global layer), not a training run
+        return (f"user-level DP: epsilon {p['epsilon']:.4g}, delta {p['delta']:.3g}, {p['mechanism']}; noise sd {p.get('noise_sd')}, "
+                f"{p.get('texts')} requests kept, at most {p.get('max_texts_per_user')} per user")
     return (f"user-level DP: epsilon {p['epsilon']} (target {p.get('epsilon_target')}), delta {p['delta']:.3g}, {p.get('accountant')} accountant, "
             f"noise multiplier {p.get('noise_multiplier')}, {p.get('steps')} steps")
 

@@ -210,7 +210,7 @@ def audit_online(rw, *, model_dir: Path | None = None, store=None, reference=Non
         report["membership"]["parts"] = {part: {k: v for k, v in sub["membership"].items() if k not in ("users", "records")} | {"privacy": sub["privacy"]}
                                          for part, sub in parts.items()}
         report["membership_note"] = ("the retrieval encoder (fine-tuned on failing requests and their fixes), the ranker "
-                                     "(trained on replayed requests' candidates) and the global layer's index (k-anonymous, not DP)")
+                                     "(trained on replayed requests' candidates) and the global layer's index (k-anonymous; under DP a private release)")
         report["canaries"] = parts["encoder"].get("canaries", [])
         worst = report["user_advantage"] = max(sub["user_advantage"] for sub in parts.values())
     passed = iso["leaks"] == 0 and (worst is None or c.max_advantage is None or worst <= c.max_advantage)
@@ -245,9 +245,10 @@ def _online_parts(model_dir: Path, store, reference, canaries, c: AuditConfig, p
 
 
 def global_layer_membership(g, store, reference, c: AuditConfig) -> dict:
-    """Membership through the global layer's k-anonymous index: an attacker holding a user's requests
-    checks which of them the released index holds. A member's own turns count towards the k users a
-    request needs to enter, so a member's requests are in it more often. Score of a turn: 1 when the
+    """Membership through the global layer's index: an attacker holding a user's requests checks
+    which of them the released index holds. Without DP a member's own turns count towards the k
+    users a request needs to enter, so a member's requests are in it more often; under DP the index
+    is a private release (online.private_global) and the bound of its epsilon applies. Score of a turn: 1 when the
     index holds its text (as heard, or its rewrite), else 0; a user's: the share of their turns. No
     shadows (nothing is trained): the audit's other parts give their shadows' cost."""
     from ..online.train import load_history
@@ -273,8 +274,8 @@ def global_layer_membership(g, store, reference, c: AuditConfig) -> dict:
     by_user = attack_metrics(us, np.array([u in members for u in names]))
     return {"membership": {"records": {attack: attack_metrics(scores, member)}, "users": {attack: by_user},
                            "train_vs_other": {"known_share_members": float(scores[member].mean()), "known_share_non_members": float(scores[~member].mean())},
-                           "dp_advantage_bound": None},
-            "privacy": None, "user_advantage": by_user["advantage"]}
+                           "dp_advantage_bound": advantage_bound(g.privacy["epsilon"], g.privacy["delta"]) if g.privacy else None},
+            "privacy": g.privacy, "user_advantage": by_user["advantage"]}
 
 
 def check_gate(report: dict) -> None:

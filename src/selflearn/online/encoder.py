@@ -25,6 +25,9 @@ __all__ = ["BiEncoder", "SentenceEncoder", "OnnxEncoder", "export_onnx", "agreem
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+MIN_NEGATIVES = 16  # shared negatives the private adapter needs; with fewer it is not trained
+
+
 class BiEncoder(Estimator):
     """The retrieval encoder: MiniLM fine-tuned so a failing request lands next to the request that
     worked for the same goal. ``fit(pairs)`` with (query, positive) pairs; ``encode(texts)``."""
@@ -101,12 +104,15 @@ class BiEncoder(Estimator):
         from ..models.private import check_dp
         from .adapter import fit_adapter
 
-        if users is None or len(users) != len(pairs) or not negatives:
+        if users is None or len(users) != len(pairs) or negatives is None:
             raise InvalidInputError(explain(f"users={'None' if users is None else len(users)}, negatives={len(negatives or [])}",
                                             "private fine-tuning needs the user of every pair and shared negative texts",
                                             "pass users=[...] (one per pair) and negatives=[...] (e.g. the global index's texts)"))
         dp = check_dp(self.dp_epsilon, self.dp_delta, len(set(users)))
         rng = self._start(pairs)
+        if len(set(negatives)) < MIN_NEGATIVES:
+            return self._off_the_shelf(f"not fine-tuned: {len(set(negatives))} shared negative texts, fewer than {MIN_NEGATIVES} "
+                                       "(under DP the global index stays small until many users share requests)")
         rows = list(dict.fromkeys(zip(users, pairs)))  # a user's repeated pair counts once
         rng.shuffle(rows)
         if self.max_pairs is not None:
@@ -124,6 +130,13 @@ class BiEncoder(Estimator):
         self.training_ = {"pairs": len(rows), "steps": len(losses), "epochs": self.dp_epochs, "adapter_rank": self.dp_rank,
                           "train_seconds": round(time.perf_counter() - started, 1), "loss_first": float(np.mean(losses[:k])),
                           "loss_last": float(np.mean(losses[-k:]))}
+        return self
+
+    def _off_the_shelf(self, why: str) -> "BiEncoder":
+        """The pretrained encoder as it is: it learned nothing from the pairs (no budget spent)."""
+        self.model_, self.tokenizer_ = build_encoder(pretrained=True, attn_implementation="eager"), load_tokenizer()
+        self.model_.eval()
+        self.training_ = {"pairs": 0, "steps": 0, "epochs": 0, "train_seconds": 0.0, "loss_first": None, "loss_last": None, "note": why}
         return self
 
     def encode(self, texts: list[str], *, batch_size: int = 256) -> np.ndarray:
@@ -174,6 +187,13 @@ class OnnxEncoder:
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
         self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or encoder_path()))
+
+    def _off_the_shelf(self, why: str) -> "BiEncoder":
+        """The pretrained encoder as it is: it learned nothing from the pairs (no budget spent)."""
+        self.model_, self.tokenizer_ = build_encoder(pretrained=True, attn_implementation="eager"), load_tokenizer()
+        self.model_.eval()
+        self.training_ = {"pairs": 0, "steps": 0, "epochs": 0, "train_seconds": 0.0, "loss_first": None, "loss_last": None, "note": why}
+        return self
 
     def encode(self, texts: list[str], *, batch_size: int = 256) -> np.ndarray:
         out = []

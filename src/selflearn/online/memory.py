@@ -66,6 +66,7 @@ class GlobalMemory:
     vectors: np.ndarray  # (candidates, dim) unit rows
     row: dict = field(default_factory=dict)
     fixes: np.ndarray | None = None  # int, per text: its failures a retry fixed with another meaning (0 in older models)
+    privacy: dict | None = None  # how it was released under DP (online.private_global); None: k-anonymous, exact counts
 
     def __post_init__(self):
         self.row = {t: i for i, t in enumerate(self.texts)}
@@ -124,7 +125,7 @@ class GlobalMemory:
                 "screen_share": self.screen_share, "hour_share": list(self.hour_share),
                 "device_share": list(self.device_share), "location_share": list(self.location_share)}
         meta = {b"selflearn.global": json.dumps({"meanings": self.meanings, "device_types": self.device_types,
-                                                 "locations": self.locations, "candidates": self.candidates.tolist()}).encode()}
+                                                 "locations": self.locations, "candidates": self.candidates.tolist(), "privacy": self.privacy}).encode()}
         pq.write_table(pa.table(cols).replace_schema_metadata(meta), str(directory / "entries.parquet"))
         faiss.write_index(self.index, str(directory / "index.faiss"))
 
@@ -149,7 +150,7 @@ class GlobalMemory:
                    mat("device_share", len(meta["device_types"])), t.column("screen_share").to_numpy(),
                    mat("hour_share", HOUR_BUCKETS), mat("location_share", len(meta["locations"])),
                    np.array(meta["candidates"], dtype=np.int64), vectors,
-                   fixes=t.column("fixes").to_numpy() if "fixes" in t.column_names else None)
+                   fixes=t.column("fixes").to_numpy() if "fixes" in t.column_names else None, privacy=meta.get("privacy"))
 
 
 class _Pending(NamedTuple):

@@ -249,7 +249,7 @@ class OnlineRewriter:
                  "ranker": "ranker/", "table": "rewrites.parquet" if (directory / "rewrites.parquet").exists() else None}
         params = {"k_global": self.k_global, "k_personal": self.k_personal, "k_phonetic": self.k_phonetic, "fix_min": self.fix_min, "phrase_min": self.phrase_min}
         privacy = None if self.ids is None else {"pseudonym_key": self.ids.fingerprint, "key_file": self.ids.source}
-        dp = _spent_by_parts(directory, self.ranker)
+        dp = _spent_by_parts(directory, self.ranker, self.global_)
         if dp:
             privacy = {**(privacy or {}), **dp}
         write_config(directory, {"component": COMPONENT, "format_version": MODEL_FORMAT, "params": params, "parts": parts,
@@ -292,9 +292,9 @@ def _now(context: dict, personal: PersonalMemory, user_id: str) -> float:
     return pending.ts if pending else time.time()
 
 
-def _spent_by_parts(directory: Path, ranker) -> dict | None:
-    """The DP budget of the parts trained with DP (the encoder's adapter, the ranker), composed:
-    their epsilons and deltas add up (they train on the same users' logs)."""
+def _spent_by_parts(directory: Path, ranker, global_: GlobalMemory) -> dict | None:
+    """The DP budget of the parts released with DP (the encoder's adapter, the ranker, the global
+    layer), composed: their epsilons and deltas add up (they learn from the same users' logs)."""
     from ..models.directory import describe
 
     parts = {}
@@ -302,6 +302,8 @@ def _spent_by_parts(directory: Path, ranker) -> dict | None:
         parts["encoder"] = describe(directory / "encoder")["privacy"]
     if getattr(ranker, "privacy_", None):
         parts["ranker"] = ranker.privacy_
+    if global_.privacy:
+        parts["global"] = global_.privacy
     if not parts:
         return None
     return {"unit": "user", "epsilon": round(sum(p["epsilon"] for p in parts.values()), 4), "delta": sum(p["delta"] for p in parts.values()),

@@ -21,7 +21,6 @@ import hashlib
 import random
 import shutil
 import time
-from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,12 +29,15 @@ import numpy as np
 from ..errors import InvalidInputError, explain
 from ..text import normalise
 from ..models.base import no_progress
+from ..models.private import check_dp
 from ..privacy.kanon import K_DEFAULT, check_k
 from ..rewrites.table import TableRewriter
 from ..signals import DEFECT_AT, SignalConfig, compute_signals
 from ..store.store import Store
 from .encoder import BiEncoder, OnnxEncoder, export_onnx
-from .memory import HOUR_BUCKETS, GlobalMemory, PersonalMemory, hour_bucket, meaning_key
+from .global_layer import build_global
+from .memory import PersonalMemory, meaning_key
+from .private_global import build_private_global
 from .ranker import Ranker, choose_threshold, choose_threshold_by_harm, precision_coverage
 from .online_rewriter import OnlineRewriter
 
@@ -59,8 +61,9 @@ class OnlineConfig:
     ignore_features: tuple[str, ...] = ()  # ranking features held at 0 (ablations: what a feature adds)
     seed: int = 0
     min_users: int = K_DEFAULT  # k-anonymity of the global layer: a request enters it once this many users said it
-    dp_epsilon: float | None = None  # user-level DP: the encoder (a low-rank adapter) and the ranker train with DP-SGD, half the budget each
-    dp_delta: float | None = None
+    dp_epsilon: float | None = None  # user-level DP: the encoder (a low-rank adapter) and the ranker train with DP-SGD, the global layer is released privately; a third of the budget each
+    dp_delta: float | None = None  # None: 1 / (10 x the store's users)
+    dp_texts_per_user: int = 10  # under DP: the requests each user contributes to the global layer (a seeded sample of theirs)
     calibrate: str = "precision"  # or "harm": the lowest threshold whose fixes outnumber harm harm_ratio to 1
     harm_ratio: float = 12.0
     fix_min: int = 2  # serve a user's own fix of a request once they made it this often (0: the ranker decides)
@@ -76,17 +79,21 @@ class OnlineConfig:
             raise InvalidInputError(explain(f"calibrate={self.calibrate!r}", "must be 'precision' or 'harm'", "use one of them"))
         if self.fix_min < 0 or self.phrase_min < 0:
             raise InvalidInputError(explain(f"fix_min={self.fix_min}, phrase_min={self.phrase_min}", "must be >= 0 (0 switches the rule off)", "use e.g. 2 and 1"))
+        if not isinstance(self.dp_texts_per_user, int) or self.dp_texts_per_user < 1:
+            raise InvalidInputError(explain(f"dp_texts_per_user={self.dp_texts_per_user!r}", "must be an integer >= 1", "use e.g. 5"))
         if self.max_pairs < 2 or self.examples < 10 or self.k_global < 1 or self.k_personal < 0 or self.k_phonetic < 0:
             raise InvalidInputError(explain(f"max_pairs={self.max_pairs}, examples={self.examples}, k={self.k_global}/{self.k_personal}",
                                             "need max_pairs >= 2, examples >= 10, k_global >= 1, k_personal >= 0, k_phonetic >= 0", "use the defaults"))
         return self
 
-    def dp_split(self) -> dict:
-        """Under DP, the settings of each of the two private parts (encoder, ranker): half the
-        epsilon and half the delta each, so that they add up to the budget asked for."""
-        if self.dp_epsilon is None:
+    def dp_split(self, n_users: int) -> dict:
+        """Under DP, the budget of each of the three private parts (the encoder, the ranker, the
+        global layer) for logs of ``n_users`` users: a third of epsilon and of delta each, so that
+        they add up to the budget asked for."""
+        dp = check_dp(self.dp_epsilon, self.dp_delta, n_users)
+        if dp is None:
             return {}
-        return {"dp_epsilon": self.dp_epsilon / 2, "dp_delta": None if self.dp_delta is None else self.dp_delta / 2}
+        return {"dp_epsilon": dp[0] / 3, "dp_delta": dp[1] / 3}
 
 
 @dataclass
@@ -155,63 +162,6 @@ def encoder_pairs(h: History, validation_share: float, seed: int) -> tuple[list[
             out.append((h.rows[i]["text"], h.rows[t]["text"]))
             users.append(u)
     return out, users
-
-
-def build_global(h: History, min_users: int = K_DEFAULT) -> GlobalMemory:
-    """Aggregate every request's turns (as heard; a rewritten turn counts for its rewrite). Only
-    requests at least ``min_users`` distinct users said enter it (k-anonymity: the global layer is
-    shared by every user; what fewer said stays in each user's personal layer)."""
-    said: dict[str, set] = defaultdict(set)
-    for r in h.rows:
-        said[r["rewrite"] or r["text"]].add(r["user_id"])
-    rows = [r for r in h.rows if len(said[r["rewrite"] or r["text"]]) >= min_users]
-    device_types = sorted({r["device_type"] for r in rows})
-    locations = sorted({r["location"] for r in rows if r["location"]})
-    dcol = {d: i for i, d in enumerate(device_types)}
-    lcol = {d: i for i, d in enumerate(locations)}
-    row: dict[str, int] = {}
-    turns, succ = Counter(), Counter()
-    heard: dict[int, Counter] = defaultdict(Counter)
-    worked: dict[int, Counter] = defaultdict(Counter)
-    ctx: dict[int, np.ndarray] = {}
-    width = len(device_types) + 1 + HOUR_BUCKETS + len(locations)
-    fixed_rows = {i for i, t in h.target.items() if h.rows[i]["meaning"] != h.rows[t]["meaning"]}
-    fix = Counter()
-    for k, r in enumerate(h.rows):
-        if len(said[r["rewrite"] or r["text"]]) < min_users:
-            continue
-        i = row.setdefault(r["rewrite"] or r["text"], len(row))
-        fix[i] += k in fixed_rows
-        turns[i] += 1
-        heard[i][r["meaning"]] += 1
-        if r["ok"]:
-            succ[i] += 1
-            worked[i][r["meaning"]] += 1
-            v = ctx.setdefault(i, np.zeros(width, np.float32))
-            v[dcol[r["device_type"]]] += 1
-            v[len(device_types)] += bool(r["has_screen"])
-            v[len(device_types) + 1 + hour_bucket(r["hour"])] += 1
-            if r["location"]:
-                v[len(device_types) + 1 + HOUR_BUCKETS + lcol[r["location"]]] += 1
-    texts = list(row)
-    n = len(texts)
-    meanings: dict[str, int] = {}
-    meaning = np.full(n, -1, np.int64)
-    meaning_heard = np.full(n, -1, np.int64)
-    for i in range(n):
-        if worked[i]:
-            meaning[i] = meanings.setdefault(worked[i].most_common(1)[0][0], len(meanings))
-        meaning_heard[i] = meanings.setdefault(heard[i].most_common(1)[0][0], len(meanings))
-    c = np.zeros((n, width), np.float32)
-    for i, v in ctx.items():
-        c[i] = v / max(succ[i], 1)
-    nd = len(device_types)
-    t_arr = np.array([turns[i] for i in range(n)], np.int64)
-    s_arr = np.array([succ[i] for i in range(n)], np.int64)
-    candidates = np.flatnonzero((s_arr >= 1) & (s_arr * 2 >= t_arr))  # requests that usually work
-    return GlobalMemory(texts, t_arr, s_arr, meaning, meaning_heard, list(meanings), device_types, locations,
-                        c[:, :nd], c[:, nd], c[:, nd + 1 : nd + 1 + HOUR_BUCKETS], c[:, nd + 1 + HOUR_BUCKETS :],
-                        candidates, np.zeros((len(candidates), 384), np.float32), fixes=np.array([fix[i] for i in range(n)], np.int64))
 
 
 def _record(r: dict) -> dict:
@@ -325,16 +275,19 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     held = {u: held_out(u, c.validation_share, c.seed) for u in {r["user_id"] for r in h.rows}}
     pairs, pair_users = encoder_pairs(h, c.validation_share, c.seed)
     say("global layer", 0, 0)
-    g = build_global(h, c.min_users)
-    dp = c.dp_split()
+    dp = c.dp_split(len(held))
+    if dp:  # released with user-level DP (partition selection and noisy counts) instead of k-anonymity
+        g, _ = build_private_global(h, dp["dp_epsilon"], dp["dp_delta"], max_texts=c.dp_texts_per_user, seed=c.seed, min_users=c.min_users)
+    else:
+        g = build_global(h, c.min_users)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if encoder_from is not None:
         fit_stats = _reuse_encoder(Path(encoder_from), out, private=bool(dp))
     else:
         say(f"fine-tune encoder ({min(len(set(pairs)), c.max_pairs)} pairs)", 0, 0)
-        # under DP the budget is split in two halves (they add up): the encoder (a private low-rank adapter
-        # over the frozen MiniLM, negatives from the global index) and the ranker
+        # under DP the budget is split in thirds (they add up): the global layer, the encoder (a private
+        # low-rank adapter over the frozen MiniLM, negatives from the private global index) and the ranker
         enc = BiEncoder(epochs=c.epochs, batch_size=c.batch_size, random_state=c.seed, threads=threads, max_pairs=c.max_pairs, **dp)
         if dp:
             enc.fit(pairs, users=pair_users, negatives=[g.texts[i] for i in g.candidates])
@@ -363,6 +316,12 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
         groups.append(np.full(len(texts), k))
         train_mask.append(np.full(len(texts), not held[h.rows[i]["user_id"]]))
         row_users += [h.rows[i]["user_id"]] * len(texts)
+    if not xs or not any(y[t].any() for y, t in zip(ys, train_mask)):
+        raise InvalidInputError(explain(
+            f"a global layer of {len(g.texts)} requests ({len(g.candidates)} that usually work) from {len(held)} users"
+            + (f", released with DP at epsilon {dp['dp_epsilon']:.3g}" if dp else ""),
+            "the ranker needs failing requests whose fix is among the global layer's candidates (each candidate shared by enough users to enter it)",
+            "train on more users' logs" + (", raise --dp-epsilon, or train without DP (the global layer is then k-anonymous)" if dp else "")))
     x, y, grp, tr = np.vstack(xs), np.concatenate(ys), np.concatenate(groups), np.concatenate(train_mask)
     ranker = Ranker(random_state=c.seed, ignore=tuple(c.ignore_features), **dp).fit(
         x[tr], y[tr], users=[u for u, t in zip(row_users, tr) if t])
