@@ -38,6 +38,7 @@ def train_online_cmd(
     min_users: Annotated[int, typer.Option(help="k-anonymity: a request enters the shared global layer once this many distinct users said it.")] = _ONLINE.min_users,
     dp_epsilon: DpEpsilonOpt = None,
     dp_delta: DpDeltaOpt = None,
+    dp_texts_per_user: Annotated[int, typer.Option(help="With --dp-epsilon: the requests each user contributes to the private global layer.")] = _ONLINE.dp_texts_per_user,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
@@ -47,7 +48,7 @@ def train_online_cmd(
 
     cfg = OnlineConfig(min_precision=min_precision, max_pairs=max_pairs, examples=examples, seed=seed,
                        calibrate=calibrate, harm_ratio=harm_ratio, fix_min=fix_min, phrase_min=phrase_min, min_users=min_users,
-                       k_phonetic=k_phonetic, dp_epsilon=dp_epsilon, dp_delta=dp_delta).check()
+                       k_phonetic=k_phonetic, dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_texts_per_user=dp_texts_per_user).check()
     if table is not None and not table.is_file():
         raise InvalidInputError(explain(str(table), "is not a file", "pass the Parquet file `selflearn rewrites mine --out` wrote"))
     with Store(store) as st, err.status("training") as status:

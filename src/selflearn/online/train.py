@@ -80,7 +80,7 @@ class OnlineConfig:
         if self.fix_min < 0 or self.phrase_min < 0:
             raise InvalidInputError(explain(f"fix_min={self.fix_min}, phrase_min={self.phrase_min}", "must be >= 0 (0 switches the rule off)", "use e.g. 2 and 1"))
         if not isinstance(self.dp_texts_per_user, int) or self.dp_texts_per_user < 1:
-            raise InvalidInputError(explain(f"dp_texts_per_user={self.dp_texts_per_user!r}", "must be an integer >= 1", "use e.g. 5"))
+            raise InvalidInputError(explain(f"dp_texts_per_user={self.dp_texts_per_user!r}", "must be an integer >= 1 (requests a user contributes to the private global layer)", "use e.g. 10"))
         if self.max_pairs < 2 or self.examples < 10 or self.k_global < 1 or self.k_personal < 0 or self.k_phonetic < 0:
             raise InvalidInputError(explain(f"max_pairs={self.max_pairs}, examples={self.examples}, k={self.k_global}/{self.k_personal}",
                                             "need max_pairs >= 2, examples >= 10, k_global >= 1, k_personal >= 0, k_phonetic >= 0", "use the defaults"))
