@@ -162,10 +162,13 @@ def _rephrase(args, tmp: Path, out: dict, say) -> None:
 
 def _online(args, world, tmp: Path, out: dict, say) -> None:
     """The online rewriter (table + global + personal) trained at each epsilon on the training run, A/B
-    on the same users' next days; at epsilon < inf its ranker is private and its encoder off the shelf."""
+    on the same users' next days, beside the table alone; at epsilon < inf its global layer is a private release and its
+    encoder's adapter and ranker train privately (a third of the budget each)."""
     from selflearn.online import OnlineConfig, train_online
     from selflearn.online.online_rewriter import OnlineRewriter
+    from selflearn.errors import InvalidInputError
     from selflearn.rewrites.mining import mine
+    from selflearn.rewrites.table import TableRewriter
     from selflearn.world.ab import ab_arms
     from selflearn.world.simulate import load_nlu_for
 
@@ -177,14 +180,24 @@ def _online(args, world, tmp: Path, out: dict, say) -> None:
             say(f"online epsilon={eps}")
             cfg = OnlineConfig(max_pairs=args.max_pairs, examples=args.examples, seed=args.seed, dp_epsilon=None if eps == INF else eps)
             started = time.perf_counter()
-            train_online(st, tmp / f"online-{eps}", table=tmp / "rewrites.parquet", config=cfg, threads=args.threads)
+            try:
+                stats = train_online(st, tmp / f"online-{eps}", table=tmp / "rewrites.parquet", config=cfg, threads=args.threads)
+            except InvalidInputError as exc:  # too few users for the private global layer at this epsilon: say so, go on
+                out["online"]["by_epsilon"][str(eps)] = {"refused": str(exc)}
+                continue
             rw = OnlineRewriter.load(tmp / f"online-{eps}")
-            out["online"]["by_epsilon"][str(eps)] = {"train_seconds": round(time.perf_counter() - started, 1), "privacy": rw.dp}
+            out["online"]["by_epsilon"][str(eps)] = {"train_seconds": round(time.perf_counter() - started, 1), "privacy": rw.dp,
+                                                     "global_texts": stats["global_texts"], "global_candidates": stats["global_candidates"],
+                                                     "biencoder": stats["biencoder"].get("note", "fine-tuned")}
             arms[f"online eps={eps}"] = rw
+    arms["table"] = TableRewriter.load(tmp / "rewrites.parquet")
     say("online A/B")
     ab = ab_arms(world, SimConfig(users=args.users, days=args.ab_days, seed=args.seed + 20, first_day=args.days), arms,
                  nlu_loader=load_nlu_for(args.world))
+    out["online"]["table alone"] = {k: ab["vs_control"]["table"][k] for k in ("relative_reduction", "ci_low", "ci_high", "wins", "losses", "win_loss_ratio")}
     for eps in args.epsilons:
+        if f"online eps={eps}" not in arms:
+            continue
         r = ab["vs_control"][f"online eps={eps}"]
         out["online"]["by_epsilon"][str(eps)].update({k: r[k] for k in ("relative_reduction", "ci_low", "ci_high", "wins", "losses", "win_loss_ratio")})
 

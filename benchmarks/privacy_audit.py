@@ -29,6 +29,7 @@ from selflearn.labels.weak import store_dialogues
 from selflearn.rephrase import ContextualRephraseDetector
 from selflearn.rewrites.mining import train_rephrase_model
 from selflearn.governance.audit import AuditConfig, audit_model, audit_online
+from selflearn.errors import InvalidInputError
 from selflearn.online import OnlineConfig, OnlineRewriter, train_online
 from selflearn.privacy.canaries import CanaryFormat, make_canaries, plant, save_canaries
 from selflearn.store.importer import import_files
@@ -102,8 +103,13 @@ def main() -> None:
                         stats = train_labels(store_dialogues(st), d, LabelModel(dp_epsilon=e, epochs=args.label_epochs, random_state=args.seed,
                                                                                 threads=args.threads))
                         model = LabelModel.load(d, threads=args.threads)
-                    elif name == "online":  # the encoder gets half the budget (the ranker the other half)
-                        stats = train_online(st, d, config=OnlineConfig(seed=args.seed, dp_epsilon=e), threads=args.threads)
+                    elif name == "online":  # under DP a third of the budget each: the global layer, the encoder, the ranker
+                        try:
+                            stats = train_online(st, d, config=OnlineConfig(seed=args.seed, dp_epsilon=e), threads=args.threads)
+                        except InvalidInputError as exc:  # too few users for the private global layer at this epsilon: say so, go on
+                            out["runs"][f"{name} {eps}"] = {"refused": str(exc)}
+                            print(json.dumps({"done": f"{name} {eps}", "refused": str(exc)}), flush=True)
+                            continue
                         model = OnlineRewriter.load(d, threads=args.threads)
                     else:
                         stats = train_rephrase_model(st, d, seed=args.seed, threads=args.threads, dp_epsilon=e)
@@ -115,7 +121,7 @@ def main() -> None:
                                               progress=lambda s: say("  " + s), threads=args.threads)
                     else:
                         report = audit_model(model, st, ref, canaries=tmp / "canaries.json", config=cfg, progress=lambda s: say("  " + s))
-                    report["train"] = {k: stats.get(k) for k in ("turns", "dialogues", "train_seconds", "privacy", "biencoder")}
+                    report["train"] = {k: stats.get(k) for k in ("turns", "dialogues", "train_seconds", "privacy", "biencoder", "global_texts", "global_candidates")}
                     out["runs"][f"{name} {eps}"] = report
                     print(json.dumps({"done": f"{name} {eps}", "user_advantage": report["user_advantage"], "seconds": report["seconds"]}), flush=True)
                     if args.out:
