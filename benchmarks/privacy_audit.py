@@ -31,6 +31,7 @@ from selflearn.rewrites.mining import train_rephrase_model
 from selflearn.governance.audit import AuditConfig, audit_model, audit_online
 from selflearn.errors import InvalidInputError
 from selflearn.online import OnlineConfig, OnlineRewriter, train_online
+from selflearn.rewrites.mining import mine
 from selflearn.privacy.canaries import CanaryFormat, make_canaries, plant, save_canaries
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--max-users", type=int, default=500)
     ap.add_argument("--models", nargs="+", default=["fpi"], choices=["fpi", "labels", "rephrase", "online"])
+    ap.add_argument("--with-table", action="store_true", help="online: mine a rewrite table on the training users, serve it first, audit its texts too")
     ap.add_argument("--label-epochs", type=int, default=None, help="the label model's epochs (default: as many as its schedule picks)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -105,7 +107,12 @@ def main() -> None:
                         model = LabelModel.load(d, threads=args.threads)
                     elif name == "online":  # under DP a third of the budget each: the global layer, the encoder, the ranker
                         try:
-                            stats = train_online(st, d, config=OnlineConfig(seed=args.seed, dp_epsilon=e), threads=args.threads)
+                            table = None
+                            if args.with_table:  # the mined table it serves first (k-anonymous, the same at every epsilon): audited too
+                                table = tmp / "rewrites.parquet"
+                                if not table.exists():
+                                    mine(st, table)
+                            stats = train_online(st, d, table=table, config=OnlineConfig(seed=args.seed, dp_epsilon=e), threads=args.threads)
                         except InvalidInputError as exc:  # too few users for the private global layer at this epsilon: say so, go on
                             out["runs"][f"{name} {eps}"] = {"refused": str(exc)}
                             print(json.dumps({"done": f"{name} {eps}", "refused": str(exc)}), flush=True)

@@ -230,7 +230,8 @@ def test_the_online_models_encoder_is_attacked_on_the_pairs_it_was_fine_tuned_on
     report = json.loads((tmp_path / "a.json").read_text())
     assert report["personal_isolation"]["leaks"] == 0 and "encoder" in report["membership_note"]
     users = report["membership"]["users"]
-    assert set(users) == {"encoder loss_threshold", "encoder lira", "ranker loss_threshold", "ranker lira", "global layer known requests"}
+    assert set(users) == {"encoder loss_threshold", "encoder lira", "ranker loss_threshold", "ranker lira", "global layer known requests",
+                          "table known requests"}  # the model serves a mined table: its texts are attacked too
     assert all(users[a]["members"] > 0 and users[a]["non_members"] > 0 for a in users)
     assert 0 <= report["user_advantage"] <= 1 and "personal memory" in r.output and "lira" in r.output and "ranker" in r.output
     gated = runner.invoke(app, args + ["--max-advantage", "0"])
@@ -324,3 +325,18 @@ def test_cli_plants_canaries_into_a_copy_of_the_logs(tmp_path):
     assert same.exit_code == 2 and "new file" in same.output
     missing = runner.invoke(app, ["privacy", "canaries", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "x.jsonl"), "--canaries", str(tmp_path / "e.json")])
     assert missing.exit_code == 2 and "cannot be read" in missing.output
+
+
+def test_the_known_texts_attack_finds_an_artefact_that_holds_its_members_texts(online_model, fpi_runs, tmp_path):
+    """An artefact holding every text the members said tells them apart; one holding nothing cannot."""
+    from selflearn.governance.audit import AuditConfig, known_texts_membership
+    from selflearn.online.train import load_history
+    from selflearn.store.store import Store
+
+    ref = reference_store(fpi_runs, tmp_path / "ref.duckdb")
+    with Store(online_model["dir"] / "s.duckdb") as st, Store(ref) as rs:
+        everything = {r["rewrite"] or r["text"] for r in load_history(st).rows}
+        leaky = known_texts_membership(everything, None, st, rs, AuditConfig(max_users=50))
+        empty = known_texts_membership(set(), None, st, rs, AuditConfig(max_users=50))
+    assert leaky["user_advantage"] > 0.5 and leaky["membership"]["train_vs_other"]["known_share_members"] == 1.0
+    assert empty["user_advantage"] == 0.0 and leaky["membership"]["dp_advantage_bound"] is None

@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import InvalidInputError, ReleaseGateError, explain
 from ..privacy.canaries import exposure, load_canaries
 from ..privacy.membership import advantage_bound, attack_metrics, lira_scores, loss_threshold_scores, user_scores
+from ..text import normalise
 from .audit_targets import Records, target_for
 
 SUBSTITUTION_CANDIDATES = 1_000  # secrets scored for a model without a vector path (each is a full prediction)
@@ -210,7 +211,8 @@ def audit_online(rw, *, model_dir: Path | None = None, store=None, reference=Non
         report["membership"]["parts"] = {part: {k: v for k, v in sub["membership"].items() if k not in ("users", "records")} | {"privacy": sub["privacy"]}
                                          for part, sub in parts.items()}
         report["membership_note"] = ("the retrieval encoder (fine-tuned on failing requests and their fixes), the ranker "
-                                     "(trained on replayed requests' candidates) and the global layer's index (k-anonymous; under DP a private release)")
+                                     "(trained on replayed requests' candidates), the global layer's index (k-anonymous; under DP a private release) "
+                                     "and, when the model serves one, the mined table (k-anonymous)")
         report["canaries"] = parts["encoder"].get("canaries", [])
         worst = report["user_advantage"] = max(sub["user_advantage"] for sub in parts.values())
     passed = iso["leaks"] == 0 and (worst is None or c.max_advantage is None or worst <= c.max_advantage)
@@ -220,7 +222,8 @@ def audit_online(rw, *, model_dir: Path | None = None, store=None, reference=Non
 
 
 def _online_parts(model_dir: Path, store, reference, canaries, c: AuditConfig, progress, threads: int) -> dict:
-    """The audits of the online model's two learned parts (encoder, ranker) on their own records."""
+    """The audits of the online model's parts: its two learned parts (encoder, ranker) on their own records, and
+    its shared texts (the global index, the mined table when it serves one)."""
     import dataclasses
     import json
 
@@ -241,16 +244,23 @@ def _online_parts(model_dir: Path, store, reference, canaries, c: AuditConfig, p
                       target=EncoderTarget(trained.validation_share, trained.seed, negatives=[g.texts[i] for i in g.candidates]))
     say("ranker")
     rank = audit_model(Ranker.load(model_dir / "ranker"), store, reference, config=c, progress=progress, target=RankerTarget(model_dir, trained))
-    return {"encoder": enc, "ranker": rank, "global layer": global_layer_membership(g, store, reference, c)}
+    parts = {"encoder": enc, "ranker": rank, "global layer": known_texts_membership(set(g.row), g.privacy, store, reference, c)}
+    if (model_dir / "rewrites.parquet").is_file():  # the mined table it serves first: its requests and rewrites
+        from ..rewrites.table import TableRewriter
+
+        table = TableRewriter.load(model_dir / "rewrites.parquet").table_
+        parts["table"] = known_texts_membership(set(table) | {normalise(v) for v in table.values()}, None, store, reference, c)
+    return parts
 
 
-def global_layer_membership(g, store, reference, c: AuditConfig) -> dict:
-    """Membership through the global layer's index: an attacker holding a user's requests checks
-    which of them the released index holds. Without DP a member's own turns count towards the k
-    users a request needs to enter, so a member's requests are in it more often; under DP the index
-    is a private release (online.private_global) and the bound of its epsilon applies. Score of a turn: 1 when the
-    index holds its text (as heard, or its rewrite), else 0; a user's: the share of their turns. No
-    shadows (nothing is trained): the audit's other parts give their shadows' cost."""
+def known_texts_membership(texts: set[str], privacy: dict | None, store, reference, c: AuditConfig) -> dict:
+    """Membership through a shared artefact's texts (the global layer's index, the mined table): an
+    attacker holding a user's requests checks which of them the released artefact holds. Without DP
+    a member's own turns count towards the k users a text needs to enter, so a member's requests are
+    in it more often; under DP (``privacy``: the global layer's private release) the bound of its
+    epsilon applies. Score of a turn: 1 when the artefact holds its text (as heard, or its rewrite),
+    else 0; a user's: the share of their turns. No shadows (nothing is trained): the audit's other
+    parts give their shadows' cost."""
     from ..online.train import load_history
 
     rng = random.Random(c.seed)
@@ -258,7 +268,7 @@ def global_layer_membership(g, store, reference, c: AuditConfig) -> dict:
     for st in (store, reference):
         rows = load_history(st).rows
         users = _sample_users({r["user_id"] for r in rows}, c.max_users, rng)
-        sides.append([(r["user_id"], float((r["rewrite"] or r["text"]) in g.row)) for r in rows if r["user_id"] in users])
+        sides.append([(r["user_id"], float((r["rewrite"] or r["text"]) in texts)) for r in rows if r["user_id"] in users])
     if {u for u, _ in sides[0]} & {u for u, _ in sides[1]}:
         raise InvalidInputError(explain("users in both stores", "the reference store must hold users the model never saw",
                                         "use logs of other users (or the same pseudonym key and disjoint users)"))
@@ -274,8 +284,8 @@ def global_layer_membership(g, store, reference, c: AuditConfig) -> dict:
     by_user = attack_metrics(us, np.array([u in members for u in names]))
     return {"membership": {"records": {attack: attack_metrics(scores, member)}, "users": {attack: by_user},
                            "train_vs_other": {"known_share_members": float(scores[member].mean()), "known_share_non_members": float(scores[~member].mean())},
-                           "dp_advantage_bound": advantage_bound(g.privacy["epsilon"], g.privacy["delta"]) if g.privacy else None},
-            "privacy": g.privacy, "user_advantage": by_user["advantage"]}
+                           "dp_advantage_bound": advantage_bound(privacy["epsilon"], privacy["delta"]) if privacy else None},
+            "privacy": privacy, "user_advantage": by_user["advantage"]}
 
 
 def check_gate(report: dict) -> None:
