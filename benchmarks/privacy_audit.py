@@ -27,11 +27,10 @@ from selflearn.labels import LabelModel
 from selflearn.labels.training import train_labels
 from selflearn.labels.weak import store_dialogues
 from selflearn.rephrase import ContextualRephraseDetector
-from selflearn.rewrites.mining import train_rephrase_model
+from selflearn.rewrites.mining import mine, train_rephrase_model
 from selflearn.governance.audit import AuditConfig, audit_model, audit_online
 from selflearn.errors import InvalidInputError
 from selflearn.online import OnlineConfig, OnlineRewriter, train_online
-from selflearn.rewrites.mining import mine
 from selflearn.privacy.canaries import CanaryFormat, make_canaries, plant, save_canaries
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store

@@ -336,7 +336,7 @@ def test_the_known_texts_attack_finds_an_artefact_that_holds_its_members_texts(o
     ref = reference_store(fpi_runs, tmp_path / "ref.duckdb")
     with Store(online_model["dir"] / "s.duckdb") as st, Store(ref) as rs:
         everything = {r["rewrite"] or r["text"] for r in load_history(st).rows}
-        leaky = known_texts_membership(everything, None, st, rs, AuditConfig(max_users=50))
-        empty = known_texts_membership(set(), None, st, rs, AuditConfig(max_users=50))
+        got = known_texts_membership({"leaky": (everything, None), "empty": (set(), None)}, st, rs, AuditConfig(max_users=50))
+        leaky, empty = got["leaky"], got["empty"]
     assert leaky["user_advantage"] > 0.5 and leaky["membership"]["train_vs_other"]["known_share_members"] == 1.0
     assert empty["user_advantage"] == 0.0 and leaky["membership"]["dp_advantage_bound"] is None

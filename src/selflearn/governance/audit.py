@@ -244,23 +244,24 @@ def _online_parts(model_dir: Path, store, reference, canaries, c: AuditConfig, p
                       target=EncoderTarget(trained.validation_share, trained.seed, negatives=[g.texts[i] for i in g.candidates]))
     say("ranker")
     rank = audit_model(Ranker.load(model_dir / "ranker"), store, reference, config=c, progress=progress, target=RankerTarget(model_dir, trained))
-    parts = {"encoder": enc, "ranker": rank, "global layer": known_texts_membership(set(g.row), g.privacy, store, reference, c)}
+    shared = {"global layer": (set(g.row), g.privacy)}
     if (model_dir / "rewrites.parquet").is_file():  # the mined table it serves first: its requests and rewrites
         from ..rewrites.table import TableRewriter
 
         table = TableRewriter.load(model_dir / "rewrites.parquet").table_
-        parts["table"] = known_texts_membership(set(table) | {normalise(v) for v in table.values()}, None, store, reference, c)
-    return parts
+        shared["table"] = (set(table) | {normalise(v) for v in table.values()}, None)
+    return {"encoder": enc, "ranker": rank, **known_texts_membership(shared, store, reference, c)}
 
 
-def known_texts_membership(texts: set[str], privacy: dict | None, store, reference, c: AuditConfig) -> dict:
-    """Membership through a shared artefact's texts (the global layer's index, the mined table): an
-    attacker holding a user's requests checks which of them the released artefact holds. Without DP
-    a member's own turns count towards the k users a text needs to enter, so a member's requests are
-    in it more often; under DP (``privacy``: the global layer's private release) the bound of its
-    epsilon applies. Score of a turn: 1 when the artefact holds its text (as heard, or its rewrite),
-    else 0; a user's: the share of their turns. No shadows (nothing is trained): the audit's other
-    parts give their shadows' cost."""
+def known_texts_membership(artefacts: dict[str, tuple[set[str], dict | None]], store, reference, c: AuditConfig) -> dict[str, dict]:
+    """Membership through shared artefacts' texts (name -> (texts, DP record or None): the global
+    layer's index, the mined table): an attacker holding a user's requests checks which of them the
+    released artefact holds. Without DP a member's own turns count towards the k users a text needs
+    to enter, so a member's requests are in it more often; under DP (the global layer's private
+    release) the bound of its epsilon applies. Score of a turn: 1 when the artefact holds its text
+    (as heard, or its rewrite), else 0; a user's: the share of their turns. Both stores are read
+    and their users sampled once for all the artefacts. No shadows (nothing is trained): the audit's
+    other parts give their shadows' cost."""
     from ..online.train import load_history
 
     rng = random.Random(c.seed)
@@ -268,24 +269,28 @@ def known_texts_membership(texts: set[str], privacy: dict | None, store, referen
     for st in (store, reference):
         rows = load_history(st).rows
         users = _sample_users({r["user_id"] for r in rows}, c.max_users, rng)
-        sides.append([(r["user_id"], float((r["rewrite"] or r["text"]) in texts)) for r in rows if r["user_id"] in users])
+        sides.append([(r["user_id"], r["rewrite"] or r["text"]) for r in rows if r["user_id"] in users])
     if {u for u, _ in sides[0]} & {u for u, _ in sides[1]}:
         raise InvalidInputError(explain("users in both stores", "the reference store must hold users the model never saw",
                                         "use logs of other users (or the same pseudonym key and disjoint users)"))
     n = min(len({u for u, _ in sides[0]}), len({u for u, _ in sides[1]}))
     keep = [_sample_users({u for u, _ in side}, n, rng) for side in sides]  # as many users a side
-    recs = [(u, x, k == 0) for k, side in enumerate(sides) for u, x in side if u in keep[k]]
-    scores = np.array([x for _, x, _ in recs])
+    recs = [(u, t, k == 0) for k, side in enumerate(sides) for u, t in side if u in keep[k]]
     member = np.array([m for _, _, m in recs])
     users = [u for u, _, _ in recs]
-    names, us = user_scores(scores, users)
     members = {u for u, _, m in recs if m}
     attack = "known requests"
-    by_user = attack_metrics(us, np.array([u in members for u in names]))
-    return {"membership": {"records": {attack: attack_metrics(scores, member)}, "users": {attack: by_user},
-                           "train_vs_other": {"known_share_members": float(scores[member].mean()), "known_share_non_members": float(scores[~member].mean())},
-                           "dp_advantage_bound": advantage_bound(privacy["epsilon"], privacy["delta"]) if privacy else None},
-            "privacy": privacy, "user_advantage": by_user["advantage"]}
+    out = {}
+    for name, (texts, privacy) in artefacts.items():
+        scores = np.array([float(t in texts) for _, t, _ in recs])
+        names, us = user_scores(scores, users)
+        by_user = attack_metrics(us, np.array([u in members for u in names]))
+        out[name] = {"membership": {"records": {attack: attack_metrics(scores, member)}, "users": {attack: by_user},
+                                    "train_vs_other": {"known_share_members": float(scores[member].mean()),
+                                                       "known_share_non_members": float(scores[~member].mean())},
+                                    "dp_advantage_bound": advantage_bound(privacy["epsilon"], privacy["delta"]) if privacy else None},
+                     "privacy": privacy, "user_advantage": by_user["advantage"]}
+    return out
 
 
 def check_gate(report: dict) -> None:

@@ -188,13 +188,6 @@ class OnnxEncoder:
         self.session = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
         self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or encoder_path()))
 
-    def _off_the_shelf(self, why: str) -> "BiEncoder":
-        """The pretrained encoder as it is: it learned nothing from the pairs (no budget spent)."""
-        self.model_, self.tokenizer_ = build_encoder(pretrained=True, attn_implementation="eager"), load_tokenizer()
-        self.model_.eval()
-        self.training_ = {"pairs": 0, "steps": 0, "epochs": 0, "train_seconds": 0.0, "loss_first": None, "loss_last": None, "note": why}
-        return self
-
     def encode(self, texts: list[str], *, batch_size: int = 256) -> np.ndarray:
         out = []
         for i in range(0, len(texts), batch_size):

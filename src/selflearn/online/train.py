@@ -35,7 +35,7 @@ from ..rewrites.table import TableRewriter
 from ..signals import DEFECT_AT, SignalConfig, compute_signals
 from ..store.store import Store
 from .encoder import BiEncoder, OnnxEncoder, export_onnx
-from .global_layer import build_global
+from .global_layer import build_global, fixed_by_retry
 from .memory import PersonalMemory, meaning_key
 from .private_global import build_private_global
 from .ranker import Ranker, choose_threshold, choose_threshold_by_harm, precision_coverage
@@ -208,9 +208,9 @@ def ranking_examples(rw: OnlineRewriter, h: History, c: OnlineConfig, *, rates: 
     rng = random.Random(c.seed)
     # a failing request whose chain ended in the meaning it already had failed for another reason
     # (the skill, the result): rewriting cannot fix it, so it teaches nothing
-    fixable = [i for i, t in h.target.items() if h.rows[i]["meaning"] != h.rows[t]["meaning"]]
+    fixable_set = fixed_by_retry(h)
+    fixable = [i for i in h.target if i in fixable_set]  # in the chains' order (the seeded sample depends on it)
     worked = [i for i, r in enumerate(h.rows) if r["ok"] and not r["rewrite"]]
-    fixable_set = set(fixable)
     # failing requests no retry fixed (nothing serves them, or the user gave up): a rewrite of one
     # is served all the same, and is a loss unless it fixes what nobody saw fixed; without them the
     # held-out precision would only see requests that worked or were fixed
