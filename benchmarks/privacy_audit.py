@@ -129,7 +129,9 @@ def main() -> None:
                         report = audit_model(model, st, ref, canaries=tmp / "canaries.json", config=cfg, progress=lambda s: say("  " + s))
                     report["train"] = {k: stats.get(k) for k in ("turns", "dialogues", "train_seconds", "privacy", "biencoder", "global_texts", "global_candidates")}
                     out["runs"][f"{name} {eps}"] = report
-                    print(json.dumps({"done": f"{name} {eps}", "user_advantage": report["user_advantage"], "seconds": report["seconds"]}), flush=True)
+                    print(json.dumps({"done": f"{name} {eps}", "seconds": report["seconds"],
+                                      **{k: report[k] for k in ("user_advantage", "user_advantage_heldout", "user_advantage_heldout_ci95", "worst_attack")}}),
+                          flush=True)
                     if args.out:
                         args.out.write_text(json.dumps(out, indent=1, default=str))
     finally:

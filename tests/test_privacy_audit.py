@@ -14,7 +14,7 @@ from selflearn.cli.main import app
 from selflearn.errors import InvalidInputError
 from selflearn.governance.audit import AuditConfig, CachedEncoder, canary_audit, membership
 from selflearn.privacy.canaries import CanaryFormat, exposure, load_canaries, make_canaries, plant, save_canaries
-from selflearn.privacy.membership import advantage_bound, advantage_null, attack_metrics, lira_scores, logit_confidence, user_scores
+from selflearn.privacy.membership import advantage_bound, advantage_null, attack_metrics, heldout_advantage, lira_scores, logit_confidence, user_scores
 from selflearn.governance.audit_targets import AuditTarget, Records
 
 runner = CliRunner()
@@ -33,6 +33,29 @@ def test_attack_metrics_separate_perfect_and_random_scores():
     assert len(noise["roc"]["fpr"]) == len(noise["roc"]["tpr"])
     with pytest.raises(InvalidInputError, match="needs both"):
         attack_metrics(np.ones(3), np.ones(3, bool))
+
+
+def test_the_heldout_advantage_is_unbiased_where_the_in_sample_one_is_not():
+    """An attack with no information: the in-sample advantage sits near the chance level, the
+    held-out one near 0 with an interval that covers 0; a real leak (scores shifted by 0.5 sd,
+    true advantage 2 Phi(0.25) - 1 = 0.197) is recovered within its interval."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(0)
+    members = np.r_[np.ones(315, bool), np.zeros(315, bool)]
+    null = [heldout_advantage(rng.normal(size=630), members, splits=10, seed=k) for k in range(40)]
+    estimates = np.array([h["estimate"] for h in null])
+    assert abs(estimates.mean()) < 0.015 and np.mean([h["ci95"][0] <= 0 <= h["ci95"][1] for h in null]) >= 0.9
+    in_sample = np.mean([attack_metrics(rng.normal(size=630), members)["advantage"] for _ in range(20)])
+    assert in_sample > 0.04  # the bias the held-out figure removes
+    true = 2 * norm.cdf(0.25) - 1
+    leak = [heldout_advantage(np.r_[rng.normal(0.5, 1, 315), rng.normal(size=315)], members, splits=10, seed=k) for k in range(20)]
+    assert abs(np.mean([h["estimate"] for h in leak]) - true) < 0.03
+    assert np.mean([h["ci95"][0] <= true <= h["ci95"][1] for h in leak]) >= 0.8
+    perfect = heldout_advantage(np.r_[np.ones(10), np.zeros(10)], members[305:325])
+    assert perfect["estimate"] == 1.0
+    with pytest.raises(InvalidInputError, match="at least 4"):
+        heldout_advantage(np.ones(5), np.array([True, True, True, False, False]))
 
 
 def test_lira_calibrates_per_record_difficulty():
@@ -337,6 +360,8 @@ def test_the_known_texts_attack_finds_an_artefact_that_holds_its_members_texts(o
     with Store(online_model["dir"] / "s.duckdb") as st, Store(ref) as rs:
         everything = {r["rewrite"] or r["text"] for r in load_history(st).rows}
         got = known_texts_membership({"leaky": (everything, None), "empty": (set(), None)}, st, rs, AuditConfig(max_users=50))
-        leaky, empty = got["leaky"], got["empty"]
-    assert leaky["user_advantage"] > 0.5 and leaky["membership"]["train_vs_other"]["known_share_members"] == 1.0
-    assert empty["user_advantage"] == 0.0 and leaky["membership"]["dp_advantage_bound"] is None
+        leaky = got["leaky"]
+    by_user = {name: got[name]["membership"]["users"]["known requests"] for name in got}
+    assert by_user["leaky"]["advantage"] > 0.5 and by_user["leaky"]["advantage_heldout"] > 0.5
+    assert leaky["membership"]["train_vs_other"]["known_share_members"] == 1.0
+    assert by_user["empty"]["advantage"] == 0.0 and by_user["empty"]["advantage_heldout"] == 0.0 and leaky["membership"]["dp_advantage_bound"] is None

@@ -173,7 +173,7 @@ def audit_cmd(
     --store and --reference), and whether one user's private entries in the
     personal memory can be read through another user's requests. Writes --out; with --max-advantage, a
     release gate (exit 4)."""
-    from selflearn.governance.audit import AuditConfig, audit_models, check_gate, summary
+    from selflearn.governance.audit import AuditConfig, audit_models, check_gate, heldout_text, summary
 
     config = AuditConfig(shadows=shadows, max_users=max_users, max_advantage=max_advantage)
     report = audit_models(model, store, reference, canaries=canaries, config=config, threads=threads)
@@ -187,11 +187,11 @@ def audit_cmd(
     if not as_json and report.get("membership"):
         if report.get("personal_isolation"):
             out.print(f"membership: {report['membership_note']}", highlight=False, markup=False)
-        table = Table("level", "attack", "AUC", "advantage", "chance (95%)", "TPR@1%FPR", "TPR@0.1%FPR", title=Text(f"privacy audit: {model}"))
+        table = Table("level", "attack", "AUC", "advantage", "chance (95%)", "held out [95%]", "TPR@1%FPR", "TPR@0.1%FPR", title=Text(f"privacy audit: {model}"))
         for lvl in ("users", "records"):
             for a, r in report["membership"][lvl].items():
-                table.add_row(lvl, a, f"{r['auc']:.3f}", f"{r['advantage']:.3f}",
-                              *(f"{r[k]:.3f}" if r[k] is not None else "n/a" for k in ("advantage_null_95", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001")))
+                table.add_row(Text(lvl), Text(a), f"{r['auc']:.3f}", f"{r['advantage']:.3f}", f"{r['advantage_null_95']:.3f}", heldout_text(r),
+                              *(f"{r[k]:.3f}" if r[k] is not None else "n/a" for k in ("tpr_at_fpr_0.01", "tpr_at_fpr_0.001")))
         out.print(table)
         for c in report.get("canaries", []):
             out.print(f"canary x{c['repetitions']}: exposure {c['exposure_bits']} bits, tokens recovered {c['tokens_recovered']}", highlight=False, markup=False)

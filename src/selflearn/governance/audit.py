@@ -10,8 +10,9 @@
 2. Canaries (planted with `selflearn privacy canaries` before training): each canary's exposure
    (rank of its secret among every secret of the format, by the model's log-probability of the
    canary records' labels) and a white-box inversion (:mod:`.inversion`): tokens recovered.
-3. A release gate: ``max_advantage`` fails the audit when the user-level advantage of either
-   attack exceeds it.
+3. A release gate: ``max_advantage`` fails the audit when the held-out user-level advantage
+   (:func:`..privacy.membership.heldout_advantage`: unbiased, where the in-sample maximum is biased
+   upward by about the chance level) of any attack exceeds it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .audit_targets import Records, target_for
 
 SUBSTITUTION_CANDIDATES = 1_000  # secrets scored for a model without a vector path (each is a full prediction)
 
-__all__ = ["AuditConfig", "audit_model", "audit_online", "audit_models", "check_gate", "summary", "CachedEncoder"]
+__all__ = ["AuditConfig", "audit_model", "audit_online", "audit_models", "check_gate", "summary", "heldout_text", "CachedEncoder"]
 
 
 @dataclass(frozen=True)
@@ -181,9 +182,8 @@ def audit_model(model, store, reference, *, canaries: Path | None = None, config
     report["membership"]["dp_advantage_bound"] = advantage_bound(eps, (report["privacy"] or {}).get("delta", 0.0)) if eps else None
     if canaries is not None:
         report["canaries"] = canary_audit(target, model, members, Path(canaries), c, encoder)
-    worst = max(report["membership"]["users"][a]["advantage"] for a in report["membership"]["users"])
-    report["user_advantage"] = worst
-    report["gate"] = None if c.max_advantage is None else {"max_advantage": c.max_advantage, "passed": worst <= c.max_advantage}
+    report.update(_worst_user_advantage(report["membership"]["users"]))
+    report["gate"] = _gate(c.max_advantage, report)
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
 
@@ -202,7 +202,6 @@ def audit_online(rw, *, model_dir: Path | None = None, store=None, reference=Non
     iso = personal_isolation(rw, seed=c.seed)
     report = {"model": "online-rewriter", "privacy": rw.dp, "personal_isolation": iso, "membership": None,
               "membership_note": "pass the store the model was trained on and --reference to attack its encoder and ranker"}
-    worst = None
     if model_dir is not None and store is not None and reference is not None:
         parts = _online_parts(Path(model_dir), store, reference, canaries, c, progress, threads)
         # one table: each part's attacks under its name (the gate takes the worst of them)
@@ -214,9 +213,8 @@ def audit_online(rw, *, model_dir: Path | None = None, store=None, reference=Non
                                      "(trained on replayed requests' candidates), the global layer's index (k-anonymous; under DP a private release) "
                                      "and, when the model serves one, the mined table (k-anonymous)")
         report["canaries"] = parts["encoder"].get("canaries", [])
-        worst = report["user_advantage"] = max(sub["user_advantage"] for sub in parts.values())
-    passed = iso["leaks"] == 0 and (worst is None or c.max_advantage is None or worst <= c.max_advantage)
-    report["gate"] = None if c.max_advantage is None else {"max_advantage": c.max_advantage, "passed": passed}
+        report.update(_worst_user_advantage(report["membership"]["users"]))
+    report["gate"] = _gate(c.max_advantage, report, leaks=iso["leaks"])
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
 
@@ -289,8 +287,32 @@ def known_texts_membership(artefacts: dict[str, tuple[set[str], dict | None]], s
                                     "train_vs_other": {"known_share_members": float(scores[member].mean()),
                                                        "known_share_non_members": float(scores[~member].mean())},
                                     "dp_advantage_bound": advantage_bound(privacy["epsilon"], privacy["delta"]) if privacy else None},
-                     "privacy": privacy, "user_advantage": by_user["advantage"]}
+                     "privacy": privacy}
     return out
+
+
+def _worst_user_advantage(by_attack: dict[str, dict]) -> dict:
+    """The worst user-level attack: by its in-sample advantage (biased upward by about the chance
+    level) and by its held-out advantage (unbiased; what the release gate judges), with the
+    attack's name and its confidence interval."""
+    def held(r: dict) -> tuple[float, list[float]]:  # under 4 users a side: the in-sample figure, unresolved
+        return (r["advantage_heldout"], r["advantage_heldout_ci95"]) if r["advantage_heldout"] is not None else (r["advantage"], [0.0, 1.0])
+
+    name, worst = max(by_attack.items(), key=lambda kv: held(kv[1])[0])
+    return {"user_advantage": max(r["advantage"] for r in by_attack.values()), "user_advantage_heldout": held(worst)[0],
+            "user_advantage_heldout_ci95": held(worst)[1], "worst_attack": name}
+
+
+def _gate(max_advantage: float | None, report: dict, leaks: int = 0) -> dict | None:
+    """The release gate: passed when no personal entry leaked and the worst held-out user-level
+    advantage is at most ``max_advantage``; ``confirmed`` when even the upper end of its 95%
+    interval is (else the sample is too small to show it, and more users would)."""
+    if max_advantage is None:
+        return None
+    held, ci = report.get("user_advantage_heldout"), report.get("user_advantage_heldout_ci95")
+    if held is None:  # no membership audit ran (an online model without stores): only the isolation test
+        return {"max_advantage": max_advantage, "passed": leaks == 0, "confirmed": None}
+    return {"max_advantage": max_advantage, "passed": leaks == 0 and held <= max_advantage, "confirmed": leaks == 0 and ci[1] <= max_advantage}
 
 
 def check_gate(report: dict) -> None:
@@ -303,10 +325,19 @@ def check_gate(report: dict) -> None:
         raise ReleaseGateError(explain(f"{report['personal_isolation']['leaks']} rewrites returned another user's private entry",
                                        "must be 0: the personal layer answers a user from their own history only",
                                        "do not release this model; report the examples in the audit as a bug"))
-    worst = max(report["membership"]["users"].items(), key=lambda kv: kv[1]["advantage"])
-    raise ReleaseGateError(explain(f"user-level membership advantage {worst[1]['advantage']:.3f} ({worst[0]} attack) of {report['model']}",
+    lo, hi = report["user_advantage_heldout_ci95"]
+    raise ReleaseGateError(explain(f"user-level membership advantage {report['user_advantage_heldout']:.3f} (held out; 95% interval "
+                                   f"{lo:.3f} to {hi:.3f}; {report['worst_attack']} attack) of {report['model']}",
                                    f"must be <= {gate['max_advantage']} (--max-advantage)",
                                    "retrain with user-level DP (--dp-epsilon) or on more users, then audit again"))
+
+
+def heldout_text(attack: dict) -> str:
+    """An attack's held-out advantage with its 95% interval, as tables show it ("n/a" under 4 users a side)."""
+    if attack.get("advantage_heldout") is None:
+        return "n/a"
+    lo, hi = attack["advantage_heldout_ci95"]
+    return f"{attack['advantage_heldout']:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def summary(report: dict) -> dict:

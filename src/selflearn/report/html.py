@@ -56,17 +56,20 @@ def _audit_view(audits: list[tuple[str, dict]], fig) -> dict:
     """The privacy section: one row per audit and attack, user-level ROC curves, exposure by repetitions."""
     import plotly.graph_objects as go
 
+    from ..governance.audit import heldout_text
+
     rows, roc, exp = [], go.Figure(), go.Figure()
     for name, a in audits:
         eps = (a.get("privacy") or {}).get("epsilon")
         who = f"{name} ({a['model']}, {'epsilon ' + _num(eps) if eps else 'no DP'})"
         if a.get("personal_isolation"):
             iso = a["personal_isolation"]
-            rows.append([clip(who, 120), "personal memory", "another user's entry", "", f"{iso['leaks']} leaks in {iso['requests']:,} requests", "", "", ""])
+            rows.append([clip(who, 120), "personal memory", "another user's entry", "", f"{iso['leaks']} leaks in {iso['requests']:,} requests", "", "", "", ""])
         for level in ("users", "records") if a.get("membership") else ():
             for attack, r in a["membership"][level].items():
                 rows.append([clip(who, 120), level, attack, f"{r['auc']:.3f}", f"{r['advantage']:.3f}",
-                             *("n/a" if not isinstance(r.get(k), (int, float)) else f"{r[k]:.3f}" for k in ("advantage_null_95", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001"))])
+                             *("n/a" if not isinstance(r.get(k), (int, float)) else f"{r[k]:.3f}" for k in ("advantage_null_95",)), heldout_text(r),
+                             *("n/a" if not isinstance(r.get(k), (int, float)) else f"{r[k]:.3f}" for k in ("tpr_at_fpr_0.01", "tpr_at_fpr_0.001"))])
                 if level == "users":
                     roc.add_trace(go.Scatter(x=r["roc"]["fpr"], y=r["roc"]["tpr"], mode="lines", name=_label(f"{name} {attack}")))
         canaries = [c for c in a.get("canaries") or [] if c.get("exposure_bits") is not None]
