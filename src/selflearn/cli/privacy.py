@@ -163,7 +163,7 @@ def audit_cmd(
     canaries: Annotated[Path | None, typer.Option("--canaries", help="The canaries file `privacy canaries` wrote (planted before training).")] = None,
     shadows: Annotated[int, typer.Option(min=2, help="Shadow models for the calibrated attack (each is one retraining).")] = 4,
     max_users: Annotated[int, typer.Option(min=2, help="Members and non-members evaluated, each.")] = 500,
-    max_advantage: Annotated[float | None, typer.Option("--max-advantage", help="Release gate: exit 4 when the user-level membership advantage is above this.")] = None,
+    max_advantage: Annotated[float | None, typer.Option("--max-advantage", help="Release gate: exit 4 when the held-out user-level membership advantage of any attack is above this.")] = None,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
