@@ -140,8 +140,34 @@ def test_membership_attacks_catch_memorisation_and_only_that(memorise, expect_hi
     for attack in ("loss_threshold", "lira"):
         adv = result["users"][attack]["advantage"]
         assert (adv > 0.9) if expect_high else (adv < 0.25), (attack, adv)
+    # the shadows never saw either side, and the two sides' records are alike: the control finds nothing
+    assert result["composition_control"]["users"]["advantage_heldout"] < 0.15
     with pytest.raises(InvalidInputError, match="never saw"):
         membership(t, model, members, t.records(["m1"] + [f"r{i}" for i in range(20)]), AuditConfig())
+
+
+def test_the_composition_control_sees_what_the_data_alone_gives_away():
+    """Members' records easier than non-members' for EVERY model (a difference between the sides'
+    data, not memory): the loss threshold reports a leak, the control (the same attack against
+    models that saw neither side) reports it too, and LiRA, calibrated on those models, does not."""
+
+    class EasyMembers(LookupTarget):
+        fitted = 0
+
+        def fit(self, model, records, *, encoder=None):
+            self.fitted += 1
+            return {"seed": self.fitted}
+
+        def p_true(self, model, records):  # each model its own noise around the record's difficulty
+            rng = np.random.default_rng(model["seed"])
+            return np.array([0.8 if it[0].startswith("m") else 0.6 for it in records.items]) + rng.uniform(-0.05, 0.05, len(records.items))
+
+    t = EasyMembers(None)
+    members = t.records([f"m{i}" for i in range(200)])
+    result = membership(t, t.fit(None, members), members, t.records([f"r{i}" for i in range(400)]), AuditConfig(shadows=3, max_users=150))
+    assert result["users"]["loss_threshold"]["advantage_heldout"] > 0.9
+    assert result["composition_control"]["users"]["advantage_heldout"] > 0.9
+    assert result["users"]["lira"]["advantage_heldout"] < 0.2
 
 
 class VectorTarget(AuditTarget):

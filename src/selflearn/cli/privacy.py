@@ -193,6 +193,11 @@ def audit_cmd(
                 table.add_row(Text(lvl), Text(a), f"{r['auc']:.3f}", f"{r['advantage']:.3f}", f"{r['advantage_null_95']:.3f}", heldout_text(r),
                               *(f"{r[k]:.3f}" if r[k] is not None else "n/a" for k in ("tpr_at_fpr_0.01", "tpr_at_fpr_0.001")))
         out.print(table)
+        controls = {part: v.get("composition_control") for part, v in (report["membership"].get("parts") or {"": report["membership"]}).items()}
+        for part, ctl in controls.items():
+            if ctl:
+                out.print(f"control{' (' + part + ')' if part else ''}: the {ctl['attack']} (models that saw neither side), users: "
+                          f"held out {heldout_text(ctl['users'])}", highlight=False, markup=False)
         for c in report.get("canaries", []):
             out.print(f"canary x{c['repetitions']}: exposure {c['exposure_bits']} bits, tokens recovered {c['tokens_recovered']}", highlight=False, markup=False)
     out.print(f"audit written to {output}", highlight=False, markup=False)

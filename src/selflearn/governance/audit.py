@@ -118,10 +118,24 @@ def membership(target, model, members: Records, reference: Records, c: AuditConf
         result["records"][name] = attack_metrics(s, is_member)
         names, us = user_scores(s, ev.users)
         result["users"][name] = attack_metrics(us, np.array([u in set(ev_in.users) for u in names]))
+    result["composition_control"] = composition_control(np.stack(shadow_p), is_member, ev.users, set(ev_in.users))
     result["shadows"] = {"count": c.shadows, "users_each": max(2, int(round(c.shadow_share * len(pool)))),
                          "seconds_each": round(shadow_seconds / c.shadows, 1)}
     result["train_vs_other"] = {"mean_p_true_members": float(p_target[is_member].mean()), "mean_p_true_non_members": float(p_target[~is_member].mean())}
     return result
+
+
+def composition_control(shadow_p: np.ndarray, is_member: np.ndarray, users: list[str], member_users: set[str]) -> dict:
+    """The loss-threshold attack run against the shadows, models that saw NEITHER side (their
+    geometric-mean probability of each record's label): whatever advantage it finds comes from the
+    two sides' data (e.g. members' records being easier), not from the audited model's memory. A
+    loss-threshold figure close to this one says little about the model; LiRA, which calibrates each
+    record against the same shadows, is not fooled by it."""
+    s = loss_threshold_scores(np.exp(np.log(np.clip(shadow_p, 1e-7, 1.0)).mean(0)))
+    names, us = user_scores(s, users)
+    strip = lambda r: {k: v for k, v in r.items() if k != "roc"}  # noqa: E731
+    return {"attack": "loss threshold against the shadows", "records": strip(attack_metrics(s, is_member)),
+            "users": strip(attack_metrics(us, np.array([u in member_users for u in names])))}
 
 
 def canary_audit(target, model, members: Records, canaries_path: Path, c: AuditConfig, encoder) -> list[dict]:
