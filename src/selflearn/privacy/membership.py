@@ -120,9 +120,9 @@ def advantage_null(n_members: int, n_non_members: int, *, quantile: float = 0.95
 
 def _best_threshold(s_in: np.ndarray, s_out: np.ndarray) -> float:
     """The threshold (``score >= t`` means member) with the largest TPR - FPR on these scores."""
-    cuts = np.unique(np.r_[s_in, s_out])[::-1]
-    tpr = np.searchsorted(np.sort(-s_in), -cuts, side="right") / len(s_in)
-    fpr = np.searchsorted(np.sort(-s_out), -cuts, side="right") / len(s_out)
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, cuts = roc_curve(np.r_[np.ones(len(s_in), bool), np.zeros(len(s_out), bool)], np.r_[s_in, s_out], drop_intermediate=False)
     k = int(np.argmax(tpr - fpr))
     return float(cuts[k]) if tpr[k] - fpr[k] > 0 else math.inf  # no threshold helps: call nobody a member
 

@@ -67,9 +67,9 @@ def _audit_view(audits: list[tuple[str, dict]], fig) -> dict:
             rows.append([clip(who, 120), "personal memory", "another user's entry", "", f"{iso['leaks']} leaks in {iso['requests']:,} requests", "", "", "", ""])
         for level in ("users", "records") if a.get("membership") else ():
             for attack, r in a["membership"][level].items():
-                rows.append([clip(who, 120), level, attack, f"{r['auc']:.3f}", f"{r['advantage']:.3f}",
-                             *("n/a" if not isinstance(r.get(k), (int, float)) else f"{r[k]:.3f}" for k in ("advantage_null_95",)), heldout_text(r),
-                             *("n/a" if not isinstance(r.get(k), (int, float)) else f"{r[k]:.3f}" for k in ("tpr_at_fpr_0.01", "tpr_at_fpr_0.001"))])
+                num = {k: f"{r[k]:.3f}" if isinstance(r.get(k), (int, float)) else "n/a" for k in ("advantage_null_95", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001")}
+                rows.append([clip(who, 120), level, attack, f"{r['auc']:.3f}", f"{r['advantage']:.3f}", num["advantage_null_95"], heldout_text(r),
+                             num["tpr_at_fpr_0.01"], num["tpr_at_fpr_0.001"]])
                 if level == "users":
                     roc.add_trace(go.Scatter(x=r["roc"]["fpr"], y=r["roc"]["tpr"], mode="lines", name=_label(f"{name} {attack}")))
         canaries = [c for c in a.get("canaries") or [] if c.get("exposure_bits") is not None]
