@@ -14,7 +14,7 @@ from selflearn.cli.main import app
 from selflearn.errors import InvalidInputError
 from selflearn.governance.audit import AuditConfig, CachedEncoder, canary_audit, membership
 from selflearn.privacy.canaries import CanaryFormat, exposure, load_canaries, make_canaries, plant, save_canaries
-from selflearn.privacy.membership import advantage_bound, advantage_null, attack_metrics, heldout_advantage, lira_scores, logit_confidence, user_scores
+from selflearn.privacy.membership import advantage_bound, advantage_null, attack_metrics, heldout_advantage, lira_scores, logit_confidence, user_scores, users_to_confirm
 from selflearn.governance.audit_targets import AuditTarget, Records
 
 runner = CliRunner()
@@ -56,6 +56,33 @@ def test_the_heldout_advantage_is_unbiased_where_the_in_sample_one_is_not():
     assert perfect["estimate"] == 1.0
     with pytest.raises(InvalidInputError, match="at least 4"):
         heldout_advantage(np.ones(5), np.array([True, True, True, False, False]))
+
+
+def test_users_to_confirm_follows_the_intervals_width():
+    """The interval's half-width shrinks as 1 / sqrt(users a side): four times the users halve it,
+    which is what the audit's estimate of the users needed to confirm a gate assumes."""
+    rng = np.random.default_rng(1)
+    half = {}
+    for n in (300, 1200):
+        members = np.r_[np.ones(n, bool), np.zeros(n, bool)]
+        h = [heldout_advantage(rng.normal(size=2 * n), members, splits=5, seed=k) for k in range(5)]
+        half[n] = np.mean([x["ci95"][1] - x["estimate"] for x in h])
+    assert 0.45 < half[1200] / half[300] < 0.55
+    assert users_to_confirm(0.0, [-0.1, 0.1], 300, 0.05) == 1200  # half-width 0.1 must become 0.05
+    assert users_to_confirm(0.01, [-0.02, 0.04], 300, 0.05) == 300  # already confirmed: the size it has
+    assert users_to_confirm(0.06, [0.0, 0.12], 300, 0.05) is None  # the estimate is above the limit: no size rules it out
+
+
+def test_the_gate_says_whether_the_interval_confirms_it_and_how_many_users_would():
+    from selflearn.governance.audit import _gate, gate_text
+
+    report = {"user_advantage_heldout": 0.01, "user_advantage_heldout_ci95": [-0.05, 0.07], "worst_attack": "lira", "users_a_side": 266}
+    gate = _gate(0.05, report)
+    assert gate["passed"] and not gate["confirmed"] and gate["users_to_confirm"] == int(np.ceil(266 * (0.06 / 0.04) ** 2))
+    assert "not confirmed" in gate_text({**report, "gate": gate}) and str(gate["users_to_confirm"]) in gate_text({**report, "gate": gate})
+    assert _gate(0.1, report)["confirmed"] and "confirmed (the interval" in gate_text({**report, "gate": _gate(0.1, report)})
+    failed = _gate(0.005, report)
+    assert not failed["passed"] and failed["users_to_confirm"] is None and gate_text({**report, "gate": failed}).endswith("failed")
 
 
 def test_lira_calibrates_per_record_difficulty():
@@ -238,7 +265,7 @@ def test_audit_of_the_failure_point_model_and_its_release_gate(fpi_runs, tmp_pat
     assert set(users) == {"loss_threshold", "lira"} and all(0 <= users[a]["auc"] <= 1 for a in users)
     assert report["membership"]["records"]["lira"]["members"] > 0 and report["gate"] is None
     gated = runner.invoke(app, args + ["--max-advantage", "0"])
-    assert gated.exit_code != 0 and "advantage" in gated.output
+    assert gated.exit_code != 0 and "advantage" in gated.output and "gate (--max-advantage 0.0)" in gated.output and ": failed" in gated.output
     # the wrong store is refused: the model's fingerprint names its training data
     wrong = runner.invoke(app, ["privacy", "audit", "--model", str(tmp_path / "fpi"), "--store", str(fpi_runs["eval"][2]),
                                 "--reference", str(fpi_runs["train"][2]), "--out", str(tmp_path / "x.json")])

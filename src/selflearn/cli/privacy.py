@@ -173,7 +173,7 @@ def audit_cmd(
     --store and --reference), and whether one user's private entries in the
     personal memory can be read through another user's requests. Writes --out; with --max-advantage, a
     release gate (exit 4)."""
-    from selflearn.governance.audit import AuditConfig, audit_models, check_gate, heldout_text, summary
+    from selflearn.governance.audit import AuditConfig, audit_models, check_gate, gate_text, heldout_text, summary
 
     config = AuditConfig(shadows=shadows, max_users=max_users, max_advantage=max_advantage)
     report = audit_models(model, store, reference, canaries=canaries, config=config, threads=threads)
@@ -200,5 +200,7 @@ def audit_cmd(
                           f"held out {heldout_text(ctl['users'])}", highlight=False, markup=False)
         for c in report.get("canaries", []):
             out.print(f"canary x{c['repetitions']}: exposure {c['exposure_bits']} bits, tokens recovered {c['tokens_recovered']}", highlight=False, markup=False)
+    if not as_json and gate_text(report):
+        out.print(gate_text(report), highlight=False, markup=False)
     out.print(f"audit written to {output}", highlight=False, markup=False)
     check_gate(report)

@@ -27,13 +27,13 @@ import numpy as np
 
 from ..errors import InvalidInputError, ReleaseGateError, explain
 from ..privacy.canaries import exposure, load_canaries
-from ..privacy.membership import advantage_bound, attack_metrics, lira_scores, loss_threshold_scores, user_scores
+from ..privacy.membership import advantage_bound, attack_metrics, lira_scores, loss_threshold_scores, user_scores, users_to_confirm
 from ..text import normalise
 from .audit_targets import Records, target_for
 
 SUBSTITUTION_CANDIDATES = 1_000  # secrets scored for a model without a vector path (each is a full prediction)
 
-__all__ = ["AuditConfig", "audit_model", "audit_online", "audit_models", "check_gate", "summary", "heldout_text", "CachedEncoder"]
+__all__ = ["AuditConfig", "audit_model", "audit_online", "audit_models", "check_gate", "gate_text", "summary", "heldout_text", "CachedEncoder"]
 
 
 @dataclass(frozen=True)
@@ -314,19 +314,23 @@ def _worst_user_advantage(by_attack: dict[str, dict]) -> dict:
 
     name, worst = max(by_attack.items(), key=lambda kv: held(kv[1])[0])
     return {"user_advantage": max(r["advantage"] for r in by_attack.values()), "user_advantage_heldout": held(worst)[0],
-            "user_advantage_heldout_ci95": held(worst)[1], "worst_attack": name}
+            "user_advantage_heldout_ci95": held(worst)[1], "worst_attack": name,
+            "users_a_side": min(worst["members"], worst["non_members"])}
 
 
 def _gate(max_advantage: float | None, report: dict, leaks: int = 0) -> dict | None:
     """The release gate: passed when no personal entry leaked and the worst held-out user-level
     advantage is at most ``max_advantage``; ``confirmed`` when even the upper end of its 95%
-    interval is (else the sample is too small to show it, and more users would)."""
+    interval is (else the sample is too small to show it: ``users_to_confirm`` says about how many
+    users a side would, if the estimate holds)."""
     if max_advantage is None:
         return None
     held, ci = report.get("user_advantage_heldout"), report.get("user_advantage_heldout_ci95")
     if held is None:  # no membership audit ran (an online model without stores): only the isolation test
         return {"max_advantage": max_advantage, "passed": leaks == 0, "confirmed": None}
-    return {"max_advantage": max_advantage, "passed": leaks == 0 and held <= max_advantage, "confirmed": leaks == 0 and ci[1] <= max_advantage}
+    n = report.get("users_a_side")
+    return {"max_advantage": max_advantage, "passed": leaks == 0 and held <= max_advantage, "confirmed": leaks == 0 and ci[1] <= max_advantage,
+            "users_a_side": n, "users_to_confirm": users_to_confirm(held, ci, n, max_advantage) if n else None}
 
 
 def check_gate(report: dict) -> None:
@@ -344,6 +348,22 @@ def check_gate(report: dict) -> None:
                                    f"{lo:.3f} to {hi:.3f}; {report['worst_attack']} attack) of {report['model']}",
                                    f"must be <= {gate['max_advantage']} (--max-advantage)",
                                    "retrain with user-level DP (--dp-epsilon) or on more users, then audit again"))
+
+
+def gate_text(report: dict) -> str | None:
+    """The release gate's verdict in one line (``None`` without a gate or a membership audit)."""
+    gate = report.get("gate")
+    if not gate or gate.get("confirmed") is None:
+        return None
+    held, (lo, hi) = report["user_advantage_heldout"], report["user_advantage_heldout_ci95"]
+    head = f"gate (--max-advantage {gate['max_advantage']}): held-out user-level advantage {held:.3f} [{lo:.3f}, {hi:.3f}] ({report['worst_attack']})"
+    if not gate["passed"]:
+        return f"{head}: failed"
+    if gate["confirmed"]:
+        return f"{head}: passed and confirmed (the interval ends below the limit)"
+    need = gate.get("users_to_confirm")
+    more = f"; about {need} users a side (now {gate['users_a_side']}) would confirm it if the estimate holds" if need else ""
+    return f"{head}: passed on the estimate, not confirmed{more}"
 
 
 def heldout_text(attack: dict) -> str:

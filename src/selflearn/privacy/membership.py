@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, explain
 
-__all__ = ["logit_confidence", "loss_threshold_scores", "lira_scores", "user_scores", "attack_metrics", "advantage_bound", "advantage_null", "heldout_advantage", "FPR_POINTS"]
+__all__ = ["logit_confidence", "loss_threshold_scores", "lira_scores", "user_scores", "attack_metrics", "advantage_bound", "advantage_null", "heldout_advantage", "users_to_confirm", "FPR_POINTS"]
 
 FPR_POINTS = (0.01, 0.001)  # false-positive rates at which the true-positive rate is reported
 _EPS = 1e-7
@@ -152,3 +152,17 @@ def heldout_advantage(scores: np.ndarray, members: np.ndarray, *, splits: int = 
             var.append(tpr * (1 - tpr) / len(idx_in) + fpr * (1 - fpr) / len(idx_out))
     e, se = float(np.mean(est)), float(np.sqrt(np.mean(var)))
     return {"estimate": e, "se": se, "ci95": [e - z * se, e + z * se], "splits": splits}
+
+
+def users_to_confirm(estimate: float, ci95: Sequence[float], users_a_side: int, limit: float) -> int | None:
+    """About how many users a side an audit needs for the upper end of the held-out advantage's
+    95% interval to fall to ``limit``, if the estimate stays where it is: the interval's half-width
+    shrinks as 1 / sqrt(users), so the sample grows by (half-width / (limit - estimate))^2. The
+    current size when the interval already ends at or below ``limit``; ``None`` when the estimate is
+    not below it (more users would confirm the leak, not rule it out)."""
+    if estimate >= limit:
+        return None
+    half = ci95[1] - estimate
+    if ci95[1] <= limit:
+        return int(users_a_side)
+    return int(math.ceil(users_a_side * (half / (limit - estimate)) ** 2))
