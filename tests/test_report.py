@@ -13,6 +13,7 @@ from conftest import session, write_jsonl
 from selflearn.cli.main import app
 from selflearn.errors import InvalidInputError
 from selflearn.report import store_summary, write_report
+from selflearn.governance.audit import _gate
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
 
@@ -50,7 +51,9 @@ def test_report_is_one_offline_file_with_every_section(logged, tmp_path):
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"calibration": {"curves": {"defect": [{"threshold": 0.9, "precision": 0.97, "coverage": 0.5}]}}}))
     audit = tmp_path / "audit.json"
-    audit.write_text(json.dumps(_audit_json("failure-point-model")))
+    gated = {**_audit_json("failure-point-model"), "user_advantage_heldout": 0.01, "user_advantage_heldout_ci95": [-0.05, 0.07],
+             "worst_attack": "lira", "users_a_side": 50}
+    audit.write_text(json.dumps({**gated, "gate": _gate(0.05, gated)}))
     out = tmp_path / "r" / "report.html"
     info = write_report(logged, out, rewrites=table, ab=[ab], labels_model=model, audits=[audit], min_users=1)  # one user: k-anonymity off
     doc = out.read_text()
@@ -62,6 +65,7 @@ def test_report_is_one_offline_file_with_every_section(logged, tmp_path):
     assert not re.search(r"<script[^>]+src=[\"']?https?:", doc)  # plotly.js is inlined: works offline
     assert doc.count("Plotly.newPlot") >= 5 and len(re.findall(r"plotly\.js v\d", doc)) == 1  # the library once, many figures
     assert "No failure points" in doc  # empty states say what to run
+    assert "passed on the estimate, not confirmed; about 113 users a side (now 50)" in doc  # the release gate's verdict
     assert not list(out.parent.glob("*.tmp"))
 
 

@@ -56,12 +56,14 @@ def _audit_view(audits: list[tuple[str, dict]], fig) -> dict:
     """The privacy section: one row per audit and attack, user-level ROC curves, exposure by repetitions."""
     import plotly.graph_objects as go
 
-    from ..governance.audit import heldout_text
+    from ..governance.audit import gate_text, heldout_text
 
-    rows, roc, exp = [], go.Figure(), go.Figure()
+    rows, gates, roc, exp = [], [], go.Figure(), go.Figure()
     for name, a in audits:
         eps = (a.get("privacy") or {}).get("epsilon")
         who = f"{name} ({a['model']}, {'epsilon ' + _num(eps) if eps else 'no DP'})"
+        if gate_text(a):
+            gates.append(f"{clip(who, 120)}: {gate_text(a)}")
         if a.get("personal_isolation"):
             iso = a["personal_isolation"]
             rows.append([clip(who, 120), "personal memory", "another user's entry", "", f"{iso['leaks']} leaks in {iso['requests']:,} requests", "", "", "", ""])
@@ -78,7 +80,7 @@ def _audit_view(audits: list[tuple[str, dict]], fig) -> dict:
     roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999"}, name="chance"))
     roc.update_layout(title="membership inference, user level (ROC)", xaxis={"title": "false-positive rate"}, yaxis={"title": "true-positive rate"})
     exp.update_layout(title="canary exposure by repetitions", xaxis={"title": "times the canary was said", "type": "log"}, yaxis={"title": "exposure (bits)"})
-    return {"rows": rows, "roc": fig(roc) if len(roc.data) > 1 else None, "exposure": fig(exp) if exp.data else None}
+    return {"rows": rows, "gates": gates, "roc": fig(roc) if len(roc.data) > 1 else None, "exposure": fig(exp) if exp.data else None}
 
 
 def read_rewrite_table(path: Path):
