@@ -74,7 +74,7 @@ def test_users_to_confirm_follows_the_intervals_width():
 
 
 def test_the_gate_says_whether_the_interval_confirms_it_and_how_many_users_would():
-    from selflearn.governance.audit import _gate, gate_text
+    from selflearn.governance.gate import gate_text, release_gate as _gate
 
     report = {"user_advantage_heldout": 0.01, "user_advantage_heldout_ci95": [-0.05, 0.07], "worst_attack": "lira", "users_a_side": 266}
     gate = _gate(0.05, report)

@@ -13,7 +13,7 @@ from conftest import session, write_jsonl
 from selflearn.cli.main import app
 from selflearn.errors import InvalidInputError
 from selflearn.report import store_summary, write_report
-from selflearn.governance.audit import _gate
+from selflearn.governance.gate import release_gate
 from selflearn.store.importer import import_files
 from selflearn.store.store import Store
 
@@ -53,7 +53,7 @@ def test_report_is_one_offline_file_with_every_section(logged, tmp_path):
     audit = tmp_path / "audit.json"
     gated = {**_audit_json("failure-point-model"), "user_advantage_heldout": 0.01, "user_advantage_heldout_ci95": [-0.05, 0.07],
              "worst_attack": "lira", "users_a_side": 50}
-    audit.write_text(json.dumps({**gated, "gate": _gate(0.05, gated)}))
+    audit.write_text(json.dumps({**gated, "gate": release_gate(0.05, gated)}))
     out = tmp_path / "r" / "report.html"
     info = write_report(logged, out, rewrites=table, ab=[ab], labels_model=model, audits=[audit], min_users=1)  # one user: k-anonymity off
     doc = out.read_text()

@@ -173,7 +173,8 @@ def audit_cmd(
     --store and --reference), and whether one user's private entries in the
     personal memory can be read through another user's requests. Writes --out; with --max-advantage, a
     release gate (exit 4)."""
-    from selflearn.governance.audit import AuditConfig, audit_models, check_gate, gate_text, heldout_text, summary
+    from selflearn.governance.audit import AuditConfig, audit_models, summary
+    from selflearn.governance.gate import check_gate, gate_text, heldout_text
 
     config = AuditConfig(shadows=shadows, max_users=max_users, max_advantage=max_advantage)
     report = audit_models(model, store, reference, canaries=canaries, config=config, threads=threads)

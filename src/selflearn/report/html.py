@@ -56,7 +56,7 @@ def _audit_view(audits: list[tuple[str, dict]], fig) -> dict:
     """The privacy section: one row per audit and attack, user-level ROC curves, exposure by repetitions."""
     import plotly.graph_objects as go
 
-    from ..governance.audit import gate_text, heldout_text
+    from ..governance.gate import gate_text, heldout_text
 
     rows, gates, roc, exp = [], [], go.Figure(), go.Figure()
     for name, a in audits:
