@@ -207,7 +207,7 @@ class VectorTarget(AuditTarget):
     def __init__(self, remembered):
         self.remembered = remembered
 
-    def text_scorer(self, model, records):
+    def text_scorer(self, model, records, text):
         import torch
 
         v = torch.from_numpy(self.remembered)
@@ -336,10 +336,14 @@ def test_the_online_models_encoder_is_attacked_on_the_pairs_it_was_fine_tuned_on
     assert wrong.exit_code != 0 and "trained on" in wrong.output
 
 
-def test_the_label_model_is_audited_by_membership_and_canaries_by_substitution(tmp_path):
+def test_the_label_model_is_audited_by_membership_and_canaries_through_its_text_path(tmp_path):
     from test_labels import SMALL, synthetic
 
     from selflearn.labels import LabelModel
+    import copy
+
+    import torch
+
     from selflearn.governance.audit_targets import LabelTarget
 
     def of(users, seed, n):
@@ -361,8 +365,21 @@ def test_the_label_model_is_audited_by_membership_and_canaries_by_substitution(t
     said = t.with_text(members.items[0], canary.text)
     assert all(e.user == canary.text for e in said.exchanges) and members.items[0].exchanges[0].user != canary.text
     recs = t.as_records([said] + members.items[1:])
-    [row] = canary_audit(t, model, recs, tmp_path / "c.json", AuditConfig(), None)
-    assert row["records_in_training"] == 1 and 0 <= row["exposure_bits"] <= row["max_bits"] and row["tokens_recovered"] is None
+    enc = CachedEncoder()
+    unslotted = copy.deepcopy(members.items)
+    for e in (e for d in unslotted for e in d.exchanges):
+        e.labels.pop("slots", None)
+    frozen = LabelModel(**{**SMALL, "encoder": "frozen"}).fit(unslotted)
+    for m in (model, frozen):  # the fine-tuned text path (the synthetic dialogues have slots) and the frozen one
+        # the text path is the model: at the canary's own vector it gives what predict gives
+        path, score = t.text_encoder(m, enc), t.text_scorer(m, recs.subset([0]), canary.text)
+        rows = m.predict([said])[0]
+        want = sum(np.log(r["defect"] if e.labels["defect"] == 1 else 1 - r["defect"]) for r, e in zip(rows, said.exchanges) if "defect" in e.labels)
+        got = float(score(torch.from_numpy(path.encode([canary.text])))[0].detach())
+        assert got == pytest.approx(want, abs=1e-3)
+        [row] = canary_audit(t, m, recs, tmp_path / "c.json", AuditConfig(inversion_steps=20), enc)
+        assert row["records_in_training"] == 1 and 0 <= row["exposure_bits"] <= row["max_bits"] and row["candidates_scored"] == 100
+        assert 0 <= row["tokens_recovered"] <= 2
 
 
 def test_the_rephrase_model_is_audited_on_the_examples_it_was_trained_on(online_model, tmp_path):

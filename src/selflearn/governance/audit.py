@@ -157,8 +157,8 @@ def canary_audit(target, model, members: Records, canaries_path: Path, c: AuditC
         limit = c.candidates if target.vector_path else min(c.candidates, SUBSTITUTION_CANDIDATES)
         cands = fmt.secrets(limit=limit, include=canary.secret, seed=c.seed)  # the whole space, or a sample holding the secret
         if target.vector_path:
-            score = target.text_scorer(model, recs)
-            vec = torch.from_numpy(encoder.encode([fmt.text(s) for s in cands]))
+            score, text_path = target.text_scorer(model, recs, canary.text), target.text_encoder(model, encoder)
+            vec = torch.from_numpy(text_path.encode([fmt.text(s) for s in cands]))
             with torch.no_grad():
                 sc = np.concatenate([score(vec[b : b + 2048]).numpy() for b in range(0, len(cands), 2048)])
         else:  # each candidate put into (up to 4 of) the canary's records, scored by the model as a whole
@@ -169,7 +169,7 @@ def canary_audit(target, model, members: Records, canaries_path: Path, c: AuditC
         e = exposure(float(sc[cands.index(canary.secret)]), sc, space=fmt.size)
         row.update(exposure_bits=round(e["exposure_bits"], 3), max_bits=round(e["max_bits"], 3), rank=e["rank"], candidates_scored=len(cands))
         if target.vector_path:
-            guess = invert_secret(encoder, score, fmt, vocabulary=c.vocabulary, steps=c.inversion_steps, seed=c.seed)
+            guess = invert_secret(text_path, score, fmt, vocabulary=c.vocabulary, steps=c.inversion_steps, seed=c.seed)
             right = sum(a == b for a, b in zip(guess, canary.secret))
             row.update(tokens_recovered=right, tokens_chance=round(fmt.length / len(fmt.alphabet), 3), extracted=right == fmt.length)
         else:

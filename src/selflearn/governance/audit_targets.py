@@ -68,10 +68,14 @@ class AuditTarget:
         """The records where the request is ``text``."""
         return [i for i, t in enumerate(records.texts) if t == text]
 
-    def text_scorer(self, model, records: Records) -> Callable:
+    def text_scorer(self, model, records: Records, text: str) -> Callable:
         """``f(vectors (n, 384) torch) -> (n,)``: the summed log-probability of each record's label
-        when its request's sentence vector is replaced by each row (differentiable)."""
+        when the sentence vector of its request ``text`` is replaced by each row (differentiable)."""
         raise NotImplementedError
+
+    def text_encoder(self, model, encoder):
+        """The sentence encoder whose vectors :meth:`text_scorer` takes (by default the frozen MiniLM)."""
+        return encoder
 
     def check_trained_on(self, model, records: Records, store) -> None:
         """An error unless ``records`` are exactly the data ``model`` was trained on (its fingerprint)."""
@@ -119,7 +123,7 @@ class FailurePointTarget(AuditTarget):
         t.text = text
         return t
 
-    def text_scorer(self, model, records: Records) -> Callable:
+    def text_scorer(self, model, records: Records, text: str) -> Callable:
         import torch
 
         from ..fpi.turns import CLASSES
@@ -145,11 +149,20 @@ class LabelTarget(AuditTarget):
     """The contextual label model, trained on the store's sessions with weak labels (the dialogues
     `selflearn labels train` trains on: its validation share left out). A record is a dialogue; its
     probability is the geometric mean over its turns of the model's probability of the turn's weak
-    defect label. Canaries are scored by putting each candidate secret into the dialogue's text (no
-    vector path: the white-box inversion is not run on this model)."""
+    defect label. Canaries go through the model's text path (:mod:`..labels.text_path`: the frozen
+    MiniLM's vector of the request, or its own fine-tuned MiniLM's), as for the failure-point model."""
 
     component = "label-model"
-    vector_path = False
+
+    def text_encoder(self, model, encoder):
+        from ..labels.text_path import text_encoder
+
+        return text_encoder(model, encoder)
+
+    def text_scorer(self, model, records: Records, text: str) -> Callable:
+        from ..labels.text_path import defect_scorer
+
+        return defect_scorer(model, records.items, text)
 
     def records(self, store, model=None) -> Records:
         from ..labels.training import held_out_for_validation

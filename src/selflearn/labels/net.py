@@ -70,7 +70,7 @@ def build_net(cfg: NetConfig, *, pretrained: bool):
             self.dialogue_label = nn.Linear(d, max(cfg.n_dialogue_labels, 1))
 
         def forward(self, b: dict) -> dict:
-            if self.text is None:
+            if "u_vec" in b:  # sentence vectors given: a frozen encoder's, or an attack varying the request's vector
                 hu, u, r = None, b["u_vec"], b["r_vec"]
             else:
                 hu = self.text(input_ids=b["u_ids"], attention_mask=b["u_mask"]).last_hidden_state

@@ -39,13 +39,15 @@ def secret_token_ids(tokenizer, fmt: CanaryFormat, vocabulary: str = "format") -
 def invert_secret(encoder, score: Callable, fmt: CanaryFormat, *, vocabulary: str = "format", steps: int = 150, lr: float = 0.3,
                   restarts: int = 2, top: int = 10, seed: int = 0) -> list[str]:
     """The secret's symbols the attack reads out of the model (one token per position). ``encoder`` is a :class:`SentenceEncoder` (the
-    MiniLM the model's text path uses); ``score(vectors)`` maps unit sentence vectors (torch, (n, 384))
-    to the log-probability of the canary's label under the model (differentiable)."""
+    MiniLM the model's text path uses; ``normalise = False`` on it for a path that pools without
+    normalising); ``score(vectors)`` maps its sentence vectors (torch, (n, 384)) to the
+    log-probability of the canary's label under the model (differentiable)."""
     import torch
 
     from ..models.backbone import mean_pool
 
     tok, model = encoder.tokenizer, encoder.model
+    unit = getattr(encoder, "normalise", True)  # a fine-tuned model's own text path may pool without normalising
     prefix, _, suffix = fmt.template.partition("{secret}")
     pre = tok(prefix.strip(), add_special_tokens=False)["input_ids"] if prefix.strip() else []
     suf = tok(suffix.strip(), add_special_tokens=False)["input_ids"] if suffix.strip() else []
@@ -68,7 +70,7 @@ def invert_secret(encoder, score: Callable, fmt: CanaryFormat, *, vocabulary: st
             tau = max(0.1, 1.0 - step / steps)  # anneal towards one-hot
             soft = torch.softmax(z / tau, -1) @ options
             emb = torch.cat([left, soft, right])[None]
-            v = mean_pool(model(inputs_embeds=emb, attention_mask=mask).last_hidden_state, mask, normalise=True)
+            v = mean_pool(model(inputs_embeds=emb, attention_mask=mask).last_hidden_state, mask, normalise=unit)
             loss = -score(v).sum()
             opt.zero_grad()
             loss.backward()
