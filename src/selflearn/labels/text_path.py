@@ -77,7 +77,7 @@ def defect_scorer(model, dialogues: list[Dialogue], text: str) -> Callable:
         u = b["u_vec"].to(vectors.dtype).repeat(k, 1)
         rows = torch.arange(k).repeat_interleave(int(hit.sum()))
         u = u.index_put((torch.nonzero(hit.repeat(k)).squeeze(1),), vectors[rows])
-        shifted = torch.cat([torch.where(pos < 0, pos, pos + c * n_turns) for c in range(k)])
+        shifted = torch.where(pos < 0, pos, pos + (torch.arange(k) * n_turns)[:, None, None]).reshape(-1, pos.shape[1])  # copy c's turns
         batch = {"u_vec": u, "r_vec": b["r_vec"].to(vectors.dtype).repeat(k, 1), "cats": b["cats"].repeat(k, 1),
                  "nums": b["nums"].repeat(k, 1), "turn_pos": shifted}
         logit = net(batch)["defect"].view(k, n_turns)
