@@ -23,6 +23,7 @@ import torch
 
 from selflearn.online import OnlineConfig, OnlineRewriter, OnnxEncoder, BiEncoder, SentenceEncoder, agreement, train_online
 from selflearn.online.evaluate import ranked_recall, retrieval_recall
+from selflearn.online.habits import HabitRules
 from selflearn.online.train import held_out, load_history
 from selflearn.rewrites.mining import mine
 from selflearn.rewrites.table import TableRewriter
@@ -92,7 +93,10 @@ def main() -> None:
         arms = {"none": None, "table (no confidence gate)": ungated, "table": table,
                 "table+global": OnlineRewriter.load(tmp / "model", layers=("table", "global")),
                 "table+global+personal (ranker only)": OnlineRewriter.load(tmp / "model", fix_min=0, phrase_min=0),
-                "table+global+personal": OnlineRewriter.load(tmp / "model")}
+                "table+global+personal": OnlineRewriter.load(tmp / "model"),
+                # the habit rules of before: a fix made twice, no similarity or as-heard check
+                "table+global+personal (habit rules of before)": OnlineRewriter.load(
+                    tmp / "model", habits=HabitRules(fix_min=2, phrase_min=1, fix_similarity=0.0, skip_working=False))}
         if args.k_phonetic:
             arms["table+global (no phonetic)"] = OnlineRewriter.load(tmp / "model", layers=("table", "global"), k_phonetic=0)
             arms["table+global+personal (no phonetic)"] = OnlineRewriter.load(tmp / "model", k_phonetic=0)

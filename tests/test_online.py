@@ -11,6 +11,7 @@ import pytest
 from selflearn.errors import SelflearnError, InvalidInputError, NotFittedError
 from selflearn.online import BiEncoder, OnlineRewriter, OnnxEncoder, Ranker, agreement, choose_threshold, precision_coverage
 from selflearn.online.encoder import _batches
+from selflearn.online.habits import HabitRules
 from selflearn.online.features import FEATURES, phonetic_key, smoothed_rate
 from selflearn.online.memory import PersonalMemory, meaning_key, text_similarity, turn_success
 from selflearn.online.online_rewriter import MODEL_FORMAT, Decision
@@ -336,7 +337,7 @@ def test_users_habits_are_served_by_the_rules_only_when_switched_on(online_model
     other, other_meant = "how big is springfield", "how big is springfield ohio"
     rw = OnlineRewriter.load(online_model["model"], fix_min=2, phrase_min=1)
     trained = OnlineRewriter.load(online_model["model"])
-    assert (trained.fix_min, trained.phrase_min) == (2, 1)  # train online's defaults, kept in the manifest
+    assert trained.habits == HabitRules(fix_min=1, phrase_min=1, fix_similarity=0.5, skip_working=True)  # train online's defaults, kept in the manifest
     for day in (1, 2):
         rw.observe({**_turn("habit", f"h{day}", 0, said, intent="weather_query"), "timestamp": f"2026-04-0{day}T08:00:00Z"})
         rw.observe({**_turn("habit", f"h{day}", 0, meant, intent="weather_query"), "timestamp": f"2026-04-0{day}T08:00:09Z"})
@@ -351,6 +352,17 @@ def test_users_habits_are_served_by_the_rules_only_when_switched_on(online_model
     off = OnlineRewriter.load(online_model["model"], fix_min=0, phrase_min=0)
     off.personal = rw.personal
     assert off.decide(other, user_id="habit").source != "personal" or off.decide(other, user_id="habit").score is not None
+
+
+def test_a_fix_made_at_the_end_of_a_session_is_served_at_the_start_of_the_next(online_model):
+    said, meant = "what is the weather in springfield", "what is the weather in springfield ohio"
+    rw = OnlineRewriter.load(online_model["model"], fix_min=1, phrase_min=0)
+    rw.observe({**_turn("once", "s1", 0, said, intent="weather_query"), "timestamp": "2026-04-01T08:00:00Z"})
+    rw.observe({**_turn("once", "s1", 0, meant, intent="weather_query"), "timestamp": "2026-04-01T08:00:09Z"})
+    assert rw.decide(said, user_id="once").source != "personal"  # no time given: the retry could still be retried
+    nxt = rw.decide(said, user_id="once", context={"timestamp": "2026-04-02T08:00:00Z"})
+    assert nxt == Decision(meant, "personal", None)  # a day later nothing can follow it: settled, the fix is known
+    assert rw.personal.fixes_of(rw.ids.of("once"), said) == {meant: 1}
 
 
 def test_unknown_user_gets_the_global_layer_only(online_model):

@@ -20,7 +20,7 @@ from ..text import normalise
 
 from ..signals.similarity import text_similarity
 
-__all__ = ["GlobalMemory", "PersonalMemory", "meaning_key", "hour_bucket", "turn_success", "text_similarity", "epoch_seconds", "insertion"]
+__all__ = ["GlobalMemory", "PersonalMemory", "meaning_key", "hour_bucket", "turn_success", "text_similarity", "epoch_seconds", "insertion", "row_turn"]
 
 HOUR_BUCKETS = 4  # night, morning, afternoon, evening
 
@@ -215,6 +215,15 @@ class PersonalMemory:
                 cur = cur._replace(chain=prev.chain or prev.text)
         self.pending[cur.user] = cur
 
+    def catch_up(self, user: str, now: float) -> None:
+        """Settle ``user``'s pending turn once ``now`` is past the retry window: no turn can mark
+        it as retried any more, so its own fields decide, as its next turn would (a fix made at
+        the end of one session is known at the start of the next)."""
+        prev = self.pending.get(user)
+        if prev is not None and now - prev.ts > self.window_s:
+            del self.pending[user]
+            self._settle(prev, success=prev.worked_alone())
+
     def flush(self) -> None:
         """Settle every pending turn on its own fields (end of a log)."""
         for prev in self.pending.values():
@@ -318,6 +327,16 @@ class PersonalMemory:
             m.fixes.setdefault(r["user_id"], {}).setdefault(r["text"], {})[r["worked"]] = r["times"]
         m.vectors = {r["text"]: np.array(r["vector"], dtype=np.float32) for r in vecs}
         return m
+
+
+def row_turn(r: dict) -> dict:
+    """A history row (``load_history``) back in the interaction-log shape the personal layer observes."""
+    utt = {"text": r["text"]}
+    if r["rewrite"]:
+        utt["rewrite"] = r["rewrite"]
+    return {"user_id": r["user_id"], "session_id": r["session_id"], "timestamp": r["ts"], "utterance": utt,
+            "response": {"status": r["response_status"]}, "feedback": {"barge_in": r["barge_in"], "explicit": r["explicit_feedback"]},
+            "nlu": {"intent": r["intent"], "slots": r["slots"]}}
 
 
 def insertion(a: list[str], b: list[str], max_words: int = 3) -> tuple[str, tuple[str, ...]] | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from ..text import normalise
 from ..models.directory import read_config, write_config
 from ..privacy.pseudonyms import model_pseudonyms
 from ..rewrites.table import TableRewriter
+from .habits import HabitRules, habit_rewrite
 from .features import as_matrix, candidate_features, query_features
 from .memory import GlobalMemory, PersonalMemory, epoch_seconds, hour_bucket
 from .ranker import Ranker
@@ -42,7 +43,7 @@ class OnlineRewriter:
 
     def __init__(self, encoder, global_memory: GlobalMemory, personal: PersonalMemory, ranker: Ranker, table: TableRewriter | None = None,
                  *, layers: tuple[str, ...] = LAYERS, k_global: int = 10, k_personal: int = 5, k_phonetic: int = 0,
-                 threshold: float | None = None, fix_min: int = 0, phrase_min: int = 0):
+                 threshold: float | None = None, habits: HabitRules | None = None):
         bad = set(layers) - set(LAYERS)
         if bad:
             raise InvalidInputError(explain(f"layers={sorted(bad)}", f"must be among {list(LAYERS)}", "e.g. layers=('table', 'global')"))
@@ -56,8 +57,7 @@ class OnlineRewriter:
         self.k_personal = k_personal
         self.k_phonetic = k_phonetic  # candidates that sound like the request, beside the k_global nearest in meaning
         self.threshold = ranker.threshold_ if threshold is None else threshold
-        self.fix_min = fix_min  # serve a user's own fix once they made it this often (0: leave it to the ranker)
-        self.phrase_min = phrase_min  # apply words a user inserted after a word (a place's state) once they did it this often (0: off)
+        self.habits = (habits or HabitRules(fix_min=0, phrase_min=0)).check()  # the user's own fixes as rules (off: the ranker decides)
         self.blocked: set[tuple[str, str]] = set()  # (request, rewrite) pairs an operator blocked
         self.preferences = None  # a teach.Preferences: the personal layer fills in what each user taught
         self.ids = None  # the store's Pseudonyms: requests name users by their own ids, the layers by pseudonyms
@@ -116,7 +116,9 @@ class OnlineRewriter:
             new = self.table.rewrite(q, context=context)
             if new is not None and (q, new) not in self.blocked:
                 return Decision(new, "table", None)
-        if "personal" in self.layers and (self.fix_min > 0 or self.phrase_min > 0):
+        if "personal" in self.layers and user_id and (context or {}).get("timestamp") is not None:
+            self.personal.catch_up(user_id, _now(context, self.personal, user_id))
+        if "personal" in self.layers and self.habits.on:
             fix = self._habit(q, user_id)
             if fix is not None:
                 return Decision(fix, "personal", None)
@@ -133,27 +135,7 @@ class OnlineRewriter:
         return Decision(texts[best], sources[best], score)
 
     def _habit(self, q: str, user_id: str) -> str | None:
-        """The user's own fix of ``q``, when they made it at least ``fix_min`` times and it has
-        not failed for them more often than it worked since it was served."""
-        best, n = None, 0
-        if self.fix_min > 0:
-            for text, times in self.personal.fixes_of(user_id, q).items():
-                if times >= self.fix_min and times > n and self._trusted(user_id, q, text):
-                    best, n = text, times
-        if best is None and self.phrase_min > 0:
-            words = q.split()
-            rules = self.personal.phrase_fixes(user_id)
-            for k, w in enumerate(words):
-                for ins, times in rules.get(w, {}).items():
-                    if times >= self.phrase_min and times > n and tuple(words[k + 1 : k + 1 + len(ins)]) != ins:
-                        text = " ".join(words[: k + 1] + list(ins) + words[k + 1 :])
-                        if self._trusted(user_id, q, text):
-                            best, n = text, times
-        return best
-
-    def _trusted(self, user_id: str, q: str, text: str) -> bool:
-        served, failed = self.personal.served_stats(user_id, q, text)
-        return failed * 2 <= served and (q, text) not in self.blocked
+        return habit_rewrite(self.personal, user_id, q, self.habits, g=self.global_, blocked=self.blocked)
 
     # -- candidates and their features -------------------------------------------
     def encode(self, text: str) -> np.ndarray:
@@ -247,7 +229,7 @@ class OnlineRewriter:
             shutil.copyfile(self.table.path, directory / "rewrites.parquet")
         parts = {"encoder": "encoder/", "encoder_onnx": "encoder.onnx", "global": "global/", "personal": "personal/",
                  "ranker": "ranker/", "table": "rewrites.parquet" if (directory / "rewrites.parquet").exists() else None}
-        params = {"k_global": self.k_global, "k_personal": self.k_personal, "k_phonetic": self.k_phonetic, "fix_min": self.fix_min, "phrase_min": self.phrase_min}
+        params = {"k_global": self.k_global, "k_personal": self.k_personal, "k_phonetic": self.k_phonetic, **asdict(self.habits)}
         privacy = None if self.ids is None else {"pseudonym_key": self.ids.fingerprint, "key_file": self.ids.source}
         dp = _spent_by_parts(directory, self.ranker, self.global_)
         if dp:
@@ -257,7 +239,7 @@ class OnlineRewriter:
 
     @classmethod
     def load(cls, directory: Path, *, layers: tuple[str, ...] = LAYERS, threads: int = 1, torch_encoder: bool = False,
-             threshold: float | None = None, fix_min: int | None = None, phrase_min: int | None = None,
+             threshold: float | None = None, fix_min: int | None = None, phrase_min: int | None = None, habits: HabitRules | None = None,
              k_phonetic: int | None = None, key_file: Path | None = None) -> "OnlineRewriter":
         """The saved model; the pseudonym key it was trained under comes from ``key_file``,
         ``$SELFLEARN_PSEUDONYM_KEY`` or the key file recorded at training (checked by fingerprint)."""
@@ -273,11 +255,18 @@ class OnlineRewriter:
         rw = cls(encoder, g, personal, Ranker.load(directory / "ranker"), table, layers=layers,
                  k_global=params["k_global"], k_personal=params["k_personal"], k_phonetic=params.get("k_phonetic", 0) if k_phonetic is None else k_phonetic,
                  threshold=config["learned"]["threshold"] if threshold is None else threshold,
-                 fix_min=params["fix_min"] if fix_min is None else fix_min,
-                 phrase_min=params["phrase_min"] if phrase_min is None else phrase_min)
+                 habits=_habits(params, habits, fix_min, phrase_min))
         rw.ids = model_pseudonyms(directory, config.get("privacy"), key_file)
         rw.dp = {k: v for k, v in (config.get("privacy") or {}).items() if k not in ("pseudonym_key", "key_file")} or None
         return rw
+
+
+def _habits(params: dict, habits: HabitRules | None, fix_min: int | None, phrase_min: int | None) -> HabitRules:
+    """The saved habit rules (a model saved before the similarity and as-heard checks had neither),
+    or ``habits``, with ``fix_min`` / ``phrase_min`` overriding theirs."""
+    base = habits or HabitRules(fix_min=params["fix_min"], phrase_min=params["phrase_min"],
+                                fix_similarity=params.get("fix_similarity", 0.0), skip_working=params.get("skip_working", False))
+    return replace(base, **{k: v for k, v in (("fix_min", fix_min), ("phrase_min", phrase_min)) if v is not None})
 
 
 def _now(context: dict, personal: PersonalMemory, user_id: str) -> float:

@@ -36,7 +36,8 @@ from ..signals import DEFECT_AT, SignalConfig, compute_signals
 from ..store.store import Store
 from .encoder import BiEncoder, OnnxEncoder, export_onnx
 from .global_layer import build_global, fixed_by_retry
-from .memory import PersonalMemory, meaning_key
+from .habits import HabitRules
+from .memory import PersonalMemory, meaning_key, row_turn
 from .private_global import build_private_global
 from .ranker import Ranker, choose_threshold, choose_threshold_by_harm, precision_coverage
 from .online_rewriter import OnlineRewriter
@@ -66,8 +67,10 @@ class OnlineConfig:
     dp_texts_per_user: int = 10  # under DP: the requests each user contributes to the global layer (a seeded sample of theirs)
     calibrate: str = "precision"  # or "harm": the lowest threshold whose fixes outnumber harm harm_ratio to 1
     harm_ratio: float = 12.0
-    fix_min: int = 2  # serve a user's own fix of a request once they made it this often (0: the ranker decides)
+    fix_min: int = 1  # serve a user's own fix of a request once they made it this often (0: the ranker decides)
     phrase_min: int = 1  # insert the words a user added after a name (its state) this often before (0: off)
+    fix_similarity: float = 0.5  # ...a fix at least this like the request (the signals' text similarity)
+    skip_working: bool = True  # ...never of a request that usually works as heard (habits.HabitRules; chosen in benchmarks/habit_pilot.py)
 
     def check(self) -> "OnlineConfig":
         check_k(self.min_users)
@@ -77,14 +80,17 @@ class OnlineConfig:
             raise InvalidInputError(explain(f"validation_share={self.validation_share}", "must be in (0, 1)", "use e.g. 0.2"))
         if self.calibrate not in ("precision", "harm"):
             raise InvalidInputError(explain(f"calibrate={self.calibrate!r}", "must be 'precision' or 'harm'", "use one of them"))
-        if self.fix_min < 0 or self.phrase_min < 0:
-            raise InvalidInputError(explain(f"fix_min={self.fix_min}, phrase_min={self.phrase_min}", "must be >= 0 (0 switches the rule off)", "use e.g. 2 and 1"))
+        self.habits.check()
         if not isinstance(self.dp_texts_per_user, int) or self.dp_texts_per_user < 1:
             raise InvalidInputError(explain(f"dp_texts_per_user={self.dp_texts_per_user!r}", "must be an integer >= 1 (requests a user contributes to the private global layer)", "use e.g. 10"))
         if self.max_pairs < 2 or self.examples < 10 or self.k_global < 1 or self.k_personal < 0 or self.k_phonetic < 0:
             raise InvalidInputError(explain(f"max_pairs={self.max_pairs}, examples={self.examples}, k={self.k_global}/{self.k_personal}",
                                             "need max_pairs >= 2, examples >= 10, k_global >= 1, k_personal >= 0, k_phonetic >= 0", "use the defaults"))
         return self
+
+    @property
+    def habits(self) -> HabitRules:
+        return HabitRules(fix_min=self.fix_min, phrase_min=self.phrase_min, fix_similarity=self.fix_similarity, skip_working=self.skip_working)
 
     def dp_split(self, n_users: int) -> dict:
         """Under DP, the budget of each of the three private parts (the encoder, the ranker, the
@@ -164,16 +170,6 @@ def encoder_pairs(h: History, validation_share: float, seed: int) -> tuple[list[
     return out, users
 
 
-def _record(r: dict) -> dict:
-    """A history row back in the interaction-log shape the personal layer observes."""
-    utt = {"text": r["text"]}
-    if r["rewrite"]:
-        utt["rewrite"] = r["rewrite"]
-    return {"user_id": r["user_id"], "session_id": r["session_id"], "timestamp": r["ts"], "utterance": utt,
-            "response": {"status": r["response_status"]}, "feedback": {"barge_in": r["barge_in"], "explicit": r["explicit_feedback"]},
-            "nlu": {"intent": r["intent"], "slots": r["slots"]}}
-
-
 def request_of(r: dict) -> dict:
     """A history row as the rewriter's request arguments (device and context), as it was logged."""
     return {"device": {"type": r["device_type"], "has_screen": bool(r["has_screen"]), "location": r["location"]},
@@ -191,7 +187,7 @@ def replay_examples(rw: OnlineRewriter, h: History, chosen: set[int], eligible: 
         if i in chosen or census:
             texts, _, x = rw.candidates(r["text"], user_id=r["user_id"], **request_of(r))
             out.append((i, texts, x, census))
-        rw.personal.observe(_record(r))
+        rw.personal.observe(row_turn(r))
     rw.personal.flush()
     return out
 
@@ -356,7 +352,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     ranker.threshold_ = threshold
     rw.ranker, rw.threshold = ranker, threshold
     rw.layers = ("table", "global", "personal")
-    rw.fix_min, rw.phrase_min = c.fix_min, c.phrase_min
+    rw.habits = c.habits
     curve = precision_coverage(top_score, top_right, n_fixable, top_w, top_fixed)
     stats = {"turns": len(h.rows), "fixable_requests": len(h.target), "biencoder": fit_stats,
              "global_texts": len(g.texts), "global_candidates": int(len(g.candidates)),
