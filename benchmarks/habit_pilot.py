@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--mine-days", type=int, default=14)
     ap.add_argument("--ab-days", type=int, default=14)
     ap.add_argument("--seed", type=int, default=1, help="the pilot's traffic (the reported A/B uses another)")
-    ap.add_argument("--variants", default="2:1:0:0,1:1:0:0,1:1:0.5:0,1:1:0:1,2:1:0:1,1:1:0.5:1,1:1:0.6:1,2:1:0.5:1,1:0:0.5:1",
+    ap.add_argument("--variants", default="2:1:0:0,2:1:0:1,2:1:0.5:1,1:1:0.5:1,1:1:0.6:1,1:1:0.7:1,1:0:0.6:1",
                     help="fix_min:phrase_min:min_similarity:skip_working (0/1), comma-separated")
     args = ap.parse_args()
     world = World.load(args.world)
@@ -106,10 +106,11 @@ def main() -> None:
             r = ab["vs_control"][name]
             out[name] = {"relative_reduction": r["relative_reduction"], "ci": [r["ci_low"], r["ci_high"]],
                          "wins": r["wins"], "broken": r["losses_broken"], "other_way": r["losses_defective_another_way"],
-                         "win_loss": r["win_loss_ratio"], "rewritten": r["first_attempts_rewritten"], "served_by_habits": arm.served,
+                         "win_loss": r["win_loss_ratio"], "win_loss_ci": r["win_loss_ci"], "rewritten": r["first_attempts_rewritten"],
+                         "served_by_habits": arm.served,
                          "added_over_table": r["relative_reduction"] - table["relative_reduction"],
                          "habits_share_of_the_rest": 1 - (1 - r["relative_reduction"]) / (1 - table["relative_reduction"])}
-        out["table"] = {"relative_reduction": table["relative_reduction"], "wins": table["wins"], "losses": table["losses"]}
+        out["table"] = {"relative_reduction": table["relative_reduction"], "wins": table["wins"], "losses": table["losses"], "win_loss_ci": table["win_loss_ci"]}
         out["ab"] = ab
     finally:
         shutil.rmtree(tmp)

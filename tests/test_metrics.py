@@ -39,3 +39,17 @@ def test_paired_bootstrap_reduction():
     cr, tr, red, lo, hi, p0 = metrics.paired_bootstrap_reduction(users, control, treatment, n_users=200, n_boot=500)
     assert tr < cr and lo < red < hi and 0.1 < red < 0.3 and p0 == 0.0
     assert metrics.paired_bootstrap_reduction(users, control, control, n_users=200, n_boot=200)[2] == 0.0
+
+
+def test_bootstrap_ratio_of_wins_to_losses():
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(200), 10)
+    wins = (rng.random(2000) < 0.24).astype(float)
+    losses = ((rng.random(2000) < 0.02) & (wins == 0)).astype(float)
+    ratio, lo, hi = metrics.bootstrap_ratio(users, wins, losses, n_users=200, n_boot=500)
+    assert ratio == wins.sum() / losses.sum() and lo < ratio < hi and 5 < ratio < 30
+    assert metrics.bootstrap_ratio(users, wins, np.zeros(2000), n_users=200) == (None, None, None)
+    few = np.zeros(2000)
+    few[0] = 1  # one loss: most resamples have none, so the interval has no finite top
+    r, lo, hi = metrics.bootstrap_ratio(users, wins, few, n_users=200, n_boot=500)
+    assert r == wins.sum() and hi is None and lo <= r

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["prf", "classification_report", "agreement", "auc", "precision_coverage", "thin", "threshold_for", "paired_bootstrap_reduction"]
+__all__ = ["prf", "classification_report", "agreement", "auc", "precision_coverage", "thin", "threshold_for", "paired_bootstrap_reduction", "bootstrap_ratio"]
 
 
 def prf(tp: float, fp: float, fn: float) -> dict:
@@ -117,3 +117,22 @@ def paired_bootstrap_reduction(users: np.ndarray, control: np.ndarray, treatment
         reds = np.where(bc > 0, (bc - bt) / bc, 0.0)
     lo, hi = np.percentile(reds, [2.5, 97.5])
     return float(cr), float(tr), float(red), float(lo), float(hi), float((reds <= 0).mean())
+
+
+def bootstrap_ratio(users: np.ndarray, numerator: np.ndarray, denominator: np.ndarray, *, n_users: int, n_boot: int = 2000,
+                    seed: int = 0) -> tuple[float | None, float | None, float | None]:
+    """A ratio of two per-goal counts (an A/B's wins to losses) and its 95% percentile CI,
+    resampling users as :func:`paired_bootstrap_reduction` does. Returns (ratio, ci_low, ci_high);
+    None where the denominator is 0 (a resample without losses has no finite ratio: it counts as
+    above every finite one)."""
+    num = np.bincount(users, weights=numerator, minlength=n_users)
+    den = np.bincount(users, weights=denominator, minlength=n_users)
+    if den.sum() == 0:
+        return None, None, None
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(n_users, np.full(n_users, 1.0 / n_users), size=n_boot).astype(float)
+    bn, bd = draws @ num, draws @ den
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = np.where(bd > 0, bn / bd, np.inf)
+    lo, hi = np.percentile(ratios, [2.5, 97.5], method="nearest")  # no interpolation between infinite ratios
+    return float(num.sum() / den.sum()), float(lo), (float(hi) if np.isfinite(hi) else None)

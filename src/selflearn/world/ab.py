@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError, explain
-from ..metrics import paired_bootstrap_reduction
+from ..metrics import bootstrap_ratio, paired_bootstrap_reduction
 from .build import World
 from ..rewriters import Rewriter
 from ..rewrites.table import CONFIDENCE_BANDS, confidence_band
@@ -199,6 +199,9 @@ def compare(config: SimConfig, a: _Arm, b: _Arm, *, n_boot: int = 2000) -> dict:
         "losses_broken": broken,
         "losses_defective_another_way": other_way,
         "win_loss_ratio": wins / (broken + other_way) if broken + other_way else None,
+        # users resampled, as for the reductions: how far the ratio could move on other traffic
+        "win_loss_ci": list(bootstrap_ratio(users, won.astype(float), (broke | other).astype(float), n_users=config.users,
+                                            n_boot=n_boot, seed=config.seed + 3)[1:]),
         "first_attempts_rewritten": int(rewritten.sum()),
         "rewritten_still_defective_same_way": int(np.sum(rewritten & c_def & t_def & same_fp)),
         "first_attempts_changed": changed,
