@@ -30,7 +30,7 @@ class HabitRules:
 
     fix_min: int = 1
     phrase_min: int = 1
-    fix_similarity: float = 0.5
+    fix_similarity: float = 0.6
     skip_working: bool = True
 
     def check(self) -> "HabitRules":

@@ -69,7 +69,7 @@ class OnlineConfig:
     harm_ratio: float = 12.0
     fix_min: int = 1  # serve a user's own fix of a request once they made it this often (0: the ranker decides)
     phrase_min: int = 1  # insert the words a user added after a name (its state) this often before (0: off)
-    fix_similarity: float = 0.5  # ...a fix at least this like the request (the signals' text similarity)
+    fix_similarity: float = 0.6  # ...a fix at least this like the request (the signals' text similarity)
     skip_working: bool = True  # ...never of a request that usually works as heard (habits.HabitRules; chosen in benchmarks/habit_pilot.py)
 
     def check(self) -> "OnlineConfig":

@@ -1,0 +1,51 @@
+"""The A/B arms of a kept online model (``online_results.py --keep DIR``) again, on the same traffic,
+with the personal layer's habit rules set otherwise: none, the table, table + global, and table +
+global + personal under each variant. The model must have been trained on the same world, users and
+mining days (the A/B starts the day after them).
+
+Usage: python benchmarks/online_arms.py --world world --model kept-model --users 2000 --mine-days 14 --ab-days 14 --seed 0 \
+           --variants 2:1:0:0,1:1:0.6:1
+(a variant: fix_min:phrase_min:fix_similarity:skip_working, as in habit_pilot.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from selflearn.online import OnlineRewriter
+from selflearn.rewrites.table import TableRewriter
+from selflearn.world.ab import ab_arms
+from selflearn.world.build import World
+from selflearn.world.simulate import SimConfig, load_nlu_for
+
+sys.path.insert(0, str(Path(__file__).parent))
+from habit_pilot import variant  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--world", type=Path, default=Path("world"))
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--users", type=int, default=2000)
+    ap.add_argument("--mine-days", type=int, default=14)
+    ap.add_argument("--ab-days", type=int, default=14)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variants", default="2:1:0:0,1:1:0.5:1")
+    args = ap.parse_args()
+    world = World.load(args.world)
+    arms: dict = {"none": None, "table": TableRewriter.load(args.model / "rewrites.parquet"),
+                  "table+global": OnlineRewriter.load(args.model, layers=("table", "global"))}
+    for spec in args.variants.split(","):
+        name, rules = variant(spec)
+        arms[f"table+global+personal {name}"] = OnlineRewriter.load(args.model, habits=rules)
+    ab = ab_arms(world, SimConfig(users=args.users, days=args.ab_days, seed=args.seed, first_day=args.mine_days), arms,
+                 nlu_loader=load_nlu_for(args.world))
+    sources = {name: dict(arm.counts) for name, arm in arms.items() if hasattr(arm, "counts")}
+    print(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "ab": ab, "sources": sources}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
