@@ -1,7 +1,9 @@
 """The A/B arms of a kept online model (``online_results.py --keep DIR``) again, on the same traffic,
 with the personal layer's habit rules set otherwise: none, the table, table + global, and table +
-global + personal under each variant. The model must have been trained on the same world, users and
-mining days (the A/B starts the day after them).
+global + personal under each variant (and, with ``--thresholds``, table + global at other thresholds of
+the ranker). The model must have been trained on the same world and mining days (the A/B starts the
+day after them); another ``--seed`` than its training's gives a pilot on traffic of its own (use the
+table and global arms only then: the personal layer holds the training traffic's users).
 
 Usage: python benchmarks/online_arms.py --world world --model kept-model --users 2000 --mine-days 14 --ab-days 14 --seed 0 \
            --variants 2:1:0:0,1:1:0.6:1
@@ -34,13 +36,17 @@ def main() -> None:
     ap.add_argument("--ab-days", type=int, default=14)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variants", default="2:1:0:0,1:1:0.5:1")
+    ap.add_argument("--variant-threshold", type=float, default=None, help="the ranker's threshold in the personal variants' arms (default: the model's)")
+    ap.add_argument("--thresholds", default="", help="more arms: table + global with the ranker's threshold at each of these (a pilot of the global layer)")
     args = ap.parse_args()
     world = World.load(args.world)
     arms: dict = {"none": None, "table": TableRewriter.load(args.model / "rewrites.parquet"),
                   "table+global": OnlineRewriter.load(args.model, layers=("table", "global"))}
-    for spec in args.variants.split(","):
+    for t in [float(x) for x in args.thresholds.split(",") if x]:
+        arms[f"table+global at threshold {t}"] = OnlineRewriter.load(args.model, layers=("table", "global"), threshold=t)
+    for spec in [v for v in args.variants.split(",") if v]:
         name, rules = variant(spec)
-        arms[f"table+global+personal {name}"] = OnlineRewriter.load(args.model, habits=rules)
+        arms[f"table+global+personal {name}"] = OnlineRewriter.load(args.model, habits=rules, threshold=args.variant_threshold)
     ab = ab_arms(world, SimConfig(users=args.users, days=args.ab_days, seed=args.seed, first_day=args.mine_days), arms,
                  nlu_loader=load_nlu_for(args.world))
     sources = {name: dict(arm.counts) for name, arm in arms.items() if hasattr(arm, "counts")}
