@@ -99,6 +99,12 @@ def threshold_for(curve: list[dict], min_precision: float, *, min_count: int = 0
     return max(ok, key=lambda p: p["count"]) if ok else None
 
 
+def _user_resamples(n_users: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_users) counts: how often each user is drawn in each bootstrap resample of users."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_users, np.full(n_users, 1.0 / n_users), size=n_boot).astype(float)
+
+
 def paired_bootstrap_reduction(users: np.ndarray, control: np.ndarray, treatment: np.ndarray, *, n_users: int, n_boot: int = 2000,
                                seed: int = 0) -> tuple[float, float, float, float, float, float]:
     """An A/B's rates, relative reduction and its 95% percentile CI, resampling users (a user's
@@ -110,8 +116,7 @@ def paired_bootstrap_reduction(users: np.ndarray, control: np.ndarray, treatment
     t = np.bincount(users, weights=treatment, minlength=n_users)
     cr, tr = c.sum() / n_goals.sum(), t.sum() / n_goals.sum()
     red = (cr - tr) / cr if cr > 0 else 0.0
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n_users, np.full(n_users, 1.0 / n_users), size=n_boot).astype(float)
+    draws = _user_resamples(n_users, n_boot, seed)
     bc, bt = draws @ c, draws @ t
     with np.errstate(invalid="ignore", divide="ignore"):
         reds = np.where(bc > 0, (bc - bt) / bc, 0.0)
@@ -129,8 +134,7 @@ def bootstrap_ratio(users: np.ndarray, numerator: np.ndarray, denominator: np.nd
     den = np.bincount(users, weights=denominator, minlength=n_users)
     if den.sum() == 0:
         return None, None, None
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n_users, np.full(n_users, 1.0 / n_users), size=n_boot).astype(float)
+    draws = _user_resamples(n_users, n_boot, seed)
     bn, bd = draws @ num, draws @ den
     with np.errstate(invalid="ignore", divide="ignore"):
         ratios = np.where(bd > 0, bn / bd, np.inf)
