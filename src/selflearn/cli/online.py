@@ -29,8 +29,9 @@ def train_online_cmd(
     min_precision: Annotated[float, typer.Option(help="Rewrite only above the score that keeps this precision on held-out users.")] = _ONLINE.min_precision,
     max_pairs: Annotated[int, typer.Option(help="Most (failing request, what worked) pairs to fine-tune the encoder on.")] = _ONLINE.max_pairs,
     examples: Annotated[int, typer.Option(help="Ranking examples drawn from the replayed logs.")] = _ONLINE.examples,
-    calibrate: Annotated[str, typer.Option(help="Threshold by 'precision' (--min-precision) or by 'harm' (--harm-ratio fixes per broken request).")] = _ONLINE.calibrate,
-    harm_ratio: Annotated[float, typer.Option(help="With --calibrate harm: fixes needed per rewrite of a working request.")] = _ONLINE.harm_ratio,
+    calibrate: Annotated[str, typer.Option(help="Threshold by 'precision' (--min-precision), by 'harm' (--harm-ratio fixes per broken request) or by "
+                                            "'win-loss' (--harm-ratio wins per loss, a threshold for the global and one for the personal layer).")] = _ONLINE.calibrate,
+    harm_ratio: Annotated[float, typer.Option(help="With --calibrate harm: fixes needed per rewrite of a working request; win-loss: wins per loss.")] = _ONLINE.harm_ratio,
     fix_min: Annotated[int, typer.Option(help="Serve a user's own fix of a request once they made it this often (0: leave it to the ranker).")] = _ONLINE.fix_min,
     phrase_min: Annotated[int, typer.Option(help="Insert the words a user added after a name (e.g. its state) once they did so this often (0: off).")] = _ONLINE.phrase_min,
     fix_similarity: Annotated[float, typer.Option(help="Serve a user's own fix only when it is at least this like the request (0-1, the signals' text similarity).")] = _ONLINE.fix_similarity,
@@ -58,10 +59,15 @@ def train_online_cmd(
         print_json(stats)
     else:
         at = stats["at_threshold"]
-        precision = "n/a" if at["precision"] is None else f"{at['precision']:.1%}"
+        if stats["calibrate"] == "win-loss":
+            g, p = stats["win_loss_threshold"], stats["personal_win_loss_threshold"]
+            chosen = (f"threshold {stats['threshold']:.3f} (held-out {g['wins']:,.0f} wins : {g['losses']:,.0f} losses), "
+                      f"personal {stats['personal_threshold']:.3f} ({p['wins']:,.0f} : {p['losses']:,.0f})")
+        else:
+            precision = "n/a" if at["precision"] is None else f"{at['precision']:.1%}"
+            chosen = f"threshold {stats['threshold']:.3f} (held-out precision {precision}, coverage {at['coverage']:.1%})"
         out.print(f"model → {out_dir}: {stats['global_candidates']:,} global candidates, {stats['personal_users']:,} users; "
-                  f"threshold {stats['threshold']:.3f} (held-out precision {precision}, coverage {at['coverage']:.1%}) "
-                  f"in {stats['train_seconds']} s", highlight=False)
+                  f"{chosen} in {stats['train_seconds']} s", highlight=False)
 
 
 @online_app.command("serve")

@@ -327,7 +327,7 @@ class RankerTarget(AuditTarget):
         rw = self._replayer()
         examples, _, weight_of, _ = ranking_examples(rw, h, self.config, rates=rates)
         items, users, texts = [], [], []
-        for i, cands, x, _ in examples:
+        for i, cands, x, *_ in examples:
             user = h.rows[i]["user_id"]
             if cands and not held_out(user, self.config.validation_share, self.config.seed):
                 items.append((x, ranking_labels(rw, h, i, cands)))

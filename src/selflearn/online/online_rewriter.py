@@ -43,7 +43,7 @@ class OnlineRewriter:
 
     def __init__(self, encoder, global_memory: GlobalMemory, personal: PersonalMemory, ranker: Ranker, table: TableRewriter | None = None,
                  *, layers: tuple[str, ...] = LAYERS, k_global: int = 10, k_personal: int = 5, k_phonetic: int = 0,
-                 threshold: float | None = None, habits: HabitRules | None = None):
+                 threshold: float | None = None, personal_threshold: float | None = None, habits: HabitRules | None = None):
         bad = set(layers) - set(LAYERS)
         if bad:
             raise InvalidInputError(explain(f"layers={sorted(bad)}", f"must be among {list(LAYERS)}", "e.g. layers=('table', 'global')"))
@@ -57,6 +57,8 @@ class OnlineRewriter:
         self.k_personal = k_personal
         self.k_phonetic = k_phonetic  # candidates that sound like the request, beside the k_global nearest in meaning
         self.threshold = ranker.threshold_ if threshold is None else threshold
+        # the personal layer's ranked candidates may have a threshold of their own (None: the same)
+        self.personal_threshold = personal_threshold
         self.habits = (habits or HabitRules(fix_min=0, phrase_min=0)).check()  # the user's own fixes as rules (off: the ranker decides)
         self.blocked: set[tuple[str, str]] = set()  # (request, rewrite) pairs an operator blocked
         self.preferences = None  # a teach.Preferences: the personal layer fills in what each user taught
@@ -130,9 +132,13 @@ class OnlineRewriter:
         scores = self.ranker.score(x)
         best = int(np.argmax(scores))
         score = float(scores[best])
-        if score < self.threshold:
+        if score < self.threshold_of(sources[best]):
             return Decision(None, None, score)
         return Decision(texts[best], sources[best], score)
+
+    def threshold_of(self, source: str) -> float:
+        """The score a candidate from ``source`` needs to be served."""
+        return self.personal_threshold if source == "personal" and self.personal_threshold is not None else self.threshold
 
     def _habit(self, q: str, user_id: str) -> str | None:
         return habit_rewrite(self.personal, user_id, q, self.habits, g=self.global_, blocked=self.blocked)
@@ -235,11 +241,11 @@ class OnlineRewriter:
         if dp:
             privacy = {**(privacy or {}), **dp}
         write_config(directory, {"component": COMPONENT, "format_version": MODEL_FORMAT, "params": params, "parts": parts,
-                                 "learned": {"threshold": self.threshold}, "privacy": privacy, **(meta or {})})
+                                 "learned": {"threshold": self.threshold, "personal_threshold": self.personal_threshold}, "privacy": privacy, **(meta or {})})
 
     @classmethod
     def load(cls, directory: Path, *, layers: tuple[str, ...] = LAYERS, threads: int = 1, torch_encoder: bool = False,
-             threshold: float | None = None, fix_min: int | None = None, phrase_min: int | None = None, habits: HabitRules | None = None,
+             threshold: float | None = None, personal_threshold: float | None = None, fix_min: int | None = None, phrase_min: int | None = None, habits: HabitRules | None = None,
              k_phonetic: int | None = None, key_file: Path | None = None) -> "OnlineRewriter":
         """The saved model; the pseudonym key it was trained under comes from ``key_file``,
         ``$SELFLEARN_PSEUDONYM_KEY`` or the key file recorded at training (checked by fingerprint)."""
@@ -255,6 +261,7 @@ class OnlineRewriter:
         rw = cls(encoder, g, personal, Ranker.load(directory / "ranker"), table, layers=layers,
                  k_global=params["k_global"], k_personal=params["k_personal"], k_phonetic=params.get("k_phonetic", 0) if k_phonetic is None else k_phonetic,
                  threshold=config["learned"]["threshold"] if threshold is None else threshold,
+                 personal_threshold=_personal_threshold(config["learned"], threshold, personal_threshold),
                  habits=_habits(params, habits, fix_min, phrase_min))
         rw.ids = model_pseudonyms(directory, config.get("privacy"), key_file)
         rw.dp = {k: v for k, v in (config.get("privacy") or {}).items() if k not in ("pseudonym_key", "key_file")} or None
@@ -267,6 +274,15 @@ def _habits(params: dict, habits: HabitRules | None, fix_min: int | None, phrase
     base = habits or HabitRules(fix_min=params["fix_min"], phrase_min=params["phrase_min"],
                                 fix_similarity=params.get("fix_similarity", 0.0), skip_working=params.get("skip_working", False))
     return replace(base, **{k: v for k, v in (("fix_min", fix_min), ("phrase_min", phrase_min)) if v is not None})
+
+
+def _personal_threshold(learned: dict, threshold: float | None, personal_threshold: float | None) -> float | None:
+    """The personal layer's threshold on load: the one asked for; else, when only ``threshold`` is
+    asked for, that one (a single threshold, as before the personal layer had its own); else the
+    saved one (None in models saved before: the global layer's)."""
+    if personal_threshold is not None:
+        return personal_threshold
+    return threshold if threshold is not None else learned.get("personal_threshold")
 
 
 def _now(context: dict, personal: PersonalMemory, user_id: str) -> float:

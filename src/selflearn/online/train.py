@@ -39,11 +39,13 @@ from .global_layer import build_global, fixed_by_retry
 from .habits import HabitRules
 from .memory import PersonalMemory, meaning_key, row_turn
 from .private_global import build_private_global
+from .calibration import Judged, choose_threshold_by_win_loss, judge_top, win_loss_curve
 from .ranker import Ranker, choose_threshold, choose_threshold_by_harm, precision_coverage
 from .online_rewriter import OnlineRewriter
 
 __all__ = ["OnlineConfig", "train_online", "load_history", "History", "build_global", "held_out", "encoder_pairs", "ranking_examples", "ranking_labels"]
 
+CALIBRATIONS = ("precision", "harm", "win-loss")
 SUCCESS_BELOW = DEFECT_AT  # defect score under which a turn counts as having worked (as in mining)
 
 
@@ -65,8 +67,8 @@ class OnlineConfig:
     dp_epsilon: float | None = None  # user-level DP: the encoder (a low-rank adapter) and the ranker train with DP-SGD, the global layer is released privately; a third of the budget each
     dp_delta: float | None = None  # None: 1 / (10 x the store's users)
     dp_texts_per_user: int = 10  # under DP: the requests each user contributes to the global layer (a seeded sample of theirs)
-    calibrate: str = "precision"  # or "harm": the lowest threshold whose fixes outnumber harm harm_ratio to 1
-    harm_ratio: float = 12.0
+    calibrate: str = "precision"  # or "harm": the lowest threshold whose fixes outnumber harm harm_ratio to 1; or "win-loss" (calibration.py)
+    harm_ratio: float = 12.0  # "harm": fixes per harm; "win-loss": wins per loss
     fix_min: int = 1  # serve a user's own fix of a request once they made it this often (0: the ranker decides)
     phrase_min: int = 1  # insert the words a user added after a name (its state) this often before (0: off)
     fix_similarity: float = 0.6  # ...a fix at least this like the request (the signals' text similarity)
@@ -78,8 +80,8 @@ class OnlineConfig:
             raise InvalidInputError(explain(f"unfixed_share={self.unfixed_share}", "must be in [0, 0.5) (half the examples are fixed requests)", "use e.g. 0.25"))
         if not 0.0 < self.validation_share < 1.0:
             raise InvalidInputError(explain(f"validation_share={self.validation_share}", "must be in (0, 1)", "use e.g. 0.2"))
-        if self.calibrate not in ("precision", "harm"):
-            raise InvalidInputError(explain(f"calibrate={self.calibrate!r}", "must be 'precision' or 'harm'", "use one of them"))
+        if self.calibrate not in CALIBRATIONS:
+            raise InvalidInputError(explain(f"calibrate={self.calibrate!r}", f"must be one of {list(CALIBRATIONS)}", "use one of them"))
         self.habits.check()
         if not isinstance(self.dp_texts_per_user, int) or self.dp_texts_per_user < 1:
             raise InvalidInputError(explain(f"dp_texts_per_user={self.dp_texts_per_user!r}", "must be an integer >= 1 (requests a user contributes to the private global layer)", "use e.g. 10"))
@@ -176,17 +178,19 @@ def request_of(r: dict) -> dict:
             "context": {"hour": r["hour"], "timestamp": r["ts"], "asr_confidence": r["asr_confidence"]}}
 
 
-def replay_examples(rw: OnlineRewriter, h: History, chosen: set[int], eligible: set[int] | None = None) -> list[tuple[int, list[str], np.ndarray, bool]]:
+def replay_examples(rw: OnlineRewriter, h: History, chosen: set[int], eligible: set[int] | None = None
+                    ) -> list[tuple[int, list[str], np.ndarray, bool, list[str]]]:
     """Replay every turn through the personal layer in time order; at each chosen row, the
-    candidates and features known just before it. Rows of ``eligible`` whose user has, by then,
-    fixed the same request by retrying are all taken too (a census of the rare personal cases:
-    a random sample would hold a handful); the flag says which rows came from the census."""
+    candidates and features known just before it (and where each candidate came from). Rows of
+    ``eligible`` whose user has, by then, fixed the same request by retrying are all taken too (a
+    census of the rare personal cases: a random sample would hold a handful); the flag says which
+    rows came from the census."""
     out = []
     for i, r in enumerate(h.rows):
         census = eligible is not None and i in eligible and bool(rw.personal.fixes_of(r["user_id"], r["text"]))
         if i in chosen or census:
-            texts, _, x = rw.candidates(r["text"], user_id=r["user_id"], **request_of(r))
-            out.append((i, texts, x, census))
+            texts, sources, x = rw.candidates(r["text"], user_id=r["user_id"], **request_of(r))
+            out.append((i, texts, x, census, sources))
         rw.personal.observe(row_turn(r))
     rw.personal.flush()
     return out
@@ -235,6 +239,27 @@ def ranking_labels(rw: OnlineRewriter, h: History, i: int, texts: list[str]) -> 
         return np.zeros(len(texts), int)
     want = h.rows[t]["meaning"]
     return np.array([(g.meaning[g.row[x]] >= 0 and g.meanings[g.meaning[g.row[x]]] == want) if x in g.row else False for x in texts], int)
+
+
+def calibrate(judged: Judged, c: OnlineConfig) -> dict:
+    """The serving thresholds by ``c.calibrate`` (see :mod:`.calibration`): 'win-loss' chooses the
+    global layer's and the personal layer's ranked candidates' each (wins at least ``c.harm_ratio``
+    per loss, among the requests the table leaves); 'precision' and 'harm' one for both, over every
+    held-out request. Every mode's choice and curves are reported."""
+    fixable = float(np.sum(judged.weight * judged.fixable))
+    by_precision = choose_threshold(judged.score, judged.right, fixable, min_precision=c.min_precision, weights=judged.weight, fixed=judged.fixed)
+    # harm: a request that worked rewritten to another meaning, or a failing one rewritten without a fix
+    by_harm = choose_threshold_by_harm(judged.score, judged.fixed, ~judged.right & ~judged.fixable, min_ratio=c.harm_ratio, weights=judged.weight)
+    glob, mine = judged.online(("global", "phonetic")), judged.online(("personal",))
+    by_wl = choose_threshold_by_win_loss(glob.score, glob.win, glob.loss, glob.weight, min_ratio=c.harm_ratio)
+    by_wl_personal = choose_threshold_by_win_loss(mine.score, mine.win, mine.loss, mine.weight, min_ratio=c.harm_ratio)
+    threshold = {"precision": by_precision[0], "harm": by_harm[0], "win-loss": by_wl[0]}[c.calibrate]
+    curve = precision_coverage(judged.score, judged.right, fixable, judged.weight, judged.fixed)
+    wl_curve = win_loss_curve(glob.score, glob.win, glob.loss, glob.weight)
+    return {"threshold": threshold, "personal_threshold": by_wl_personal[0] if c.calibrate == "win-loss" else threshold,
+            "calibrate": c.calibrate, "validation_fixable": int(round(fixable)), "at_threshold": by_precision[1], "harm_threshold": by_harm[1],
+            "win_loss_threshold": by_wl[1], "personal_win_loss_threshold": by_wl_personal[1],
+            "curve": curve[:: max(1, len(curve) // 50)], "win_loss_curve": wl_curve[:: max(1, len(wl_curve) // 50)]}
 
 
 def _reuse_encoder(model_dir: Path, out: Path, *, private: bool) -> dict:
@@ -303,7 +328,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     examples, fixable_set, weight_of, n_unfixed = ranking_examples(rw, h, c)
     say("ranker", 0, 0)
     xs, ys, groups, train_mask, row_users = [], [], [], [], []
-    for k, (i, texts, x, _) in enumerate(examples):
+    for k, (i, texts, x, *_) in enumerate(examples):
         if not texts:
             continue
         y = ranking_labels(rw, h, i, texts)
@@ -318,49 +343,23 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
             + (f", released with DP at epsilon {dp['dp_epsilon']:.3g}" if dp else ""),
             "the ranker needs failing requests whose fix is among the global layer's candidates (each candidate shared by enough users to enter it)",
             "train on more users' logs" + (", raise --dp-epsilon, or train without DP (the global layer is then k-anonymous)" if dp else "")))
-    x, y, grp, tr = np.vstack(xs), np.concatenate(ys), np.concatenate(groups), np.concatenate(train_mask)
+    x, y, tr = np.vstack(xs), np.concatenate(ys), np.concatenate(train_mask)
     ranker = Ranker(random_state=c.seed, ignore=tuple(c.ignore_features), **dp).fit(
         x[tr], y[tr], users=[u for u, t in zip(row_users, tr) if t])
-    s = ranker.score(x[~tr])
-    # right: a fix of a failing request, or a rewrite of a working one to a request that means the
-    # same (harmless); fixed: only the former
-    top_score, top_right, top_fixed, top_w, top_isfix, n_fixable = [], [], [], [], [], 0.0
-    vg = grp[~tr]
-    vy = y[~tr]
-    for k in np.unique(vg):
-        m = np.flatnonzero(vg == k)
-        b = m[np.argmax(s[m])]
-        top_score.append(s[b])
-        is_fix = examples[k][0] in fixable_set
-        cand = g.row.get(examples[k][1][b - m[0]])
-        # harmless: a request that worked, rewritten to one that means the same (a failing one
-        # rewritten without a fix stays a loss)
-        harmless = (not is_fix and h.rows[examples[k][0]]["ok"] and cand is not None and g.meaning[cand] >= 0
-                    and g.meanings[g.meaning[cand]] == h.rows[examples[k][0]]["meaning"])
-        top_right.append(bool(vy[b]) or harmless)
-        top_fixed.append(bool(vy[b]))
-        top_isfix.append(is_fix)
-        w = 1.0 if examples[k][3] else weight_of["fix" if is_fix else "ok" if h.rows[examples[k][0]]["ok"] else "fail"]
-        top_w.append(w)
-        n_fixable += w * is_fix
-    top_score, top_right, top_fixed, top_w = np.array(top_score), np.array(top_right), np.array(top_fixed), np.array(top_w)
-    top_harm = ~top_right & ~np.array(top_isfix, bool)  # a request that worked rewritten to another meaning, or a failing one rewritten without a fix
-    threshold, at = choose_threshold(top_score, top_right, n_fixable, min_precision=c.min_precision, weights=top_w, fixed=top_fixed)
-    by_harm = choose_threshold_by_harm(top_score, top_fixed, top_harm, min_ratio=c.harm_ratio, weights=top_w)
-    if c.calibrate == "harm":
-        threshold = by_harm[0]
-    ranker.threshold_ = threshold
-    rw.ranker, rw.threshold = ranker, threshold
+    val = [(examples[int(grp[0])], yk) for grp, yk, t in zip(groups, ys, train_mask) if not t[0]]
+    judged = judge_top(h, g, [e for e, _ in val], [ranker.score(e[2]) for e, _ in val], [yk for _, yk in val], fixable_set, weight_of, table=rw.table)
+    rw.ranker = ranker
+    calibration = calibrate(judged, c)
+    ranker.threshold_ = calibration["threshold"]
+    rw.threshold, rw.personal_threshold = calibration["threshold"], calibration["personal_threshold"]
     rw.layers = ("table", "global", "personal")
     rw.habits = c.habits
-    curve = precision_coverage(top_score, top_right, n_fixable, top_w, top_fixed)
     stats = {"turns": len(h.rows), "fixable_requests": len(h.target), "biencoder": fit_stats,
              "global_texts": len(g.texts), "global_candidates": int(len(g.candidates)),
              "personal_users": len(personal.users), "ranking_examples": len(examples), "personal_fix_census": sum(e[3] for e in examples), "ranking_rows": int(len(y)),
-             "validation_requests": int(len(top_score)), "unfixed_requests": n_unfixed, "validation_fixable": int(round(n_fixable)), "fixable_by_rewriting": len(fixable_set), "min_precision": c.min_precision,
-             "threshold": threshold, "calibrate": c.calibrate, "at_threshold": at, "harm_threshold": by_harm[1], "curve": curve[:: max(1, len(curve) // 50)],
-             "train_seconds": round(time.perf_counter() - started, 1)}
+             "validation_requests": int(len(judged.score)), "unfixed_requests": n_unfixed, "fixable_by_rewriting": len(fixable_set), "min_precision": c.min_precision,
+             **calibration, "train_seconds": round(time.perf_counter() - started, 1)}
     say("save", 0, 0)
     rw.ids = store.pseudonyms()  # it learned from pseudonyms: requests will name users by their own ids
-    rw.save(out, meta={"training": {k: v for k, v in stats.items() if k != "curve"}, "config": c.__dict__})
+    rw.save(out, meta={"training": {k: v for k, v in stats.items() if k not in ("curve", "win_loss_curve")}, "config": c.__dict__})
     return stats

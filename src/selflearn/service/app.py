@@ -246,6 +246,7 @@ def create_app(model_dir: Path, *, keys: KeyRing, layers: tuple[str, ...] = LAYE
         g = rw.global_
         return {"status": "ok", "version": __version__, "layers": list(rw.layers), "table_rewrites": len(rw.table) if rw.table is not None else 0,
                 "global_candidates": int(len(g.candidates)), "personal_users": len(rw.personal.users), "threshold": rw.threshold,
+                "personal_threshold": rw.threshold_of("personal"),
                 "queued": owner.waiting, "shed": owner.shed, "expired": owner.expired, "job_ms": round(owner.job_s * 1000, 3),
                 "privacy": {"pseudonym_key": rw.ids.fingerprint if rw.ids is not None else None,
                             "dp": getattr(rw, "dp", None)}}

@@ -1,0 +1,129 @@
+"""The online layers' serving calibration: hand-worked values for each part, then the trained model."""
+
+from __future__ import annotations
+
+from collections import Counter
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from selflearn.errors import InvalidInputError
+from selflearn.online import OnlineRewriter
+from selflearn.online.calibration import choose_threshold_by_win_loss, fix_chance, intended_meanings, judge_top, win_loss_curve
+from selflearn.store.store import Store
+
+
+def _row(user, text, ok, meaning, **kw):
+    return {"user_id": user, "text": text, "rewrite": None, "ok": ok, "meaning": meaning, "device_type": "speaker", "has_screen": False,
+            "location": None, "hour": 9, "ts": 0.0, "asr_confidence": None, **kw}
+
+
+def _history():
+    """'whats the whether': three chains reached the weather, one the news; 'sing a dirge': one chain
+    that reached the meaning it had (failed for another reason), never another."""
+    from selflearn.online.train import History
+
+    rows, target = [], {}
+    for u, meant in enumerate(["weather|", "weather|", "weather|", "news|"]):
+        rows += [_row(f"u{u}", "whats the whether", False, "none|"), _row(f"u{u}", meant.replace("|", " please"), True, meant)]
+        target[len(rows) - 2] = len(rows) - 1
+    rows += [_row("u9", "sing a dirge", False, "music|"), _row("u9", "sing a dirge", True, "music|")]
+    target[len(rows) - 2] = len(rows) - 1
+    return History(rows, target)
+
+
+def test_what_other_chains_of_the_same_words_reached():
+    intended = intended_meanings(_history())
+    assert intended == {"whats the whether": Counter({"weather|": 3, "news|": 1}), "sing a dirge": Counter({"music|": 1})}
+    assert fix_chance(intended, "whats the whether", "weather|") == pytest.approx(3 / 5)  # one pseudo-chain elsewhere
+    assert fix_chance(intended, "whats the whether", "news|") == pytest.approx(1 / 5)
+    assert fix_chance(intended, "whats the whether", "timer|") == 0.0
+    assert fix_chance(intended, "what is your mother language", "weather|") == 0.0  # no chain ever fixed it
+    assert fix_chance(intended, "whats the whether", None) == 0.0  # a candidate with no meaning fixes nothing
+
+
+def test_win_loss_threshold_hand_worked():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    wins = np.array([1.0, 1.0, 0.5, 1.0, 0.0])
+    losses = np.array([0.0, 0.0, 0.5, 0.0, 1.0])
+    curve = win_loss_curve(scores, wins, losses, np.array([1, 1, 2, 1, 1]))
+    assert [(p["threshold"], p["wins"], p["losses"]) for p in curve] == [(0.9, 1, 0), (0.8, 2, 0), (0.7, 3, 1), (0.6, 4, 1), (0.5, 4, 2)]
+    t, at = choose_threshold_by_win_loss(scores, wins, losses, np.array([1, 1, 2, 1, 1]), min_ratio=4, min_rewrites=1)
+    assert t == 0.6 and (at["wins"], at["losses"]) == (4, 1)
+    assert choose_threshold_by_win_loss(scores, wins, losses, min_ratio=2, min_rewrites=1)[0] == 0.5  # 3.5 : 1.5 unweighted
+    assert choose_threshold_by_win_loss(scores, wins, losses, min_ratio=100, min_rewrites=3)[0] == 1.0  # never: nothing qualifies
+    assert choose_threshold_by_win_loss(scores, np.zeros(5), np.zeros(5), min_ratio=1, min_rewrites=1)[0] == 1.0  # no wins, no threshold
+    with pytest.raises(InvalidInputError, match="min_ratio=0"):
+        choose_threshold_by_win_loss(scores, wins, losses, min_ratio=0)
+
+
+def test_each_kind_of_request_is_judged_as_the_ab_would():
+    h = _history()
+    rows = h.rows
+    rows += [_row("u5", "whats the whether", False, "none|"),  # gave up: the words' other chains say weather 3 in 5
+             _row("u6", "weather please", True, "weather|"),  # worked; rewritten to the same meaning: harmless
+             _row("u7", "news please", True, "news|"),  # worked; rewritten to another meaning: broken
+             _row("u8", "what is your mother language", False, "none|")]  # failed, never fixed by anyone
+    g = SimpleNamespace(row={"weather please": 0, "news please": 1}, meaning=np.array([0, 1]), meanings=["weather|", "news|"])
+    fixable = {0, 2, 4}  # the chains that reached another meaning
+    ex = [(0, ["weather please"], None, False, ["global"]),  # fixed by a retry, right candidate: a win
+          (2, ["news please"], None, False, ["global"]),  # fixed by a retry to the weather, candidate the news: still defective
+          (8, ["sing a dirge"], None, False, ["personal"]),  # a retry worked with the meaning it had: rewriting cannot fix it
+          (10, ["weather please", "news please"], None, True, ["global", "personal"]),
+          (11, ["weather please"], None, False, ["global"]), (12, ["weather please"], None, False, ["global"]),
+          (13, ["weather please"], None, False, ["phonetic"])]
+    scores = [np.array([0.9]), np.array([0.8]), np.array([0.7]), np.array([0.6, 0.1]), np.array([0.5]), np.array([0.4]), np.array([0.3])]
+    labels = [np.array([1]), np.array([0]), np.array([0]), np.array([0, 0]), np.array([0]), np.array([0]), np.array([0])]
+    weight_of = {"fix": 2.0, "ok": 3.0, "fail": 5.0}
+    j = judge_top(h, g, ex, scores, labels, fixable, weight_of)
+    assert j.win.tolist() == pytest.approx([1, 0, 0, 0.6, 0, 0, 0])
+    assert j.loss.tolist() == pytest.approx([0, 1, 1, 0.4, 0, 1, 1])
+    assert j.weight.tolist() == [2, 2, 5, 1, 3, 3, 5]  # the census row counts once
+    assert j.source.tolist() == ["global", "global", "personal", "global", "global", "global", "phonetic"]
+    assert j.right.tolist() == [True, False, False, False, True, False, False]
+    assert not j.by_table.any()
+    online = j.online(("global", "phonetic"))
+    assert len(online.score) == 6 and "personal" not in online.source.tolist()
+    table = SimpleNamespace(rewrite=lambda text, context=None: "weather please" if text == "news please" else None)
+    assert judge_top(h, g, ex, scores, labels, fixable, weight_of, table=table).by_table.tolist() == [False] * 5 + [True, False]
+
+
+def test_win_loss_calibration_gives_each_source_its_threshold(online_model, tmp_path):
+    from selflearn.online import OnlineConfig, train_online
+
+    cfg = OnlineConfig(max_pairs=256, examples=600, batch_size=32, calibrate="win-loss", harm_ratio=3.0)
+    with Store(online_model["dir"] / "s.duckdb") as st:
+        stats = train_online(st, tmp_path / "m", table=online_model["table"], config=cfg, encoder_from=online_model["model"])
+    assert stats["calibrate"] == "win-loss" and stats["threshold"] == stats["win_loss_threshold"]["threshold"]
+    assert stats["personal_threshold"] == stats["personal_win_loss_threshold"]["threshold"]
+    at = stats["win_loss_threshold"]
+    assert at["rewrites"] == 0 or at["wins"] >= 3.0 * at["losses"]
+    rw = OnlineRewriter.load(tmp_path / "m")
+    assert (rw.threshold, rw.personal_threshold) == (stats["threshold"], stats["personal_threshold"])
+    assert rw.threshold_of("global") == rw.threshold and rw.threshold_of("personal") == rw.personal_threshold
+    one = OnlineRewriter.load(tmp_path / "m", threshold=0.42)  # one threshold asked for: both layers
+    assert one.threshold_of("personal") == one.threshold_of("global") == 0.42
+    two = OnlineRewriter.load(tmp_path / "m", threshold=0.42, personal_threshold=0.9)
+    assert (two.threshold_of("global"), two.threshold_of("phonetic"), two.threshold_of("personal")) == (0.42, 0.42, 0.9)
+
+
+def test_a_personal_candidate_is_served_by_its_own_threshold(online_model):
+    """The best candidate from the user's own history is served when it clears the personal
+    threshold, whatever the global layer's; a global one by the global threshold."""
+    rw = OnlineRewriter.load(online_model["model"], fix_min=0, phrase_min=0)
+    mine = "put on my special sunday morning playlist"
+    for sid, ts, text in (("n1", "08:00:00", mine), ("n2", "22:00:00", "good night")):
+        rw.observe({"user_id": "newcomer", "session_id": sid, "timestamp": f"2026-04-01T{ts}Z", "utterance": {"text": text},
+                    "response": {"status": "success"}, "feedback": {"barge_in": False}, "nlu": {"intent": "music_play", "slots": []}})
+    q, args = "put on my sunday playlist", dict(user_id="newcomer", device={"type": "speaker"}, context={"hour": 8})
+    texts, sources, _ = rw.candidates(q, user_id=rw.ids.of("newcomer"), device=args["device"], context=args["context"])
+    assert sources[texts.index(mine)] == "personal"
+    # a ranker that likes the user's own request best (0.5) and every other candidate less (0.4)
+    rw.ranker = SimpleNamespace(score=lambda x: np.array([0.5 if t == mine else 0.4 for t in texts]))
+    rw.threshold, rw.personal_threshold = 0.9, 0.45
+    assert (rw.decide(q, **args).rewrite, rw.decide(q, **args).source) == (mine, "personal")
+    rw.threshold, rw.personal_threshold = 0.3, 0.6  # the best is personal and under its threshold: nothing is served
+    assert rw.decide(q, **args).rewrite is None
+    rw.personal_threshold = None  # no threshold of its own: the global layer's
+    assert rw.decide(q, **args).rewrite == mine
