@@ -10,7 +10,7 @@ import pytest
 
 from selflearn.errors import InvalidInputError
 from selflearn.online import OnlineRewriter
-from selflearn.online.calibration import choose_threshold_by_win_loss, fix_chance, intended_meanings, judge_top, win_loss_curve
+from selflearn.online.calibration import choose_threshold_by_win_loss, covers, fix_chance, intended_meanings, judge_top, win_loss_curve
 from selflearn.store.store import Store
 
 
@@ -43,6 +43,30 @@ def test_what_other_chains_of_the_same_words_reached():
     assert fix_chance(intended, "whats the whether", None) == 0.0  # a candidate with no meaning fixes nothing
 
 
+def test_a_meaning_covers_another_with_the_same_intent_and_at_least_its_words():
+    assert covers("weather_query|date=this week;weather_descriptor=rain", "weather_query|date=this week")
+    assert covers("cooking_recipe|food_type=thanksgiving turkey", "cooking_recipe|food_type=turkey")
+    assert covers("play_radio|music_genre=romantic;radio_name=fm one", "play_radio|radio_name=fm one;radio_name=romantic")  # words, not slot names
+    assert not covers("weather_query|date=this week", "weather_query|date=this week;weather_descriptor=rain")  # drops the rain
+    assert not covers("alarm_set|time=eight", "alarm_set|time=seven")
+    assert not covers("news_query|date=today", "weather_query|date=today")
+    assert not covers("none|", "none|") and not covers(None, "weather_query|") and not covers("weather_query|", None)
+    intended = {"look for a thank you for giving turkey recipe": Counter({"cooking_recipe|food_type=turkey": 2, "cooking_recipe|food_type=thank;food_type=turkey": 1})}
+    assert fix_chance(intended, "look for a thank you for giving turkey recipe", "cooking_recipe|food_type=thanksgiving turkey") == pytest.approx(2 / 4)
+
+
+def test_the_outcome_of_one_rewrite():
+    from selflearn.online.calibration import outcome
+
+    assert outcome("fix", covers_own=False, covers_target=True, fix=0.0, works=0.0) == (1.0, 0.0, 0.0)
+    assert outcome("fix", covers_own=False, covers_target=False, fix=0.9, works=0.9) == (0.0, 0.0, 1.0)  # the chain says what was meant
+    assert outcome("same", covers_own=True, covers_target=True, fix=0.0, works=0.5) == (0.0, 0.0, 0.0)
+    assert outcome("worked", covers_own=True, covers_target=False, fix=0.0, works=1.0) == (0.0, 0.0, 0.0)  # harmless
+    assert outcome("worked", covers_own=False, covers_target=False, fix=0.5, works=0.8) == pytest.approx((0.1, 0.8, 0.1))
+    assert outcome("unfixed", covers_own=False, covers_target=False, fix=0.5, works=0.0) == (0.5, 0.0, 0.5)
+    assert outcome("unfixed", covers_own=False, covers_target=False, fix=0.0, works=0.0) == (0.0, 0.0, 1.0)  # "what is your mother language"
+
+
 def test_win_loss_threshold_hand_worked():
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
     wins = np.array([1.0, 1.0, 0.5, 1.0, 0.0])
@@ -65,7 +89,8 @@ def test_each_kind_of_request_is_judged_as_the_ab_would():
              _row("u6", "weather please", True, "weather|"),  # worked; rewritten to the same meaning: harmless
              _row("u7", "news please", True, "news|"),  # worked; rewritten to another meaning: broken
              _row("u8", "what is your mother language", False, "none|")]  # failed, never fixed by anyone
-    g = SimpleNamespace(row={"weather please": 0, "news please": 1}, meaning=np.array([0, 1]), meanings=["weather|", "news|"])
+    g = SimpleNamespace(row={"weather please": 0, "news please": 1}, meaning=np.array([0, 1]), meanings=["weather|", "news|"],
+                        turns=np.array([10, 10]), successes=np.array([9, 10]))  # "weather please" works 9 times in 10
     fixable = {0, 2, 4}  # the chains that reached another meaning
     ex = [(0, ["weather please"], None, False, ["global"]),  # fixed by a retry, right candidate: a win
           (2, ["news please"], None, False, ["global"]),  # fixed by a retry to the weather, candidate the news: still defective
@@ -78,13 +103,19 @@ def test_each_kind_of_request_is_judged_as_the_ab_would():
     weight_of = {"fix": 2.0, "ok": 3.0, "fail": 5.0}
     j = judge_top(h, g, ex, scores, labels, fixable, weight_of)
     assert j.win.tolist() == pytest.approx([1, 0, 0, 0.6, 0, 0, 0])
-    assert j.loss.tolist() == pytest.approx([0, 1, 1, 0.4, 0, 1, 1])
+    assert j.broken.tolist() == [0, 0, 0, 0, 0, 1, 0]  # only a request that worked can be broken
+    # "weather please" worked but its words fail 1 time in 10: rewritten to the same meaning, still failing then
+    assert j.still.tolist() == pytest.approx([0, 1, 1, 0.4, 0.1, 0, 1])
+    assert j.loss(0.5).tolist() == pytest.approx([0, 0.5, 0.5, 0.2, 0.05, 1, 0.5])
     assert j.weight.tolist() == [2, 2, 5, 1, 3, 3, 5]  # the census row counts once
     assert j.source.tolist() == ["global", "global", "personal", "global", "global", "global", "phonetic"]
     assert j.right.tolist() == [True, False, False, False, True, False, False]
     assert not j.by_table.any()
     online = j.online(("global", "phonetic"))
     assert len(online.score) == 6 and "personal" not in online.source.tolist()
+    g2 = SimpleNamespace(row={"sing it": 0}, meaning=np.array([0]), meanings=["music|"])
+    same = judge_top(h, g2, [(8, ["sing it"], None, False, ["global"])], [np.array([0.9])], [np.array([0])], fixable, weight_of)
+    assert (same.win.tolist(), same.loss(1.0).tolist()) == ([0.0], [0.0])  # failed for another reason; the rewrite means what then worked
     table = SimpleNamespace(rewrite=lambda text, context=None: "weather please" if text == "news please" else None)
     assert judge_top(h, g, ex, scores, labels, fixable, weight_of, table=table).by_table.tolist() == [False] * 5 + [True, False]
 
@@ -92,13 +123,15 @@ def test_each_kind_of_request_is_judged_as_the_ab_would():
 def test_win_loss_calibration_gives_each_source_its_threshold(online_model, tmp_path):
     from selflearn.online import OnlineConfig, train_online
 
-    cfg = OnlineConfig(max_pairs=256, examples=600, batch_size=32, calibrate="win-loss", harm_ratio=3.0)
+    cfg = OnlineConfig(max_pairs=256, examples=600, batch_size=32, calibrate="win-loss", harm_ratio=3.0, still_failing_loss=0.5)
     with Store(online_model["dir"] / "s.duckdb") as st:
         stats = train_online(st, tmp_path / "m", table=online_model["table"], config=cfg, encoder_from=online_model["model"])
     assert stats["calibrate"] == "win-loss" and stats["threshold"] == stats["win_loss_threshold"]["threshold"]
     assert stats["personal_threshold"] == stats["personal_win_loss_threshold"]["threshold"]
     at = stats["win_loss_threshold"]
     assert at["rewrites"] == 0 or at["wins"] >= 3.0 * at["losses"]
+    with pytest.raises(InvalidInputError, match="still_failing_loss=2"):
+        OnlineConfig(still_failing_loss=2).check()
     rw = OnlineRewriter.load(tmp_path / "m")
     assert (rw.threshold, rw.personal_threshold) == (stats["threshold"], stats["personal_threshold"])
     assert rw.threshold_of("global") == rw.threshold and rw.threshold_of("personal") == rw.personal_threshold

@@ -32,6 +32,7 @@ def train_online_cmd(
     calibrate: Annotated[str, typer.Option(help="Threshold by 'precision' (--min-precision), by 'harm' (--harm-ratio fixes per broken request) or by "
                                             "'win-loss' (--harm-ratio wins per loss, a threshold for the global and one for the personal layer).")] = _ONLINE.calibrate,
     harm_ratio: Annotated[float, typer.Option(help="With --calibrate harm: fixes needed per rewrite of a working request; win-loss: wins per loss.")] = _ONLINE.harm_ratio,
+    still_failing_loss: Annotated[float, typer.Option(help="With --calibrate win-loss: how much of a loss a rewrite that leaves a failing request failing counts (0-1).")] = _ONLINE.still_failing_loss,
     fix_min: Annotated[int, typer.Option(help="Serve a user's own fix of a request once they made it this often (0: leave it to the ranker).")] = _ONLINE.fix_min,
     phrase_min: Annotated[int, typer.Option(help="Insert the words a user added after a name (e.g. its state) once they did so this often (0: off).")] = _ONLINE.phrase_min,
     fix_similarity: Annotated[float, typer.Option(help="Serve a user's own fix only when it is at least this like the request (0-1, the signals' text similarity).")] = _ONLINE.fix_similarity,
@@ -49,7 +50,7 @@ def train_online_cmd(
     from selflearn.online import OnlineConfig, train_online
 
     cfg = OnlineConfig(min_precision=min_precision, max_pairs=max_pairs, examples=examples, seed=seed,
-                       calibrate=calibrate, harm_ratio=harm_ratio, fix_min=fix_min, phrase_min=phrase_min, fix_similarity=fix_similarity, min_users=min_users,
+                       calibrate=calibrate, harm_ratio=harm_ratio, still_failing_loss=still_failing_loss, fix_min=fix_min, phrase_min=phrase_min, fix_similarity=fix_similarity, min_users=min_users,
                        k_phonetic=k_phonetic, dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_texts_per_user=dp_texts_per_user).check()
     if table is not None and not table.is_file():
         raise InvalidInputError(explain(str(table), "is not a file", "pass the Parquet file `selflearn rewrites mine --out` wrote"))

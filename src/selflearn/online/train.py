@@ -69,6 +69,7 @@ class OnlineConfig:
     dp_texts_per_user: int = 10  # under DP: the requests each user contributes to the global layer (a seeded sample of theirs)
     calibrate: str = "precision"  # or "harm": the lowest threshold whose fixes outnumber harm harm_ratio to 1; or "win-loss" (calibration.py)
     harm_ratio: float = 12.0  # "harm": fixes per harm; "win-loss": wins per loss
+    still_failing_loss: float = 0.0  # "win-loss": a rewrite that leaves a failing request failing counts as this much of a loss (calibration.py)
     fix_min: int = 1  # serve a user's own fix of a request once they made it this often (0: the ranker decides)
     phrase_min: int = 1  # insert the words a user added after a name (its state) this often before (0: off)
     fix_similarity: float = 0.6  # ...a fix at least this like the request (the signals' text similarity)
@@ -83,6 +84,8 @@ class OnlineConfig:
         if self.calibrate not in CALIBRATIONS:
             raise InvalidInputError(explain(f"calibrate={self.calibrate!r}", f"must be one of {list(CALIBRATIONS)}", "use one of them"))
         self.habits.check()
+        if not 0.0 <= self.still_failing_loss <= 1.0:
+            raise InvalidInputError(explain(f"still_failing_loss={self.still_failing_loss}", "must be in [0, 1] (the share of such rewrites that count as a loss)", "use e.g. 0.1"))
         if not isinstance(self.dp_texts_per_user, int) or self.dp_texts_per_user < 1:
             raise InvalidInputError(explain(f"dp_texts_per_user={self.dp_texts_per_user!r}", "must be an integer >= 1 (requests a user contributes to the private global layer)", "use e.g. 10"))
         if self.max_pairs < 2 or self.examples < 10 or self.k_global < 1 or self.k_personal < 0 or self.k_phonetic < 0:
@@ -251,11 +254,12 @@ def calibrate(judged: Judged, c: OnlineConfig) -> dict:
     # harm: a request that worked rewritten to another meaning, or a failing one rewritten without a fix
     by_harm = choose_threshold_by_harm(judged.score, judged.fixed, ~judged.right & ~judged.fixable, min_ratio=c.harm_ratio, weights=judged.weight)
     glob, mine = judged.online(("global", "phonetic")), judged.online(("personal",))
-    by_wl = choose_threshold_by_win_loss(glob.score, glob.win, glob.loss, glob.weight, min_ratio=c.harm_ratio)
-    by_wl_personal = choose_threshold_by_win_loss(mine.score, mine.win, mine.loss, mine.weight, min_ratio=c.harm_ratio)
+    lam = c.still_failing_loss
+    by_wl = choose_threshold_by_win_loss(glob.score, glob.win, glob.loss(lam), glob.weight, min_ratio=c.harm_ratio)
+    by_wl_personal = choose_threshold_by_win_loss(mine.score, mine.win, mine.loss(lam), mine.weight, min_ratio=c.harm_ratio)
     threshold = {"precision": by_precision[0], "harm": by_harm[0], "win-loss": by_wl[0]}[c.calibrate]
     curve = precision_coverage(judged.score, judged.right, fixable, judged.weight, judged.fixed)
-    wl_curve = win_loss_curve(glob.score, glob.win, glob.loss, glob.weight)
+    wl_curve = win_loss_curve(glob.score, glob.win, glob.loss(lam), glob.weight)
     return {"threshold": threshold, "personal_threshold": by_wl_personal[0] if c.calibrate == "win-loss" else threshold,
             "calibrate": c.calibrate, "validation_fixable": int(round(fixable)), "at_threshold": by_precision[1], "harm_threshold": by_harm[1],
             "win_loss_threshold": by_wl[1], "personal_win_loss_threshold": by_wl_personal[1],
