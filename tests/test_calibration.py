@@ -160,3 +160,70 @@ def test_a_personal_candidate_is_served_by_its_own_threshold(online_model):
     assert rw.decide(q, **args).rewrite is None
     rw.personal_threshold = None  # no threshold of its own: the global layer's
     assert rw.decide(q, **args).rewrite == mine
+
+
+def test_served_outcome_hand_worked():
+    from selflearn.online.served import served_outcome
+
+    assert served_outcome(True, 0.25) == (0.75, 0.0, 0.0)  # worked, where the words fail 3 times in 4: mostly a win
+    assert served_outcome(False, 0.9) == (0.0, 0.9, pytest.approx(0.1))  # failed where the words usually work: mostly broken
+    assert served_outcome(True, 1.0) == (0.0, 0.0, 0.0)  # harmless
+
+
+def test_the_global_threshold_is_calibrated_on_served_traffic(online_model, world_dir, world, tmp_path):
+    """A pilot served at threshold 0 by the table and the global layer; its logs calibrate the global
+    layer's threshold, written into the model directory (the personal layer keeps its own)."""
+    import json
+    import shutil
+
+    from selflearn.online.served import calibrate_on_served
+    from selflearn.store.importer import import_files
+    from selflearn.world.experiments import simulate_to
+    from selflearn.world.simulate import SimConfig
+
+    model = tmp_path / "m"
+    shutil.copytree(online_model["model"], model)
+    before = json.loads((model / "config.json").read_text())["learned"]["threshold"]
+    pilot = OnlineRewriter.load(model, layers=("table", "global"), threshold=0.0)
+    simulate_to(tmp_path / "pilot", world_dir, world, SimConfig(users=60, days=2, seed=12, first_day=7), rewriter=pilot)
+    assert pilot.counts["global"] > 20
+    with Store(tmp_path / "p.duckdb") as st:
+        import_files(st, [tmp_path / "pilot" / "logs.jsonl"])
+        stats = calibrate_on_served(model, st, min_ratio=1.0, min_rewrites=5, write=True)
+        assert stats["served_rewrites"] > 20 and stats["before"] == before
+        assert stats["left_out"].get("the table's", 0) == pilot.counts["table"]  # the table's rewrites are the table's
+        at = stats["at_threshold"]
+        assert stats["threshold"] == 1.0 or (at["rewrites"] >= 5 and at["wins"] >= at["losses"])
+        saved = json.loads((model / "config.json").read_text())
+        assert saved["learned"] == {"threshold": stats["threshold"], "personal_threshold": before}
+        assert saved["served_calibration"]["served_rewrites"] == stats["served_rewrites"]
+        assert OnlineRewriter.load(model).threshold_of("global") == stats["threshold"]
+        with pytest.raises(InvalidInputError, match="still_failing_loss=-1"):
+            calibrate_on_served(model, st, still_failing_loss=-1)
+    with Store(online_model["dir"] / "s.duckdb") as st:  # the training logs: nothing the global layer rewrote
+        with pytest.raises(InvalidInputError, match="none the global layer's"):
+            calibrate_on_served(model, st)
+
+
+def test_calibrate_command_reports_and_refuses_bad_input(online_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from selflearn.cli.main import app
+
+    store = str(online_model["dir"] / "s.duckdb")
+    r = CliRunner().invoke(app, ["online", "calibrate", "--store", store, "--model", str(online_model["model"]), "--ratio", "0"])
+    assert r.exit_code == 2 and "min_ratio=0" in r.output
+    r = CliRunner().invoke(app, ["online", "calibrate", "--store", store, "--model", str(online_model["model"]), "--no-write"])
+    assert r.exit_code == 2 and "none the global layer's" in r.output and "serve" in r.output
+
+
+def test_a_pilot_service_lowers_only_the_global_threshold(online_model, api_keys):
+    from selflearn.service import create_app
+
+    rw = OnlineRewriter.load(online_model["model"])
+    rw.threshold, rw.personal_threshold = 0.7, None
+    create_app(online_model["model"], keys=api_keys["ring"], rewriter=rw, global_threshold=0.2)
+    assert (rw.threshold_of("global"), rw.threshold_of("personal")) == (0.2, 0.7)
+    with pytest.raises(InvalidInputError, match="global_threshold=1.5"):
+        create_app(online_model["model"], keys=api_keys["ring"], rewriter=rw, global_threshold=1.5)
+

@@ -13,7 +13,7 @@ from selflearn.store.store import DEFAULT_STORE, Store
 
 from .app import DpDeltaOpt, DpEpsilonOpt, JsonOpt, StoreOpt, err, group, out, print_json
 
-__all__ = ["train_online_cmd", "serve_cmd"]
+__all__ = ["train_online_cmd", "serve_cmd", "calibrate_cmd"]
 
 from selflearn.online.train import OnlineConfig  # noqa: E402  (its defaults are the options' defaults)
 
@@ -86,6 +86,8 @@ def serve_cmd(
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes (413 beyond).")] = 64 * 1024,
     max_queue: Annotated[int, typer.Option(help="Requests waiting for the rewriter at most (503 beyond, whatever their deadline).")] = 256,
     cors_origin: Annotated[list[str] | None, typer.Option(help="A browser origin allowed to call the API (repeatable); none by default.")] = None,
+    global_threshold: Annotated[float | None, typer.Option(help="Serve the global layer's rewrites from this score, not the model's: a pilot "
+                                                                "for `selflearn online calibrate` (serve it to a share of traffic).")] = None,
 ) -> None:
     """Serve POST /v1/rewrite (table, then the global and personal layers), POST /v1/turns,
     /healthz, /metrics (Prometheus), the OpenAPI docs at /docs and, with --store, the dashboard.
@@ -98,7 +100,7 @@ def serve_cmd(
 
     chosen = tuple(x.strip() for x in layers.split(",") if x.strip())
     settings = ServiceSettings(deadline_ms=deadline_ms, max_body=max_body, max_queue=max_queue, cors_origins=tuple(cors_origin or ()))
-    api = create_app(model, keys=KeyRing.load(api_keys), layers=chosen, persist=persist, store=store, settings=settings)
+    api = create_app(model, keys=KeyRing.load(api_keys), layers=chosen, persist=persist, store=store, settings=settings, global_threshold=global_threshold)
     import os
     import sys
 
@@ -106,6 +108,30 @@ def serve_cmd(
     # 0.5 ms rather than Python's 5 ms, or each hand-over can keep a request waiting for milliseconds.
     sys.setswitchinterval(float(os.environ.get("SELFLEARN_SWITCH_INTERVAL_S", "0.0005")))
     uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False, limit_concurrency=4096, h11_max_incomplete_event_size=16 * 1024)
+
+
+@online_app.command("calibrate")
+def calibrate_cmd(
+    store: StoreOpt = Path(DEFAULT_STORE),
+    model: Annotated[Path, typer.Option(help="Model directory from `selflearn online train` whose rewrites the store's logs show served.")] = Path("online-model"),
+    ratio: Annotated[float, typer.Option(help="Wins needed per loss at the threshold chosen.")] = 12.0,
+    still_failing_loss: Annotated[float, typer.Option(help="How much of a loss a rewrite that left a failing request failing counts (0-1).")] = 0.0,
+    write: Annotated[bool, typer.Option(help="Save the threshold in the model directory (else only report it).")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Choose the global layer's threshold on traffic it served (a pilot: `selflearn online serve
+    --global-threshold 0.2` for a share of traffic, its logs imported into --store): each rewritten
+    turn is judged by its outcome against how often its words work as heard."""
+    from selflearn.online.served import calibrate_on_served
+
+    with Store(store) as st, err.status("calibrating"):
+        stats = calibrate_on_served(model, st, min_ratio=ratio, still_failing_loss=still_failing_loss, write=write)
+    if as_json:
+        print_json(stats)
+    else:
+        at = stats["at_threshold"]
+        out.print(f"global threshold {stats['threshold']:.3f} (was {stats['before']:.3f}): {at['rewrites']:,} of {stats['served_rewrites']:,} served rewrites, "
+                  f"judged {at['wins']:,.1f} wins : {at['losses']:,.1f} losses" + (f"; saved in {model}" if write else " (not saved)"), highlight=False)
 
 
 keys_app = group("keys", "API keys of the rewrite service: create, list, revoke.")

@@ -94,19 +94,25 @@ class ServiceSettings:
 
 
 def create_app(model_dir: Path, *, keys: KeyRing, layers: tuple[str, ...] = LAYERS, persist: bool = False, rewriter: OnlineRewriter | None = None,
-               store: Path | None = None, settings: ServiceSettings | None = None) -> FastAPI:
+               store: Path | None = None, settings: ServiceSettings | None = None, global_threshold: float | None = None) -> FastAPI:
     """The service over a model directory (`selflearn online train`), for callers holding one of
     ``keys``. With ``persist`` the personal layer is written back to the directory (atomically) on
     shutdown. With ``store`` the users' preferences there are served and taught
     (/v1/users/{id}/preferences, /v1/teach) and filled into requests before the rewriter; and the
     review dashboard (/dashboard) browses its defects, reviews rewrites and users' preferences, for
-    operators who log in with an admin key."""
+    operators who log in with an admin key. ``global_threshold``: serve the global layer's rewrites
+    from this score instead of the model's (a pilot for `selflearn online calibrate`; the personal
+    layer keeps its threshold)."""
     settings = (settings or ServiceSettings()).check()
+    if global_threshold is not None and not 0.0 <= global_threshold <= 1.0:
+        raise InvalidInputError(explain(f"global_threshold={global_threshold}", "must be in [0, 1] (a ranker score)", "use e.g. 0.2 for a pilot"))
     if not len(keys):
         raise InvalidInputError(explain("API keys", "the service needs at least one (it never serves anonymous callers)",
                                         "create one with `selflearn keys create backend --scope rewrite,ingest --file keys.txt` "
                                         "and pass --api-keys keys.txt"))
     rw = rewriter or OnlineRewriter.load(Path(model_dir), layers=layers)
+    if global_threshold is not None:
+        rw.personal_threshold, rw.threshold = rw.threshold_of("personal"), global_threshold
     metrics = Metrics()
     auth = Auth(keys, secret=settings.session_secret, session_hours=settings.session_hours)
     owner = Owner(max_queue=settings.max_queue)

@@ -61,11 +61,12 @@ def ensure_world(
     return world, True
 
 
-def simulate_to(out_dir: Path, world_dir: Path, world: World, config: SimConfig, *, rewriter: str | None = None, progress: Callable | None = None) -> dict:
-    """Write ``out_dir/logs.jsonl`` (our log schema) and ``out_dir/truth/`` (hidden)."""
+def simulate_to(out_dir: Path, world_dir: Path, world: World, config: SimConfig, *, rewriter=None, progress: Callable | None = None) -> dict:
+    """Write ``out_dir/logs.jsonl`` (our log schema) and ``out_dir/truth/`` (hidden); ``rewriter``:
+    a spec for :func:`load_rewriter`, or an object with ``rewrite``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     sim = Simulator(world, config, nlu_loader=load_nlu_for(world_dir))
-    rw = load_rewriter(rewriter) if rewriter else None
+    rw = load_rewriter(rewriter) if isinstance(rewriter, str) else rewriter
     encoder = msgspec.json.Encoder()
     truth = TruthWriter(out_dir / "truth" / "turns.parquet")
     logs_path = out_dir / "logs.jsonl"
