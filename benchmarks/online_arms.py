@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variants", default="2:1:0:0,1:1:0.5:1")
     ap.add_argument("--variant-threshold", type=float, default=None, help="the ranker's threshold in the personal variants' arms (default: the model's)")
+    ap.add_argument("--personal-thresholds", default="", help="more arms: table + global + personal (the model's habit rules) with the "
+                                                                "personal layer's ranked candidates served from each of these scores")
     ap.add_argument("--thresholds", default="", help="more arms: table + global with the ranker's threshold at each of these (a pilot of the global layer)")
     args = ap.parse_args()
     world = World.load(args.world)
@@ -44,6 +46,8 @@ def main() -> None:
                   "table+global": OnlineRewriter.load(args.model, layers=("table", "global"))}
     for t in [float(x) for x in args.thresholds.split(",") if x]:
         arms[f"table+global at threshold {t}"] = OnlineRewriter.load(args.model, layers=("table", "global"), threshold=t)
+    for t in [float(x) for x in args.personal_thresholds.split(",") if x]:
+        arms[f"table+global+personal at personal threshold {t}"] = OnlineRewriter.load(args.model, personal_threshold=t)
     for spec in [v for v in args.variants.split(",") if v]:
         name, rules = variant(spec)
         arms[f"table+global+personal {name}"] = OnlineRewriter.load(args.model, habits=rules, threshold=args.variant_threshold)

@@ -142,8 +142,7 @@ def test_win_loss_calibration_gives_each_source_its_threshold(online_model, tmp_
 
 
 def test_a_personal_candidate_is_served_by_its_own_threshold(online_model):
-    """The best candidate from the user's own history is served when it clears the personal
-    threshold, whatever the global layer's; a global one by the global threshold."""
+    """Each candidate is served by its own layer's threshold: the best of those that clear theirs."""
     rw = OnlineRewriter.load(online_model["model"], fix_min=0, phrase_min=0)
     mine = "put on my special sunday morning playlist"
     for sid, ts, text in (("n1", "08:00:00", mine), ("n2", "22:00:00", "good night")):
@@ -156,7 +155,10 @@ def test_a_personal_candidate_is_served_by_its_own_threshold(online_model):
     rw.ranker = SimpleNamespace(score=lambda x: np.array([0.5 if t == mine else 0.4 for t in texts]))
     rw.threshold, rw.personal_threshold = 0.9, 0.45
     assert (rw.decide(q, **args).rewrite, rw.decide(q, **args).source) == (mine, "personal")
-    rw.threshold, rw.personal_threshold = 0.3, 0.6  # the best is personal and under its threshold: nothing is served
+    rw.threshold, rw.personal_threshold = 0.3, 0.6  # the best is personal and under its threshold: the best global one is served
+    d = rw.decide(q, **args)
+    assert d.source == "global" and d.rewrite != mine and d.score == pytest.approx(0.4)
+    rw.threshold = 0.45  # nothing clears its threshold: nothing is served
     assert rw.decide(q, **args).rewrite is None
     rw.personal_threshold = None  # no threshold of its own: the global layer's
     assert rw.decide(q, **args).rewrite == mine

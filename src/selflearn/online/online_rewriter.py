@@ -130,11 +130,12 @@ class OnlineRewriter:
         if not texts:
             return Decision(None, None, None)
         scores = self.ranker.score(x)
-        best = int(np.argmax(scores))
-        score = float(scores[best])
-        if score < self.threshold_of(sources[best]):
-            return Decision(None, None, score)
-        return Decision(texts[best], sources[best], score)
+        # the best candidate that clears its own layer's threshold
+        clears = scores >= np.array([self.threshold_of(src) for src in sources])
+        if not clears.any():
+            return Decision(None, None, float(scores.max()))
+        best = int(np.argmax(np.where(clears, scores, -np.inf)))
+        return Decision(texts[best], sources[best], float(scores[best]))
 
     def threshold_of(self, source: str) -> float:
         """The score a candidate from ``source`` needs to be served."""
@@ -160,7 +161,8 @@ class OnlineRewriter:
 
     def candidates(self, q: str, *, user_id: str, device: dict, context: dict) -> tuple[list[str], list[str], np.ndarray]:
         """Candidate rewrites of ``q`` from both layers (never ``q`` itself, never a blocked
-        pair), where each came from, and their feature rows."""
+        pair), where each came from (the global layer's search by meaning or by sound, or the
+        user's own history; one both found is the global layer's), and their feature rows."""
         g = self.global_
         qv = self.encode(q)
         found: dict[str, tuple[str, float]] = {}
@@ -178,8 +180,8 @@ class OnlineRewriter:
             keep = [k for k, v in enumerate(vecs) if v is not None]
             if keep:
                 sims = np.stack([vecs[k] for k in keep]) @ qv
-                for k in np.argsort(-sims)[: self.k_personal + 1]:
-                    found[mine[keep[k]]] = ("personal", float(sims[k]))
+                for k in np.argsort(-sims)[: self.k_personal + 1]:  # (one the global layer found stays the global layer's)
+                    found.setdefault(mine[keep[k]], ("personal", float(sims[k])))
             for text in self.personal.fixes_of(user_id, q):  # what worked when this user retried this request
                 v = self._vector(text)
                 if text not in found and v is not None:
@@ -215,7 +217,7 @@ class OnlineRewriter:
                 ctx_hour=float(g.hour_share[r, hb]) if r is not None and hb is not None else 0.0,
                 ctx_location=float(g.location_share[r, lcol]) if r is not None and lcol is not None else 0.0))
             texts.append(text)
-            sources.append("personal" if e and e[1] > 0 else source)
+            sources.append(source)
         return texts, sources, as_matrix(qf, rows)
 
     def _vector(self, text: str) -> np.ndarray | None:
