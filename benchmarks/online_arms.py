@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from selflearn.online import OnlineRewriter
@@ -39,6 +40,8 @@ def main() -> None:
     ap.add_argument("--variant-threshold", type=float, default=None, help="the ranker's threshold in the personal variants' arms (default: the model's)")
     ap.add_argument("--personal-thresholds", default="", help="more arms: table + global + personal (the model's habit rules) with the "
                                                                 "personal layer's ranked candidates served from each of these scores")
+    ap.add_argument("--habits-after-global", action="store_true", help="with --personal-thresholds: also each with the habit rules consulted "
+                                                                       "only when no global candidate clears its threshold")
     ap.add_argument("--thresholds", default="", help="more arms: table + global with the ranker's threshold at each of these (a pilot of the global layer)")
     args = ap.parse_args()
     world = World.load(args.world)
@@ -48,6 +51,10 @@ def main() -> None:
         arms[f"table+global at threshold {t}"] = OnlineRewriter.load(args.model, layers=("table", "global"), threshold=t)
     for t in [float(x) for x in args.personal_thresholds.split(",") if x]:
         arms[f"table+global+personal at personal threshold {t}"] = OnlineRewriter.load(args.model, personal_threshold=t)
+        if args.habits_after_global:
+            saved = OnlineRewriter.load(args.model).habits
+            arms[f"table+global+personal at personal threshold {t}, habits after the global layer"] = OnlineRewriter.load(
+                args.model, personal_threshold=t, habits=replace(saved, after_global=True))
     for spec in [v for v in args.variants.split(",") if v]:
         name, rules = variant(spec)
         arms[f"table+global+personal {name}"] = OnlineRewriter.load(args.model, habits=rules, threshold=args.variant_threshold)

@@ -229,3 +229,29 @@ def test_a_pilot_service_lowers_only_the_global_threshold(online_model, api_keys
     with pytest.raises(InvalidInputError, match="global_threshold=1.5"):
         create_app(online_model["model"], keys=api_keys["ring"], rewriter=rw, global_threshold=1.5)
 
+
+
+def test_habits_after_the_global_layer_yield_to_a_global_candidate_that_clears(online_model):
+    from dataclasses import replace
+
+    from selflearn.online.online_rewriter import Decision
+
+    said, meant = "what is the weather in springfield", "what is the weather in springfield ohio"
+    rw = OnlineRewriter.load(online_model["model"], fix_min=1, phrase_min=1)
+    rw.observe({"user_id": "habit", "session_id": "h1", "timestamp": "2026-04-01T08:00:00Z", "utterance": {"text": said},
+                "response": {"status": "failure"}, "feedback": {"barge_in": False}, "nlu": {"intent": "weather_query", "slots": []}})
+    rw.observe({"user_id": "habit", "session_id": "h1", "timestamp": "2026-04-01T08:00:09Z", "utterance": {"text": meant},
+                "response": {"status": "success"}, "feedback": {"barge_in": False}, "nlu": {"intent": "weather_query", "slots": []}})
+    rw.observe({"user_id": "habit", "session_id": "h2", "timestamp": "2026-04-01T22:00:00Z", "utterance": {"text": "good night"},
+                "response": {"status": "success"}, "feedback": {"barge_in": False}, "nlu": {"intent": "music_play", "slots": []}})
+    rw.habits = replace(rw.habits, skip_working=False, fix_similarity=0.0)
+    assert rw.decide(said, user_id="habit") == Decision(meant, "personal", None)  # the habit first
+    texts, sources, _ = rw.candidates(said, user_id=rw.ids.of("habit"), device={}, context={})
+    top = next(t for t, s in zip(texts, sources) if s == "global" and t != meant)
+    rw.ranker = SimpleNamespace(score=lambda x: np.array([0.9 if t == top else 0.1 for t in texts]))
+    rw.threshold, rw.personal_threshold = 0.5, 1.0
+    assert rw.decide(said, user_id="habit").source == "personal"  # habits first: the rule answers before any ranking
+    rw.habits = replace(rw.habits, after_global=True)
+    assert rw.decide(said, user_id="habit") == Decision(top, "global", pytest.approx(0.9))  # a global candidate clears: it is served
+    rw.threshold = 0.95
+    assert rw.decide(said, user_id="habit") == Decision(meant, "personal", None)  # none clears: the habit

@@ -26,12 +26,14 @@ class HabitRules:
     is more often their next request than a fix of this one); ``phrase_min``: insert the words a
     user added after a name (its state) once they did it this often; ``skip_working``: never
     rewrite a request that usually works as heard, for this user or across users (the table's own
-    rule). 0 switches a rule off."""
+    rule); ``after_global``: consult them only when no global candidate clears the global layer's
+    threshold (else they come first). 0 switches a rule off."""
 
     fix_min: int = 1
     phrase_min: int = 1
     fix_similarity: float = 0.6
     skip_working: bool = True
+    after_global: bool = False
 
     def check(self) -> "HabitRules":
         if self.fix_min < 0 or self.phrase_min < 0:

@@ -120,17 +120,24 @@ class OnlineRewriter:
                 return Decision(new, "table", None)
         if "personal" in self.layers and user_id and (context or {}).get("timestamp") is not None:
             self.personal.catch_up(user_id, _now(context, self.personal, user_id))
-        if "personal" in self.layers and self.habits.on:
+        habits = "personal" in self.layers and self.habits.on
+        if habits and not self.habits.after_global:
             fix = self._habit(q, user_id)
             if fix is not None:
                 return Decision(fix, "personal", None)
-        if "global" not in self.layers and "personal" not in self.layers:
-            return Decision(None, None, None)
+        ranked = self._ranked(q, user_id, device, context) if "global" in self.layers or "personal" in self.layers else Decision(None, None, None)
+        if habits and self.habits.after_global and ranked.source not in ("global", "phonetic"):
+            fix = self._habit(q, user_id)
+            if fix is not None:
+                return Decision(fix, "personal", None)
+        return ranked
+
+    def _ranked(self, q: str, user_id: str, device: dict | None, context: dict | None) -> Decision:
+        """The best candidate that clears its own layer's threshold (or none, with the best score)."""
         texts, sources, x = self.candidates(q, user_id=user_id, device=device or {}, context=context or {})
         if not texts:
             return Decision(None, None, None)
         scores = self.ranker.score(x)
-        # the best candidate that clears its own layer's threshold
         clears = scores >= np.array([self.threshold_of(src) for src in sources])
         if not clears.any():
             return Decision(None, None, float(scores.max()))
@@ -273,8 +280,8 @@ class OnlineRewriter:
 def _habits(params: dict, habits: HabitRules | None, fix_min: int | None, phrase_min: int | None) -> HabitRules:
     """The saved habit rules (a model saved before the similarity and as-heard checks had neither),
     or ``habits``, with ``fix_min`` / ``phrase_min`` overriding theirs."""
-    base = habits or HabitRules(fix_min=params["fix_min"], phrase_min=params["phrase_min"],
-                                fix_similarity=params.get("fix_similarity", 0.0), skip_working=params.get("skip_working", False))
+    base = habits or HabitRules(fix_min=params["fix_min"], phrase_min=params["phrase_min"], fix_similarity=params.get("fix_similarity", 0.0),
+                                skip_working=params.get("skip_working", False), after_global=params.get("after_global", False))
     return replace(base, **{k: v for k, v in (("fix_min", fix_min), ("phrase_min", phrase_min)) if v is not None})
 
 
