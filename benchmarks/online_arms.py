@@ -42,6 +42,8 @@ def main() -> None:
                                                                 "personal layer's ranked candidates served from each of these scores")
     ap.add_argument("--habits-after-global", action="store_true", help="with --personal-thresholds: also each with the habit rules consulted "
                                                                        "only when no global candidate clears its threshold")
+    ap.add_argument("--user-free-global", action="store_true", help="with --personal-thresholds: also each with the global layer deciding "
+                                                                    "without the user's history (as on the pilot it was calibrated on)")
     ap.add_argument("--thresholds", default="", help="more arms: table + global with the ranker's threshold at each of these (a pilot of the global layer)")
     args = ap.parse_args()
     world = World.load(args.world)
@@ -51,6 +53,9 @@ def main() -> None:
         arms[f"table+global at threshold {t}"] = OnlineRewriter.load(args.model, layers=("table", "global"), threshold=t)
     for t in [float(x) for x in args.personal_thresholds.split(",") if x]:
         arms[f"table+global+personal at personal threshold {t}"] = OnlineRewriter.load(args.model, personal_threshold=t)
+        if args.user_free_global:
+            arm = arms[f"table+global+personal at personal threshold {t}, the global layer user-free"] = OnlineRewriter.load(args.model, personal_threshold=t)
+            arm.user_free_global = True
         if args.habits_after_global:
             saved = OnlineRewriter.load(args.model).habits
             arms[f"table+global+personal at personal threshold {t}, habits after the global layer"] = OnlineRewriter.load(

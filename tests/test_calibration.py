@@ -199,6 +199,8 @@ def test_the_global_threshold_is_calibrated_on_served_traffic(online_model, worl
         saved = json.loads((model / "config.json").read_text())
         assert saved["learned"] == {"threshold": stats["threshold"], "personal_threshold": before}
         assert saved["served_calibration"]["served_rewrites"] == stats["served_rewrites"]
+        assert saved["params"]["user_free_global"] and OnlineRewriter.load(model).user_free_global
+        assert not OnlineRewriter.load(online_model["model"]).user_free_global  # a model no pilot calibrated: one pool
         assert OnlineRewriter.load(model).threshold_of("global") == stats["threshold"]
         with pytest.raises(InvalidInputError, match="still_failing_loss=-1"):
             calibrate_on_served(model, st, still_failing_loss=-1)
@@ -255,3 +257,24 @@ def test_habits_after_the_global_layer_yield_to_a_global_candidate_that_clears(o
     assert rw.decide(said, user_id="habit") == Decision(top, "global", pytest.approx(0.9))  # a global candidate clears: it is served
     rw.threshold = 0.95
     assert rw.decide(said, user_id="habit") == Decision(meant, "personal", None)  # none clears: the habit
+
+
+def test_a_user_free_global_layer_decides_as_for_a_user_without_history(online_model):
+    """The global layer's threshold is calibrated on a pilot of table + global: scores without any
+    user's history. With ``user_free_global`` it decides on those scores for every user."""
+    from selflearn.online.features import FEATURES
+
+    q = "what is the weather in springfield"
+    rw = OnlineRewriter.load(online_model["model"], fix_min=0, phrase_min=0)
+    rw.observe({"user_id": "regular", "session_id": "r1", "timestamp": "2026-04-01T08:00:00Z", "utterance": {"text": q},
+                "response": {"status": "success"}, "feedback": {"barge_in": False}, "nlu": {"intent": "weather_query", "slots": []}})
+    rw.observe({"user_id": "regular", "session_id": "r2", "timestamp": "2026-04-01T22:00:00Z", "utterance": {"text": "good night"},
+                "response": {"status": "success"}, "feedback": {"barge_in": False}, "nlu": {"intent": "music_play", "slots": []}})
+    at = FEATURES.index("u_q_log_attempts")
+    rw.ranker = SimpleNamespace(score=lambda x: np.where(x[:, at] == 0, 0.9, 0.1))  # likes a request only for a stranger
+    rw.threshold, rw.personal_threshold = 0.5, 1.0
+    assert rw.decide(q, user_id="regular").rewrite is None  # ranked with the user's history: 0.1
+    assert rw.decide(q, user_id="stranger").source == "global"
+    rw.user_free_global = True
+    d = rw.decide(q, user_id="regular")
+    assert d.source == "global" and d.score == pytest.approx(0.9)

@@ -59,6 +59,7 @@ class OnlineRewriter:
         self.threshold = ranker.threshold_ if threshold is None else threshold
         # the personal layer's ranked candidates may have a threshold of their own (None: the same)
         self.personal_threshold = personal_threshold
+        self.user_free_global = False  # the global layer decides without the user's history (see _ranked; `online calibrate` sets it)
         self.habits = (habits or HabitRules(fix_min=0, phrase_min=0)).check()  # the user's own fixes as rules (off: the ranker decides)
         self.blocked: set[tuple[str, str]] = set()  # (request, rewrite) pairs an operator blocked
         self.preferences = None  # a teach.Preferences: the personal layer fills in what each user taught
@@ -133,8 +134,20 @@ class OnlineRewriter:
         return ranked
 
     def _ranked(self, q: str, user_id: str, device: dict | None, context: dict | None) -> Decision:
-        """The best candidate that clears its own layer's threshold (or none, with the best score)."""
-        texts, sources, x = self.candidates(q, user_id=user_id, device=device or {}, context=context or {})
+        """The best candidate that clears its own layer's threshold (or none, with the best score).
+        With ``user_free_global``, the global layer decides first as it would for a user without
+        history (as its threshold was calibrated on a pilot: `selflearn online calibrate`), and the
+        user's own candidates are ranked only when the personal layer's threshold can be cleared."""
+        device, context = device or {}, context or {}
+        best = Decision(None, None, None)
+        if self.user_free_global and "global" in self.layers:
+            best = self._best(*self.candidates(q, user_id="", device=device, context=context))
+            if best.rewrite is not None or "personal" not in self.layers or self.threshold_of("personal") >= 1.0:
+                return best
+        d = self._best(*self.candidates(q, user_id=user_id, device=device, context=context))
+        return d if d.rewrite is not None or best.score is None or (d.score is not None and d.score >= best.score) else best
+
+    def _best(self, texts: list[str], sources: list[str], x: np.ndarray) -> Decision:
         if not texts:
             return Decision(None, None, None)
         scores = self.ranker.score(x)
@@ -244,7 +257,8 @@ class OnlineRewriter:
             shutil.copyfile(self.table.path, directory / "rewrites.parquet")
         parts = {"encoder": "encoder/", "encoder_onnx": "encoder.onnx", "global": "global/", "personal": "personal/",
                  "ranker": "ranker/", "table": "rewrites.parquet" if (directory / "rewrites.parquet").exists() else None}
-        params = {"k_global": self.k_global, "k_personal": self.k_personal, "k_phonetic": self.k_phonetic, **asdict(self.habits)}
+        params = {"k_global": self.k_global, "k_personal": self.k_personal, "k_phonetic": self.k_phonetic, **asdict(self.habits),
+                  "user_free_global": self.user_free_global}
         privacy = None if self.ids is None else {"pseudonym_key": self.ids.fingerprint, "key_file": self.ids.source}
         dp = _spent_by_parts(directory, self.ranker, self.global_)
         if dp:
@@ -272,6 +286,7 @@ class OnlineRewriter:
                  threshold=config["learned"]["threshold"] if threshold is None else threshold,
                  personal_threshold=_personal_threshold(config["learned"], threshold, personal_threshold),
                  habits=_habits(params, habits, fix_min, phrase_min))
+        rw.user_free_global = bool(params.get("user_free_global", False))
         rw.ids = model_pseudonyms(directory, config.get("privacy"), key_file)
         rw.dp = {k: v for k, v in (config.get("privacy") or {}).items() if k not in ("pseudonym_key", "key_file")} or None
         return rw

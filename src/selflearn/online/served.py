@@ -89,7 +89,8 @@ def served_rewrites(rw: OnlineRewriter, h) -> tuple[dict[str, np.ndarray], Count
 def calibrate_on_served(model_dir: Path, store: Store, *, min_ratio: float = 12.0, still_failing_loss: float = 0.0, min_rewrites: int = 20,
                         write: bool = False, signals: SignalConfig | None = None) -> dict:
     """Choose the global layer's threshold on the served traffic in ``store`` (see the module); with
-    ``write``, save it in the model directory (its personal layer's threshold is kept). Returns the
+    ``write``, save it in the model directory (its personal layer's threshold is kept, and the global
+    layer decides from then on as for a user without history, as it was calibrated). Returns the
     statistics: the threshold, the judged wins and losses there, the curve, what was left out."""
     if not min_ratio > 0:
         raise InvalidInputError(explain(f"min_ratio={min_ratio}", "must be > 0", "use e.g. 12 (twelve wins per loss)"))
@@ -119,6 +120,7 @@ def calibrate_on_served(model_dir: Path, store: Store, *, min_ratio: float = 12.
         learned = {**config["learned"], "threshold": threshold}
         if learned.get("personal_threshold") is None:  # it had one threshold for both: the personal layer keeps it
             learned["personal_threshold"] = config["learned"]["threshold"]
-        write_config(model_dir, {**config, "learned": learned,
+        # the threshold was calibrated on scores without any user's history: the global layer decides on those
+        write_config(model_dir, {**config, "learned": learned, "params": {**config["params"], "user_free_global": True},
                                  "served_calibration": {k: v for k, v in stats.items() if k not in ("curve", "seconds")} | {"store": str(store.path)}})
     return stats
