@@ -260,7 +260,8 @@ def calibrate(judged: Judged, c: OnlineConfig) -> dict:
     threshold = {"precision": by_precision[0], "harm": by_harm[0], "win-loss": by_wl[0]}[c.calibrate]
     curve = precision_coverage(judged.score, judged.right, fixable, judged.weight, judged.fixed)
     wl_curve = win_loss_curve(glob.score, glob.win, glob.loss(lam), glob.weight)
-    return {"threshold": threshold, "personal_threshold": by_wl_personal[0] if c.calibrate == "win-loss" else threshold,
+    # one threshold for both layers (None: the global layer's) unless the personal layer's was calibrated
+    return {"threshold": threshold, "personal_threshold": by_wl_personal[0] if c.calibrate == "win-loss" else None,
             "calibrate": c.calibrate, "validation_fixable": int(round(fixable)), "at_threshold": by_precision[1], "harm_threshold": by_harm[1],
             "win_loss_threshold": by_wl[1], "personal_win_loss_threshold": by_wl_personal[1],
             "curve": curve[:: max(1, len(curve) // 50)], "win_loss_curve": wl_curve[:: max(1, len(wl_curve) // 50)]}
