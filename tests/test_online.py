@@ -48,6 +48,7 @@ def test_the_global_layer_knows_which_failing_requests_a_retry_fixes():
         rows.append(row(f"u{u}", "sing a dirge", False, "none|"))
     g = build_global(History(rows, target), min_users=5)
     assert g.fixes[g.row["whats the whether"]] == 5 and g.fixes[g.row["sing a dirge"]] == 0
+    assert (g.success_share("whats the whether"), g.success_share("what's the weather"), g.success_share("never said")) == (0.0, 1.0, None)
     at = FEATURES.index("q_fix_rate")
     assert query_features(5, 0, 0, 0, q_fixes=5)[at] > 0.8 > 0.2 > query_features(5, 0, 0, 0, q_fixes=0)[at]
     assert query_features(0, 0, 0, 0)[at] == 0.5  # no evidence

@@ -19,8 +19,8 @@ failing another way):
 
 A rewrite that leaves a failing request failing is a loss only when the failure moves to another
 component (the A/B's "defective another way"); the logs cannot see components, so such a rewrite
-counts as ``still_failing_loss`` of a loss (:func:`calibrate` in train.py; the default was chosen
-in a pilot, docs/results.md).
+counts as ``still_failing_loss`` of a loss (:func:`calibrate` in train.py; default 0: only what a
+rewrite breaks counts).
 
 "Means" is judged by :func:`covers`: the same intent, with every word of the reference's slot values
 among the candidate's ("will it rain this week" means "weather this week" plus what kind of weather;
@@ -154,8 +154,8 @@ def judge_top(h: "History", g, examples: list, scores: list[np.ndarray], labels:
         is_fix, worked = i in fixable, bool(r["ok"])
         harmless = not is_fix and worked and meaning is not None and meaning == r["meaning"]  # (the precision calibration's)
         kind = "fix" if is_fix else "worked" if worked else "same" if i in h.target else "unfixed"
-        q = g.row.get(r["text"])
-        works = g.successes[q] / g.turns[q] if q is not None and g.turns[q] else float(worked)
+        works = g.success_share(r["text"])
+        works = float(worked) if works is None else works
         target = h.rows[h.target[i]]["meaning"] if i in h.target else None
         win, broken, still = outcome(kind, covers_own=covers(meaning, r["meaning"]), covers_target=covers(meaning, target),
                                      fix=fix_chance(intended, r["text"], meaning), works=works)

@@ -109,6 +109,11 @@ class GlobalMemory:
     def has_vector(self, text: str) -> bool:
         return self.vector_of.get(self.row.get(text, -1)) is not None
 
+    def success_share(self, text: str) -> float | None:
+        """How often ``text`` worked as heard (successes / turns); None for a request it lacks."""
+        r = self.row.get(text)
+        return None if r is None or not self.turns[r] else float(self.successes[r] / self.turns[r])
+
     def search(self, qv: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Text ids and cosines of the ``k`` nearest candidates."""
         if self.index.ntotal == 0:

@@ -72,12 +72,10 @@ def served_rewrites(rw: OnlineRewriter, h) -> tuple[dict[str, np.ndarray], Count
         if texts[b] != r["rewrite"]:
             skipped["not the global layer's first choice"] += 1
             continue
-        q = g.row.get(r["text"])
-        if q is not None and g.turns[q]:
-            works = g.successes[q] / g.turns[q]
-        elif r["text"] in plain:
+        works = g.success_share(r["text"])
+        if works is None and r["text"] in plain:
             works = plain[r["text"]][1] / plain[r["text"]][0]
-        else:
+        if works is None:
             skipped["words never heard unrewritten"] += 1
             continue
         win, broken, still = served_outcome(bool(r["ok"]), float(works))
@@ -105,7 +103,7 @@ def calibrate_on_served(model_dir: Path, store: Store, *, min_ratio: float = 12.
     if not len(served["score"]):
         raise InvalidInputError(explain(f"{store.path}: {sum(skipped.values())} rewritten turns, none the global layer's",
                                         "calibrating needs turns this model's global layer rewrote",
-                                        "serve the model (`selflearn online serve`) at a low --threshold to a share of traffic, then import those logs"))
+                                        "serve the model to a share of traffic at a low threshold (`selflearn online serve --global-threshold 0.2`), then import those logs"))
     loss = served["broken"] + still_failing_loss * served["still"]
     threshold, at = choose_threshold_by_win_loss(served["score"], served["win"], loss, min_ratio=min_ratio, min_rewrites=min_rewrites)
     served_floor = float(served["score"].min())
