@@ -89,8 +89,9 @@ def test_each_kind_of_request_is_judged_as_the_ab_would():
              _row("u6", "weather please", True, "weather|"),  # worked; rewritten to the same meaning: harmless
              _row("u7", "news please", True, "news|"),  # worked; rewritten to another meaning: broken
              _row("u8", "what is your mother language", False, "none|")]  # failed, never fixed by anyone
+    works = {"weather please": 0.9, "news please": 1.0}  # "weather please" works 9 times in 10
     g = SimpleNamespace(row={"weather please": 0, "news please": 1}, meaning=np.array([0, 1]), meanings=["weather|", "news|"],
-                        turns=np.array([10, 10]), successes=np.array([9, 10]))  # "weather please" works 9 times in 10
+                        success_share=works.get)
     fixable = {0, 2, 4}  # the chains that reached another meaning
     ex = [(0, ["weather please"], None, False, ["global"]),  # fixed by a retry, right candidate: a win
           (2, ["news please"], None, False, ["global"]),  # fixed by a retry to the weather, candidate the news: still defective
@@ -113,7 +114,7 @@ def test_each_kind_of_request_is_judged_as_the_ab_would():
     assert not j.by_table.any()
     online = j.online(("global", "phonetic"))
     assert len(online.score) == 6 and "personal" not in online.source.tolist()
-    g2 = SimpleNamespace(row={"sing it": 0}, meaning=np.array([0]), meanings=["music|"])
+    g2 = SimpleNamespace(row={"sing it": 0}, meaning=np.array([0]), meanings=["music|"], success_share={}.get)
     same = judge_top(h, g2, [(8, ["sing it"], None, False, ["global"])], [np.array([0.9])], [np.array([0])], fixable, weight_of)
     assert (same.win.tolist(), same.loss(1.0).tolist()) == ([0.0], [0.0])  # failed for another reason; the rewrite means what then worked
     table = SimpleNamespace(rewrite=lambda text, context=None: "weather please" if text == "news please" else None)
@@ -278,3 +279,9 @@ def test_a_user_free_global_layer_decides_as_for_a_user_without_history(online_m
     rw.user_free_global = True
     d = rw.decide(q, user_id="regular")
     assert d.source == "global" and d.score == pytest.approx(0.9)
+    # a ranker that likes a request only for a user with history: the global layer, user-free, serves
+    # nothing, and the user's own ranked candidates (their threshold below 1) never bring a global one back
+    rw.ranker = SimpleNamespace(score=lambda x: np.where(x[:, at] == 0, 0.1, 0.9))
+    rw.personal_threshold = 0.6
+    assert rw.decide(q, user_id="regular").source != "global"
+    assert rw.decide(q, user_id="stranger").rewrite is None

@@ -135,17 +135,19 @@ class OnlineRewriter:
 
     def _ranked(self, q: str, user_id: str, device: dict | None, context: dict | None) -> Decision:
         """The best candidate that clears its own layer's threshold (or none, with the best score).
-        With ``user_free_global``, the global layer decides first as it would for a user without
-        history (as its threshold was calibrated on a pilot: `selflearn online calibrate`), and the
-        user's own candidates are ranked only when the personal layer's threshold can be cleared."""
+        With ``user_free_global``, the global layer decides as it would for a user without history
+        (as its threshold was calibrated on a pilot: `selflearn online calibrate`); the user's own
+        candidates are ranked after it, and only when the personal layer's threshold can be cleared."""
         device, context = device or {}, context or {}
-        best = Decision(None, None, None)
-        if self.user_free_global and "global" in self.layers:
-            best = self._best(*self.candidates(q, user_id="", device=device, context=context))
-            if best.rewrite is not None or "personal" not in self.layers or self.threshold_of("personal") >= 1.0:
-                return best
-        d = self._best(*self.candidates(q, user_id=user_id, device=device, context=context))
-        return d if d.rewrite is not None or best.score is None or (d.score is not None and d.score >= best.score) else best
+        if not (self.user_free_global and "global" in self.layers):
+            return self._best(*self.candidates(q, user_id=user_id, device=device, context=context))
+        d = self._best(*self.candidates(q, user_id="", device=device, context=context))
+        if d.rewrite is not None or "personal" not in self.layers or self.threshold_of("personal") >= 1.0:
+            return d
+        texts, sources, x = self.candidates(q, user_id=user_id, device=device, context=context)
+        mine = [k for k, src in enumerate(sources) if src == "personal"]
+        own = self._best([texts[k] for k in mine], [sources[k] for k in mine], x[mine])
+        return own if own.rewrite is not None else d
 
     def _best(self, texts: list[str], sources: list[str], x: np.ndarray) -> Decision:
         if not texts:
