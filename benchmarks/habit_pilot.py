@@ -25,7 +25,7 @@ from pathlib import Path
 from selflearn.online.global_layer import build_global
 from selflearn.online.habits import HabitRules, habit_precision, habit_rewrite
 from selflearn.online.memory import PersonalMemory, epoch_seconds, row_turn
-from selflearn.online.train import load_history
+from selflearn.online.train import OnlineConfig, load_history, personal_retry_window
 from selflearn.rewrites.mining import mine
 from selflearn.rewrites.table import TableRewriter
 from selflearn.store.importer import import_files
@@ -61,9 +61,29 @@ class TableAndHabits:
 
 
 def variant(spec: str) -> tuple[str, HabitRules]:
-    f, p, s, w = spec.split(":")
+    """fix_min:phrase_min:fix_similarity:skip_working (0/1) — the habit rules of a variant."""
+    f, p, s, w = spec.split(":")[:4]
     rules = HabitRules(fix_min=int(f), phrase_min=int(p), fix_similarity=float(s), skip_working=w == "1")
-    return f"fix_min={f} phrase_min={p} fix_similarity={s} skip_working={w}", rules
+    return f"fix_min={f} phrase_min={p} fix_similarity={s} skip_working={w}" + "".join(f" {k}={v}" for k, v in retry_of(spec).items()), rules
+
+
+def retry_of(spec: str) -> dict:
+    """The optional fifth and sixth fields of a variant: the personal layer's retry window
+    ('learned' or seconds; default the signals' 45) and how alike a retry must be (default 0.35)."""
+    extra = spec.split(":")[4:]
+    return {"retry_window": extra[0] if extra else "45", "retry_similarity": extra[1] if len(extra) > 1 else "0.35"}
+
+
+def memory_for(h, spec: str, seed: int, encoder=None, known=None) -> tuple[PersonalMemory, float]:
+    """A personal layer that has seen every turn of ``h``, with the variant's retry rule (a learned
+    window is learned from ``h``, as training does)."""
+    r = retry_of(spec)
+    window = personal_retry_window(h, OnlineConfig(seed=seed, retry_window=None if r["retry_window"] == "learned" else float(r["retry_window"])))
+    memory = PersonalMemory(encoder, known=known, window_s=window, min_similarity=float(r["retry_similarity"]))
+    for row in h.rows:
+        memory.observe(row_turn(row))
+    memory.flush()
+    return memory, window
 
 
 def main() -> None:
@@ -74,7 +94,7 @@ def main() -> None:
     ap.add_argument("--ab-days", type=int, default=14)
     ap.add_argument("--seed", type=int, default=1, help="the pilot's traffic (the reported A/B uses another)")
     ap.add_argument("--variants", default="2:1:0:0,2:1:0:1,2:1:0.5:1,1:1:0.5:1,1:1:0.6:1,1:1:0.7:1,1:0:0.6:1",
-                    help="fix_min:phrase_min:min_similarity:skip_working (0/1), comma-separated")
+                    help="fix_min:phrase_min:min_similarity:skip_working (0/1)[:retry window (learned or seconds)[:retry similarity]], comma-separated")
     args = ap.parse_args()
     world = World.load(args.world)
     tmp = Path(tempfile.mkdtemp(prefix="habit-pilot-"))
@@ -86,15 +106,18 @@ def main() -> None:
             mine(st, tmp / "rewrites.parquet")
             h = load_history(st)
             ids = st.pseudonyms()
-        seeded = PersonalMemory()  # what the product's personal layer holds after training on the mining period
-        for r in h.rows:
-            seeded.observe(row_turn(r))
-        seeded.flush()
         arms: dict = {"none": None, "table": TableRewriter.load(tmp / "rewrites.parquet")}
         g = build_global(h)  # k-anonymous, as the product's
-        variants = dict(variant(v) for v in args.variants.split(","))
-        for name, rules in variants.items():
-            arms[f"table + habits {name}"] = TableAndHabits(TableRewriter.load(tmp / "rewrites.parquet"), copy.deepcopy(seeded), ids, g, rules)
+        specs = args.variants.split(",")
+        variants = dict(variant(v) for v in specs)
+        seeded: dict = {}  # what the product's personal layer holds after training on the mining period, per retry rule
+        for spec in specs:
+            name, rules = variant(spec)
+            key = tuple(retry_of(spec).values())
+            if key not in seeded:
+                seeded[key] = memory_for(h, spec, args.seed)
+                out.setdefault("retry_windows", {})[":".join(key)] = seeded[key][1]
+            arms[f"table + habits {name}"] = TableAndHabits(TableRewriter.load(tmp / "rewrites.parquet"), copy.deepcopy(seeded[key][0]), ids, g, rules)
         # what a replay of the same mining logs says about each variant (every user: nothing was trained on them here)
         out["replay"] = habit_precision(h, {r["user_id"] for r in h.rows}, variants, g)
         ab = ab_arms(world, SimConfig(users=args.users, days=args.ab_days, seed=args.seed, first_day=args.mine_days), arms,

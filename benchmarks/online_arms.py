@@ -25,7 +25,27 @@ from selflearn.world.build import World
 from selflearn.world.simulate import SimConfig, load_nlu_for
 
 sys.path.insert(0, str(Path(__file__).parent))
-from habit_pilot import variant  # noqa: E402
+from habit_pilot import memory_for, variant  # noqa: E402
+
+
+def mining_history(world_dir: Path, world: World, config: SimConfig):
+    """The mining period's logs as the model's training read them (pseudonymous ids, signals)."""
+    import shutil
+    import tempfile
+
+    from selflearn.online.train import load_history
+    from selflearn.store.importer import import_files
+    from selflearn.store.store import Store
+    from selflearn.world.experiments import simulate_to
+
+    tmp = Path(tempfile.mkdtemp(prefix="online-arms-"))
+    try:
+        simulate_to(tmp / "sim", world_dir, world, config)
+        with Store(tmp / "s.duckdb") as st:
+            import_files(st, [tmp / "sim" / "logs.jsonl"])
+            return load_history(st)
+    finally:
+        shutil.rmtree(tmp)
 
 
 def main() -> None:
@@ -44,6 +64,11 @@ def main() -> None:
                                                                        "only when no global candidate clears its threshold")
     ap.add_argument("--user-free-global", action="store_true", help="with --personal-thresholds: also each with the global layer deciding "
                                                                     "without the user's history (as on the pilot it was calibrated on)")
+    ap.add_argument("--product-variants", default="", help="more arms: the product after `online calibrate` (the global layer user-free, "
+                                                           "the personal layer's ranked candidates at --product-personal-threshold) with the "
+                                                           "personal layer rebuilt from the mining logs under each habit_pilot.py variant "
+                                                           "(fix_min:phrase_min:fix_similarity:skip_working:retry window:retry similarity)")
+    ap.add_argument("--product-personal-threshold", type=float, default=1.0)
     ap.add_argument("--thresholds", default="", help="more arms: table + global with the ranker's threshold at each of these (a pilot of the global layer)")
     args = ap.parse_args()
     world = World.load(args.world)
@@ -63,6 +88,14 @@ def main() -> None:
     for spec in [v for v in args.variants.split(",") if v]:
         name, rules = variant(spec)
         arms[f"table+global+personal {name}"] = OnlineRewriter.load(args.model, habits=rules, threshold=args.variant_threshold)
+    if args.product_variants:
+        h = mining_history(args.world, world, SimConfig(users=args.users, days=args.mine_days, seed=args.seed))
+        for spec in args.product_variants.split(","):
+            name, rules = variant(spec)
+            arm = OnlineRewriter.load(args.model, personal_threshold=args.product_personal_threshold, habits=rules)
+            arm.user_free_global = True
+            arm.personal, window = memory_for(h, spec, args.seed, arm.encoder, arm.global_.has_vector)
+            arms[f"product, personal {name} (window {window:.1f} s)"] = arm
     ab = ab_arms(world, SimConfig(users=args.users, days=args.ab_days, seed=args.seed, first_day=args.mine_days), arms,
                  nlu_loader=load_nlu_for(args.world))
     sources = {name: dict(arm.counts) for name, arm in arms.items() if hasattr(arm, "counts")}

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from selflearn.online import OnlineConfig, OnlineRewriter, OnnxEncoder, BiEncoder, SentenceEncoder, agreement, train_online
-from selflearn.online.evaluate import ranked_recall, retrieval_recall
+from selflearn.online.evaluate import ranked_recall, retrieval_recall, retrieval_recall_with_own
 from selflearn.online.habits import HabitRules
 from selflearn.online.train import held_out, load_history
 from selflearn.rewrites.mining import mine
@@ -81,6 +81,7 @@ def main() -> None:
         if not args.no_retrieval:
             out["retrieval"] = {name: retrieval_recall(e, rw.global_, h, users=val, seed=args.seed) for name, e in encoders.items()}
             out["retrieval"]["phonetic (metaphone codes)"] = retrieval_recall(rw.encoder, rw.global_, h, users=val, seed=args.seed, phonetic=True)
+            out["retrieval"]["fine-tuned + the user's own working requests"] = retrieval_recall_with_own(rw.encoder, rw.global_, h, users=val, seed=args.seed)
             # the global layer end to end: the ranker's first choice over all candidates, with and without those found by sound
             out["ranked"] = {f"k_phonetic={k}": ranked_recall(OnlineRewriter.load(tmp / "model", layers=("global",), k_phonetic=k), h, users=val, seed=args.seed)
                              for k in sorted({0, args.k_phonetic})}

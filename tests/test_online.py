@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 
 import numpy as np
 import pytest
@@ -254,6 +255,8 @@ def test_training_writes_a_complete_model_directory(online_model):
     assert s["biencoder"]["loss_last"] < s["biencoder"]["loss_first"]
     assert s["global_candidates"] > 100 and s["personal_users"] > 100 and s["ranking_rows"] > s["ranking_examples"]
     assert 0 < s["threshold"] <= 1
+    # the personal layer's retry window, learned from the logs' gaps (the signals' 45 s when it cannot be)
+    assert 0 < s["retry_window_s"] <= 45 and json.loads((d / "personal" / "config.json").read_text())["window_s"] == s["retry_window_s"]
 
 
 def test_reloaded_model_decides_the_same(online_model):
@@ -421,7 +424,7 @@ def test_phonetic_path_finds_sound_alikes_and_is_off_by_default(online_model):
 
 
 def test_recall_of_retrieval_and_of_the_ranked_global_layer(online_model):
-    from selflearn.online.evaluate import ranked_recall, retrieval_recall
+    from selflearn.online.evaluate import ranked_recall, retrieval_recall, retrieval_recall_with_own
     from selflearn.online.train import load_history
 
     rw = OnlineRewriter.load(online_model["model"], layers=("global",))
@@ -433,9 +436,41 @@ def test_recall_of_retrieval_and_of_the_ranked_global_layer(online_model):
     for r in (sem, ph):
         assert r["recall@1"] <= r["recall@5"] <= r["reachable"] <= 1
     assert ph["union@5"] >= max(ph["recall@5"], sem["recall@5"]) and ph["union@5"] <= ph["reachable"]
+    own = retrieval_recall_with_own(rw.encoder, rw.global_, h, limit=300)
+    assert own["queries"] == sem["queries"] and own["reachable_global"] == sem["reachable"] <= own["reachable"]
+    assert own["recall@1"] <= own["recall@5"] <= own["reachable"]
     ranked = ranked_recall(rw, h, limit=200)
     assert ranked["queries"] > 0 and 0 <= ranked["top1"] <= 1 and 0 <= ranked["served"] <= 1
     assert ranked["served"] == 0 or 0 <= ranked["served_precision"] <= 1
+
+
+class _Trigrams:
+    """A toy encoder: normalised character-trigram counts (close spellings come out close)."""
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), 64), np.float32)
+        for k, t in enumerate(texts):
+            for j in range(len(t) - 2):
+                out[k, zlib.crc32(t[j : j + 3].encode()) % 64] += 1
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def test_recall_with_the_users_own_requests_finds_what_the_index_lacks():
+    from selflearn.online.evaluate import retrieval_recall_with_own
+    from selflearn.online.global_layer import assemble_global
+    from selflearn.online.train import History
+
+    g = assemble_global(["what is the weather", "play some jazz"], [5, 5], [5, 5], [0, 0], ["W", "J"], ["W", "J"],
+                        np.zeros((2, 5), np.float32), [], [])
+    row = lambda u, text, ok, meaning: {"user_id": u, "text": text, "ok": ok, "rewrite": None, "meaning": meaning}  # noqa: E731
+    rows = [row("u1", "call my mother", True, "C"), row("u1", "call my mothers", False, "X"), row("u1", "call my mother", True, "C"),
+            row("u2", "call my mothers", False, "X"), row("u2", "call my mother", True, "C"), row("u2", "whats the weather", False, "Y"),
+            row("u2", "what is the weather", True, "W")]
+    h = History(rows, {1: 2, 3: 4, 5: 6})
+    r = retrieval_recall_with_own(_Trigrams(), g, h, k_global=2)
+    # u1 said what they meant and it worked before failing; u2 had not: only the index can answer them
+    assert r["queries"] == 3 and r["reachable_global"] == 1 / 3 and r["reachable"] == 2 / 3
+    assert r["recall@1"] == 2 / 3 and r["same_meaning"] == 0
 
 
 def test_retraining_with_a_reused_encoder(online_model, tmp_path):

@@ -248,6 +248,8 @@ def test_cli_train_online_rejects_an_unknown_calibration(tmp_path):
     assert r.exit_code == 2 and "calibrate='vibes'" in r.output
     r = CliRunner().invoke(cli, ["online", "train", "--store", str(tmp_path / "s.duckdb"), "--dp-epsilon", "8", "--dp-texts-per-user", "0"])
     assert r.exit_code == 2 and "dp_texts_per_user=0" in r.output and "use e.g. 10" in r.output
+    r = CliRunner().invoke(cli, ["online", "train", "--store", str(tmp_path / "s.duckdb"), "--retry-window", "-3"])
+    assert r.exit_code == 2 and "retry_window=-3.0" in r.output and "learn it from the logs" in r.output
 
 
 @pytest.mark.anyio

@@ -36,6 +36,9 @@ def train_online_cmd(
     fix_min: Annotated[int, typer.Option(help="Serve a user's own fix of a request once they made it this often (0: leave it to the ranker).")] = _ONLINE.fix_min,
     phrase_min: Annotated[int, typer.Option(help="Insert the words a user added after a name (e.g. its state) once they did so this often (0: off).")] = _ONLINE.phrase_min,
     fix_similarity: Annotated[float, typer.Option(help="Serve a user's own fix only when it is at least this like the request (0-1, the signals' text similarity).")] = _ONLINE.fix_similarity,
+    retry_window: Annotated[float | None, typer.Option(help="Seconds within which a user's next turn counts as a retry of a failing one, for the personal layer "
+                                                       "(default: learned from the logs' gaps after failing requests).")] = _ONLINE.retry_window,
+    retry_similarity: Annotated[float, typer.Option(help="How alike that next turn must be to count as the retry, for the personal layer (0-1, the signals' text similarity).")] = _ONLINE.retry_similarity,
     k_phonetic: Annotated[int, typer.Option(help="Global candidates found by sound (metaphone codes of the words) beside those found by meaning (0: off).")] = _ONLINE.k_phonetic,
     seed: Annotated[int, typer.Option(help="Seed of sampling, splits and training.")] = _ONLINE.seed,
     min_users: Annotated[int, typer.Option(help="k-anonymity: a request enters the shared global layer once this many distinct users said it.")] = _ONLINE.min_users,
@@ -51,7 +54,7 @@ def train_online_cmd(
 
     cfg = OnlineConfig(min_precision=min_precision, max_pairs=max_pairs, examples=examples, seed=seed,
                        calibrate=calibrate, harm_ratio=harm_ratio, still_failing_loss=still_failing_loss, fix_min=fix_min, phrase_min=phrase_min, fix_similarity=fix_similarity, min_users=min_users,
-                       k_phonetic=k_phonetic, dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_texts_per_user=dp_texts_per_user).check()
+                       retry_window=retry_window, retry_similarity=retry_similarity, k_phonetic=k_phonetic, dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_texts_per_user=dp_texts_per_user).check()
     if table is not None and not table.is_file():
         raise InvalidInputError(explain(str(table), "is not a file", "pass the Parquet file `selflearn rewrites mine --out` wrote"))
     with Store(store) as st, err.status("training") as status:

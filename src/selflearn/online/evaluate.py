@@ -12,7 +12,7 @@ from .memory import GlobalMemory
 from .online_rewriter import OnlineRewriter
 from .train import History, request_of
 
-__all__ = ["retrieval_recall", "ranked_recall"]
+__all__ = ["retrieval_recall", "retrieval_recall_with_own", "ranked_recall"]
 
 
 def _sample(h: History, users: set[str] | None, limit: int, seed: int) -> list[int]:
@@ -54,6 +54,50 @@ def retrieval_recall(encoder, g: GlobalMemory, h: History, *, users: set[str] | 
                 hits[f"union@{k}"] += want in {_meaning(g, t) for t in semantic[:k] + ranked[:k]}
     n = max(len(rows), 1)
     return {"queries": len(rows), "reachable": reachable / n, **{k: v / n for k, v in hits.items()}}
+
+
+def retrieval_recall_with_own(encoder, g: GlobalMemory, h: History, *, users: set[str] | None = None, ks: tuple[int, ...] = (1, 5),
+                              limit: int = 5000, seed: int = 0, k_global: int = 10) -> dict:
+    """Recall@k when the user's own requests that worked before (as heard, their meaning as the
+    assistant understood it then: what the personal layer holds) are candidates beside the
+    ``k_global`` nearest of the global index, all ranked by cosine under ``encoder``. ``reachable``:
+    the share whose meaning the global index or the user's own working requests have (the ceiling
+    of any ranking of both layers' candidates); ``reachable_global``: the index's alone;
+    ``same_meaning``: the share whose chain reached the meaning the request already had (it failed
+    after understanding: a rewrite cannot fix it, only keep it)."""
+    import faiss
+
+    rows = _sample(h, users, limit, seed)
+    chosen = set(rows)
+    vecs = encoder.encode([g.texts[i] for i in g.candidates])
+    index = faiss.IndexFlatIP(vecs.shape[1])
+    index.add(vecs)
+    indexed = {_meaning(g, int(i)) for i in g.candidates}
+    own_before: dict[int, dict[str, str]] = {}
+    own: dict[str, dict[str, str]] = {}
+    asking = {h.rows[i]["user_id"] for i in chosen}
+    for i, r in enumerate(h.rows):
+        if i in chosen:
+            own_before[i] = {t: m for t, m in own.get(r["user_id"], {}).items() if t != r["text"]}
+        if r["ok"] and not r["rewrite"] and r["user_id"] in asking:
+            own.setdefault(r["user_id"], {})[r["text"]] = r["meaning"]
+    texts = sorted({t for m in own_before.values() for t in m})
+    vec_of = dict(zip(texts, encoder.encode(texts))) if texts else {}
+    qv = encoder.encode([h.rows[i]["text"] for i in rows])
+    cos, ids = index.search(qv, k_global + 1)
+    hits = {f"recall@{k}": 0 for k in ks} | {"reachable": 0, "reachable_global": 0, "same_meaning": 0}
+    for r, v, found, score in zip(rows, qv, ids, cos):
+        want, q = h.rows[h.target[r]]["meaning"], h.rows[r]["text"]
+        cands = [(float(c), _meaning(g, int(g.candidates[j]))) for j, c in zip(found, score) if j >= 0 and g.texts[g.candidates[j]] != q][:k_global]
+        cands += [(float(vec_of[t] @ v), m) for t, m in own_before[r].items()]
+        ranked = [m for _, m in sorted(cands, key=lambda x: -x[0])]
+        hits["reachable_global"] += want in indexed
+        hits["reachable"] += want in indexed or want in own_before[r].values()
+        hits["same_meaning"] += want == h.rows[r]["meaning"]
+        for k in ks:
+            hits[f"recall@{k}"] += want in ranked[:k]
+    n = max(len(rows), 1)
+    return {"queries": len(rows), **{k: v / n for k, v in hits.items()}}
 
 
 def ranked_recall(rw: OnlineRewriter, h: History, *, users: set[str] | None = None, limit: int = 2000, seed: int = 0) -> dict:

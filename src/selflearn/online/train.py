@@ -41,6 +41,7 @@ from .memory import PersonalMemory, meaning_key, row_turn
 from .private_global import build_private_global
 from .calibration import Judged, choose_threshold_by_win_loss, judge_top, win_loss_curve
 from .ranker import Ranker, choose_threshold, choose_threshold_by_harm, precision_coverage
+from .retry_window import DEFAULT_WINDOW_S, gaps_after_failure, learn_retry_window
 from .online_rewriter import OnlineRewriter
 
 __all__ = ["OnlineConfig", "train_online", "load_history", "History", "build_global", "held_out", "encoder_pairs", "ranking_examples", "ranking_labels"]
@@ -74,6 +75,8 @@ class OnlineConfig:
     phrase_min: int = 1  # insert the words a user added after a name (its state) this often before (0: off)
     fix_similarity: float = 0.6  # ...a fix at least this like the request (the signals' text similarity)
     skip_working: bool = True  # ...never of a request that usually works as heard (habits.HabitRules; chosen in benchmarks/habit_pilot.py)
+    retry_window: float | None = None  # seconds within which the next turn retries a failing one (None: learned from the logs' gaps, retry_window.py)
+    retry_similarity: float = 0.35  # ...and at least this like it (the signals' text similarity) for the personal layer to count a retry
 
     def check(self) -> "OnlineConfig":
         check_k(self.min_users)
@@ -86,6 +89,10 @@ class OnlineConfig:
         self.habits.check()
         if not 0.0 <= self.still_failing_loss <= 1.0:
             raise InvalidInputError(explain(f"still_failing_loss={self.still_failing_loss}", "must be in [0, 1] (the share of such rewrites that count as a loss)", "use e.g. 0.1"))
+        if self.retry_window is not None and not 0.0 < self.retry_window <= 3600.0:
+            raise InvalidInputError(explain(f"retry_window={self.retry_window}", "must be in (0, 3600] seconds, or None to learn it from the logs", "use e.g. 15, or leave it out"))
+        if not 0.0 <= self.retry_similarity <= 1.0:
+            raise InvalidInputError(explain(f"retry_similarity={self.retry_similarity}", "must be in [0, 1] (the signals' text similarity)", "use e.g. 0.35"))
         if not isinstance(self.dp_texts_per_user, int) or self.dp_texts_per_user < 1:
             raise InvalidInputError(explain(f"dp_texts_per_user={self.dp_texts_per_user!r}", "must be an integer >= 1 (requests a user contributes to the private global layer)", "use e.g. 10"))
         if self.max_pairs < 2 or self.examples < 10 or self.k_global < 1 or self.k_personal < 0 or self.k_phonetic < 0:
@@ -244,6 +251,16 @@ def ranking_labels(rw: OnlineRewriter, h: History, i: int, texts: list[str]) -> 
     return np.array([(g.meaning[g.row[x]] >= 0 and g.meanings[g.meaning[g.row[x]]] == want) if x in g.row else False for x in texts], int)
 
 
+def personal_retry_window(h: History, c: OnlineConfig) -> float:
+    """The seconds within which the personal layer counts a user's next turn as a retry:
+    ``c.retry_window``, else learned from the gaps after failing requests (:mod:`.retry_window`),
+    else the signals' rephrase window."""
+    if c.retry_window is not None:
+        return float(c.retry_window)
+    learned = learn_retry_window(gaps_after_failure(h), seed=c.seed)
+    return DEFAULT_WINDOW_S if learned is None else learned
+
+
 def calibrate(judged: Judged, c: OnlineConfig) -> dict:
     """The serving thresholds by ``c.calibrate`` (see :mod:`.calibration`): 'win-loss' chooses the
     global layer's and the personal layer's ranked candidates' each (wins at least ``c.harm_ratio``
@@ -326,7 +343,8 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     onnx = OnnxEncoder(out / "encoder.onnx", out / "encoder" / "tokenizer", threads=threads)
     say("index", 0, 0)
     g.set_vectors(onnx.encode([g.texts[i] for i in g.candidates]))
-    personal = PersonalMemory(onnx, known=g.has_vector)
+    window = personal_retry_window(h, c)
+    personal = PersonalMemory(onnx, known=g.has_vector, window_s=window, min_similarity=c.retry_similarity)
     rw = OnlineRewriter(onnx, g, personal, Ranker(), TableRewriter.load(table) if table else None,
                         layers=("global", "personal"), k_global=c.k_global, k_personal=c.k_personal, k_phonetic=c.k_phonetic, threshold=1.0)
     say("replay", 0, 0)
@@ -361,7 +379,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     rw.habits = c.habits
     stats = {"turns": len(h.rows), "fixable_requests": len(h.target), "biencoder": fit_stats,
              "global_texts": len(g.texts), "global_candidates": int(len(g.candidates)),
-             "personal_users": len(personal.users), "ranking_examples": len(examples), "personal_fix_census": sum(e[3] for e in examples), "ranking_rows": int(len(y)),
+             "personal_users": len(personal.users), "retry_window_s": window, "retry_window_learned": c.retry_window is None and window != DEFAULT_WINDOW_S, "ranking_examples": len(examples), "personal_fix_census": sum(e[3] for e in examples), "ranking_rows": int(len(y)),
              "validation_requests": int(len(judged.score)), "unfixed_requests": n_unfixed, "fixable_by_rewriting": len(fixable_set), "min_precision": c.min_precision,
              **calibration, "train_seconds": round(time.perf_counter() - started, 1)}
     say("save", 0, 0)

@@ -1,0 +1,48 @@
+"""Retrieval recall of a kept online model (``online_results.py --keep DIR``) on held-out users'
+failing requests of its mining period: the global index alone (by meaning, by sound) and with the
+user's own requests that worked before beside it (what the personal layer holds), with the
+ceilings (the share whose meaning any candidate has) and the share whose chain reached the meaning
+the request already had.
+
+Usage: python benchmarks/retrieval_recall.py --world world --model kept-model --users 2000 --mine-days 14 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from selflearn.online import OnlineRewriter
+from selflearn.online.evaluate import retrieval_recall, retrieval_recall_with_own
+from selflearn.online.train import held_out
+from selflearn.world.build import World
+from selflearn.world.simulate import SimConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from online_arms import mining_history  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--world", type=Path, default=Path("world"))
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--users", type=int, default=2000)
+    ap.add_argument("--mine-days", type=int, default=14)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--validation-share", type=float, default=0.2, help="the model's training's (OnlineConfig.validation_share)")
+    args = ap.parse_args()
+    h = mining_history(args.world, World.load(args.world), SimConfig(users=args.users, days=args.mine_days, seed=args.seed))
+    rw = OnlineRewriter.load(args.model, layers=("global",))
+    val = {r["user_id"] for r in h.rows if held_out(r["user_id"], args.validation_share, args.seed)}
+    out = {"args": {k: str(v) for k, v in vars(args).items()},
+           "global index, by meaning (fine-tuned, int8 ONNX)": retrieval_recall(rw.encoder, rw.global_, h, users=val, seed=args.seed),
+           "global index, by sound": retrieval_recall(rw.encoder, rw.global_, h, users=val, seed=args.seed, phonetic=True),
+           "global index (10 nearest) + the user's own working requests, by meaning": retrieval_recall_with_own(
+               rw.encoder, rw.global_, h, users=val, seed=args.seed, k_global=rw.k_global)}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
