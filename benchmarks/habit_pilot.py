@@ -25,7 +25,7 @@ from pathlib import Path
 from selflearn.online.global_layer import build_global
 from selflearn.online.habits import HabitRules, habit_precision, habit_rewrite
 from selflearn.online.memory import PersonalMemory, epoch_seconds, row_turn
-from selflearn.online.train import OnlineConfig, load_history, personal_retry_window
+from selflearn.online.train import OnlineConfig, load_history, personal_retry_rule
 from selflearn.rewrites.mining import mine
 from selflearn.rewrites.table import TableRewriter
 from selflearn.store.importer import import_files
@@ -78,7 +78,8 @@ def memory_for(h, spec: str, seed: int, encoder=None, known=None) -> tuple[Perso
     """A personal layer that has seen every turn of ``h``, with the variant's retry rule (a learned
     window is learned from ``h``, as training does)."""
     r = retry_of(spec)
-    window = personal_retry_window(h, OnlineConfig(seed=seed, retry_window=None if r["retry_window"] == "learned" else float(r["retry_window"])))
+    # the variant's similarities as given (the product falls back to the signals' rule only when no window can be learned)
+    window = personal_retry_rule(h, OnlineConfig(seed=seed, retry_window=None if r["retry_window"] == "learned" else float(r["retry_window"])))[0]
     memory = PersonalMemory(encoder, known=known, window_s=window, min_similarity=float(r["retry_similarity"]))
     for row in h.rows:
         memory.observe(row_turn(row))

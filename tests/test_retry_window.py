@@ -6,7 +6,7 @@ import pytest
 from selflearn.errors import InvalidInputError
 from selflearn.online import OnlineConfig
 from selflearn.online.retry_window import DEFAULT_WINDOW_S, gaps_after_failure, learn_retry_window
-from selflearn.online.train import History, personal_retry_window
+from selflearn.online.train import SIGNALS_RULE, History, personal_retry_rule
 
 
 def _gaps(n_retry: int, n_next: int, seed: int = 0) -> np.ndarray:
@@ -49,8 +49,13 @@ def test_gaps_are_taken_after_failing_requests_as_heard():
 
 def test_training_uses_the_configured_or_the_learned_window():
     h = _history([5.0, 30.0, 8.0, 4.0], [False, True, False, False, True])
-    assert personal_retry_window(h, OnlineConfig(retry_window=12.5)) == 12.5
-    assert personal_retry_window(h, OnlineConfig()) == DEFAULT_WINDOW_S  # too few gaps to learn from
+    assert personal_retry_rule(h, OnlineConfig(retry_window=12.5, retry_similarity=0.1)) == (12.5, 0.1, 0.0, False)
+    # too few gaps to learn from: the signals' 45 s window, with the similarities chosen for it
+    assert personal_retry_rule(h, OnlineConfig()) == (DEFAULT_WINDOW_S, 0.35, 0.6, False) == (*SIGNALS_RULE, False)
+    rows = [{"session_id": f"s{k}", "ts": t, "ok": ok, "rewrite": None}
+            for k, g in enumerate(_gaps(700, 300)) for t, ok in ((0.0, False), (float(g), True))]
+    window, retry_similarity, fix_similarity, learned = personal_retry_rule(History(rows, {}), OnlineConfig())
+    assert learned and 13.5 <= window <= 17.0 and retry_similarity == fix_similarity == 0.0
     for bad, name in (({"retry_window": 0.0}, "retry_window"), ({"retry_similarity": 1.5}, "retry_similarity")):
         with pytest.raises(InvalidInputError, match=name):
             OnlineConfig(**bad).check()

@@ -35,10 +35,12 @@ def train_online_cmd(
     still_failing_loss: Annotated[float, typer.Option(help="With --calibrate win-loss: how much of a loss a rewrite that leaves a failing request failing counts (0-1).")] = _ONLINE.still_failing_loss,
     fix_min: Annotated[int, typer.Option(help="Serve a user's own fix of a request once they made it this often (0: leave it to the ranker).")] = _ONLINE.fix_min,
     phrase_min: Annotated[int, typer.Option(help="Insert the words a user added after a name (e.g. its state) once they did so this often (0: off).")] = _ONLINE.phrase_min,
-    fix_similarity: Annotated[float, typer.Option(help="Serve a user's own fix only when it is at least this like the request (0-1, the signals' text similarity).")] = _ONLINE.fix_similarity,
+    fix_similarity: Annotated[float, typer.Option(help="Serve a user's own fix only when it is at least this like the request (0-1, the signals' text similarity; "
+                                                         "at least 0.6 when no retry window can be learned).")] = _ONLINE.fix_similarity,
     retry_window: Annotated[float | None, typer.Option(help="Seconds within which a user's next turn counts as a retry of a failing one, for the personal layer "
                                                        "(default: learned from the logs' gaps after failing requests).")] = _ONLINE.retry_window,
-    retry_similarity: Annotated[float, typer.Option(help="How alike that next turn must be to count as the retry, for the personal layer (0-1, the signals' text similarity).")] = _ONLINE.retry_similarity,
+    retry_similarity: Annotated[float, typer.Option(help="How alike that next turn must be to count as the retry, for the personal layer (0-1, the signals' text similarity; "
+                                                          "at least 0.35 when no retry window can be learned).")] = _ONLINE.retry_similarity,
     k_phonetic: Annotated[int, typer.Option(help="Global candidates found by sound (metaphone codes of the words) beside those found by meaning (0: off).")] = _ONLINE.k_phonetic,
     seed: Annotated[int, typer.Option(help="Seed of sampling, splits and training.")] = _ONLINE.seed,
     min_users: Annotated[int, typer.Option(help="k-anonymity: a request enters the shared global layer once this many distinct users said it.")] = _ONLINE.min_users,

@@ -21,7 +21,7 @@ import hashlib
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,10 +73,10 @@ class OnlineConfig:
     still_failing_loss: float = 0.0  # "win-loss": a rewrite that leaves a failing request failing counts as this much of a loss (calibration.py)
     fix_min: int = 1  # serve a user's own fix of a request once they made it this often (0: the ranker decides)
     phrase_min: int = 1  # insert the words a user added after a name (its state) this often before (0: off)
-    fix_similarity: float = 0.6  # ...a fix at least this like the request (the signals' text similarity)
+    fix_similarity: float = 0.0  # ...a fix at least this like the request (the signals' text similarity; 0.6 when no retry window can be learned)
     skip_working: bool = True  # ...never of a request that usually works as heard (habits.HabitRules; chosen in benchmarks/habit_pilot.py)
     retry_window: float | None = None  # seconds within which the next turn retries a failing one (None: learned from the logs' gaps, retry_window.py)
-    retry_similarity: float = 0.35  # ...and at least this like it (the signals' text similarity) for the personal layer to count a retry
+    retry_similarity: float = 0.0  # ...and at least this like it (the signals' text similarity; 0.35 when no window can be learned) for the personal layer to count a retry
 
     def check(self) -> "OnlineConfig":
         check_k(self.min_users)
@@ -251,14 +251,21 @@ def ranking_labels(rw: OnlineRewriter, h: History, i: int, texts: list[str]) -> 
     return np.array([(g.meaning[g.row[x]] >= 0 and g.meanings[g.meaning[g.row[x]]] == want) if x in g.row else False for x in texts], int)
 
 
-def personal_retry_window(h: History, c: OnlineConfig) -> float:
-    """The seconds within which the personal layer counts a user's next turn as a retry:
-    ``c.retry_window``, else learned from the gaps after failing requests (:mod:`.retry_window`),
-    else the signals' rephrase window."""
+SIGNALS_RULE = (DEFAULT_WINDOW_S, 0.35, 0.6)  # the retry window, retry and fix similarity chosen for the signals' window (habit_pilot.py)
+
+
+def personal_retry_rule(h: History, c: OnlineConfig) -> tuple[float, float, float, bool]:
+    """How the personal layer tells a user's retry (and so their own fix) from their next request:
+    (window in seconds, how alike a retry must be, how alike a fix must be to be served, whether the
+    window was learned). ``c.retry_window`` when set; else the window learned from the gaps after
+    failing requests (:mod:`.retry_window`) with ``c``'s similarities; else, when the logs are too
+    few to learn it, the signals' 45 s window with the similarities chosen for it."""
     if c.retry_window is not None:
-        return float(c.retry_window)
+        return float(c.retry_window), c.retry_similarity, c.fix_similarity, False
     learned = learn_retry_window(gaps_after_failure(h), seed=c.seed)
-    return DEFAULT_WINDOW_S if learned is None else learned
+    if learned is None:
+        return SIGNALS_RULE[0], max(c.retry_similarity, SIGNALS_RULE[1]), max(c.fix_similarity, SIGNALS_RULE[2]), False
+    return learned, c.retry_similarity, c.fix_similarity, True
 
 
 def calibrate(judged: Judged, c: OnlineConfig) -> dict:
@@ -343,8 +350,8 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     onnx = OnnxEncoder(out / "encoder.onnx", out / "encoder" / "tokenizer", threads=threads)
     say("index", 0, 0)
     g.set_vectors(onnx.encode([g.texts[i] for i in g.candidates]))
-    window = personal_retry_window(h, c)
-    personal = PersonalMemory(onnx, known=g.has_vector, window_s=window, min_similarity=c.retry_similarity)
+    window, retry_similarity, fix_similarity, learned = personal_retry_rule(h, c)
+    personal = PersonalMemory(onnx, known=g.has_vector, window_s=window, min_similarity=retry_similarity)
     rw = OnlineRewriter(onnx, g, personal, Ranker(), TableRewriter.load(table) if table else None,
                         layers=("global", "personal"), k_global=c.k_global, k_personal=c.k_personal, k_phonetic=c.k_phonetic, threshold=1.0)
     say("replay", 0, 0)
@@ -376,10 +383,11 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     ranker.threshold_ = calibration["threshold"]
     rw.threshold, rw.personal_threshold = calibration["threshold"], calibration["personal_threshold"]
     rw.layers = ("table", "global", "personal")
-    rw.habits = c.habits
+    rw.habits = replace(c.habits, fix_similarity=fix_similarity)
     stats = {"turns": len(h.rows), "fixable_requests": len(h.target), "biencoder": fit_stats,
              "global_texts": len(g.texts), "global_candidates": int(len(g.candidates)),
-             "personal_users": len(personal.users), "retry_window_s": window, "retry_window_learned": c.retry_window is None and window != DEFAULT_WINDOW_S, "ranking_examples": len(examples), "personal_fix_census": sum(e[3] for e in examples), "ranking_rows": int(len(y)),
+             "personal_users": len(personal.users), "retry_window_s": window, "retry_window_learned": learned,
+             "retry_similarity": retry_similarity, "fix_similarity": fix_similarity, "ranking_examples": len(examples), "personal_fix_census": sum(e[3] for e in examples), "ranking_rows": int(len(y)),
              "validation_requests": int(len(judged.score)), "unfixed_requests": n_unfixed, "fixable_by_rewriting": len(fixable_set), "min_precision": c.min_precision,
              **calibration, "train_seconds": round(time.perf_counter() - started, 1)}
     say("save", 0, 0)
