@@ -69,11 +69,14 @@ def main() -> None:
                                                            "personal layer rebuilt from the mining logs under each habit_pilot.py variant "
                                                            "(fix_min:phrase_min:fix_similarity:skip_working:retry window:retry similarity)")
     ap.add_argument("--product-personal-threshold", type=float, default=1.0)
+    ap.add_argument("--product", action="store_true", help="one more arm: the model as it is (every layer, its thresholds and rules)")
     ap.add_argument("--thresholds", default="", help="more arms: table + global with the ranker's threshold at each of these (a pilot of the global layer)")
     args = ap.parse_args()
     world = World.load(args.world)
     arms: dict = {"none": None, "table": TableRewriter.load(args.model / "rewrites.parquet"),
                   "table+global": OnlineRewriter.load(args.model, layers=("table", "global"))}
+    if args.product:
+        arms["the product (the model as it is)"] = OnlineRewriter.load(args.model)
     for t in [float(x) for x in args.thresholds.split(",") if x]:
         arms[f"table+global at threshold {t}"] = OnlineRewriter.load(args.model, layers=("table", "global"), threshold=t)
     for t in [float(x) for x in args.personal_thresholds.split(",") if x]:
