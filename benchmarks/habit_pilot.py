@@ -52,7 +52,7 @@ class TableAndHabits:
         uid = self.ids.of(user_id)
         if (context or {}).get("timestamp") is not None:
             self.personal.catch_up(uid, epoch_seconds(context["timestamp"]))
-        fix = habit_rewrite(self.personal, uid, q, self.rules, g=self.g)
+        fix = habit_rewrite(self.personal, uid, q, self.rules, g=self.g, confidence=(context or {}).get("asr_confidence"))
         self.served += fix is not None
         return fix
 
@@ -61,10 +61,14 @@ class TableAndHabits:
 
 
 def variant(spec: str) -> tuple[str, HabitRules]:
-    """fix_min:phrase_min:fix_similarity:skip_working (0/1) — the habit rules of a variant."""
+    """fix_min:phrase_min:fix_similarity:skip_working (0/1)[:retry window:retry similarity[:max confidence]] —
+    the habit rules of a variant (the retry fields: :func:`retry_of`)."""
     f, p, s, w = spec.split(":")[:4]
-    rules = HabitRules(fix_min=int(f), phrase_min=int(p), fix_similarity=float(s), skip_working=w == "1")
-    return f"fix_min={f} phrase_min={p} fix_similarity={s} skip_working={w}" + "".join(f" {k}={v}" for k, v in retry_of(spec).items()), rules
+    fields = spec.split(":")
+    top = fields[6] if len(fields) > 6 else "1"
+    rules = HabitRules(fix_min=int(f), phrase_min=int(p), fix_similarity=float(s), skip_working=w == "1", max_confidence=float(top))
+    return (f"fix_min={f} phrase_min={p} fix_similarity={s} skip_working={w}" + "".join(f" {k}={v}" for k, v in retry_of(spec).items())
+            + (f" max_confidence={top}" if top != "1" else "")), rules
 
 
 def retry_of(spec: str) -> dict:
@@ -95,7 +99,7 @@ def main() -> None:
     ap.add_argument("--ab-days", type=int, default=14)
     ap.add_argument("--seed", type=int, default=1, help="the pilot's traffic (the reported A/B uses another)")
     ap.add_argument("--variants", default="2:1:0:0,2:1:0:1,2:1:0.5:1,1:1:0.5:1,1:1:0.6:1,1:1:0.7:1,1:0:0.6:1",
-                    help="fix_min:phrase_min:min_similarity:skip_working (0/1)[:retry window (learned or seconds)[:retry similarity]], comma-separated")
+                    help="fix_min:phrase_min:min_similarity:skip_working (0/1)[:retry window (learned or seconds)[:retry similarity[:max confidence]]], comma-separated")
     args = ap.parse_args()
     world = World.load(args.world)
     tmp = Path(tempfile.mkdtemp(prefix="habit-pilot-"))

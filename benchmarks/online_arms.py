@@ -3,7 +3,9 @@ with the personal layer's habit rules set otherwise: none, the table, table + gl
 global + personal under each variant (and, with ``--thresholds``, table + global at other thresholds of
 the ranker). The model must have been trained on the same world and mining days (the A/B starts the
 day after them); another ``--seed`` than its training's gives a pilot on traffic of its own (use the
-table and global arms only then: the personal layer holds the training traffic's users).
+table and global arms only then: the personal layer holds the training traffic's users — or
+``--product-variants``, whose personal layer is rebuilt from that seed's own mining period: a pilot of
+the personal layer's rules in the product).
 
 Usage: python benchmarks/online_arms.py --world world --model kept-model --users 2000 --mine-days 14 --ab-days 14 --seed 0 \
            --variants 2:1:0:0,1:1:0.6:1

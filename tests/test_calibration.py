@@ -258,6 +258,10 @@ def test_habits_after_the_global_layer_yield_to_a_global_candidate_that_clears(o
     assert rw.decide(said, user_id="habit") == Decision(top, "global", pytest.approx(0.9))  # a global candidate clears: it is served
     rw.threshold = 0.95
     assert rw.decide(said, user_id="habit") == Decision(meant, "personal", None)  # none clears: the habit
+    # the request's recogniser confidence reaches the habits' gate: no habit
+    rw.habits = replace(rw.habits, after_global=False, max_confidence=0.85)
+    assert rw.decide(said, user_id="habit", context={"asr_confidence": 0.5}) == Decision(meant, "personal", None)
+    assert rw.decide(said, user_id="habit", context={"asr_confidence": 0.9}).rewrite is None
 
 
 def test_a_user_free_global_layer_decides_as_for_a_user_without_history(online_model):

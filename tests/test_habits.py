@@ -48,6 +48,12 @@ def test_the_rule_serves_a_fix_made_often_enough_and_stops_when_it_keeps_failing
     assert habit_rewrite(m, "other", "whether in springfield", once) is None
     assert habit_rewrite(m, "u", "whether in springfield", once, blocked={("whether in springfield", "weather in springfield")}) is None
     assert habit_rewrite(m, "u", "whether in springfield", HabitRules(fix_min=1, phrase_min=0, fix_similarity=0.99)) is None  # not alike enough
+    # heard with confidence: not served when the rules stop there; served below it, or when no confidence is sent
+    gated = HabitRules(fix_min=1, phrase_min=0, max_confidence=0.85)
+    assert habit_rewrite(m, "u", "whether in springfield", gated, confidence=0.9) is None
+    assert habit_rewrite(m, "u", "whether in springfield", gated, confidence=0.6) == "weather in springfield"
+    assert habit_rewrite(m, "u", "whether in springfield", gated) == "weather in springfield"
+    assert habit_rewrite(m, "u", "whether in springfield", once, confidence=1.0) == "weather in springfield"
     # served, and it failed more often than it worked: no longer trusted
     m.observe(row_turn({**_row("u", "x", 5 * 86_400, "whether in springfield", ok=False), "rewrite": "weather in springfield"}))
     m.observe(row_turn(_row("u", "y", 6 * 86_400, "good night", ok=True, intent="iot_off", slots=[])))
@@ -111,6 +117,8 @@ def test_habit_rules_refuse_bad_values():
         HabitRules(fix_similarity=1.5).check()
     with pytest.raises(InvalidInputError, match="fix_min"):
         HabitRules(fix_min=-1).check()
+    with pytest.raises(InvalidInputError, match="max_confidence=0"):
+        HabitRules(max_confidence=0.0).check()
 
 
 def test_a_pending_turn_is_settled_once_no_retry_can_follow():

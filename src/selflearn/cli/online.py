@@ -37,6 +37,7 @@ def train_online_cmd(
     phrase_min: Annotated[int, typer.Option(help="Insert the words a user added after a name (e.g. its state) once they did so this often (0: off).")] = _ONLINE.phrase_min,
     fix_similarity: Annotated[float, typer.Option(help="Serve a user's own fix only when it is at least this like the request (0-1, the signals' text similarity; "
                                                          "at least 0.6 when no retry window can be learned).")] = _ONLINE.fix_similarity,
+    fix_max_confidence: Annotated[float, typer.Option(help="Serve the user's habits only when the recogniser's confidence is below this (0-1; 1: at any).")] = _ONLINE.fix_max_confidence,
     retry_window: Annotated[float | None, typer.Option(help="Seconds within which a user's next turn counts as a retry of a failing one, for the personal layer "
                                                        "(default: learned from the logs' gaps after failing requests).")] = _ONLINE.retry_window,
     retry_similarity: Annotated[float, typer.Option(help="How alike that next turn must be to count as the retry, for the personal layer (0-1, the signals' text similarity; "
@@ -56,7 +57,7 @@ def train_online_cmd(
 
     cfg = OnlineConfig(min_precision=min_precision, max_pairs=max_pairs, examples=examples, seed=seed,
                        calibrate=calibrate, harm_ratio=harm_ratio, still_failing_loss=still_failing_loss, fix_min=fix_min, phrase_min=phrase_min, fix_similarity=fix_similarity, min_users=min_users,
-                       retry_window=retry_window, retry_similarity=retry_similarity, k_phonetic=k_phonetic, dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_texts_per_user=dp_texts_per_user).check()
+                       fix_max_confidence=fix_max_confidence, retry_window=retry_window, retry_similarity=retry_similarity, k_phonetic=k_phonetic, dp_epsilon=dp_epsilon, dp_delta=dp_delta, dp_texts_per_user=dp_texts_per_user).check()
     if table is not None and not table.is_file():
         raise InvalidInputError(explain(str(table), "is not a file", "pass the Parquet file `selflearn rewrites mine --out` wrote"))
     with Store(store) as st, err.status("training") as status:

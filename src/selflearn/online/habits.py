@@ -27,19 +27,25 @@ class HabitRules:
     user added after a name (its state) once they did it this often; ``skip_working``: never
     rewrite a request that usually works as heard, for this user or across users (the table's own
     rule); ``after_global``: consult them only when no global candidate clears the global layer's
-    threshold (else they come first). 0 switches a rule off."""
+    threshold (else they come first); ``max_confidence``: serve them only when the recogniser's
+    confidence is below this (a request heard with confidence was more often heard as said, and its
+    failure is not one a user's earlier rewording fixes; 1.0, or a caller that sends no confidence:
+    always). 0 switches a rule off."""
 
     fix_min: int = 1
     phrase_min: int = 1
     fix_similarity: float = 0.6
     skip_working: bool = True
     after_global: bool = False
+    max_confidence: float = 1.0
 
     def check(self) -> "HabitRules":
         if self.fix_min < 0 or self.phrase_min < 0:
             raise InvalidInputError(explain(f"fix_min={self.fix_min}, phrase_min={self.phrase_min}", "must be >= 0 (0 switches the rule off)", "use e.g. 1 and 1"))
         if not 0.0 <= self.fix_similarity <= 1.0:
             raise InvalidInputError(explain(f"fix_similarity={self.fix_similarity}", "must be in [0, 1] (the signals' text similarity)", "use e.g. 0.5"))
+        if not 0.0 < self.max_confidence <= 1.0:
+            raise InvalidInputError(explain(f"max_confidence={self.max_confidence}", "must be in (0, 1] (the recogniser's confidence; 1 serves at any)", "use e.g. 0.85, or 1"))
         return self
 
     @property
@@ -48,11 +54,13 @@ class HabitRules:
 
 
 def habit_rewrite(personal: PersonalMemory, user: str, q: str, rules: HabitRules, *, g: GlobalMemory | None = None,
-                  blocked: set[tuple[str, str]] | frozenset = frozenset()) -> str | None:
+                  blocked: set[tuple[str, str]] | frozenset = frozenset(), confidence: float | None = None) -> str | None:
     """What ``rules`` serve for ``user``'s request ``q``: their own fix, else their inserted words;
     only while the rewrite has not failed for them more often than it worked since it was served,
     never a blocked pair, and (``skip_working``) never when ``q`` usually works as heard for them or
-    in the global layer ``g``."""
+    in the global layer ``g``; never when the recogniser's ``confidence`` reaches ``rules.max_confidence``."""
+    if rules.max_confidence < 1.0 and isinstance(confidence, (int, float)) and confidence >= rules.max_confidence:
+        return None
     if rules.skip_working and usually_works(personal, user, q, g):
         return None
     best, n = None, 0

@@ -123,12 +123,12 @@ class OnlineRewriter:
             self.personal.catch_up(user_id, _now(context, self.personal, user_id))
         habits = "personal" in self.layers and self.habits.on
         if habits and not self.habits.after_global:
-            fix = self._habit(q, user_id)
+            fix = self._habit(q, user_id, context)
             if fix is not None:
                 return Decision(fix, "personal", None)
         ranked = self._ranked(q, user_id, device, context) if "global" in self.layers or "personal" in self.layers else Decision(None, None, None)
         if habits and self.habits.after_global and ranked.source not in ("global", "phonetic"):
-            fix = self._habit(q, user_id)
+            fix = self._habit(q, user_id, context)
             if fix is not None:
                 return Decision(fix, "personal", None)
         return ranked
@@ -163,8 +163,9 @@ class OnlineRewriter:
         """The score a candidate from ``source`` needs to be served."""
         return self.personal_threshold if source == "personal" and self.personal_threshold is not None else self.threshold
 
-    def _habit(self, q: str, user_id: str) -> str | None:
-        return habit_rewrite(self.personal, user_id, q, self.habits, g=self.global_, blocked=self.blocked)
+    def _habit(self, q: str, user_id: str, context: dict | None) -> str | None:
+        return habit_rewrite(self.personal, user_id, q, self.habits, g=self.global_, blocked=self.blocked,
+                             confidence=(context or {}).get("asr_confidence"))
 
     # -- candidates and their features -------------------------------------------
     def encode(self, text: str) -> np.ndarray:
@@ -298,7 +299,8 @@ def _habits(params: dict, habits: HabitRules | None, fix_min: int | None, phrase
     """The saved habit rules (a model saved before the similarity and as-heard checks had neither),
     or ``habits``, with ``fix_min`` / ``phrase_min`` overriding theirs."""
     base = habits or HabitRules(fix_min=params["fix_min"], phrase_min=params["phrase_min"], fix_similarity=params.get("fix_similarity", 0.0),
-                                skip_working=params.get("skip_working", False), after_global=params.get("after_global", False))
+                                skip_working=params.get("skip_working", False), after_global=params.get("after_global", False),
+                                max_confidence=params.get("max_confidence", 1.0))
     return replace(base, **{k: v for k, v in (("fix_min", fix_min), ("phrase_min", phrase_min)) if v is not None})
 
 

@@ -8,8 +8,7 @@ retry window ends where such gaps are rarest between them (the valley of their h
 Gaussian components' tails do not fit real paces well enough to draw the boundary by posterior).
 
 The gaps after requests that *worked* are no clean reference for a next request's pace: a request
-the signals took for working but that did not work is retried at a retry's pace (on the simulated
-worlds 25-30% of the turns after a "working" request come within 15 seconds).
+the signals took for working but that did not work is retried at a retry's pace.
 """
 
 from __future__ import annotations
