@@ -342,7 +342,8 @@ def test_users_habits_are_served_by_the_rules_only_when_switched_on(online_model
     rw = OnlineRewriter.load(online_model["model"], fix_min=2, phrase_min=1)
     trained = OnlineRewriter.load(online_model["model"])
     s = online_model["stats"]  # train online's defaults, kept in the manifest: a fix as unlike as it comes once the retry window is learned
-    assert trained.habits == HabitRules(fix_min=1, phrase_min=1, fix_similarity=0.0 if s["retry_window_learned"] else 0.6, skip_working=True)
+    assert trained.habits == HabitRules(fix_min=1, phrase_min=1, fix_similarity=0.0 if s["retry_window_learned"] else 0.6, skip_working=True,
+                                        max_confidence=0.85)
     for day in (1, 2):
         rw.observe({**_turn("habit", f"h{day}", 0, said, intent="weather_query"), "timestamp": f"2026-04-0{day}T08:00:00Z"})
         rw.observe({**_turn("habit", f"h{day}", 0, meant, intent="weather_query"), "timestamp": f"2026-04-0{day}T08:00:09Z"})
