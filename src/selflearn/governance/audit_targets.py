@@ -294,7 +294,7 @@ class RankerTarget(AuditTarget):
     """The online model's ranker, trained on the candidates of a sample of the training users'
     requests (outside its validation share), each with the features known just before it. The
     examples are rebuilt by replaying a store through the released model's encoder and global
-    layer with a fresh personal memory (the trainer's sample, its seed; checked against the
+    layer with a fresh personal memory under the model's retry rule (the trainer's sample, its seed; checked against the
     ranker's fingerprint). A record is a request with its candidates; its probability is the
     geometric mean over the candidates of the ranker's probability of each one's label (right
     rewrite or not). An attacker with logs of other users can replay them the same way: the
@@ -317,7 +317,8 @@ class RankerTarget(AuditTarget):
         onnx = OnnxEncoder(d / "encoder.onnx", d / "encoder" / "tokenizer")
         g = GlobalMemory.load(d / "global")
         c = self.config
-        return OnlineRewriter(onnx, g, PersonalMemory(onnx, known=g.has_vector), Ranker(), None, layers=("global", "personal"),
+        # a fresh memory with the released model's retry rule (learned at training): the same replay as the trainer's
+        return OnlineRewriter(onnx, g, PersonalMemory.empty_like(d / "personal", onnx, known=g.has_vector), Ranker(), None, layers=("global", "personal"),
                               k_global=c.k_global, k_personal=c.k_personal, k_phonetic=c.k_phonetic, threshold=1.0)
 
     def records(self, store, model=None, *, rates: dict | None = None) -> Records:

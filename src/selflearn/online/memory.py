@@ -314,6 +314,16 @@ class PersonalMemory:
             (tmp / "config.json").write_text(json.dumps({"window_s": self.window_s, "min_similarity": self.min_similarity}) + "\n")
 
     @classmethod
+    def empty_like(cls, directory: Path, encoder=None, *, known=None) -> "PersonalMemory":
+        """A fresh personal layer with the retry rule (window, similarity) of the one saved in
+        ``directory``: what a replay of other logs through the same model needs."""
+        try:
+            cfg = json.loads((directory / "config.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(explain(str(directory), f"must hold a saved personal layer ({exc})", "train it with `selflearn online train`")) from exc
+        return cls(encoder, known=known, window_s=cfg["window_s"], min_similarity=cfg["min_similarity"])
+
+    @classmethod
     def load(cls, directory: Path, encoder=None, *, known=None) -> "PersonalMemory":
         try:
             cfg = json.loads((directory / "config.json").read_text())
