@@ -50,14 +50,19 @@ def mining_history(world_dir: Path, world: World, config: SimConfig):
         shutil.rmtree(tmp)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def kept_model_args(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of a run against a kept model: its world, the model, its traffic's size and seed."""
     ap.add_argument("--world", type=Path, default=Path("world"))
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--mine-days", type=int, default=14)
     ap.add_argument("--ab-days", type=int, default=14)
     ap.add_argument("--seed", type=int, default=0)
+    return ap
+
+
+def main() -> None:
+    ap = kept_model_args(argparse.ArgumentParser())
     ap.add_argument("--variants", default="2:1:0:0,1:1:0.5:1")
     ap.add_argument("--variant-threshold", type=float, default=None, help="the ranker's threshold in the personal variants' arms (default: the model's)")
     ap.add_argument("--personal-thresholds", default="", help="more arms: table + global + personal (the model's habit rules) with the "

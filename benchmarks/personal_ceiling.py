@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from selflearn.online import OnlineRewriter
 from selflearn.world.build import World
 from selflearn.world.simulate import SimConfig, Simulator, load_nlu_for
+
+sys.path.insert(0, str(Path(__file__).parent))
+from online_arms import kept_model_args  # noqa: E402
 
 
 class Ceiling:
@@ -54,14 +58,7 @@ class Ceiling:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--world", type=Path, default=Path("world"))
-    ap.add_argument("--model", type=Path, required=True)
-    ap.add_argument("--users", type=int, default=2000)
-    ap.add_argument("--mine-days", type=int, default=14)
-    ap.add_argument("--ab-days", type=int, default=14)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = kept_model_args(argparse.ArgumentParser()).parse_args()
     world, nlu = World.load(args.world), load_nlu_for(args.world)
     seen = Ceiling()
     Simulator(world, SimConfig(users=args.users, days=args.mine_days, seed=args.seed), nlu_loader=nlu).run(None, seen)

@@ -21,16 +21,11 @@ from selflearn.world.build import World
 from selflearn.world.simulate import SimConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from online_arms import mining_history  # noqa: E402
+from online_arms import kept_model_args, mining_history  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--world", type=Path, default=Path("world"))
-    ap.add_argument("--model", type=Path, required=True)
-    ap.add_argument("--users", type=int, default=2000)
-    ap.add_argument("--mine-days", type=int, default=14)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = kept_model_args(argparse.ArgumentParser())  # --ab-days is not used here
     ap.add_argument("--validation-share", type=float, default=0.2, help="the model's training's (OnlineConfig.validation_share)")
     args = ap.parse_args()
     h = mining_history(args.world, World.load(args.world), SimConfig(users=args.users, days=args.mine_days, seed=args.seed))

@@ -24,6 +24,17 @@ def _meaning(g: GlobalMemory, text_id: int) -> str | None:
     return g.meanings[g.meaning[text_id]] if g.meaning[text_id] >= 0 else None
 
 
+def _index(encoder, g: GlobalMemory):
+    """The global layer's candidates indexed under ``encoder`` (faiss, inner product), and the
+    meanings they hold."""
+    import faiss
+
+    vecs = encoder.encode([g.texts[i] for i in g.candidates])
+    index = faiss.IndexFlatIP(vecs.shape[1])
+    index.add(vecs)
+    return index, {_meaning(g, int(i)) for i in g.candidates}
+
+
 def retrieval_recall(encoder, g: GlobalMemory, h: History, *, users: set[str] | None = None, ks: tuple[int, ...] = (1, 5),
                      limit: int = 5000, seed: int = 0, phonetic: bool = False) -> dict:
     """Recall@k of the global index under ``encoder`` (the index is re-encoded with it): the share
@@ -34,13 +45,8 @@ def retrieval_recall(encoder, g: GlobalMemory, h: History, *, users: set[str] | 
     candidate has: no retrieval can do better."""
     rows = _sample(h, users, limit, seed)
     k_max = max(ks)
-    import faiss
-
-    vecs = encoder.encode([g.texts[i] for i in g.candidates])
-    index = faiss.IndexFlatIP(vecs.shape[1])
-    index.add(vecs)
+    index, indexed = _index(encoder, g)
     _, ids = index.search(encoder.encode([h.rows[i]["text"] for i in rows]), k_max + 1)
-    indexed = {_meaning(g, int(i)) for i in g.candidates}
     hits = {f"recall@{k}": 0 for k in ks} | ({f"union@{k}": 0 for k in ks} if phonetic else {})
     reachable = 0
     for r, found in zip(rows, ids):
@@ -65,14 +71,9 @@ def retrieval_recall_with_own(encoder, g: GlobalMemory, h: History, *, users: se
     of any ranking of both layers' candidates); ``reachable_global``: the index's alone;
     ``same_meaning``: the share whose chain reached the meaning the request already had (it failed
     after understanding: a rewrite cannot fix it, only keep it)."""
-    import faiss
-
     rows = _sample(h, users, limit, seed)
     chosen = set(rows)
-    vecs = encoder.encode([g.texts[i] for i in g.candidates])
-    index = faiss.IndexFlatIP(vecs.shape[1])
-    index.add(vecs)
-    indexed = {_meaning(g, int(i)) for i in g.candidates}
+    index, indexed = _index(encoder, g)
     own_before: dict[int, dict[str, str]] = {}
     own: dict[str, dict[str, str]] = {}
     asking = {h.rows[i]["user_id"] for i in chosen}

@@ -325,15 +325,14 @@ class PersonalMemory:
 
     @classmethod
     def load(cls, directory: Path, encoder=None, *, known=None) -> "PersonalMemory":
+        m = cls.empty_like(directory, encoder, known=known)
         try:
-            cfg = json.loads((directory / "config.json").read_text())
             hist = pq.read_table(str(directory / "history.parquet")).to_pylist()
             served = pq.read_table(str(directory / "served.parquet")).to_pylist()
             fixes = pq.read_table(str(directory / "fixes.parquet")).to_pylist()
             vecs = pq.read_table(str(directory / "vectors.parquet")).to_pylist()
         except (OSError, ValueError, pa.ArrowInvalid) as exc:
             raise InvalidInputError(explain(str(directory), f"must hold a saved personal layer ({exc})", "train it with `selflearn online train`")) from exc
-        m = cls(encoder, known=known, window_s=cfg["window_s"], min_similarity=cfg["min_similarity"])
         for r in hist:
             m.users.setdefault(r["user_id"], {})[r["text"]] = [r["attempts"], r["successes"], r["last_ts"], r["meaning"]]
         for r in served:
