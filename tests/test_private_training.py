@@ -144,6 +144,8 @@ def test_the_online_rewriter_trains_its_global_layer_encoder_and_ranker_privatel
     assert rw.ids is not None and rw.decide("play some jazz", user_id="u1") is not None and rw.dp["epsilon"] == p["epsilon"]
     assert 0 < len(rw.global_.texts) == p["parts"]["global"]["texts"] < 100
     assert all(said.get(t, 0) >= 5 for t in rw.global_.texts)  # every shared request: at least k users said it
+    # no window learned from every user's gaps without noise: the signals' rule
+    assert (rw.personal.window_s, rw.personal.min_similarity, rw.habits.fix_similarity) == (45.0, 0.35, 0.6)
     from typer.testing import CliRunner
 
     from selflearn.cli.main import app

@@ -261,10 +261,12 @@ def personal_retry_rule(h: History, c: OnlineConfig) -> tuple[float, float, floa
     (window in seconds, how alike a retry must be, how alike a fix must be to be served, whether the
     window was learned). ``c.retry_window`` when set; else the window learned from the gaps after
     failing requests (:mod:`.retry_window`) with ``c``'s similarities; else, when the logs are too
-    few to learn it, the signals' 45 s window with the similarities chosen for it."""
+    few to learn it — or under differential privacy, where a window learned from every user's gaps
+    would be a statistic released without noise — the signals' 45 s window with the similarities
+    chosen for it."""
     if c.retry_window is not None:
         return float(c.retry_window), c.retry_similarity, c.fix_similarity, False
-    learned = learn_retry_window(gaps_after_failure(h), seed=c.seed)
+    learned = None if c.dp_epsilon is not None else learn_retry_window(gaps_after_failure(h), seed=c.seed)
     if learned is None:
         return SIGNALS_RULE[0], max(c.retry_similarity, SIGNALS_RULE[1]), max(c.fix_similarity, SIGNALS_RULE[2]), False
     return learned, c.retry_similarity, c.fix_similarity, True
