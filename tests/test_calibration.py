@@ -93,12 +93,12 @@ def test_each_kind_of_request_is_judged_as_the_ab_would():
     g = SimpleNamespace(row={"weather please": 0, "news please": 1}, meaning=np.array([0, 1]), meanings=["weather|", "news|"],
                         success_share=works.get)
     fixable = {0, 2, 4}  # the chains that reached another meaning
-    ex = [(0, ["weather please"], None, False, ["global"]),  # fixed by a retry, right candidate: a win
-          (2, ["news please"], None, False, ["global"]),  # fixed by a retry to the weather, candidate the news: still defective
-          (8, ["sing a dirge"], None, False, ["personal"]),  # a retry worked with the meaning it had: rewriting cannot fix it
-          (10, ["weather please", "news please"], None, True, ["global", "personal"]),
-          (11, ["weather please"], None, False, ["global"]), (12, ["weather please"], None, False, ["global"]),
-          (13, ["weather please"], None, False, ["phonetic"])]
+    ex = [(0, ["weather please"], None, False, ["global"], ["weather|"]),  # fixed by a retry, right candidate: a win
+          (2, ["news please"], None, False, ["global"], ["news|"]),  # fixed by a retry to the weather, candidate the news: still defective
+          (8, ["sing a dirge"], None, False, ["personal"], [None]),  # a retry worked with the meaning it had: rewriting cannot fix it
+          (10, ["weather please", "news please"], None, True, ["global", "personal"], ["weather|", "news|"]),
+          (11, ["weather please"], None, False, ["global"], ["weather|"]), (12, ["weather please"], None, False, ["global"], ["weather|"]),
+          (13, ["weather please"], None, False, ["phonetic"], ["weather|"])]
     scores = [np.array([0.9]), np.array([0.8]), np.array([0.7]), np.array([0.6, 0.1]), np.array([0.5]), np.array([0.4]), np.array([0.3])]
     labels = [np.array([1]), np.array([0]), np.array([0]), np.array([0, 0]), np.array([0]), np.array([0]), np.array([0])]
     weight_of = {"fix": 2.0, "ok": 3.0, "fail": 5.0}
@@ -115,8 +115,11 @@ def test_each_kind_of_request_is_judged_as_the_ab_would():
     online = j.online(("global", "phonetic"))
     assert len(online.score) == 6 and "personal" not in online.source.tolist()
     g2 = SimpleNamespace(row={"sing it": 0}, meaning=np.array([0]), meanings=["music|"], success_share={}.get)
-    same = judge_top(h, g2, [(8, ["sing it"], None, False, ["global"])], [np.array([0.9])], [np.array([0])], fixable, weight_of)
+    same = judge_top(h, g2, [(8, ["sing it"], None, False, ["global"], ["music|"])], [np.array([0.9])], [np.array([0])], fixable, weight_of)
     assert (same.win.tolist(), same.loss(1.0).tolist()) == ([0.0], [0.0])  # failed for another reason; the rewrite means what then worked
+    # a request only its user says is judged by the meaning it had when it worked for them (the replay's)
+    own = judge_top(h, g, [(2, ["wether pls"], None, False, ["personal"], ["weather|"])], [np.array([0.9])], [np.array([1])], fixable, weight_of)
+    assert (own.win.tolist(), own.fixed.tolist()) == ([1.0], [True])
     table = SimpleNamespace(rewrite=lambda text, context=None: "weather please" if text == "news please" else None)
     assert judge_top(h, g, ex, scores, labels, fixable, weight_of, table=table).by_table.tolist() == [False] * 5 + [True, False]
 

@@ -323,6 +323,19 @@ def test_a_users_own_fix_becomes_a_personal_candidate(online_model):
     assert sources[k] == "personal" and x[k, FEATURES.index("u_pair_log_fixed")] == pytest.approx(math.log(2))
     other, _, y = rw.candidates(said, user_id=rw.ids.of("someone-else"), device={"type": "speaker"}, context={"hour": 8})
     assert meant not in other or y[other.index(meant), FEATURES.index("u_pair_log_fixed")] == 0
+    # the ranker learns from it, and it is judged, by the meaning it had when it worked for this user
+    if meant not in rw.global_.row:
+        assert rw.meanings([meant], rw.ids.of("wilkerson-fan")) == ["weather_query|"]
+        assert rw.meanings([meant], rw.ids.of("someone-else")) == [None]
+
+
+def test_a_candidate_only_its_user_says_is_labelled_by_its_meaning_for_them():
+    from selflearn.online.train import History, ranking_labels
+
+    rows = [{"meaning": "X"}, {"meaning": "W"}, {"meaning": "W"}]
+    h = History(rows, {0: 1})
+    assert ranking_labels(h, 0, ["W", None, "J"]).tolist() == [1, 0, 0]  # (None: a request nobody knows the meaning of)
+    assert ranking_labels(h, 2, ["W"]).tolist() == [0]  # a request that worked: nothing should change
 
 
 def test_insertion_finds_words_added_after_a_word_and_nothing_else():
@@ -444,6 +457,25 @@ def test_recall_of_retrieval_and_of_the_ranked_global_layer(online_model):
     ranked = ranked_recall(rw, h, limit=200)
     assert ranked["queries"] > 0 and 0 <= ranked["top1"] <= 1 and 0 <= ranked["served"] <= 1
     assert ranked["served"] == 0 or 0 <= ranked["served_precision"] <= 1
+
+
+def test_recall_of_the_ranker_over_every_layer_replayed(online_model):
+    from selflearn.online.evaluate import replayed_recall
+    from selflearn.online.memory import PersonalMemory
+    from selflearn.online.train import load_history
+
+    rw = OnlineRewriter.load(online_model["model"], layers=("global", "personal"))
+    rw.personal = PersonalMemory.empty_like(online_model["model"] / "personal", rw.encoder, known=rw.global_.has_vector)
+    with Store(online_model["dir"] / "s.duckdb", read_only=True) as st:
+        h = load_history(st)
+    r = replayed_recall(rw, h, limit=300)
+    assert r["all"]["queries"] == min(300, len(h.target)) and 0 < r["fixable"]["queries"] < r["all"]["queries"]
+    for part in ("all", "fixable"):
+        c = r[part]
+        for how in ("ranker", "cosine"):
+            assert c[f"{how}@1"] <= c[f"{how}@5"] <= c["reachable"] <= 1
+    assert r["all"]["ranker@5"] > 0 and sum(r["top_source"].values()) == round(r["all"]["ranker@1"] * r["all"]["queries"])
+    assert rw.personal.observed == len(h.rows)  # the whole log was replayed through the empty layer
 
 
 class _Trigrams:

@@ -328,10 +328,10 @@ class RankerTarget(AuditTarget):
         rw = self._replayer()
         examples, _, weight_of, _ = ranking_examples(rw, h, self.config, rates=rates)
         items, users, texts = [], [], []
-        for i, cands, x, *_ in examples:
+        for i, cands, x, _, _, meanings in examples:
             user = h.rows[i]["user_id"]
             if cands and not held_out(user, self.config.validation_share, self.config.seed):
-                items.append((x, ranking_labels(rw, h, i, cands)))
+                items.append((x, ranking_labels(h, i, meanings)))
                 users.append(user)
                 texts.append(h.rows[i]["text"])
         return Records(items, [y for _, y in items], users, texts, sampling={k: 1.0 / w if w > 0 else 1.0 for k, w in weight_of.items()})

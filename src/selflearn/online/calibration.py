@@ -140,17 +140,16 @@ def outcome(kind: str, *, covers_own: bool, covers_target: bool, fix: float, wor
 def judge_top(h: "History", g, examples: list, scores: list[np.ndarray], labels: list[np.ndarray], fixable: set[int],
               weight_of: dict[str, float], table=None) -> Judged:
     """Judge each example's top candidate (``examples`` as the replay gives them: row, candidates,
-    features, census, sources; ``scores``/``labels`` per example). ``weight_of``: each stratum's
+    features, census, sources, meanings; ``scores``/``labels`` per example). ``weight_of``: each stratum's
     weight back to traffic's mix (census rows count once); ``table``: the table served first."""
     from .train import request_of
 
     intended = intended_meanings(h)
     cols: dict[str, list] = defaultdict(list)
-    for (i, texts, _, census, sources), s, y in zip(examples, scores, labels):
+    for (i, texts, _, census, sources, meanings), s, y in zip(examples, scores, labels):
         b = int(np.argmax(s))
         r = h.rows[i]
-        cand = g.row.get(texts[b])
-        meaning = g.meanings[g.meaning[cand]] if cand is not None and g.meaning[cand] >= 0 else None
+        meaning = meanings[b]
         is_fix, worked = i in fixable, bool(r["ok"])
         harmless = not is_fix and worked and meaning is not None and meaning == r["meaning"]  # (the precision calibration's)
         kind = "fix" if is_fix else "worked" if worked else "same" if i in h.target else "unfixed"

@@ -9,10 +9,11 @@ import random
 import numpy as np
 
 from .memory import GlobalMemory
+from .features import FEATURES
 from .online_rewriter import OnlineRewriter
-from .train import History, request_of
+from .train import History, replay_examples, request_of
 
-__all__ = ["retrieval_recall", "retrieval_recall_with_own", "ranked_recall"]
+__all__ = ["retrieval_recall", "retrieval_recall_with_own", "ranked_recall", "replayed_recall"]
 
 
 def _sample(h: History, users: set[str] | None, limit: int, seed: int) -> list[int]:
@@ -123,3 +124,42 @@ def ranked_recall(rw: OnlineRewriter, h: History, *, users: set[str] | None = No
             right += ok
     n = max(len(rows), 1)
     return {"queries": len(rows), "top1": top1 / n, "served": served / n, "served_precision": right / served if served else None}
+
+
+def replayed_recall(rw: OnlineRewriter, h: History, *, users: set[str] | None = None, ks: tuple[int, ...] = (1, 5),
+                    limit: int = 5000, seed: int = 0) -> dict:
+    """Recall@k of what the rewriter ranks, as it would have ranked it then: the logs are replayed
+    in time order through ``rw``'s personal layer (start it empty), and at each sampled failing
+    request a chain fixed, its candidates from every layer (``rw.layers``, ``rw.k_*``) are ordered
+    by the ranker and, for comparison, by cosine alone. A hit: a candidate known by the meaning the
+    chain reached (:meth:`OnlineRewriter.meanings`). For all such requests and for the ``fixable``
+    ones (the chain reached another meaning: what a rewrite can fix); ``reachable`` is the share
+    whose meaning any candidate has; ``top_source``: where the ranker's first choice came from when
+    it was right."""
+    rows = _sample(h, users, limit, seed)
+    rw.warm([h.rows[i]["text"] for i in rows])
+    cos_col = FEATURES.index("retrieval_cosine")
+    out: dict = {}
+    groups = {"all": lambda i: True, "fixable": lambda i: h.rows[i]["meaning"] != h.rows[h.target[i]]["meaning"]}
+    hits = {g: {f"{how}@{k}": 0 for how in ("ranker", "cosine") for k in ks} | {"reachable": 0, "queries": 0} for g in groups}
+    right_from: dict[str, int] = {}
+    for i, texts, x, _, sources, meanings in replay_examples(rw, h, set(rows)):
+        want = h.rows[h.target[i]]["meaning"]
+        order = {"ranker": np.argsort(-rw.ranker.score(x), kind="stable") if texts else [],
+                 "cosine": np.argsort(-x[:, cos_col], kind="stable") if texts else []}
+        for name, member in groups.items():
+            if not member(i):
+                continue
+            c = hits[name]
+            c["queries"] += 1
+            c["reachable"] += want in meanings
+            for how, o in order.items():
+                for k in ks:
+                    c[f"{how}@{k}"] += want in {meanings[j] for j in o[:k]}
+        if texts and meanings[order["ranker"][0]] == want:
+            right_from[sources[order["ranker"][0]]] = right_from.get(sources[order["ranker"][0]], 0) + 1
+    for name, c in hits.items():
+        n = max(c["queries"], 1)
+        out[name] = {"queries": c["queries"], **{k: v / n for k, v in c.items() if k != "queries"}}
+    out["top_source"] = right_from
+    return out

@@ -243,6 +243,20 @@ class OnlineRewriter:
             sources.append(source)
         return texts, sources, as_matrix(qf, rows)
 
+    def meanings(self, texts: list[str], user_id: str) -> list[str | None]:
+        """The meaning each candidate is known by: the global layer's (what it usually means when it
+        works) or, for a request only this user says (a pseudonym), the meaning it had when it last
+        worked for them; None when neither knows."""
+        g, hist = self.global_, self.personal.history(user_id) if user_id else {}
+        out = []
+        for t in texts:
+            r = g.row.get(t)
+            if r is not None and g.meaning[r] >= 0:
+                out.append(g.meanings[g.meaning[r]])
+            else:
+                out.append(hist[t][3] if t in hist else None)
+        return out
+
     def _vector(self, text: str) -> np.ndarray | None:
         v = self.global_.vector(text)
         return self.personal.vectors.get(text) if v is None else v

@@ -191,18 +191,19 @@ def request_of(r: dict) -> dict:
 
 
 def replay_examples(rw: OnlineRewriter, h: History, chosen: set[int], eligible: set[int] | None = None
-                    ) -> list[tuple[int, list[str], np.ndarray, bool, list[str]]]:
+                    ) -> list[tuple[int, list[str], np.ndarray, bool, list[str], list[str | None]]]:
     """Replay every turn through the personal layer in time order; at each chosen row, the
-    candidates and features known just before it (and where each candidate came from). Rows of
-    ``eligible`` whose user has, by then, fixed the same request by retrying are all taken too (a
-    census of the rare personal cases: a random sample would hold a handful); the flag says which
-    rows came from the census."""
+    candidates and features known just before it, where each candidate came from and the meaning
+    it was known by then (:meth:`OnlineRewriter.meanings`: a request only this user says has the
+    meaning it had when it worked for them). Rows of ``eligible`` whose user has, by then, fixed
+    the same request by retrying are all taken too (a census of the rare personal cases: a random
+    sample would hold a handful); the flag says which rows came from the census."""
     out = []
     for i, r in enumerate(h.rows):
         census = eligible is not None and i in eligible and bool(rw.personal.fixes_of(r["user_id"], r["text"]))
         if i in chosen or census:
             texts, sources, x = rw.candidates(r["text"], user_id=r["user_id"], **request_of(r))
-            out.append((i, texts, x, census, sources))
+            out.append((i, texts, x, census, sources, rw.meanings(texts, r["user_id"])))
         rw.personal.observe(row_turn(r))
     rw.personal.flush()
     return out
@@ -244,13 +245,14 @@ def ranking_examples(rw: OnlineRewriter, h: History, c: OnlineConfig, *, rates: 
     return examples, fixable_set, weight_of, len(unfixed)
 
 
-def ranking_labels(rw: OnlineRewriter, h: History, i: int, texts: list[str]) -> np.ndarray:
-    g = rw.global_
+def ranking_labels(h: History, i: int, meanings: list[str | None]) -> np.ndarray:
+    """1 for each candidate (known by ``meanings``, as the replay gives them) that means what the
+    rephrase chain of row ``i`` reached; all 0 for a request no chain fixed."""
     t = h.target.get(i)
     if t is None:  # a request that worked: nothing should change
-        return np.zeros(len(texts), int)
+        return np.zeros(len(meanings), int)
     want = h.rows[t]["meaning"]
-    return np.array([(g.meaning[g.row[x]] >= 0 and g.meanings[g.meaning[g.row[x]]] == want) if x in g.row else False for x in texts], int)
+    return np.array([m is not None and m == want for m in meanings], int)
 
 
 SIGNALS_RULE = (DEFAULT_WINDOW_S, 0.35, 0.6)  # the retry window, retry and fix similarity chosen for the signals' window (habit_pilot.py)
@@ -362,10 +364,10 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     examples, fixable_set, weight_of, n_unfixed = ranking_examples(rw, h, c)
     say("ranker", 0, 0)
     xs, ys, groups, train_mask, row_users = [], [], [], [], []
-    for k, (i, texts, x, *_) in enumerate(examples):
+    for k, (i, texts, x, _, _, meanings) in enumerate(examples):
         if not texts:
             continue
-        y = ranking_labels(rw, h, i, texts)
+        y = ranking_labels(h, i, meanings)
         xs.append(x)
         ys.append(y)
         groups.append(np.full(len(texts), k))
