@@ -72,10 +72,10 @@ def main() -> None:
     ap.add_argument("--user-free-global", action="store_true", help="with --personal-thresholds: also each with the global layer deciding "
                                                                     "without the user's history (as on the pilot it was calibrated on)")
     ap.add_argument("--product-variants", default="", help="more arms: the product after `online calibrate` (the global layer user-free, "
-                                                           "the personal layer's ranked candidates at --product-personal-threshold) with the "
+                                                           "the personal layer's ranked candidates at each --product-personal-threshold) with the "
                                                            "personal layer rebuilt from the mining logs under each habit_pilot.py variant "
                                                            "(fix_min:phrase_min:fix_similarity:skip_working:retry window:retry similarity)")
-    ap.add_argument("--product-personal-threshold", type=float, default=1.0)
+    ap.add_argument("--product-personal-threshold", default="1.0", help="comma-separated: one arm per variant and threshold")
     ap.add_argument("--product", action="store_true", help="one more arm: the model as it is (every layer, its thresholds and rules)")
     ap.add_argument("--thresholds", default="", help="more arms: table + global with the ranker's threshold at each of these (a pilot of the global layer)")
     args = ap.parse_args()
@@ -100,12 +100,15 @@ def main() -> None:
         arms[f"table+global+personal {name}"] = OnlineRewriter.load(args.model, habits=rules, threshold=args.variant_threshold)
     if args.product_variants:
         h = mining_history(args.world, world, SimConfig(users=args.users, days=args.mine_days, seed=args.seed))
+        thresholds = [float(t) for t in args.product_personal_threshold.split(",")]
         for spec in args.product_variants.split(","):
             name, rules = variant(spec)
-            arm = OnlineRewriter.load(args.model, personal_threshold=args.product_personal_threshold, habits=rules)
-            arm.user_free_global = True
-            arm.personal, window = memory_for(h, spec, args.seed, arm.encoder, arm.global_.has_vector)
-            arms[f"product, personal {name} (window {window:.1f} s)"] = arm
+            for t in thresholds:
+                arm = OnlineRewriter.load(args.model, personal_threshold=t, habits=rules)
+                arm.user_free_global = True
+                arm.personal, window = memory_for(h, spec, args.seed, arm.encoder, arm.global_.has_vector)
+                at = f", ranked candidates at {t}" if len(thresholds) > 1 else ""
+                arms[f"product, personal {name} (window {window:.1f} s){at}"] = arm
     ab = ab_arms(world, SimConfig(users=args.users, days=args.ab_days, seed=args.seed, first_day=args.mine_days), arms,
                  nlu_loader=load_nlu_for(args.world))
     sources = {name: dict(arm.counts) for name, arm in arms.items() if hasattr(arm, "counts")}
