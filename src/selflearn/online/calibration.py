@@ -43,11 +43,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import InvalidInputError, explain
+from .ranker import choose_threshold, choose_threshold_by_harm, precision_coverage
 
 if TYPE_CHECKING:
-    from .train import History
+    from .train import History, OnlineConfig
 
-__all__ = ["covers", "intended_meanings", "fix_chance", "outcome", "judge_top", "Judged", "win_loss_curve", "choose_threshold_by_win_loss", "PRIOR_CHAINS"]
+__all__ = ["covers", "intended_meanings", "fix_chance", "outcome", "judge_top", "Judged", "win_loss_curve", "choose_threshold_by_win_loss", "calibrate_thresholds", "PRIOR_CHAINS"]
 
 PRIOR_CHAINS = 1.0  # pseudo-chains that reached another meaning: one fixed chain alone is a coin toss
 
@@ -196,3 +197,26 @@ def choose_threshold_by_win_loss(score: np.ndarray, win: np.ndarray, loss: np.nd
         return 1.0, {"threshold": 1.0, "rewrites": 0, "wins": 0.0, "losses": 0.0}
     best = max(ok, key=lambda p: p["rewrites"])
     return best["threshold"], best
+
+
+def calibrate_thresholds(judged: Judged, c: "OnlineConfig") -> dict:
+    """The serving thresholds by ``c.calibrate`` (see the module's docstring): 'win-loss' chooses the
+    global layer's and the personal layer's ranked candidates' each (wins at least ``c.harm_ratio``
+    per loss, among the requests the table leaves); 'precision' and 'harm' one for both, over every
+    held-out request. Every mode's choice and curves are reported."""
+    fixable = float(np.sum(judged.weight * judged.fixable))
+    by_precision = choose_threshold(judged.score, judged.right, fixable, min_precision=c.min_precision, weights=judged.weight, fixed=judged.fixed)
+    # harm: a request that worked rewritten to another meaning, or a failing one rewritten without a fix
+    by_harm = choose_threshold_by_harm(judged.score, judged.fixed, ~judged.right & ~judged.fixable, min_ratio=c.harm_ratio, weights=judged.weight)
+    glob, mine = judged.online(("global", "phonetic")), judged.online(("personal",))
+    lam = c.still_failing_loss
+    by_wl = choose_threshold_by_win_loss(glob.score, glob.win, glob.loss(lam), glob.weight, min_ratio=c.harm_ratio)
+    by_wl_personal = choose_threshold_by_win_loss(mine.score, mine.win, mine.loss(lam), mine.weight, min_ratio=c.harm_ratio)
+    threshold = {"precision": by_precision[0], "harm": by_harm[0], "win-loss": by_wl[0]}[c.calibrate]
+    curve = precision_coverage(judged.score, judged.right, fixable, judged.weight, judged.fixed)
+    wl_curve = win_loss_curve(glob.score, glob.win, glob.loss(lam), glob.weight)
+    # one threshold for both layers (None: the global layer's) unless the personal layer's was calibrated
+    return {"threshold": threshold, "personal_threshold": by_wl_personal[0] if c.calibrate == "win-loss" else None,
+            "calibrate": c.calibrate, "validation_fixable": int(round(fixable)), "at_threshold": by_precision[1], "harm_threshold": by_harm[1],
+            "win_loss_threshold": by_wl[1], "personal_win_loss_threshold": by_wl_personal[1],
+            "curve": curve[:: max(1, len(curve) // 50)], "win_loss_curve": wl_curve[:: max(1, len(wl_curve) // 50)]}

@@ -39,8 +39,8 @@ from .global_layer import build_global, fixed_by_retry
 from .habits import HabitRules
 from .memory import PersonalMemory, meaning_key, row_turn
 from .private_global import build_private_global
-from .calibration import Judged, choose_threshold_by_win_loss, judge_top, win_loss_curve
-from .ranker import Ranker, choose_threshold, choose_threshold_by_harm, precision_coverage
+from .calibration import calibrate_thresholds, judge_top
+from .ranker import Ranker
 from .retry_window import DEFAULT_WINDOW_S, gaps_after_failure, learn_retry_window
 from .online_rewriter import OnlineRewriter
 
@@ -274,29 +274,6 @@ def personal_retry_rule(h: History, c: OnlineConfig) -> tuple[float, float, floa
     return learned, c.retry_similarity, c.fix_similarity, True
 
 
-def calibrate(judged: Judged, c: OnlineConfig) -> dict:
-    """The serving thresholds by ``c.calibrate`` (see :mod:`.calibration`): 'win-loss' chooses the
-    global layer's and the personal layer's ranked candidates' each (wins at least ``c.harm_ratio``
-    per loss, among the requests the table leaves); 'precision' and 'harm' one for both, over every
-    held-out request. Every mode's choice and curves are reported."""
-    fixable = float(np.sum(judged.weight * judged.fixable))
-    by_precision = choose_threshold(judged.score, judged.right, fixable, min_precision=c.min_precision, weights=judged.weight, fixed=judged.fixed)
-    # harm: a request that worked rewritten to another meaning, or a failing one rewritten without a fix
-    by_harm = choose_threshold_by_harm(judged.score, judged.fixed, ~judged.right & ~judged.fixable, min_ratio=c.harm_ratio, weights=judged.weight)
-    glob, mine = judged.online(("global", "phonetic")), judged.online(("personal",))
-    lam = c.still_failing_loss
-    by_wl = choose_threshold_by_win_loss(glob.score, glob.win, glob.loss(lam), glob.weight, min_ratio=c.harm_ratio)
-    by_wl_personal = choose_threshold_by_win_loss(mine.score, mine.win, mine.loss(lam), mine.weight, min_ratio=c.harm_ratio)
-    threshold = {"precision": by_precision[0], "harm": by_harm[0], "win-loss": by_wl[0]}[c.calibrate]
-    curve = precision_coverage(judged.score, judged.right, fixable, judged.weight, judged.fixed)
-    wl_curve = win_loss_curve(glob.score, glob.win, glob.loss(lam), glob.weight)
-    # one threshold for both layers (None: the global layer's) unless the personal layer's was calibrated
-    return {"threshold": threshold, "personal_threshold": by_wl_personal[0] if c.calibrate == "win-loss" else None,
-            "calibrate": c.calibrate, "validation_fixable": int(round(fixable)), "at_threshold": by_precision[1], "harm_threshold": by_harm[1],
-            "win_loss_threshold": by_wl[1], "personal_win_loss_threshold": by_wl_personal[1],
-            "curve": curve[:: max(1, len(curve) // 50)], "win_loss_curve": wl_curve[:: max(1, len(wl_curve) // 50)]}
-
-
 def _reuse_encoder(model_dir: Path, out: Path, *, private: bool) -> dict:
     """Copy the fine-tuned encoder (and its ONNX export) of an online model trained on the same logs."""
     from ..models.directory import describe
@@ -385,7 +362,7 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     val = [(examples[int(grp[0])], yk) for grp, yk, t in zip(groups, ys, train_mask) if not t[0]]
     judged = judge_top(h, g, [e for e, _ in val], [ranker.score(e[2]) for e, _ in val], [yk for _, yk in val], fixable_set, weight_of, table=rw.table)
     rw.ranker = ranker
-    calibration = calibrate(judged, c)
+    calibration = calibrate_thresholds(judged, c)
     ranker.threshold_ = calibration["threshold"]
     rw.threshold, rw.personal_threshold = calibration["threshold"], calibration["personal_threshold"]
     rw.layers = ("table", "global", "personal")
