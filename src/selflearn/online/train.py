@@ -75,7 +75,7 @@ class OnlineConfig:
     phrase_min: int = 1  # insert the words a user added after a name (its state) this often before (0: off)
     fix_similarity: float = 0.0  # ...a fix at least this like the request (the signals' text similarity; 0.6 when no retry window can be learned)
     skip_working: bool = True  # ...never of a request that usually works as heard (habits.HabitRules; chosen in benchmarks/habit_pilot.py)
-    fix_max_confidence: float = 0.85  # ...only when the recogniser's confidence is below this (1: at any; habits.HabitRules.max_confidence; chosen on a product pilot)
+    fix_max_confidence: float = 0.95  # ...only when the recogniser's confidence is below this (1: at any; habits.HabitRules.max_confidence; chosen on a product pilot)
     retry_window: float | None = None  # seconds within which the next turn retries a failing one (None: learned from the logs' gaps, retry_window.py)
     retry_similarity: float = 0.0  # ...and at least this like it (the signals' text similarity; 0.35 when no window can be learned) for the personal layer to count a retry
 
