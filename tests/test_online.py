@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from selflearn.errors import SelflearnError, InvalidInputError, NotFittedError
-from selflearn.online import BiEncoder, OnlineRewriter, OnnxEncoder, Ranker, agreement, choose_threshold, precision_coverage
+from selflearn.online import BiEncoder, OnlineConfig, OnlineRewriter, OnnxEncoder, Ranker, agreement, choose_threshold, precision_coverage
 from selflearn.online.encoder import _batches
 from selflearn.online.habits import HabitRules
 from selflearn.online.features import FEATURES, phonetic_key, smoothed_rate
@@ -356,7 +356,7 @@ def test_users_habits_are_served_by_the_rules_only_when_switched_on(online_model
     trained = OnlineRewriter.load(online_model["model"])
     s = online_model["stats"]  # train online's defaults, kept in the manifest: a fix as unlike as it comes once the retry window is learned
     assert trained.habits == HabitRules(fix_min=1, phrase_min=1, fix_similarity=0.0 if s["retry_window_learned"] else 0.6, skip_working=True,
-                                        max_confidence=0.85)
+                                        max_confidence=OnlineConfig().fix_max_confidence)
     for day in (1, 2):
         rw.observe({**_turn("habit", f"h{day}", 0, said, intent="weather_query"), "timestamp": f"2026-04-0{day}T08:00:00Z"})
         rw.observe({**_turn("habit", f"h{day}", 0, meant, intent="weather_query"), "timestamp": f"2026-04-0{day}T08:00:09Z"})

@@ -341,16 +341,18 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     examples, fixable_set, weight_of, n_unfixed = ranking_examples(rw, h, c)
     say("ranker", 0, 0)
     xs, ys, groups, train_mask, row_users = [], [], [], [], []
-    for k, (i, texts, x, _, _, meanings) in enumerate(examples):
+    global_fixes = 0  # training requests whose fix the global layer holds (a user's own candidates alone rank nothing for others)
+    for k, (i, texts, x, _, sources, meanings) in enumerate(examples):
         if not texts:
             continue
         y = ranking_labels(h, i, meanings)
+        global_fixes += not held[h.rows[i]["user_id"]] and any(v and s != "personal" for v, s in zip(y, sources))
         xs.append(x)
         ys.append(y)
         groups.append(np.full(len(texts), k))
         train_mask.append(np.full(len(texts), not held[h.rows[i]["user_id"]]))
         row_users += [h.rows[i]["user_id"]] * len(texts)
-    if not xs or not any(y[t].any() for y, t in zip(ys, train_mask)):
+    if not xs or not global_fixes:
         raise InvalidInputError(explain(
             f"a global layer of {len(g.texts)} requests ({len(g.candidates)} that usually work) from {len(held)} users"
             + (f", released with DP at epsilon {dp['dp_epsilon']:.3g}" if dp else ""),
