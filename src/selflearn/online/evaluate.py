@@ -21,10 +21,6 @@ def _sample(h: History, users: set[str] | None, limit: int, seed: int) -> list[i
     return random.Random(seed).sample(rows, min(limit, len(rows)))
 
 
-def _meaning(g: GlobalMemory, text_id: int) -> str | None:
-    return g.meanings[g.meaning[text_id]] if g.meaning[text_id] >= 0 else None
-
-
 def _index(encoder, g: GlobalMemory):
     """The global layer's candidates indexed under ``encoder`` (faiss, inner product), and the
     meanings they hold."""
@@ -33,7 +29,7 @@ def _index(encoder, g: GlobalMemory):
     vecs = encoder.encode([g.texts[i] for i in g.candidates])
     index = faiss.IndexFlatIP(vecs.shape[1])
     index.add(vecs)
-    return index, {_meaning(g, int(i)) for i in g.candidates}
+    return index, {g.meaning_of(int(i)) for i in g.candidates}
 
 
 def retrieval_recall(encoder, g: GlobalMemory, h: History, *, users: set[str] | None = None, ks: tuple[int, ...] = (1, 5),
@@ -56,9 +52,9 @@ def retrieval_recall(encoder, g: GlobalMemory, h: History, *, users: set[str] | 
         ranked = [int(t) for t in g.phonetic_search(q, k_max + 1)[0] if g.texts[t] != q][:k_max] if phonetic else semantic
         reachable += want in indexed
         for k in ks:
-            hits[f"recall@{k}"] += want in {_meaning(g, t) for t in ranked[:k]}
+            hits[f"recall@{k}"] += want in {g.meaning_of(t) for t in ranked[:k]}
             if phonetic:
-                hits[f"union@{k}"] += want in {_meaning(g, t) for t in semantic[:k] + ranked[:k]}
+                hits[f"union@{k}"] += want in {g.meaning_of(t) for t in semantic[:k] + ranked[:k]}
     n = max(len(rows), 1)
     return {"queries": len(rows), "reachable": reachable / n, **{k: v / n for k, v in hits.items()}}
 
@@ -90,7 +86,7 @@ def retrieval_recall_with_own(encoder, g: GlobalMemory, h: History, *, users: se
     hits = {f"recall@{k}": 0 for k in ks} | {"reachable": 0, "reachable_global": 0, "same_meaning": 0}
     for r, v, found, score in zip(rows, qv, ids, cos):
         want, q = h.rows[h.target[r]]["meaning"], h.rows[r]["text"]
-        cands = [(float(c), _meaning(g, int(g.candidates[j]))) for j, c in zip(found, score) if j >= 0 and g.texts[g.candidates[j]] != q][:k_global]
+        cands = [(float(c), g.meaning_of(int(g.candidates[j]))) for j, c in zip(found, score) if j >= 0 and g.texts[g.candidates[j]] != q][:k_global]
         cands += [(float(vec_of[t] @ v), m) for t, m in own_before[r].items()]
         ranked = [m for _, m in sorted(cands, key=lambda x: -x[0])]
         hits["reachable_global"] += want in indexed
@@ -117,7 +113,7 @@ def ranked_recall(rw: OnlineRewriter, h: History, *, users: set[str] | None = No
             continue
         s = rw.ranker.score(x)
         b = int(np.argmax(s))
-        ok = g.row.get(texts[b]) is not None and _meaning(g, g.row[texts[b]]) == h.rows[h.target[i]]["meaning"]
+        ok = g.row.get(texts[b]) is not None and g.meaning_of(g.row[texts[b]]) == h.rows[h.target[i]]["meaning"]
         top1 += ok
         if s[b] >= rw.threshold:
             served += 1

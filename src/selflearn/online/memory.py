@@ -75,6 +75,10 @@ class GlobalMemory:
         self._phonetic: list[str] | None = None  # the candidates' metaphone codes, made on first phonetic search
         self.set_vectors(self.vectors)
 
+    def meaning_of(self, text_id: int) -> str | None:
+        """What request ``text_id`` means when it works; None when it never worked."""
+        return self.meanings[self.meaning[text_id]] if self.meaning[text_id] >= 0 else None
+
     def set_vectors(self, vectors: np.ndarray) -> None:
         """The candidates' vectors (in ``candidates`` order), and the faiss index over them."""
         import faiss

@@ -251,10 +251,8 @@ class OnlineRewriter:
         out = []
         for t in texts:
             r = g.row.get(t)
-            if r is not None and g.meaning[r] >= 0:
-                out.append(g.meanings[g.meaning[r]])
-            else:
-                out.append(hist[t][3] if t in hist else None)
+            m = g.meaning_of(r) if r is not None else None
+            out.append(m if m is not None else hist[t][3] if t in hist else None)
         return out
 
     def _vector(self, text: str) -> np.ndarray | None:
