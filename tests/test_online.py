@@ -330,7 +330,8 @@ def test_a_users_own_fix_becomes_a_personal_candidate(online_model):
 
 
 def test_a_candidate_only_its_user_says_is_labelled_by_its_meaning_for_them():
-    from selflearn.online.train import History, ranking_labels
+    from selflearn.online.replay import ranking_labels
+    from selflearn.online.train import History
 
     rows = [{"meaning": "X"}, {"meaning": "W"}, {"meaning": "W"}]
     h = History(rows, {0: 1})

@@ -322,7 +322,8 @@ class RankerTarget(AuditTarget):
                               k_global=c.k_global, k_personal=c.k_personal, k_phonetic=c.k_phonetic, threshold=1.0)
 
     def records(self, store, model=None, *, rates: dict | None = None) -> Records:
-        from ..online.train import held_out, load_history, ranking_examples, ranking_labels
+        from ..online.replay import ranking_examples, ranking_labels
+        from ..online.train import held_out, load_history
 
         h = load_history(store)
         rw = self._replayer()

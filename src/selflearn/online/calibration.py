@@ -143,7 +143,7 @@ def judge_top(h: "History", g, examples: list, scores: list[np.ndarray], labels:
     """Judge each example's top candidate (``examples`` as the replay gives them: row, candidates,
     features, census, sources, meanings; ``scores``/``labels`` per example). ``weight_of``: each stratum's
     weight back to traffic's mix (census rows count once); ``table``: the table served first."""
-    from .train import request_of
+    from .replay import request_of
 
     intended = intended_meanings(h)
     cols: dict[str, list] = defaultdict(list)

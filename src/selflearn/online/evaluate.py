@@ -11,7 +11,8 @@ import numpy as np
 from .memory import GlobalMemory
 from .features import FEATURES
 from .online_rewriter import OnlineRewriter
-from .train import History, replay_examples, request_of
+from .replay import replay_examples, request_of
+from .train import History
 
 __all__ = ["retrieval_recall", "retrieval_recall_with_own", "ranked_recall", "replayed_recall"]
 

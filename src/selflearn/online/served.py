@@ -33,7 +33,8 @@ from ..signals import SignalConfig
 from ..store.store import Store
 from .calibration import choose_threshold_by_win_loss, win_loss_curve
 from .online_rewriter import COMPONENT, MODEL_FORMAT, OnlineRewriter
-from .train import load_history, request_of
+from .replay import request_of
+from .train import load_history
 
 __all__ = ["served_outcome", "served_rewrites", "calibrate_on_served"]
 

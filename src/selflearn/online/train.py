@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import hashlib
-import random
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -35,16 +34,17 @@ from ..rewrites.table import TableRewriter
 from ..signals import DEFECT_AT, SignalConfig, compute_signals
 from ..store.store import Store
 from .encoder import BiEncoder, OnnxEncoder, export_onnx
-from .global_layer import build_global, fixed_by_retry
+from .global_layer import build_global
 from .habits import HabitRules
-from .memory import PersonalMemory, meaning_key, row_turn
+from .memory import PersonalMemory, meaning_key
 from .private_global import build_private_global
 from .calibration import calibrate_thresholds, judge_top
 from .ranker import Ranker
+from .replay import ranking_examples, ranking_rows
 from .retry_window import DEFAULT_WINDOW_S, gaps_after_failure, learn_retry_window
 from .online_rewriter import OnlineRewriter
 
-__all__ = ["OnlineConfig", "train_online", "load_history", "History", "build_global", "held_out", "encoder_pairs", "ranking_examples", "ranking_labels"]
+__all__ = ["OnlineConfig", "train_online", "load_history", "History", "build_global", "held_out", "encoder_pairs"]
 
 CALIBRATIONS = ("precision", "harm", "win-loss")
 SUCCESS_BELOW = DEFECT_AT  # defect score under which a turn counts as having worked (as in mining)
@@ -184,77 +184,6 @@ def encoder_pairs(h: History, validation_share: float, seed: int) -> tuple[list[
     return out, users
 
 
-def request_of(r: dict) -> dict:
-    """A history row as the rewriter's request arguments (device and context), as it was logged."""
-    return {"device": {"type": r["device_type"], "has_screen": bool(r["has_screen"]), "location": r["location"]},
-            "context": {"hour": r["hour"], "timestamp": r["ts"], "asr_confidence": r["asr_confidence"]}}
-
-
-def replay_examples(rw: OnlineRewriter, h: History, chosen: set[int], eligible: set[int] | None = None
-                    ) -> list[tuple[int, list[str], np.ndarray, bool, list[str], list[str | None]]]:
-    """Replay every turn through the personal layer in time order; at each chosen row, the
-    candidates and features known just before it, where each candidate came from and the meaning
-    it was known by then (:meth:`OnlineRewriter.meanings`: a request only this user says has the
-    meaning it had when it worked for them). Rows of ``eligible`` whose user has, by then, fixed
-    the same request by retrying are all taken too (a census of the rare personal cases: a random
-    sample would hold a handful); the flag says which rows came from the census."""
-    out = []
-    for i, r in enumerate(h.rows):
-        census = eligible is not None and i in eligible and bool(rw.personal.fixes_of(r["user_id"], r["text"]))
-        if i in chosen or census:
-            texts, sources, x = rw.candidates(r["text"], user_id=r["user_id"], **request_of(r))
-            out.append((i, texts, x, census, sources, rw.meanings(texts, r["user_id"])))
-        rw.personal.observe(row_turn(r))
-    rw.personal.flush()
-    return out
-
-
-def ranking_examples(rw: OnlineRewriter, h: History, c: OnlineConfig, *, rates: dict[str, float] | None = None
-                     ) -> tuple[list, set[int], dict[str, float], int]:
-    """The requests the ranker learns from and is calibrated on, replayed through ``rw``'s personal
-    layer (see :func:`replay_examples`): a sample of failing requests a retry fixed with another
-    meaning, of requests that worked and of failing requests no retry fixed (``c.unfixed_share``),
-    drawn with ``c.seed``. Returns the examples, the fixable rows, each stratum's weight back to
-    traffic's mix (1 / the share of it sampled), and the number of unfixed failing requests.
-    ``rates`` (a stratum's share to sample, as such weights' inverses give): sample other logs the
-    way these were (the privacy audit's reference users)."""
-    rng = random.Random(c.seed)
-    # a failing request whose chain ended in the meaning it already had failed for another reason
-    # (the skill, the result): rewriting cannot fix it, so it teaches nothing
-    fixable_set = fixed_by_retry(h)
-    fixable = [i for i in h.target if i in fixable_set]  # in the chains' order (the seeded sample depends on it)
-    worked = [i for i, r in enumerate(h.rows) if r["ok"] and not r["rewrite"]]
-    # failing requests no retry fixed (nothing serves them, or the user gave up): a rewrite of one
-    # is served all the same, and is a loss unless it fixes what nobody saw fixed; without them the
-    # held-out precision would only see requests that worked or were fixed
-    unfixed = [i for i, r in enumerate(h.rows) if not r["ok"] and not r["rewrite"] and i not in fixable_set]
-    n_fail = int(round(c.examples * c.unfixed_share))
-    want = {"fix": c.examples // 2, "ok": c.examples - c.examples // 2 - n_fail, "fail": n_fail}
-    if rates is not None:
-        want = {k: int(round(rates[k] * n)) for k, n in (("fix", len(fixable)), ("ok", len(worked)), ("fail", len(unfixed)))}
-    pick_fix = set(rng.sample(fixable, min(len(fixable), want["fix"])))
-    pick_ok = set(rng.sample(worked, min(len(worked), want["ok"])))
-    pick_fail = set(rng.sample(unfixed, min(len(unfixed), want["fail"])))
-    chosen = pick_fix | pick_ok | pick_fail
-    # the sample's strata are not traffic's mix: weights restore it in the precision (census rows
-    # count once each; they are too few to bias the sampled strata's weights)
-    weight_of = {"fix": len(fixable) / max(len(pick_fix), 1), "ok": len(worked) / max(len(pick_ok), 1),
-                 "fail": len(unfixed) / max(len(pick_fail), 1)}
-    rw.warm([h.rows[i]["text"] for i in chosen])
-    examples = replay_examples(rw, h, chosen, eligible=fixable_set | set(worked) | set(unfixed))
-    return examples, fixable_set, weight_of, len(unfixed)
-
-
-def ranking_labels(h: History, i: int, meanings: list[str | None]) -> np.ndarray:
-    """1 for each candidate (known by ``meanings``, as the replay gives them) that means what the
-    rephrase chain of row ``i`` reached; all 0 for a request no chain fixed."""
-    t = h.target.get(i)
-    if t is None:  # a request that worked: nothing should change
-        return np.zeros(len(meanings), int)
-    want = h.rows[t]["meaning"]
-    return np.array([m is not None and m == want for m in meanings], int)
-
-
 SIGNALS_RULE = (DEFAULT_WINDOW_S, 0.35, 0.6)  # the retry window, retry and fix similarity chosen for the signals' window (habit_pilot.py)
 
 
@@ -340,28 +269,16 @@ def train_online(store: Store, out: Path, *, table: Path | None = None, config: 
     say("replay", 0, 0)
     examples, fixable_set, weight_of, n_unfixed = ranking_examples(rw, h, c)
     say("ranker", 0, 0)
-    xs, ys, groups, train_mask, row_users = [], [], [], [], []
-    global_fixes = 0  # training requests whose fix the global layer holds (a user's own candidates alone rank nothing for others)
-    for k, (i, texts, x, _, sources, meanings) in enumerate(examples):
-        if not texts:
-            continue
-        y = ranking_labels(h, i, meanings)
-        global_fixes += not held[h.rows[i]["user_id"]] and any(v and s != "personal" for v, s in zip(y, sources))
-        xs.append(x)
-        ys.append(y)
-        groups.append(np.full(len(texts), k))
-        train_mask.append(np.full(len(texts), not held[h.rows[i]["user_id"]]))
-        row_users += [h.rows[i]["user_id"]] * len(texts)
-    if not xs or not global_fixes:
+    rows = ranking_rows(h, examples, held)
+    if not rows.ys or not rows.global_fixes:
         raise InvalidInputError(explain(
             f"a global layer of {len(g.texts)} requests ({len(g.candidates)} that usually work) from {len(held)} users"
             + (f", released with DP at epsilon {dp['dp_epsilon']:.3g}" if dp else ""),
             "the ranker needs failing requests whose fix is among the global layer's candidates (each candidate shared by enough users to enter it)",
             "train on more users' logs" + (", raise --dp-epsilon, or train without DP (the global layer is then k-anonymous)" if dp else "")))
-    x, y, tr = np.vstack(xs), np.concatenate(ys), np.concatenate(train_mask)
-    ranker = Ranker(random_state=c.seed, ignore=tuple(c.ignore_features), **dp).fit(
-        x[tr], y[tr], users=[u for u, t in zip(row_users, tr) if t])
-    val = [(examples[int(grp[0])], yk) for grp, yk, t in zip(groups, ys, train_mask) if not t[0]]
+    x, y, tr = rows.x, np.concatenate(rows.ys), rows.train
+    ranker = Ranker(random_state=c.seed, ignore=tuple(c.ignore_features), **dp).fit(x[tr], y[tr], users=list(rows.users[tr]))
+    val = [(examples[k], yk) for k, yk, t in zip(rows.example, rows.ys, rows.example_train) if not t]
     judged = judge_top(h, g, [e for e, _ in val], [ranker.score(e[2]) for e, _ in val], [yk for _, yk in val], fixable_set, weight_of, table=rw.table)
     rw.ranker = ranker
     calibration = calibrate_thresholds(judged, c)
