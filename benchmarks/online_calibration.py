@@ -3,7 +3,8 @@ the global layer's on served pilot traffic, and what each does in an A/B.
 
 Simulates the mining period again (same world, users, days and seed as a kept model of
 ``online_results.py --keep``) and trains the ranker with that model's encoder (``encoder_from``: only the
-layers and the ranker are trained again) under ``--calibrate`` (default: win-loss), printing each mode's
+layers and the ranker are trained again; without it the whole model is trained, as `selflearn online train`
+makes it) under ``--calibrate`` (default: win-loss), printing each mode's
 choice and the held-out win:loss curve the logs give. With ``--pilot-seed P``: a pilot — traffic of
 its own (seed P, the days after mining) served by the table and the global layer at ``--floor`` —
 is imported into a store of its own and the global layer's threshold is calibrated on it
@@ -11,7 +12,7 @@ is imported into a store of its own and the global layer's threshold is calibrat
 ``--ab-seeds``: none, the table, table + global, table + global + personal (the personal arm only on
 the mining seed: the personal layer holds its users).
 
-Usage: python benchmarks/online_calibration.py --world world --encoder-from kept-model --seed 0 --pilot-seed 1 --ab-seeds 0,2 [--keep DIR]
+Usage: python benchmarks/online_calibration.py --world world [--encoder-from kept-model] --seed 0 --pilot-seed 1 --ab-seeds 0,2 [--keep DIR]
 
 Training and calibration read the logs only; the truth is used by the A/B harness, for scoring.
 """
@@ -40,7 +41,8 @@ from selflearn.world.simulate import SimConfig, load_nlu_for
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--world", type=Path, default=Path("world"))
-    ap.add_argument("--encoder-from", type=Path, required=True, help="a kept online model trained on the same world, users, days and seed")
+    ap.add_argument("--encoder-from", type=Path, default=None, help="a kept online model trained on the same world, users, days and seed "
+                                                                    "(default: none; the encoder is fine-tuned too: a whole `online train`)")
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--mine-days", type=int, default=14)
     ap.add_argument("--ab-days", type=int, default=14)
