@@ -339,6 +339,30 @@ def test_a_candidate_only_its_user_says_is_labelled_by_its_meaning_for_them():
     assert ranking_labels(h, 2, ["W"]).tolist() == [0]  # a request that worked: nothing should change
 
 
+def test_ranking_rows_stack_the_examples_with_candidates_and_count_fixes_the_global_layer_holds():
+    import numpy as np
+
+    from selflearn.online.features import FEATURES
+    from selflearn.online.replay import ranking_rows
+    from selflearn.online.train import History
+
+    rows = [{"meaning": "X", "user_id": "a"}, {"meaning": "W", "user_id": "a"}, {"meaning": "Y", "user_id": "b"},
+            {"meaning": "W", "user_id": "b"}, {"meaning": "Z", "user_id": "c"}]
+    h = History(rows, {0: 1, 2: 3})
+    x = lambda n: np.full((n, len(FEATURES)), float(n), np.float32)  # noqa: E731
+    examples = [(0, ["w1", "w2"], x(2), False, ["global", "personal"], ["W", "V"]),   # a's fix, held by the global layer
+                (4, [], x(0), False, [], []),                                          # no candidates: no rows
+                (2, ["w3", "w4", "w5"], x(3), False, ["personal", "global", "global"], ["W", "V", None])]  # b's fix: personal only
+    r = ranking_rows(h, examples, {"a": False, "b": True, "c": False})
+    assert r.x.shape == (5, len(FEATURES)) and r.example == [0, 2] and r.example_train == [True, False]
+    assert [y.tolist() for y in r.ys] == [[1, 0], [1, 0, 0]]
+    assert r.group.tolist() == [0, 0, 2, 2, 2] and r.users.tolist() == ["a", "a", "b", "b", "b"]
+    assert r.train.tolist() == [True, True, False, False, False]
+    assert r.global_fixes == 1  # b is held out; and b's fix was a personal candidate anyway
+    held_b_in = ranking_rows(h, examples, {"a": False, "b": False, "c": False})
+    assert held_b_in.global_fixes == 1  # a personal candidate alone is no fix the global layer holds
+
+
 def test_insertion_finds_words_added_after_a_word_and_nothing_else():
     from selflearn.online.memory import insertion
 
