@@ -92,17 +92,20 @@ def ranking_labels(h: History, i: int, meanings: list[str | None]) -> np.ndarray
 @dataclass
 class RankingRows:
     """The ranker's rows from the replayed examples that have candidates: features ``x`` (one row per
-    candidate), labels per example (``ys``), the example each row belongs to (``group``), whether it
-    is a training user's (``train``, per row; ``example_train`` per example), whose request it was
+    candidate), labels per example (``ys``), which example (``example``) and whether a training user's
+    (``example_train``) each is, per row as ``group`` and ``train``; whose request each row was
     (``users``), and how many training requests have a fix among the non-personal candidates."""
 
     x: np.ndarray
     ys: list[np.ndarray]
-    group: np.ndarray
     example: list[int]
     example_train: list[bool]
     users: np.ndarray
     global_fixes: int
+
+    @property
+    def group(self) -> np.ndarray:
+        return np.repeat(np.array(self.example, int), [len(y) for y in self.ys])
 
     @property
     def train(self) -> np.ndarray:
@@ -112,7 +115,7 @@ class RankingRows:
 def ranking_rows(h: History, examples: list, held: dict[str, bool]) -> RankingRows:
     """Label the replayed ``examples`` (:func:`ranking_labels`) and stack their candidates' rows;
     ``held``: the users held out for validation."""
-    xs, ys, groups, example, example_train, users = [], [], [], [], [], []
+    xs, ys, example, example_train, users = [], [], [], [], []
     global_fixes = 0  # training requests whose fix the global layer holds (a user's own candidates alone rank nothing for others)
     for k, (i, texts, x, _, sources, meanings) in enumerate(examples):
         if not texts:
@@ -122,9 +125,8 @@ def ranking_rows(h: History, examples: list, held: dict[str, bool]) -> RankingRo
         global_fixes += not held[u] and any(v and s != "personal" for v, s in zip(y, sources))
         xs.append(x)
         ys.append(y)
-        groups.append(np.full(len(texts), k))
         example.append(k)
         example_train.append(not held[u])
         users += [u] * len(texts)
     return RankingRows(np.vstack(xs) if xs else np.zeros((0, len(FEATURES)), np.float32), ys,
-                       np.concatenate(groups) if groups else np.zeros(0, int), example, example_train, np.array(users, object), global_fixes)
+                       example, example_train, np.array(users, object), global_fixes)
