@@ -95,3 +95,18 @@ def test_fast_path_defers_what_it_cannot_judge():
         except msgspec.ValidationError:
             pass
         assert _pydantic_ok(raw)
+
+
+def test_fast_path_refuses_a_date_that_does_not_exist():
+    """The timestamp pattern admits 2026-02-30 (and 29 February of a common year); pydantic refuses
+    them, so the fast path must send them to pydantic rather than store them."""
+    for stamp in ("2026-02-30T08:15:00Z", "2027-02-29T00:00:00+01:00", "2026-04-31T23:59:59.5Z"):
+        raw = json.dumps(make_turn(timestamp=stamp)).encode()
+        try:
+            FAST.decode(raw)
+            raise AssertionError(f"fast path accepted {stamp}")
+        except msgspec.ValidationError:
+            pass
+        assert not _pydantic_ok(raw)
+    for stamp in ("2028-02-29T08:15:00Z", "2026-03-02T08:15:00.123456+05:30"):
+        FAST.decode(json.dumps(make_turn(timestamp=stamp)).encode())

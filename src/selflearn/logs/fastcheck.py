@@ -10,7 +10,8 @@ pydantic accepts:
   which keeps them;
 * timestamps must match :data:`ISO_TIMESTAMP` exactly (upper-case ``T``, at most
   six fractional digits, ``Z`` or ``+hh:mm``), the form DuckDB and pydantic read
-  identically; other forms pydantic accepts take the slow path.
+  identically, and name a date that exists (not 2026-02-30); other forms pydantic
+  accepts take the slow path.
 
 A record msgspec refuses is re-validated by pydantic, which makes the final
 decision and writes the error message. So the fast path changes speed, never
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
@@ -89,14 +91,36 @@ class _Compiler:
         name = node.get("title", "Object")
         if name not in self.structs:
             required = set(node.get("required", []))
-            fields = []
+            fields, times = [], []
             for key, sub in node.get("properties", {}).items():
                 typ = self.type_of(sub)
+                if _is_date_time(self.resolve(sub)):
+                    times.append(key)
                 # Defaults are never validated nor used (decoded objects are discarded).
                 fields.append((key, typ) if key in required else (key, typ, None))
             fields.sort(key=lambda f: len(f) == 3)  # msgspec wants required fields first
-            self.structs[name] = msgspec.defstruct(f"{name}Fast{next(self.ids)}", fields, forbid_unknown_fields=True)
+            namespace = {"__post_init__": _real_times(tuple(times))} if times else None
+            self.structs[name] = msgspec.defstruct(f"{name}Fast{next(self.ids)}", fields, forbid_unknown_fields=True, namespace=namespace)
         return self.structs[name]
+
+
+def _is_date_time(node: dict[str, Any]) -> bool:
+    alts = node.get("anyOf", [node])
+    return any(alt.get("format") == "date-time" for alt in alts)
+
+
+def _real_times(names: tuple[str, ...]):
+    """A check run after decoding: the pattern admits dates that do not exist (2026-02-30), which
+    pydantic refuses, so the fast path must refuse them too (msgspec turns the ValueError into a
+    validation error, and the record takes the slow path)."""
+
+    def __post_init__(self) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+    return __post_init__
 
 
 def compile_fast_type(schema: dict[str, Any]) -> msgspec.json.Decoder:

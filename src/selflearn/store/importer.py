@@ -226,7 +226,8 @@ class _FileImport:
     def _store(self, staged: list[tuple[int, str, str | None]], originals: dict[int, bytes]) -> None:
         con = self.con
         self._stage(staged)
-        # A timestamp the fast path let through but DuckDB cannot read (e.g. 2026-02-30): pydantic decides.
+        # A timestamp the fast path let through but DuckDB cannot read: pydantic decides (a net; the fast path
+        # itself refuses dates that do not exist, such as 2026-02-30).
         unread = [r[0] for r in con.execute("SELECT line_no FROM proj WHERE ts IS NULL").fetchall()]
         if unread:
             redo: list[tuple[int, str, str | None]] = []
